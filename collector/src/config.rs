@@ -1,0 +1,221 @@
+//! Configuration of the collector: limits, trace assembly, the split rules and redaction.
+//!
+//! Every section has defaults that suit a vLLM fleet; a config file only names what it
+//! changes. Unknown keys are errors, so a typo is caught at startup.
+
+use serde::{Deserialize, Serialize};
+
+/// All collector settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Limits on OTLP payloads.
+    pub otlp: OtlpLimits,
+    /// How spans are grouped into traces before requests are derived.
+    pub assembly: AssemblyConfig,
+    /// How a request's latency is split into queue, compute and other.
+    pub split: SplitConfig,
+    /// What is removed from spans before anything is stored.
+    pub redaction: RedactionConfig,
+    /// Ingest queue settings.
+    pub ingest: IngestConfig,
+}
+
+/// Limits on OTLP payloads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpLimits {
+    /// Largest request body accepted, as sent (compressed or not). Larger: 413 / RESOURCE_EXHAUSTED.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decompression.
+    pub max_decompressed_bytes: usize,
+    /// Nesting depth of array/map attribute values kept; deeper levels are cut and marked.
+    pub max_attribute_depth: usize,
+}
+
+impl Default for OtlpLimits {
+    fn default() -> Self {
+        OtlpLimits { max_body_bytes: 16 << 20, max_decompressed_bytes: 64 << 20, max_attribute_depth: 8 }
+    }
+}
+
+/// Trace assembly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AssemblyConfig {
+    /// A trace whose entry span has arrived is complete after this long without new spans.
+    /// Should exceed the exporters' batch delay (5 s for the OTel SDKs' batch processor).
+    pub idle_ms: u64,
+    /// A trace is emitted this long after its first span at the latest, complete or not.
+    pub max_wait_ms: u64,
+    /// Spans held while waiting; beyond it the oldest traces are emitted early (counted in
+    /// `slo_collector_assembly_forced_total`).
+    pub max_pending_spans: usize,
+    /// Trace ids remembered after emission, to recognise (and count) late spans.
+    pub remember_emitted: usize,
+}
+
+impl Default for AssemblyConfig {
+    fn default() -> Self {
+        AssemblyConfig { idle_ms: 6_000, max_wait_ms: 30_000, max_pending_spans: 2_000_000, remember_emitted: 200_000 }
+    }
+}
+
+/// What an attribute measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Time waiting in the server's queue.
+    Queue,
+    /// Model time, prefill plus decode.
+    Compute,
+    /// Prefill time (added to decode when there is no compute attribute).
+    Prefill,
+    /// Decode time.
+    Decode,
+    /// Time to first token.
+    Ttft,
+    /// End-to-end time inside the server.
+    E2e,
+}
+
+/// Unit of a latency attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Seconds (vLLM).
+    S,
+    /// Milliseconds.
+    Ms,
+    /// Microseconds.
+    Us,
+}
+
+impl Unit {
+    /// Factor to milliseconds.
+    pub fn to_ms(self) -> f64 {
+        match self {
+            Unit::S => 1000.0,
+            Unit::Ms => 1.0,
+            Unit::Us => 0.001,
+        }
+    }
+}
+
+/// A span attribute that measures part of a request's latency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyAttribute {
+    /// Attribute key.
+    pub name: String,
+    /// What it measures.
+    pub role: Role,
+    /// Its unit.
+    pub unit: Unit,
+}
+
+/// The queue/compute split rules (DESIGN.md section 5), in order of trust.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Rule 1: attributes that measure it. Defaults are vLLM's `gen_ai.latency.*`.
+    pub attributes: Vec<LatencyAttribute>,
+    /// Rule 2: child spans whose name matches one of these (case-insensitive regex) are
+    /// queue time.
+    pub queue_span_patterns: Vec<String>,
+    /// Rule 2: child spans whose name matches one of these are compute time.
+    pub compute_span_patterns: Vec<String>,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        let a = |name: &str, role, unit| LatencyAttribute { name: name.into(), role, unit };
+        SplitConfig {
+            attributes: vec![
+                a("gen_ai.latency.time_in_queue", Role::Queue, Unit::S),
+                a("gen_ai.latency.time_in_model_inference", Role::Compute, Unit::S),
+                a("gen_ai.latency.time_in_model_prefill", Role::Prefill, Unit::S),
+                a("gen_ai.latency.time_in_model_decode", Role::Decode, Unit::S),
+                a("gen_ai.latency.time_to_first_token", Role::Ttft, Unit::S),
+                a("gen_ai.latency.e2e", Role::E2e, Unit::S),
+            ],
+            queue_span_patterns: vec![
+                "queue".into(),
+                "wait".into(),
+                "schedul".into(),
+                "pending".into(),
+                "backlog".into(),
+            ],
+            compute_span_patterns: vec![
+                "inference".into(),
+                "infer\\b".into(),
+                "forward".into(),
+                "prefill".into(),
+                "decode".into(),
+                "generat".into(),
+                "predict".into(),
+                "execute".into(),
+            ],
+        }
+    }
+}
+
+/// What redaction does with a content attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactionMode {
+    /// Remove the attribute.
+    Drop,
+    /// Replace the value with `sha256:<first 16 hex digits>` (equal texts stay equal).
+    Hash,
+    /// Keep the content (opt-in; prompts then sit on disk).
+    Keep,
+}
+
+/// Redaction of prompt and completion content before storage (DESIGN.md section 8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedactionConfig {
+    /// What to do with content attributes.
+    pub mode: RedactionMode,
+    /// Attribute keys that hold content; a key matches itself and anything below it
+    /// (`gen_ai.prompt` matches `gen_ai.prompt.0.content`).
+    pub keys: Vec<String>,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        let keys = [
+            "gen_ai.prompt",
+            "gen_ai.completion",
+            "gen_ai.input.messages",
+            "gen_ai.output.messages",
+            "gen_ai.system_instructions",
+            "gen_ai.tool.call.arguments",
+            "gen_ai.tool.call.result",
+            "gen_ai.content",
+            "llm.prompts",
+            "llm.input_messages",
+            "llm.output_messages",
+            "input.value",
+            "output.value",
+        ];
+        RedactionConfig { mode: RedactionMode::Drop, keys: keys.iter().map(|k| k.to_string()).collect() }
+    }
+}
+
+/// The ingest queue between the receivers and the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Bytes of decoded spans queued at most; beyond it exports are shed.
+    pub queue_bytes: usize,
+    /// Most export requests written to the WAL in one group commit.
+    pub max_group: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { queue_bytes: 256 << 20, max_group: 1024 }
+    }
+}

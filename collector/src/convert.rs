@@ -1,0 +1,271 @@
+//! OTLP export requests to [`SpanBatch`]es: validation, attribute rendering, redaction.
+//!
+//! A span that cannot be stored (bad ids, no start time) is rejected on its own and counted
+//! for OTLP `partial_success`; the rest of the request is kept.
+
+use std::fmt::Write as _;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use slo_store::{Attr, LinkRef, ResourceSpans, SpanBatch, SpanRecord};
+
+use crate::redact::{Redactor, Verdict, digest};
+
+/// Spans rejected from one request, for `partial_success`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// How many.
+    pub spans: i64,
+    /// What was wrong with the first one (OTLP asks for one message).
+    pub message: String,
+}
+
+/// Counters of what conversion did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConvertStats {
+    /// Attributes removed or hashed by redaction.
+    pub redacted: u64,
+}
+
+/// Converts OTLP to our records.
+#[derive(Debug, Clone)]
+pub struct Converter {
+    redactor: Redactor,
+    max_depth: usize,
+}
+
+impl Converter {
+    /// A converter with a redactor and the attribute nesting limit.
+    pub fn new(redactor: Redactor, max_depth: usize) -> Self {
+        Converter { redactor, max_depth }
+    }
+
+    fn attrs(&self, kvs: Vec<KeyValue>, stats: &mut ConvertStats) -> Vec<Attr> {
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            let verdict = self.redactor.verdict(&kv.key);
+            if verdict == Verdict::Drop {
+                stats.redacted += 1;
+                continue;
+            }
+            let mut value = String::new();
+            if let Some(v) = kv.value {
+                render(&v, &mut value, self.max_depth);
+            }
+            if verdict == Verdict::Hash {
+                stats.redacted += 1;
+                value = digest(&value);
+            }
+            out.push(Attr { key: kv.key, value });
+        }
+        out
+    }
+
+    /// Converts one export request.
+    pub fn convert(&self, req: ExportTraceServiceRequest) -> (SpanBatch, Rejected, ConvertStats) {
+        let mut rejected = Rejected::default();
+        let mut stats = ConvertStats::default();
+        let mut batch = SpanBatch { resources: Vec::with_capacity(req.resource_spans.len()) };
+        for (ri, rs) in req.resource_spans.into_iter().enumerate() {
+            let resource = self.attrs(rs.resource.map(|r| r.attributes).unwrap_or_default(), &mut stats);
+            let service = slo_store::records::find_attr(&resource, "service.name")
+                .filter(|s| !s.is_empty())
+                .unwrap_or("unknown_service")
+                .to_string();
+            let mut spans = Vec::new();
+            for (si, ss) in rs.scope_spans.into_iter().enumerate() {
+                for (pi, span) in ss.spans.into_iter().enumerate() {
+                    if let Err(problem) = validate(&span) {
+                        if rejected.spans == 0 {
+                            rejected.message = format!("resource_spans[{ri}].scope_spans[{si}].spans[{pi}]: {problem}");
+                        }
+                        rejected.spans += 1;
+                        continue;
+                    }
+                    let mut attributes = self.attrs(span.attributes, &mut stats);
+                    if let Some(status) = &span.status
+                        && !status.message.is_empty()
+                    {
+                        attributes.push(Attr::new("otel.status_description", status.message.clone()));
+                    }
+                    let links = span
+                        .links
+                        .into_iter()
+                        .filter(|l| l.trace_id.len() == 16 && l.span_id.len() == 8)
+                        .map(|l| LinkRef { trace_id: l.trace_id, span_id: l.span_id })
+                        .collect();
+                    spans.push(SpanRecord {
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent_span_id: span.parent_span_id,
+                        name: span.name,
+                        kind: span.kind,
+                        start_unix_nano: span.start_time_unix_nano,
+                        end_unix_nano: span.end_time_unix_nano.max(span.start_time_unix_nano),
+                        status_code: span.status.map_or(0, |s| s.code),
+                        attributes,
+                        links,
+                    });
+                }
+            }
+            if !spans.is_empty() {
+                batch.resources.push(ResourceSpans { service, resource, spans });
+            }
+        }
+        (batch, rejected, stats)
+    }
+}
+
+fn validate(span: &opentelemetry_proto::tonic::trace::v1::Span) -> Result<(), String> {
+    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+        return Err(format!("trace_id must be 16 non-zero bytes, got {} bytes", span.trace_id.len()));
+    }
+    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+        return Err(format!("span_id must be 8 non-zero bytes, got {} bytes", span.span_id.len()));
+    }
+    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        return Err(format!("parent_span_id must be empty or 8 bytes, got {} bytes", span.parent_span_id.len()));
+    }
+    if span.start_time_unix_nano == 0 {
+        return Err("start_time_unix_nano is missing".into());
+    }
+    if span.end_time_unix_nano < span.start_time_unix_nano {
+        return Err("end_time_unix_nano is before start_time_unix_nano".into());
+    }
+    Ok(())
+}
+
+/// Renders an attribute value as text: scalars plainly, arrays and maps as JSON, nesting
+/// beyond `depth` replaced by `"…"`.
+pub fn render(v: &AnyValue, out: &mut String, depth: usize) {
+    match &v.value {
+        None => {}
+        Some(Value::StringValue(s)) => out.push_str(s),
+        Some(Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
+        Some(Value::IntValue(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        Some(Value::DoubleValue(d)) => {
+            let _ = write!(out, "{d}");
+        }
+        Some(Value::BytesValue(b)) => out.push_str(&hex::encode(b)),
+        Some(_) => render_json(v, out, depth),
+    }
+}
+
+fn render_json(v: &AnyValue, out: &mut String, depth: usize) {
+    if depth == 0 {
+        out.push_str("\"…\"");
+        return;
+    }
+    match &v.value {
+        Some(Value::ArrayValue(a)) => {
+            out.push('[');
+            for (i, x) in a.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                render_json(x, out, depth - 1);
+            }
+            out.push(']');
+        }
+        Some(Value::KvlistValue(kv)) => {
+            out.push('{');
+            for (i, x) in kv.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(x.key.clone()).to_string());
+                out.push(':');
+                match &x.value {
+                    Some(v) => render_json(v, out, depth - 1),
+                    None => out.push_str("null"),
+                }
+            }
+            out.push('}');
+        }
+        Some(Value::StringValue(s)) => out.push_str(&serde_json::Value::String(s.clone()).to_string()),
+        Some(Value::BytesValue(b)) => {
+            let _ = write!(out, "\"{}\"", hex::encode(b));
+        }
+        Some(Value::DoubleValue(d)) if !d.is_finite() => {
+            let _ = write!(out, "\"{d}\"");
+        }
+        Some(_) => render(v, out, depth),
+        None => out.push_str("null"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans as PRs, ScopeSpans, Span};
+
+    use super::*;
+    use crate::config::RedactionConfig;
+
+    fn s(v: &str) -> AnyValue {
+        AnyValue { value: Some(Value::StringValue(v.into())) }
+    }
+
+    fn kv(k: &str, v: AnyValue) -> KeyValue {
+        KeyValue { key: k.into(), value: Some(v), ..Default::default() }
+    }
+
+    fn span(trace: u8, id: u8) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            name: "x".into(),
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 20,
+            attributes: vec![kv("gen_ai.prompt.0.content", s("secret prompt")), kv("gen_ai.request.model", s("m"))],
+            ..Default::default()
+        }
+    }
+
+    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![PRs {
+                resource: Some(Resource { attributes: vec![kv("service.name", s("vllm"))], ..Default::default() }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn redacts_and_rejects_per_span() {
+        let c = Converter::new(Redactor::new(&RedactionConfig::default()), 8);
+        let mut bad = span(1, 2);
+        bad.trace_id = vec![1; 8];
+        let (batch, rejected, stats) = c.convert(request(vec![span(1, 1), bad, span(1, 3)]));
+        assert_eq!(batch.span_count(), 2);
+        assert_eq!(rejected.spans, 1);
+        assert!(rejected.message.contains("spans[1]") && rejected.message.contains("trace_id"), "{}", rejected.message);
+        assert_eq!(stats.redacted, 2);
+        let attrs = &batch.resources[0].spans[0].attributes;
+        assert!(attrs.iter().all(|a| !a.value.contains("secret")));
+        assert_eq!(batch.resources[0].service, "vllm");
+    }
+
+    #[test]
+    fn renders_nested_values_with_a_depth_cut() {
+        let mut v = s("leaf");
+        for _ in 0..20 {
+            v = AnyValue { value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })) };
+        }
+        let mut out = String::new();
+        render(&v, &mut out, 3);
+        assert_eq!(out, "[[[\"…\"]]]");
+        let map = AnyValue {
+            value: Some(Value::KvlistValue(KeyValueList {
+                values: vec![kv("a", AnyValue { value: Some(Value::IntValue(3)) }), kv("b\"", s("x"))],
+            })),
+        };
+        let mut out = String::new();
+        render(&map, &mut out, 8);
+        assert_eq!(out, r#"{"a":3,"b\"":"x"}"#);
+    }
+}

@@ -1,0 +1,30 @@
+//! The collector of `slo`: OTLP in, `spans` and `requests` rows out.
+//!
+//! ```text
+//! OTLP gRPC / HTTP ─> decode ─> convert (validate, redact) ─> Ingest (bounded by bytes)
+//!     ─> pipeline thread: WAL group commit ─> ack ─> spans rows ─> Assembler (by trace id)
+//!        ─> split (queue / compute / other) ─> requests rows ─> Store ─> flusher thread
+//! ```
+//!
+//! Acknowledgement happens after the WAL write, never before: an export answered with
+//! success survives `kill -9`. Everything between the network and the store is bounded:
+//! the ingest queue by bytes (beyond it, exports are shed with 429 / UNAVAILABLE), the
+//! assembler by pending spans (beyond it, the oldest traces are emitted early and counted),
+//! the store by unflushed bytes (beyond it, the pipeline waits, and so the queue fills).
+
+pub mod assemble;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod import;
+pub mod metrics;
+pub mod otlp;
+pub mod pipeline;
+pub mod redact;
+pub mod replay;
+pub mod split;
+
+pub use config::CollectorConfig;
+pub use error::{Error, Result};
+pub use metrics::CollectorMetrics;
+pub use pipeline::{Health, Ingest, Pipeline, PipelineHandle};

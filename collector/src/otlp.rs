@@ -1,0 +1,148 @@
+//! OTLP receivers (gRPC on 4317, HTTP on 4318) and what they share: decoding, limits,
+//! conversion, metrics, and the `google.rpc.Status` error shape.
+
+pub mod decode;
+pub mod grpc;
+pub mod http;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use crate::config::CollectorConfig;
+use crate::convert::{Converter, Rejected};
+use crate::error::Result;
+use crate::metrics::{CollectorMetrics, ExportLabels, TransportLabel};
+use crate::pipeline::Ingest;
+use crate::redact::Redactor;
+
+/// Exports above this many spans are converted off the async workers.
+const BLOCKING_SPANS: usize = 2_000;
+
+/// What receivers share: conversion and the ingest queue.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    converter: Converter,
+    ingest: Ingest,
+    metrics: CollectorMetrics,
+    limits: crate::config::OtlpLimits,
+}
+
+impl Receiver {
+    /// A receiver feeding `ingest`.
+    pub fn new(cfg: &CollectorConfig, ingest: Ingest, metrics: CollectorMetrics) -> Arc<Self> {
+        Arc::new(Receiver {
+            converter: Converter::new(Redactor::new(&cfg.redaction), cfg.otlp.max_attribute_depth),
+            ingest,
+            metrics,
+            limits: cfg.otlp.clone(),
+        })
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &crate::config::OtlpLimits {
+        &self.limits
+    }
+
+    /// The ingest handle.
+    pub fn ingest(&self) -> &Ingest {
+        &self.ingest
+    }
+
+    /// Converts and stores one export; returns the spans rejected one by one.
+    pub async fn export(&self, req: ExportTraceServiceRequest, transport: &'static str) -> Result<Rejected> {
+        let started = Instant::now();
+        let n: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        let (batch, rejected, stats) = if n > BLOCKING_SPANS {
+            let c = self.converter.clone();
+            tokio::task::spawn_blocking(move || c.convert(req))
+                .await
+                .map_err(|e| crate::Error::Storage(format!("conversion task failed: {e}")))?
+        } else {
+            self.converter.convert(req)
+        };
+        self.metrics.redacted_attributes.inc_by(stats.redacted);
+        let accepted = batch.span_count();
+        let result = if accepted > 0 { self.ingest.submit(batch).await } else { Ok(()) };
+        let label = TransportLabel { transport };
+        self.metrics.export_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(()) if rejected.spans > 0 => "partial",
+            Ok(()) => "ok",
+            Err(e) => e.outcome(),
+        };
+        self.metrics.exports.get_or_create(&ExportLabels { transport, outcome }).inc();
+        match result {
+            Ok(()) => {
+                self.metrics.spans_accepted.get_or_create(&label).inc_by(accepted as u64);
+                self.metrics.spans_rejected.get_or_create(&label).inc_by(rejected.spans as u64);
+                Ok(rejected)
+            }
+            Err(e) => {
+                self.metrics.spans_refused.get_or_create(&ExportLabels { transport, outcome }).inc_by(n as u64);
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts an export refused before it could be decoded.
+    pub fn refused(&self, transport: &'static str, e: &crate::Error) {
+        self.metrics.exports.get_or_create(&ExportLabels { transport, outcome: e.outcome() }).inc();
+    }
+}
+
+/// `google.rpc.Status`, the error body of OTLP/HTTP and the details of gRPC errors.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct RpcStatus {
+    /// `google.rpc.Code`.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// What went wrong.
+    #[prost(string, tag = "2")]
+    pub message: String,
+    /// Typed details (`RetryInfo` when the client should back off).
+    #[prost(message, repeated, tag = "3")]
+    #[serde(skip)]
+    pub details: Vec<ProtoAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProtoAny {
+    /// Type URL.
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    /// Encoded message.
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RetryInfo {
+    /// How long to wait.
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProtoDuration {
+    /// Seconds.
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    /// Nanoseconds.
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// Seconds a shed client should wait before retrying.
+pub const RETRY_AFTER_SECS: i64 = 1;
+
+/// The `RetryInfo` detail telling a client to back off.
+pub fn retry_info() -> ProtoAny {
+    use prost::Message;
+    let info = RetryInfo { retry_delay: Some(ProtoDuration { seconds: RETRY_AFTER_SECS, nanos: 0 }) };
+    ProtoAny { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: info.encode_to_vec() }
+}

@@ -1,0 +1,161 @@
+//! OTLP/HTTP: `POST /v1/traces`, protobuf or JSON, gzip or identity.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::BodyExt;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use prost::Message;
+
+use super::decode::{self, Encoding};
+use super::{RETRY_AFTER_SECS, Receiver, RpcStatus, retry_info};
+use crate::error::Error;
+
+const TRANSPORT: &str = "http";
+
+/// The OTLP/HTTP routes.
+pub fn router(receiver: Arc<Receiver>) -> Router {
+    Router::new().route("/v1/traces", post(traces)).with_state(receiver)
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn traces(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+    // Answer in the encoding the client used; protobuf when it sent something unusable.
+    let ct = header_str(&headers, header::CONTENT_TYPE).unwrap_or("");
+    let encoding = match Encoding::from_content_type(ct) {
+        Ok(e) => e,
+        Err(e) => return failure(&rx, Encoding::Protobuf, e),
+    };
+    match receive(&rx, &headers, body, encoding).await {
+        Ok(rejected) => {
+            let partial = (rejected.spans > 0).then_some(ExportTracePartialSuccess {
+                rejected_spans: rejected.spans,
+                error_message: rejected.message,
+            });
+            let resp = ExportTraceServiceResponse { partial_success: partial };
+            let body = match encoding {
+                Encoding::Protobuf => resp.encode_to_vec(),
+                // The protobuf JSON mapping writes int64 as a string.
+                Encoding::Json => match resp.partial_success {
+                    Some(p) => serde_json::json!({
+                        "partialSuccess": { "rejectedSpans": p.rejected_spans.to_string(), "errorMessage": p.error_message }
+                    })
+                    .to_string()
+                    .into_bytes(),
+                    None => b"{}".to_vec(),
+                },
+            };
+            (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+        }
+        Err(e) => failure(&rx, encoding, e),
+    }
+}
+
+async fn receive(
+    rx: &Receiver,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<crate::convert::Rejected, Error> {
+    let limits = rx.limits().clone();
+    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = declared
+        && len > DRAIN_LIMIT
+    {
+        return Err(Error::TooLarge { what: "body", size: len, limit: limits.max_body_bytes });
+    }
+    let bytes = read_body(body, limits.max_body_bytes).await?;
+    let gzip = match header_str(headers, header::CONTENT_ENCODING).map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v.is_empty() || v == "identity" => false,
+        Some(v) if v == "gzip" => true,
+        Some(v) => return Err(Error::UnsupportedEncoding(v)),
+    };
+    let large = bytes.len() > 256 * 1024;
+    let decode_all = move || -> Result<_, Error> {
+        let raw;
+        let payload: &[u8] = if gzip {
+            raw = decode::gunzip(&bytes, limits.max_decompressed_bytes)?;
+            &raw
+        } else {
+            &bytes
+        };
+        decode::decode(payload, encoding)
+    };
+    let req = if large {
+        tokio::task::spawn_blocking(decode_all)
+            .await
+            .map_err(|e| Error::Storage(format!("decode task failed: {e}")))??
+    } else {
+        decode_all()?
+    };
+    rx.export(req, TRANSPORT).await
+}
+
+/// An oversized body up to this size is read and discarded before answering 413, so that
+/// the client, still sending, gets the answer instead of a reset connection. Beyond it the
+/// connection is cut.
+const DRAIN_LIMIT: usize = 256 << 20;
+
+/// Reads the body, keeping at most `limit` bytes in memory.
+async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::InvalidPayload(format!("could not read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len();
+        if total > limit {
+            if total > DRAIN_LIMIT {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    if total > limit {
+        return Err(Error::TooLarge { what: "body", size: total, limit });
+    }
+    Ok(buf)
+}
+
+fn failure(rx: &Receiver, encoding: Encoding, e: Error) -> Response {
+    let (status, code) = match &e {
+        Error::InvalidPayload(_) => (StatusCode::BAD_REQUEST, 3),
+        Error::UnsupportedContentType(_) | Error::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3),
+        Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, 8),
+        Error::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, 8),
+        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 14),
+        Error::Storage(_) | Error::Store(_) | Error::File { .. } => (StatusCode::SERVICE_UNAVAILABLE, 14),
+    };
+    // Failures after decoding are counted in Receiver::export; count the early ones here.
+    if matches!(
+        e,
+        Error::InvalidPayload(_)
+            | Error::UnsupportedContentType(_)
+            | Error::UnsupportedEncoding(_)
+            | Error::TooLarge { .. }
+    ) {
+        rx.refused(TRANSPORT, &e);
+        tracing::debug!(error = %e, "otlp/http export refused");
+    }
+    let retry = e.is_retryable();
+    let msg = RpcStatus { code, message: e.to_string(), details: if retry { vec![retry_info()] } else { vec![] } };
+    let body = match encoding {
+        Encoding::Protobuf => msg.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&msg).unwrap_or_default(),
+    };
+    let mut resp = (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+    if retry {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    resp
+}

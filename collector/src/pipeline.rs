@@ -1,0 +1,439 @@
+//! The ingest pipeline: one thread that owns the WAL and the assembler, and one that
+//! writes flushes.
+//!
+//! Receivers call [`Ingest::submit`], which reserves room in a byte budget (or sheds the
+//! export), queues the batch and waits for the pipeline thread to write it to the WAL.
+//! The pipeline thread takes whatever is queued as one group commit, acknowledges it, then
+//! turns it into `spans` rows and feeds the assembler, whose finished traces become
+//! `requests` rows. When a flush is due it rotates the WAL, snapshots the assembler and
+//! hands the rows to the flusher thread; WAL segments are deleted only after the segments
+//! and the manifest that cover them are on disk.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use slo_store::{FlushJob, Recovery, SpanBatch, Store, Wal};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::assemble::{Assembler, Emission, Emitted};
+use crate::config::CollectorConfig;
+use crate::error::{Error, Result};
+use crate::metrics::{CollectorMetrics, ReasonLabel};
+use crate::split::Splitter;
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const STOPPING: u8 = 2;
+const FAILED: u8 = 3;
+
+/// Whether the collector accepts data; `/readyz` reads it.
+#[derive(Debug, Default)]
+pub struct Health {
+    state: AtomicU8,
+}
+
+impl Health {
+    /// Ready to accept data.
+    pub fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) == READY
+    }
+
+    /// `starting`, `ready`, `stopping` or `failed`.
+    pub fn describe(&self) -> &'static str {
+        match self.state.load(Ordering::Acquire) {
+            STARTING => "starting (replaying the write-ahead log)",
+            READY => "ready",
+            STOPPING => "stopping",
+            _ => "failed",
+        }
+    }
+
+    fn set(&self, s: u8) {
+        self.state.store(s, Ordering::Release);
+    }
+}
+
+struct Submission {
+    batch: SpanBatch,
+    encoded: Vec<u8>,
+    _permit: OwnedSemaphorePermit,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+enum Msg {
+    Batch(Submission),
+    Flush(oneshot::Sender<Result<(), String>>),
+    Shutdown,
+}
+
+/// The handle receivers submit through; clones share the queue.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: Sender<Msg>,
+    budget: Arc<Semaphore>,
+    budget_kib: usize,
+    health: Arc<Health>,
+    metrics: CollectorMetrics,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").field("budget_kib", &self.budget_kib).finish()
+    }
+}
+
+impl Ingest {
+    /// Queues a batch and waits until it is durable. `Ok` means it may be acknowledged.
+    pub async fn submit(&self, batch: SpanBatch) -> Result<()> {
+        if !self.health.is_ready() {
+            return Err(Error::Unavailable(self.health.describe()));
+        }
+        let encoded = batch.encode_to_vec();
+        // What the batch costs until it is rows: the decoded records dominate.
+        let kib = (encoded.len() * 4 + batch.span_count() * 160) / 1024 + 1;
+        let kib = kib.min(self.budget_kib) as u32;
+        let permit = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| Error::Overloaded {
+            queued_bytes: (self.budget_kib - self.budget.available_permits()) * 1024,
+            limit_bytes: self.budget_kib * 1024,
+        })?;
+        self.metrics.queue_bytes.set(((self.budget_kib - self.budget.available_permits()) * 1024) as i64);
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Batch(Submission { batch, encoded, _permit: permit, ack }))
+            .map_err(|_| Error::Unavailable("stopping"))?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Storage(e)),
+            Err(_) => Err(Error::Unavailable("stopping")),
+        }
+    }
+
+    /// Flushes everything in memory to segments and waits until they are on disk.
+    pub async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Flush(tx)).map_err(|_| Error::Unavailable("stopping"))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Storage(e)),
+            Err(_) => Err(Error::Unavailable("stopping")),
+        }
+    }
+
+    /// Whether the pipeline accepts data.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+}
+
+struct FlushRequest {
+    job: FlushJob,
+    done: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+/// The running pipeline: stop it with [`PipelineHandle::shutdown`].
+pub struct PipelineHandle {
+    tx: Sender<Msg>,
+    pipeline: JoinHandle<Result<()>>,
+    flusher: JoinHandle<()>,
+    health: Arc<Health>,
+}
+
+impl std::fmt::Debug for PipelineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineHandle").field("health", &self.health.describe()).finish()
+    }
+}
+
+impl PipelineHandle {
+    /// Stops accepting, writes what is queued, flushes everything (with the assembler's
+    /// in-flight traces saved for the next start) and waits for the threads. Blocking.
+    pub fn shutdown(self) -> Result<()> {
+        self.health.set(STOPPING);
+        let _ = self.tx.send(Msg::Shutdown);
+        let result = self.pipeline.join().unwrap_or_else(|_| Err(Error::Storage("pipeline thread panicked".into())));
+        let _ = self.flusher.join();
+        result
+    }
+
+    /// Whether the pipeline thread has ended (it only ends on its own after a failure).
+    pub fn is_finished(&self) -> bool {
+        self.pipeline.is_finished()
+    }
+
+    /// The shared health.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+}
+
+/// The pipeline thread's state.
+pub struct Pipeline {
+    store: Store,
+    wal: Wal,
+    assembler: Assembler,
+    splitter: Splitter,
+    metrics: CollectorMetrics,
+    rx: Receiver<Msg>,
+    flush_tx: SyncSender<FlushRequest>,
+    max_group: usize,
+    drain_on_exit: bool,
+}
+
+impl Pipeline {
+    /// Starts the pipeline: replays `recovery` (the pipeline reports ready afterwards), then
+    /// serves submissions. With `drain_on_exit`, traces still being assembled at shutdown
+    /// are emitted (an import has all its spans); otherwise they are saved for the next start.
+    pub fn start(
+        store: Store,
+        wal: Wal,
+        recovery: Recovery,
+        cfg: &CollectorConfig,
+        metrics: CollectorMetrics,
+        drain_on_exit: bool,
+    ) -> Result<(Ingest, PipelineHandle)> {
+        let splitter = Splitter::new(&cfg.split).map_err(Error::InvalidPayload)?;
+        let (tx, rx) = mpsc::channel();
+        let (flush_tx, flush_rx) = mpsc::sync_channel::<FlushRequest>(2);
+        let health = Arc::new(Health::default());
+        let flusher = {
+            let store = store.clone();
+            let health = health.clone();
+            std::thread::Builder::new()
+                .name("slo-flusher".into())
+                .spawn(move || run_flusher(store, flush_rx, health))
+                .map_err(|e| Error::Storage(format!("spawn flusher: {e}")))?
+        };
+        let mut pipeline = Pipeline {
+            store,
+            wal,
+            assembler: Assembler::new(cfg.assembly.clone()),
+            splitter,
+            metrics: metrics.clone(),
+            rx,
+            flush_tx,
+            max_group: cfg.ingest.max_group.max(1),
+            drain_on_exit,
+        };
+        let thread_health = health.clone();
+        let handle = std::thread::Builder::new()
+            .name("slo-pipeline".into())
+            .spawn(move || {
+                let result = pipeline.recover(recovery).and_then(|()| {
+                    thread_health.set(READY);
+                    pipeline.run()
+                });
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "ingest pipeline failed");
+                    thread_health.set(FAILED);
+                }
+                result
+            })
+            .map_err(|e| Error::Storage(format!("spawn pipeline: {e}")))?;
+        let budget_kib = (cfg.ingest.queue_bytes / 1024).max(1);
+        let ingest = Ingest {
+            tx: tx.clone(),
+            budget: Arc::new(Semaphore::new(budget_kib)),
+            budget_kib,
+            health: health.clone(),
+            metrics,
+        };
+        Ok((ingest, PipelineHandle { tx, pipeline: handle, flusher, health }))
+    }
+
+    fn recover(&mut self, recovery: Recovery) -> Result<()> {
+        let now = Instant::now();
+        if let Some(state) = &recovery.state {
+            match self.assembler.restore(state, now) {
+                Ok(n) => tracing::info!(spans = n, "restored traces in flight at the last flush"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "state file unreadable; its traces get no request rows (their spans are kept)")
+                }
+            }
+        }
+        for &segment in &recovery.wal_segments {
+            let read = recovery.read(segment)?;
+            let mut batches = Vec::with_capacity(read.records.len());
+            for record in &read.records {
+                match SpanBatch::decode(record.as_slice()) {
+                    Ok(b) => batches.push(b),
+                    Err(e) => tracing::error!(segment, error = %e, "undecodable WAL record skipped"),
+                }
+            }
+            self.metrics.wal_replayed_records.inc_by(batches.len() as u64);
+            tracing::info!(segment, records = batches.len(), "replayed WAL segment");
+            if read.torn_bytes > 0 {
+                tracing::warn!(
+                    segment,
+                    torn_bytes = read.torn_bytes,
+                    "WAL segment ends in a torn record (a write cut short by a crash, never acknowledged)"
+                );
+            }
+            for chunk in batches.chunks(self.max_group) {
+                self.process(chunk.to_vec())?;
+                self.after_step(Vec::new())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let tick = Duration::from_millis(50);
+        loop {
+            let mut group = Vec::new();
+            let mut flushes = Vec::new();
+            let mut stop = false;
+            // Returns whether the message asks the loop to stop.
+            let take = |m: Msg, group: &mut Vec<Submission>, flushes: &mut Vec<_>| match m {
+                Msg::Batch(s) => {
+                    group.push(s);
+                    false
+                }
+                Msg::Flush(done) => {
+                    flushes.push(done);
+                    false
+                }
+                Msg::Shutdown => true,
+            };
+            match self.rx.recv_timeout(tick) {
+                Ok(m) => stop = take(m, &mut group, &mut flushes),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = true,
+            }
+            while !stop && group.len() < self.max_group {
+                match self.rx.try_recv() {
+                    Ok(m) => stop = take(m, &mut group, &mut flushes),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => stop = true,
+                }
+            }
+            self.commit(group)?;
+            if stop {
+                break;
+            }
+            self.after_step(flushes)?;
+        }
+        if self.drain_on_exit {
+            let drained = self.assembler.drain();
+            self.emit(drained)?;
+        }
+        let (done, wait) = oneshot::channel();
+        self.flush(vec![done])?;
+        drop(std::mem::replace(&mut self.flush_tx, mpsc::sync_channel(0).0));
+        match wait.blocking_recv() {
+            Ok(Err(e)) => Err(Error::Storage(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// WAL group commit, acknowledgement, then rows.
+    fn commit(&mut self, group: Vec<Submission>) -> Result<()> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let written = self.wal.append(group.iter().map(|s| s.encoded.as_slice()));
+        let store_metrics = self.store.metrics();
+        store_metrics.wal_append_seconds.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = written {
+            tracing::error!(error = %e, exports = group.len(), "WAL write failed; exports refused");
+            for s in group {
+                let _ = s.ack.send(Err(e.to_string()));
+            }
+            return Ok(());
+        }
+        store_metrics.wal_bytes.inc_by(group.iter().map(|s| s.encoded.len() as u64 + 8).sum());
+        let mut batches = Vec::with_capacity(group.len());
+        for s in group {
+            let _ = s.ack.send(Ok(()));
+            batches.push(s.batch);
+        }
+        self.process(batches)
+    }
+
+    /// Durable batches to rows.
+    fn process(&mut self, batches: Vec<SpanBatch>) -> Result<()> {
+        let rows = slo_store::rows::spans_batch(batches.iter())?;
+        self.store.append(Some(rows), None);
+        let now = Instant::now();
+        for b in batches {
+            self.assembler.add(b, now);
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, emitted: Emitted) -> Result<()> {
+        let mut rows = Vec::new();
+        for (spans, reason) in emitted.traces {
+            let reason = match reason {
+                Emission::Complete => "complete",
+                Emission::Timeout => "timeout",
+                Emission::Forced => "forced",
+                Emission::Drained => "drained",
+            };
+            self.metrics.traces_emitted.get_or_create(&ReasonLabel { reason }).inc();
+            rows.extend(self.splitter.requests(&spans));
+        }
+        for r in &rows {
+            self.metrics.requests_emitted.get_or_create(&vec![("split_source", r.split_source)]).inc();
+        }
+        if !rows.is_empty() {
+            self.store.append(None, Some(slo_store::rows::requests_batch(&rows)?));
+        }
+        self.metrics.assembly_pending_spans.set(self.assembler.pending_spans() as i64);
+        self.metrics.late_spans.inc_by(self.assembler.take_stats().late_spans);
+        Ok(())
+    }
+
+    fn after_step(&mut self, flushes: Vec<oneshot::Sender<Result<(), String>>>) -> Result<()> {
+        let polled = self.assembler.poll(Instant::now());
+        self.emit(polled)?;
+        if !flushes.is_empty() || self.store.flush_due() {
+            self.flush(flushes)?;
+        }
+        // Unflushed rows over budget: wait for the flusher (the queue fills meanwhile, and
+        // receivers shed).
+        while self.store.over_memory_budget() && self.store.pending_flushes() > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, done: Vec<oneshot::Sender<Result<(), String>>>) -> Result<()> {
+        let through = self.wal.rotate()?;
+        let job = self.store.freeze(through, self.assembler.snapshot());
+        if self.flush_tx.send(FlushRequest { job, done }).is_err() {
+            return Err(Error::Storage("flusher thread is gone".into()));
+        }
+        Ok(())
+    }
+}
+
+fn run_flusher(store: Store, rx: Receiver<FlushRequest>, health: Arc<Health>) {
+    while let Ok(req) = rx.recv() {
+        let mut attempt = 0u32;
+        let result = loop {
+            attempt += 1;
+            match store.write_flush(&req.job) {
+                Ok(()) => break Ok(()),
+                Err(e) => {
+                    tracing::error!(error = %e, attempt, rows = req.job.rows(), "flush failed; rows stay in memory and in the WAL");
+                    if attempt >= 5 && health.state.load(Ordering::Acquire) == STOPPING {
+                        break Err(e.to_string());
+                    }
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(25))));
+                }
+            }
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        if let Err(e) = store.apply_retention(now) {
+            tracing::warn!(error = %e, "retention failed");
+        }
+        for d in req.done {
+            let _ = d.send(result.clone());
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! From an assembled trace to `requests` rows: which spans are inference requests, and how
+//! each one's latency splits into queue, compute and other (DESIGN.md section 5).
+//!
+//! The request span `T` is the outermost span carrying `gen_ai.*` attributes (or, in a
+//! trace without any, each entry span). Its envelope `E` is the top of `T`'s ancestor chain
+//! within the trace (a gateway's server span) when `T` is its only request; the row's
+//! duration is `E`'s, its identity (service, pod, node, model) `T`'s. The split comes from
+//! the first rule that applies, and `split_source` names it:
+//!
+//! 1. `attributes`: latency attributes on `T` (vLLM's `gen_ai.latency.*`);
+//! 2. `child_spans`: spans below `E` whose names match the queue or compute patterns
+//!    (overlaps merged, so nested spans are not counted twice);
+//! 3. `messaging`: a consumer span below `E` whose producer is in the trace: queue is the
+//!    gap from the producer's end to the consumer's start, compute the consumer's span;
+//! 4. `none`: all of `T` is compute.
+//!
+//! `other_ms = duration - queue - compute`, never negative (gateway, network, tokenizer).
+
+use std::collections::HashMap;
+
+use regex::{Regex, RegexBuilder};
+use slo_store::RequestRow;
+use slo_store::records::find_attr;
+
+use crate::assemble::TraceSpan;
+use crate::config::{Role, SplitConfig};
+
+/// Compiled split rules.
+#[derive(Debug, Clone)]
+pub struct Splitter {
+    cfg: SplitConfig,
+    queue: Vec<Regex>,
+    compute: Vec<Regex>,
+}
+
+fn compile(patterns: &[String], what: &str) -> Result<Vec<Regex>, String> {
+    patterns
+        .iter()
+        .map(|p| RegexBuilder::new(p).case_insensitive(true).build().map_err(|e| format!("split.{what}: {p:?}: {e}")))
+        .collect()
+}
+
+const K8S: [&str; 5] =
+    ["k8s.namespace.name", "k8s.deployment.name", "k8s.replicaset.name", "k8s.pod.name", "k8s.node.name"];
+const GPU_KEYS: [&str; 4] = ["gpu.uuid", "nvidia.gpu.uuid", "k8s.gpu.uuid", "gpu.id"];
+
+fn is_inference(s: &TraceSpan) -> bool {
+    s.span.attributes.iter().any(|a| {
+        a.key.starts_with("gen_ai.latency.")
+            || a.key.starts_with("gen_ai.usage.")
+            || matches!(a.key.as_str(), "gen_ai.request.model" | "gen_ai.response.model" | "gen_ai.operation.name")
+    })
+}
+
+/// Lengths of the union of intervals, in ms.
+fn union_ms(mut iv: Vec<(u64, u64)>) -> f64 {
+    iv.sort_unstable();
+    let mut total = 0u64;
+    let mut cur: Option<(u64, u64)> = None;
+    for (s, e) in iv {
+        match &mut cur {
+            Some((_, ce)) if s <= *ce => *ce = (*ce).max(e),
+            _ => {
+                if let Some((cs, ce)) = cur {
+                    total += ce - cs;
+                }
+                cur = Some((s, e));
+            }
+        }
+    }
+    if let Some((cs, ce)) = cur {
+        total += ce - cs;
+    }
+    total as f64 / 1e6
+}
+
+struct Split {
+    queue: f64,
+    compute: f64,
+    ttft: Option<f64>,
+    source: &'static str,
+}
+
+struct Trace<'a> {
+    spans: &'a [TraceSpan],
+    by_id: HashMap<&'a [u8], usize>,
+    children: HashMap<&'a [u8], Vec<usize>>,
+}
+
+impl<'a> Trace<'a> {
+    fn new(spans: &'a [TraceSpan]) -> Self {
+        let by_id = spans.iter().enumerate().map(|(i, s)| (s.span.span_id.as_slice(), i)).collect();
+        let mut children: HashMap<&[u8], Vec<usize>> = HashMap::new();
+        for (i, s) in spans.iter().enumerate() {
+            if !s.span.parent_span_id.is_empty() {
+                children.entry(s.span.parent_span_id.as_slice()).or_default().push(i);
+            }
+        }
+        Trace { spans, by_id, children }
+    }
+
+    fn parent(&self, i: usize) -> Option<usize> {
+        let p = &self.spans[i].span.parent_span_id;
+        if p.is_empty() {
+            return None;
+        }
+        self.by_id.get(p.as_slice()).copied().filter(|&j| j != i)
+    }
+
+    /// Ancestors of `i`, nearest first (cycle-safe).
+    fn ancestors(&self, i: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut cur = i;
+        while let Some(p) = self.parent(cur) {
+            if out.contains(&p) || out.len() > self.spans.len() {
+                break;
+            }
+            out.push(p);
+            cur = p;
+        }
+        out
+    }
+
+    /// Every span below `i` (not `i` itself).
+    fn descendants(&self, i: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut stack = vec![i];
+        let mut seen = vec![false; self.spans.len()];
+        seen[i] = true;
+        while let Some(cur) = stack.pop() {
+            for &c in self.children.get(self.spans[cur].span.span_id.as_slice()).into_iter().flatten() {
+                if !seen[c] {
+                    seen[c] = true;
+                    out.push(c);
+                    stack.push(c);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Splitter {
+    /// Compiles the rules; an invalid pattern is named in the error.
+    pub fn new(cfg: &SplitConfig) -> Result<Self, String> {
+        Ok(Splitter {
+            queue: compile(&cfg.queue_span_patterns, "queue_span_patterns")?,
+            compute: compile(&cfg.compute_span_patterns, "compute_span_patterns")?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The request rows of one assembled trace.
+    pub fn requests(&self, spans: &[TraceSpan]) -> Vec<RequestRow> {
+        if spans.is_empty() {
+            return Vec::new();
+        }
+        let trace = Trace::new(spans);
+        let inference: Vec<usize> = (0..spans.len()).filter(|&i| is_inference(&spans[i])).collect();
+        let tops: Vec<usize> = if inference.is_empty() {
+            (0..spans.len()).filter(|&i| trace.parent(i).is_none()).collect()
+        } else {
+            inference
+                .iter()
+                .copied()
+                .filter(|&i| !trace.ancestors(i).iter().any(|a| is_inference(&spans[*a])))
+                .collect()
+        };
+        // The envelope of a top span: its topmost ancestor, when no other top shares it.
+        let root_of = |i: usize| trace.ancestors(i).last().copied().unwrap_or(i);
+        let mut per_root: HashMap<usize, usize> = HashMap::new();
+        for &t in &tops {
+            *per_root.entry(root_of(t)).or_default() += 1;
+        }
+        tops.iter()
+            .map(|&t| {
+                let r = root_of(t);
+                let e = if per_root[&r] == 1 { r } else { t };
+                self.row(&trace, t, e)
+            })
+            .collect()
+    }
+
+    fn attribute_split(&self, t: &TraceSpan) -> Option<Split> {
+        let mut vals: HashMap<Role, f64> = HashMap::new();
+        for a in &self.cfg.attributes {
+            if let Some(v) =
+                t.span.attr(&a.name).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0)
+            {
+                vals.entry(a.role).or_insert(v * a.unit.to_ms());
+            }
+        }
+        let queue = *vals.get(&Role::Queue)?;
+        let compute = vals
+            .get(&Role::Compute)
+            .copied()
+            .or_else(|| match (vals.get(&Role::Prefill), vals.get(&Role::Decode)) {
+                (Some(p), Some(d)) => Some(p + d),
+                _ => None,
+            })
+            .or_else(|| vals.get(&Role::E2e).map(|e| (e - queue).max(0.0)))
+            .unwrap_or_else(|| (t.span.duration_ms() - queue).max(0.0));
+        Some(Split { queue, compute, ttft: vals.get(&Role::Ttft).copied(), source: "attributes" })
+    }
+
+    fn child_split(&self, trace: &Trace, e: usize, t: usize) -> Option<Split> {
+        let mut q = Vec::new();
+        let mut c = Vec::new();
+        for i in trace.descendants(e) {
+            let s = &trace.spans[i].span;
+            let iv = (s.start_unix_nano, s.end_unix_nano);
+            if self.queue.iter().any(|r| r.is_match(&s.name)) {
+                q.push(iv);
+            } else if i != t && self.compute.iter().any(|r| r.is_match(&s.name)) {
+                c.push(iv);
+            }
+        }
+        if q.is_empty() && c.is_empty() {
+            return None;
+        }
+        Some(Split { queue: union_ms(q), compute: union_ms(c), ttft: None, source: "child_spans" })
+    }
+
+    fn messaging_split(&self, trace: &Trace, e: usize) -> Option<Split> {
+        let below = trace.descendants(e);
+        for &i in std::iter::once(&e).chain(below.iter()) {
+            let consumer = &trace.spans[i].span;
+            if consumer.kind != 5 {
+                continue;
+            }
+            let producer = trace.parent(i).filter(|&p| trace.spans[p].span.kind == 4).or_else(|| {
+                consumer
+                    .links
+                    .iter()
+                    .find_map(|l| trace.by_id.get(l.span_id.as_slice()).copied())
+                    .filter(|&p| trace.spans[p].span.kind == 4)
+            });
+            if let Some(p) = producer {
+                let p = &trace.spans[p].span;
+                let queue = consumer.start_unix_nano.saturating_sub(p.end_unix_nano) as f64 / 1e6;
+                return Some(Split { queue, compute: consumer.duration_ms(), ttft: None, source: "messaging" });
+            }
+        }
+        None
+    }
+
+    fn row(&self, trace: &Trace, t: usize, e: usize) -> RequestRow {
+        let ts = &trace.spans[t];
+        let env = &trace.spans[e].span;
+        let duration = env.duration_ms();
+        let split = self
+            .attribute_split(ts)
+            .or_else(|| self.child_split(trace, e, t))
+            .or_else(|| self.messaging_split(trace, e))
+            .unwrap_or(Split { queue: 0.0, compute: ts.span.duration_ms(), ttft: None, source: "none" });
+        let queue = split.queue.min(duration);
+        let compute = split.compute.min(duration - queue);
+        let get = |key: &str| {
+            ts.resource.attr(key).or_else(|| ts.span.attr(key)).filter(|v| !v.is_empty()).map(str::to_string)
+        };
+        let any = |keys: &[&str]| keys.iter().find_map(|k| get(k));
+        let int = |keys: &[&str]| {
+            keys.iter().find_map(|k| ts.span.attr(k).and_then(|v| v.parse::<f64>().ok())).map(|v| v as i64)
+        };
+        let http_error = [env, &ts.span].iter().any(|s| {
+            ["http.response.status_code", "http.status_code"]
+                .iter()
+                .any(|k| s.attr(k).and_then(|v| v.parse::<u16>().ok()).is_some_and(|c| c >= 500))
+        });
+        let error = env.status_code == 2 || ts.span.status_code == 2 || http_error;
+        let [namespace, deployment, replicaset, pod, node] = K8S.map(get);
+        RequestRow {
+            time_unix_nano: env.start_unix_nano,
+            trace_id: hex::encode(&env.trace_id),
+            service: ts.resource.service.clone(),
+            namespace,
+            deployment,
+            replicaset,
+            pod,
+            node,
+            gpu: any(&GPU_KEYS),
+            model: find_attr(&ts.span.attributes, "gen_ai.response.model")
+                .or_else(|| ts.span.attr("gen_ai.request.model"))
+                .map(str::to_string),
+            operation: ts.span.attr("gen_ai.operation.name").map(str::to_string).or_else(|| Some(ts.span.name.clone())),
+            status: if error { "error" } else { "ok" },
+            duration_ms: duration,
+            queue_ms: queue,
+            compute_ms: compute,
+            other_ms: (duration - queue - compute).max(0.0),
+            ttft_ms: split.ttft,
+            input_tokens: int(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]),
+            output_tokens: int(&["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"]),
+            split_source: split.source,
+            attributes: ts.span.attributes.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+use std::sync::Arc;
+
+use slo_store::{Attr, LinkRef, SpanRecord};
+
+use super::*;
+use crate::assemble::Resource;
+
+const MS: u64 = 1_000_000;
+const T0: u64 = 1_763_900_000_000_000_000;
+
+fn res(service: &str) -> Arc<Resource> {
+    Arc::new(Resource {
+        service: service.into(),
+        attrs: vec![Attr::new("k8s.pod.name", format!("{service}-pod")), Attr::new("k8s.namespace.name", "ml")],
+    })
+}
+
+fn span(
+    id: u8,
+    parent: Option<u8>,
+    name: &str,
+    kind: i32,
+    start_ms: u64,
+    end_ms: u64,
+    attrs: &[(&str, &str)],
+) -> SpanRecord {
+    SpanRecord {
+        trace_id: vec![7; 16],
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        name: name.into(),
+        kind,
+        start_unix_nano: T0 + start_ms * MS,
+        end_unix_nano: T0 + end_ms * MS,
+        attributes: attrs.iter().map(|(k, v)| Attr::new(*k, *v)).collect(),
+        ..Default::default()
+    }
+}
+
+fn ts(r: &Arc<Resource>, s: SpanRecord) -> TraceSpan {
+    TraceSpan { resource: r.clone(), span: s }
+}
+
+fn splitter() -> Splitter {
+    Splitter::new(&SplitConfig::default()).unwrap()
+}
+
+#[test]
+fn vllm_attributes_behind_a_gateway() {
+    let gw = res("gateway");
+    let vllm = res("vllm");
+    let spans = vec![
+        ts(&gw, span(1, None, "POST /v1/chat/completions", 2, 0, 1000, &[])),
+        ts(
+            &vllm,
+            span(
+                2,
+                Some(1),
+                "llm_request",
+                2,
+                10,
+                990,
+                &[
+                    ("gen_ai.response.model", "llama-70b"),
+                    ("gen_ai.latency.time_in_queue", "0.4"),
+                    ("gen_ai.latency.time_in_model_prefill", "0.1"),
+                    ("gen_ai.latency.time_in_model_decode", "0.45"),
+                    ("gen_ai.latency.time_to_first_token", "0.52"),
+                    ("gen_ai.usage.prompt_tokens", "512"),
+                    ("gen_ai.usage.completion_tokens", "128"),
+                ],
+            ),
+        ),
+    ];
+    let rows = splitter().requests(&spans);
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r.split_source, "attributes");
+    assert_eq!(r.service, "vllm");
+    assert_eq!(r.pod.as_deref(), Some("vllm-pod"));
+    assert_eq!(r.model.as_deref(), Some("llama-70b"));
+    assert_eq!(r.duration_ms, 1000.0);
+    assert!((r.queue_ms - 400.0).abs() < 1e-6);
+    assert!((r.compute_ms - 550.0).abs() < 1e-6);
+    assert!((r.other_ms - 50.0).abs() < 1e-6);
+    assert_eq!(r.ttft_ms, Some(520.0));
+    assert_eq!((r.input_tokens, r.output_tokens), (Some(512), Some(128)));
+    assert_eq!(r.time_unix_nano, T0);
+    assert_eq!(r.status, "ok");
+}
+
+#[test]
+fn child_spans_overlaps_counted_once() {
+    let r = res("triton");
+    let spans = vec![
+        ts(&r, span(1, None, "infer", 2, 0, 100, &[("gen_ai.request.model", "resnet")])),
+        ts(&r, span(2, Some(1), "queue wait", 1, 0, 30, &[])),
+        ts(&r, span(3, Some(2), "scheduler", 1, 10, 40, &[])),
+        ts(&r, span(4, Some(1), "compute_forward", 1, 40, 90, &[])),
+    ];
+    let rows = splitter().requests(&spans);
+    assert_eq!(rows[0].split_source, "child_spans");
+    assert!((rows[0].queue_ms - 40.0).abs() < 1e-6, "{}", rows[0].queue_ms);
+    assert!((rows[0].compute_ms - 50.0).abs() < 1e-6);
+    assert!((rows[0].other_ms - 10.0).abs() < 1e-6);
+}
+
+#[test]
+fn messaging_gap_is_queue() {
+    let api = res("api");
+    let worker = res("worker");
+    let mut consumer = span(3, None, "jobs process", 5, 250, 900, &[]);
+    consumer.links = vec![LinkRef { trace_id: vec![7; 16], span_id: vec![2; 8] }];
+    let spans = vec![
+        ts(&api, span(1, None, "POST /generate", 2, 0, 1000, &[])),
+        ts(&api, span(2, Some(1), "jobs publish", 4, 10, 50, &[])),
+        ts(&worker, consumer),
+    ];
+    // Two roots (api and a linked consumer): the api root envelopes, the consumer is its own.
+    let rows = splitter().requests(&spans);
+    let api_row = rows.iter().find(|r| r.service == "api").unwrap();
+    assert_eq!(api_row.split_source, "none");
+    let mut parented = spans.clone();
+    parented[2].span.parent_span_id = vec![2; 8];
+    parented[2].span.links.clear();
+    let rows = splitter().requests(&parented);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].split_source, "messaging");
+    assert!((rows[0].queue_ms - 200.0).abs() < 1e-6);
+    assert!((rows[0].compute_ms - 650.0).abs() < 1e-6);
+    assert!((rows[0].other_ms - 150.0).abs() < 1e-6);
+}
+
+#[test]
+fn plain_span_is_all_compute_and_errors_are_seen() {
+    let r = res("svc");
+    let mut s = span(1, None, "GET /", 2, 0, 80, &[("http.response.status_code", "503")]);
+    s.status_code = 0;
+    let rows = splitter().requests(&[ts(&r, s)]);
+    assert_eq!(rows[0].split_source, "none");
+    assert_eq!(rows[0].compute_ms, 80.0);
+    assert_eq!(rows[0].status, "error");
+    assert_eq!(rows[0].operation.as_deref(), Some("GET /"));
+}
+
+#[test]
+fn two_llm_calls_in_one_trace_are_two_requests() {
+    let app = res("agent");
+    let v = res("vllm");
+    let call = |id, start, end| {
+        span(
+            id,
+            Some(1),
+            "chat",
+            3,
+            start,
+            end,
+            &[("gen_ai.request.model", "m"), ("gen_ai.latency.time_in_queue", "0.01")],
+        )
+    };
+    let spans =
+        vec![ts(&app, span(1, None, "agent run", 1, 0, 500, &[])), ts(&v, call(2, 0, 100)), ts(&v, call(3, 200, 450))];
+    let rows = splitter().requests(&spans);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.iter().map(|r| r.duration_ms).sum::<f64>(), 350.0);
+}
+
+#[test]
+fn bad_pattern_is_named() {
+    let cfg = SplitConfig { queue_span_patterns: vec!["(".into()], ..Default::default() };
+    let err = Splitter::new(&cfg).unwrap_err();
+    assert!(err.contains("queue_span_patterns"), "{err}");
+}

@@ -1,0 +1,193 @@
+//! OTLP load driver for the ingest benchmarks in BENCHMARKS.md.
+//!
+//! Sends realistic vLLM server spans (18 attributes, k8s resource attributes, fresh trace
+//! ids per export) over OTLP/gRPC or OTLP/HTTP protobuf from N concurrent clients for a
+//! fixed time, and reports acknowledged spans per second. With `--pid`, it also reads the
+//! server's CPU time from /proc, so the result is spans per server CPU-second, which is
+//! what stays comparable on a shared 2-core machine (the driver uses the same cores).
+//!
+//! cargo run --release --example otlp_load -- --http http://127.0.0.1:4318 --pid $(pidof slo)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+struct Args {
+    grpc: Option<String>,
+    http: Option<String>,
+    concurrency: usize,
+    duration: Duration,
+    spans: usize,
+    pid: Option<u32>,
+}
+
+fn parse() -> Args {
+    let mut a =
+        Args { grpc: None, http: None, concurrency: 8, duration: Duration::from_secs(20), spans: 200, pid: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--grpc" => a.grpc = Some(val()),
+            "--http" => a.http = Some(val()),
+            "--concurrency" => a.concurrency = val().parse().expect("--concurrency N"),
+            "--duration" => a.duration = Duration::from_secs_f64(val().parse().expect("--duration SECONDS")),
+            "--spans" => a.spans = val().parse().expect("--spans N"),
+            "--pid" => a.pid = Some(val().parse().expect("--pid PID")),
+            other => {
+                panic!("unknown flag {other}: use --grpc URL | --http URL, --concurrency, --duration, --spans, --pid")
+            }
+        }
+    }
+    assert!(a.grpc.is_some() != a.http.is_some(), "give exactly one of --grpc URL or --http URL");
+    a
+}
+
+fn kv(k: &str, v: Value) -> KeyValue {
+    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+}
+
+fn s(v: &str) -> Value {
+    Value::StringValue(v.into())
+}
+
+/// One export of `n` spans; ids are filled in by `stamp`.
+fn template(n: usize, worker: usize) -> ExportTraceServiceRequest {
+    let span = Span {
+        name: "llm_request".into(),
+        kind: 2,
+        status: Some(Status { code: 1, message: String::new() }),
+        attributes: vec![
+            kv("gen_ai.operation.name", s("chat")),
+            kv("gen_ai.system", s("vllm")),
+            kv("gen_ai.request.model", s("meta-llama/Llama-3.1-70B-Instruct")),
+            kv("gen_ai.response.model", s("meta-llama/Llama-3.1-70B-Instruct")),
+            kv("gen_ai.request.id", s("chatcmpl-5f1d3c0b9a8e4f7d")),
+            kv("gen_ai.request.max_tokens", Value::IntValue(512)),
+            kv("gen_ai.request.temperature", Value::DoubleValue(0.7)),
+            kv("gen_ai.request.top_p", Value::DoubleValue(0.95)),
+            kv("gen_ai.usage.prompt_tokens", Value::IntValue(1834)),
+            kv("gen_ai.usage.completion_tokens", Value::IntValue(211)),
+            kv("gen_ai.latency.time_in_queue", Value::DoubleValue(0.0412)),
+            kv("gen_ai.latency.time_to_first_token", Value::DoubleValue(0.1873)),
+            kv("gen_ai.latency.e2e", Value::DoubleValue(2.9121)),
+            kv("gen_ai.latency.time_in_model_prefill", Value::DoubleValue(0.1441)),
+            kv("gen_ai.latency.time_in_model_decode", Value::DoubleValue(2.7208)),
+            kv("gen_ai.latency.time_in_model_inference", Value::DoubleValue(2.8649)),
+            kv("http.route", s("/v1/chat/completions")),
+            kv("server.port", Value::IntValue(8000)),
+        ],
+        ..Default::default()
+    };
+    let res = |k: &str, v: String| kv(k, Value::StringValue(v));
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    res("service.name", "vllm".into()),
+                    res("k8s.namespace.name", "inference".into()),
+                    res("k8s.deployment.name", "llama-70b".into()),
+                    res("k8s.replicaset.name", "llama-70b-6c9f7d".into()),
+                    res("k8s.pod.name", format!("llama-70b-6c9f7d-{worker:05}")),
+                    res("k8s.node.name", format!("gpu-node-{}", worker % 4)),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans { spans: vec![span; n], ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn stamp(req: &mut ExportTraceServiceRequest, worker: usize, seq: u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    for (i, span) in req.resource_spans[0].scope_spans[0].spans.iter_mut().enumerate() {
+        let mut t = [0u8; 16];
+        t[..8].copy_from_slice(&((worker as u64) << 48 | seq).to_be_bytes());
+        t[8..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        span.trace_id = t.to_vec();
+        span.span_id = (i as u64 + 1).to_be_bytes().to_vec();
+        span.start_time_unix_nano = now - 2_912_100_000;
+        span.end_time_unix_nano = now;
+    }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse();
+    let ok = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let cpu0 = args.pid.map(cpu_seconds);
+    let started = Instant::now();
+    let deadline = started + args.duration;
+    let mut tasks = Vec::new();
+    for w in 0..args.concurrency {
+        let (ok, refused) = (ok.clone(), refused.clone());
+        let (grpc, http, n) = (args.grpc.clone(), args.http.clone(), args.spans);
+        tasks.push(tokio::spawn(async move {
+            let mut req = template(n, w);
+            let mut seq = 0u64;
+            if let Some(url) = grpc {
+                let mut client = TraceServiceClient::connect(url).await.expect("connect gRPC");
+                while Instant::now() < deadline {
+                    seq += 1;
+                    stamp(&mut req, w, seq);
+                    match client.export(req.clone()).await {
+                        Ok(_) => ok.fetch_add(n as u64, Ordering::Relaxed),
+                        Err(_) => refused.fetch_add(n as u64, Ordering::Relaxed),
+                    };
+                }
+            } else if let Some(url) = http {
+                let client = reqwest::Client::new();
+                let url = format!("{url}/v1/traces");
+                while Instant::now() < deadline {
+                    seq += 1;
+                    stamp(&mut req, w, seq);
+                    let sent = client
+                        .post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .body(req.encode_to_vec())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => ok.fetch_add(n as u64, Ordering::Relaxed),
+                        _ => refused.fetch_add(n as u64, Ordering::Relaxed),
+                    };
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let spans = ok.load(Ordering::Relaxed) as f64;
+    let mut line = format!(
+        "acked_spans={spans} refused_spans={} wall_s={wall:.2} spans_per_s={:.0}",
+        refused.load(Ordering::Relaxed),
+        spans / wall
+    );
+    if let (Some(pid), Some(c0)) = (args.pid, cpu0) {
+        let cpu = cpu_seconds(pid) - c0;
+        line += &format!(
+            " server_cpu_s={cpu:.2} spans_per_server_cpu_s={:.0} cpu_s_per_million_spans={:.2}",
+            spans / cpu,
+            cpu / spans * 1e6
+        );
+    }
+    println!("{line}");
+}

@@ -1,0 +1,142 @@
+//! The command line (DESIGN.md section 4). Exit codes: 0 ok, 1 runtime failure, 2 usage or
+//! bad input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// An error that knows its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 runtime, 2 usage or bad input.
+    pub code: u8,
+    /// What to tell the user.
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad input: exit 2.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Failure { code: 2, error: error.into() }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure { code: 1, error: e.into() }
+    }
+}
+
+/// Observability and SLO analysis for AI inference on Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "slo", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector, store and web API (OTLP gRPC :4317, OTLP HTTP :4318, web :8080).
+    Serve(ServeArgs),
+    /// Run one SQL query over the tables `requests` and `spans`.
+    Query(QueryArgs),
+    /// Import OTLP trace files (protobuf, JSON, JSON lines; gzipped or not) into a data dir.
+    Import(ImportArgs),
+}
+
+/// `slo serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// YAML config file (see README); flags and SLO_* variables override it.
+    #[arg(long, env = "SLO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./slo-data].
+    #[arg(long, env = "SLO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 0.0.0.0:4317].
+    #[arg(long, env = "SLO_OTLP_GRPC")]
+    pub otlp_grpc: Option<String>,
+    /// OTLP/HTTP listen address [default: 0.0.0.0:4318].
+    #[arg(long, env = "SLO_OTLP_HTTP")]
+    pub otlp_http: Option<String>,
+    /// Web and API listen address [default: 0.0.0.0:8080].
+    #[arg(long, env = "SLO_HTTP")]
+    pub http: Option<String>,
+}
+
+/// Output formats of `slo query`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned text table.
+    Table,
+    /// JSON array of row objects.
+    Json,
+    /// CSV with a header.
+    Csv,
+}
+
+/// `slo query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Data directory to read (segments plus unflushed WAL) [default: ./slo-data].
+    #[arg(long, env = "SLO_DATA_DIR", conflicts_with = "server")]
+    pub data_dir: Option<PathBuf>,
+    /// A running server to ask instead (e.g. http://127.0.0.1:8080).
+    #[arg(long, env = "SLO_SERVER")]
+    pub server: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// The SQL statement.
+    pub sql: String,
+}
+
+/// `slo import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Data directory to import into [default: ./slo-data].
+    #[arg(long, env = "SLO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// YAML config file (the collector section applies: redaction, split rules).
+    #[arg(long, env = "SLO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Files to import.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    crate::telemetry::init(matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("slo-worker").build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => crate::serve::run(args).await,
+            Command::Query(args) => crate::query::run(args).await,
+            Command::Import(args) => crate::import::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The `slo serve` configuration file and its precedence, in one place:
+//! built-in defaults < config file < `SLO_*` environment variables < flags.
+//! (clap merges the last two: a flag beats its variable.)
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use slo_collector::CollectorConfig;
+use slo_store::{FsyncPolicy, StoreConfig};
+
+/// Listen addresses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// OTLP/gRPC.
+    pub otlp_grpc: String,
+    /// OTLP/HTTP.
+    pub otlp_http: String,
+    /// Web UI, JSON API, `/metrics`, `/healthz`, `/readyz`.
+    pub http: String,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen { otlp_grpc: "0.0.0.0:4317".into(), otlp_http: "0.0.0.0:4318".into(), http: "0.0.0.0:8080".into() }
+    }
+}
+
+/// Store settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `always` (fsync before every acknowledgement), `interval` or `never`.
+    pub fsync: FsyncPolicy,
+    /// For `interval`: most milliseconds between two fsyncs.
+    pub fsync_interval_ms: u64,
+    /// Flush rows to Parquet at least every this many seconds.
+    pub flush_interval_s: u64,
+    /// Flush as soon as this many rows are in memory.
+    pub flush_rows: usize,
+    /// Unflushed rows may hold at most this many MiB before ingest sheds.
+    pub max_memory_mib: usize,
+    /// Keep segments this many hours (by data time); 0 keeps everything.
+    pub retention_hours: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let d = StoreConfig::new(".");
+        StoreSection {
+            fsync: d.fsync,
+            fsync_interval_ms: d.fsync_interval.as_millis() as u64,
+            flush_interval_s: d.flush_interval.as_secs(),
+            flush_rows: d.flush_rows,
+            max_memory_mib: d.max_memory_bytes >> 20,
+            retention_hours: d.retention.map_or(0, |r| r.as_secs() / 3600),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Listen addresses.
+    pub listen: Listen,
+    /// Store.
+    pub store: StoreSection,
+    /// Collector: limits, assembly, split rules, redaction, ingest queue.
+    pub collector: CollectorConfig,
+    /// Seconds to drain and flush on SIGTERM before exiting anyway.
+    pub shutdown_grace_s: u64,
+    /// Longest a query through the API may run, in seconds.
+    pub query_timeout_s: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            data_dir: PathBuf::from("./slo-data"),
+            listen: Listen::default(),
+            store: StoreSection::default(),
+            collector: CollectorConfig::default(),
+            shutdown_grace_s: 30,
+            query_timeout_s: 60,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Loads a file, or the defaults without one. Errors name the file and the field.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<ServeConfig> {
+        let Some(path) = path else { return Ok(ServeConfig::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// The store's settings.
+    pub fn store_config(&self) -> StoreConfig {
+        let s = &self.store;
+        StoreConfig {
+            data_dir: self.data_dir.clone(),
+            fsync: s.fsync,
+            fsync_interval: Duration::from_millis(s.fsync_interval_ms),
+            flush_interval: Duration::from_secs(s.flush_interval_s.max(1)),
+            flush_rows: s.flush_rows.max(1),
+            max_memory_bytes: s.max_memory_mib.max(16) << 20,
+            retention: (s.retention_hours > 0).then(|| Duration::from_secs(s.retention_hours * 3600)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_file_keeps_defaults_and_typos_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "store:\n  fsync: never\ncollector:\n  assembly:\n    idle_ms: 500\n").unwrap();
+        let c = ServeConfig::load(Some(&p)).unwrap();
+        assert_eq!(c.store.fsync, FsyncPolicy::Never);
+        assert_eq!(c.collector.assembly.idle_ms, 500);
+        assert_eq!(c.listen, Listen::default());
+        std::fs::write(&p, "store:\n  fsynk: never\n").unwrap();
+        let e = ServeConfig::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("fsynk") && e.contains("c.yaml"), "{e}");
+    }
+}

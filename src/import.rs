@@ -1,0 +1,55 @@
+//! `slo import`: files into a data directory through the collector's own path.
+
+use slo_collector::import::{ImportSummary, import_file};
+use slo_collector::otlp::Receiver;
+use slo_collector::{CollectorMetrics, Error, Pipeline};
+use slo_store::{Store, StoreMetrics};
+
+use crate::cli::{Failure, ImportArgs};
+use crate::config::ServeConfig;
+
+/// Imports the files, flushes, and prints what was stored.
+pub async fn run(args: ImportArgs) -> Result<(), Failure> {
+    let mut cfg = ServeConfig::load(args.config.as_deref()).map_err(Failure::usage)?;
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    // An import brings old incidents in: retention must not delete them on arrival.
+    let store_cfg = slo_store::StoreConfig { retention: None, ..cfg.store_config() };
+    let (store, wal, recovery) =
+        tokio::task::spawn_blocking(move || Store::open(store_cfg, StoreMetrics::unregistered()))
+            .await
+            .map_err(anyhow::Error::from)??;
+    let metrics = CollectorMetrics::unregistered();
+    let (ingest, pipeline) =
+        Pipeline::start(store, wal, recovery, &cfg.collector, metrics.clone(), true).map_err(Failure::usage)?;
+    let health = pipeline.health();
+    while health.describe().starts_with("starting") {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let receiver = Receiver::new(&cfg.collector, ingest, metrics);
+    let mut summary = ImportSummary::default();
+    let mut failed = None;
+    for file in &args.files {
+        if let Err(e) = import_file(&receiver, file, &mut summary).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    drop(receiver);
+    tokio::task::spawn_blocking(move || pipeline.shutdown()).await.map_err(anyhow::Error::from)??;
+    println!(
+        "imported {} file(s): {} export(s), {} span(s) stored, {} rejected",
+        summary.files, summary.exports, summary.spans, summary.rejected
+    );
+    if let Some(r) = &summary.first_rejection {
+        println!("first rejection: {r}");
+    }
+    match failed {
+        None => Ok(()),
+        Some(e @ (Error::InvalidPayload(_) | Error::File { .. } | Error::TooLarge { .. })) => {
+            Err(Failure::usage(anyhow::anyhow!("{e} (files before it were imported)")))
+        }
+        Some(e) => Err(e.into()),
+    }
+}

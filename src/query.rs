@@ -1,0 +1,70 @@
+//! `slo query`: one SQL statement against a running server or a data directory.
+
+use std::io::Write;
+
+use anyhow::Context;
+use slo_collector::CollectorConfig;
+use slo_store::Store;
+use slo_store::output::{self, Format};
+
+use crate::cli::{Failure, OutputFormat, QueryArgs};
+
+fn format(f: OutputFormat) -> Format {
+    match f {
+        OutputFormat::Table => Format::Table,
+        OutputFormat::Json => Format::Json,
+        OutputFormat::Csv => Format::Csv,
+    }
+}
+
+/// Runs the query and prints the result.
+pub async fn run(args: QueryArgs) -> Result<(), Failure> {
+    let fmt = format(args.format);
+    let body = match &args.server {
+        Some(server) => remote(server, &args.sql, fmt).await?,
+        None => local(args.data_dir.unwrap_or_else(|| "./slo-data".into()), &args.sql, fmt).await?,
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&body).context("writing the result")?;
+    Ok(())
+}
+
+async fn remote(server: &str, sql: &str, fmt: Format) -> Result<Vec<u8>, Failure> {
+    let url = format!("{}/api/v1/query", server.trim_end_matches('/'));
+    let name = match fmt {
+        Format::Table => "table",
+        Format::Json => "json",
+        Format::Csv => "csv",
+    };
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .json(&serde_json::json!({ "sql": sql, "format": name }))
+        .send()
+        .await
+        .with_context(|| format!("asking {url}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.with_context(|| format!("reading the answer of {url}"))?;
+    if status.is_success() {
+        return Ok(body.to_vec());
+    }
+    let msg = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
+    let err = anyhow::anyhow!("{status}: {msg}");
+    Err(if status.is_client_error() { Failure::usage(err) } else { err.into() })
+}
+
+async fn local(dir: std::path::PathBuf, sql: &str, fmt: Format) -> Result<Vec<u8>, Failure> {
+    let store = Store::open_read_only(&dir).map_err(Failure::usage)?;
+    let replay_store = store.clone();
+    let stats = tokio::task::spawn_blocking(move || {
+        slo_collector::replay::read_only(&replay_store, &CollectorConfig::default())
+    })
+    .await
+    .context("replaying the WAL")??;
+    tracing::debug!(records = stats.records, spans = stats.spans, "replayed unflushed WAL records read-only");
+    let batches =
+        store.snapshot().sql(sql).await.map_err(|e| if e.is_user_error() { Failure::usage(e) } else { e.into() })?;
+    Ok(output::render(&batches, fmt)?)
+}

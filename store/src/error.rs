@@ -1,0 +1,59 @@
+//! Errors of the store.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a file of the data directory.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file of the data directory is not what we wrote (corrupt manifest, bad segment).
+    #[error("corrupt {what} {path}: {detail}")]
+    Corrupt {
+        /// Which kind of file.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Another process holds the data directory.
+    #[error("data dir {0} is in use by another slo process (its LOCK file is held)")]
+    Locked(PathBuf),
+    /// Arrow could not build or convert a batch (a bug on our side).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Parquet could not write or read a segment.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// The query engine rejected or failed a query; the message names the problem.
+    #[error("{0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+
+    /// Whether the error is the user's (a bad SQL query) rather than ours.
+    pub fn is_user_error(&self) -> bool {
+        use datafusion::error::DataFusionError as E;
+        match self {
+            Error::Query(e) => matches!(e.find_root(), E::SQL(..) | E::Plan(..) | E::SchemaError(..)),
+            _ => false,
+        }
+    }
+}
+
+/// Result with the store's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

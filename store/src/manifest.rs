@@ -1,0 +1,115 @@
+//! The manifest: which Parquet segments exist, and how far the WAL is reflected in them.
+//!
+//! It is rewritten atomically (temporary file, `fsync`, `rename`, `fsync` of the directory)
+//! after every flush, so after a crash it describes either the state before the flush or
+//! the state after it, never a mix.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::wal::sync_dir;
+
+const FILE: &str = "manifest.json";
+
+/// One Parquet segment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentFile {
+    /// Table the file belongs to.
+    pub table: String,
+    /// Path relative to the data directory.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size on disk.
+    pub bytes: u64,
+    /// Smallest `time` in the file, ns since the epoch.
+    pub min_time: i64,
+    /// Largest `time` in the file, ns since the epoch.
+    pub max_time: i64,
+}
+
+/// The persistent state of the data directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// Every WAL segment with an id `<=` this is fully reflected in the segments plus the
+    /// state file, and may be deleted.
+    pub wal_checkpoint: u64,
+    /// The collector's in-flight state (traces still being assembled) as of the checkpoint,
+    /// relative to the data directory.
+    pub state_file: Option<String>,
+    /// The id the next flush will use.
+    pub next_flush_id: u64,
+    /// The segments.
+    pub files: Vec<SegmentFile>,
+}
+
+impl Manifest {
+    /// Loads the manifest of `data_dir`, or an empty one when there is none yet.
+    pub fn load(data_dir: &Path) -> Result<Manifest> {
+        let path = data_dir.join(FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                what: "manifest",
+                path,
+                detail: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Manifest { version: 1, next_flush_id: 1, ..Manifest::default() })
+            }
+            Err(e) => Err(Error::io("read manifest", path)(e)),
+        }
+    }
+
+    /// Writes the manifest atomically.
+    pub fn save(&self, data_dir: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
+            what: "manifest",
+            path: data_dir.join(FILE),
+            detail: e.to_string(),
+        })?;
+        write_atomic(data_dir, FILE, &bytes)
+    }
+}
+
+/// Writes `name` in `dir` atomically and durably.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp: PathBuf = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&tmp).map_err(Error::io("create", &tmp))?;
+        f.write_all(bytes).map_err(Error::io("write", &tmp))?;
+        f.sync_all().map_err(Error::io("fsync", &tmp))?;
+    }
+    fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = Manifest::load(dir.path()).unwrap();
+        assert_eq!(empty.next_flush_id, 1);
+        let m = Manifest { wal_checkpoint: 7, next_flush_id: 3, ..empty };
+        m.save(dir.path()).unwrap();
+        assert_eq!(Manifest::load(dir.path()).unwrap(), m);
+    }
+
+    #[test]
+    fn corrupt_manifest_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE), b"{not json").unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("corrupt manifest"), "{err}");
+    }
+}

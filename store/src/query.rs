@@ -1,0 +1,200 @@
+//! SQL over the store with DataFusion.
+//!
+//! Each table is one [`StoreTable`]: the rows in memory (a `MemTable`) and the Parquet
+//! segments (a `ListingTable` over exactly the files the manifest lists) under one union,
+//! so a query sees recent and flushed data together and never a file mid-write.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::Result;
+use crate::manifest::SegmentFile;
+use crate::schema;
+
+/// A consistent view of the store at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) requests: Vec<RecordBatch>,
+    pub(crate) spans: Vec<RecordBatch>,
+    pub(crate) files: Vec<SegmentFile>,
+}
+
+/// One table: rows in memory plus segment files.
+pub struct StoreTable {
+    schema: SchemaRef,
+    memory: MemTable,
+    files: Option<ListingTable>,
+}
+
+impl fmt::Debug for StoreTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreTable").field("files", &self.files.is_some()).finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for StoreTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // Segments prune with the filters (Parquet statistics); the filter is applied again
+        // above the union, so inexact is right for both sides.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let mut plans = vec![self.memory.scan(state, projection, filters, limit).await?];
+        if let Some(files) = &self.files {
+            plans.push(files.scan(state, projection, filters, limit).await?);
+        }
+        UnionExec::try_new(plans)
+    }
+}
+
+impl Snapshot {
+    fn table(&self, name: &str, schema: SchemaRef, batches: &[RecordBatch]) -> Result<StoreTable> {
+        let memory = MemTable::try_new(schema.clone(), vec![batches.to_vec()])?;
+        let urls = self
+            .files
+            .iter()
+            .filter(|f| f.table == name)
+            .map(|f| ListingTableUrl::parse(self.data_dir.join(&f.path).to_string_lossy()))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let files = if urls.is_empty() {
+            None
+        } else {
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(schema.clone());
+            Some(ListingTable::try_new(config)?)
+        };
+        Ok(StoreTable { schema, memory, files })
+    }
+
+    /// A DataFusion session with the store's tables registered under their contract names.
+    pub fn session(&self) -> Result<SessionContext> {
+        let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
+        let ctx = SessionContext::new_with_config(config);
+        let path = self.data_dir.canonicalize().unwrap_or_else(|_| self.data_dir.clone());
+        let snap = Snapshot { data_dir: path, ..self.clone() };
+        ctx.register_table(
+            schema::REQUESTS,
+            Arc::new(snap.table(schema::REQUESTS, schema::requests(), &self.requests)?),
+        )?;
+        ctx.register_table(schema::SPANS, Arc::new(snap.table(schema::SPANS, schema::spans(), &self.spans)?))?;
+        Ok(ctx)
+    }
+
+    /// Runs one SQL statement and collects the result.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = self.session()?;
+        let df = ctx.sql(sql).await?;
+        Ok(df.collect().await?)
+    }
+
+    /// Segment files in the view.
+    pub fn files(&self) -> &[SegmentFile] {
+        &self.files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use arrow::array::Int64Array;
+
+    use super::*;
+    use crate::rows::{RequestRow, requests_batch};
+    use crate::{Store, StoreConfig, StoreMetrics};
+
+    fn row(t: u64, model: &str, ms: f64) -> RequestRow {
+        RequestRow {
+            time_unix_nano: t,
+            trace_id: format!("{t:032x}"),
+            service: "vllm".into(),
+            model: Some(model.into()),
+            status: "ok",
+            duration_ms: ms,
+            split_source: "none",
+            ..Default::default()
+        }
+    }
+
+    fn count(batches: &[RecordBatch]) -> i64 {
+        batches[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)
+    }
+
+    #[tokio::test]
+    async fn memory_and_segments_are_seen_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.flush_interval = Duration::from_secs(3600);
+        let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        store.append(None, Some(requests_batch(&[row(now, "a", 10.0), row(now + 1, "b", 20.0)]).unwrap()));
+        let through = wal.rotate().unwrap();
+        let job = store.freeze(through, vec![]);
+        // Frozen rows are still visible.
+        assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 2);
+        store.write_flush(&job).unwrap();
+        store.append(None, Some(requests_batch(&[row(now + 2, "a", 30.0)]).unwrap()));
+        let snap = store.snapshot();
+        assert_eq!(snap.files().len(), 1);
+        assert_eq!(count(&snap.sql("SELECT count(*) FROM requests").await.unwrap()), 3);
+        let a = snap.sql("SELECT count(*) FROM requests WHERE model = 'a' AND duration_ms > 15").await.unwrap();
+        assert_eq!(count(&a), 1);
+        // Reopen: the segment is there, memory is gone (the WAL would bring it back).
+        drop(store);
+        let (store, _, rec) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        assert!(rec.wal_segments.iter().all(|id| *id > through));
+        assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 2);
+    }
+
+    #[tokio::test]
+    async fn bad_sql_is_a_user_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        let err = store.snapshot().sql("SELECT nope FROM requests").await.unwrap_err();
+        assert!(err.is_user_error(), "{err}");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn second_writer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        let err = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+}

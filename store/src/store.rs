@@ -1,0 +1,364 @@
+//! The store: in-memory rows, flushes to Parquet, the manifest and recovery.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::record_batch::RecordBatch;
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, SegmentFile, write_atomic};
+use crate::metrics::StoreMetrics;
+use crate::query::Snapshot;
+use crate::schema::{REQUESTS, SPANS, TABLES};
+use crate::segments;
+use crate::wal::{self, FsyncPolicy, SegmentRead, Wal};
+
+/// How the store behaves. The serve command fills it from the config file and flags.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Root of everything the store keeps.
+    pub data_dir: PathBuf,
+    /// When the WAL calls fsync.
+    pub fsync: FsyncPolicy,
+    /// For [`FsyncPolicy::Interval`]: the longest time between two fsyncs.
+    pub fsync_interval: Duration,
+    /// Flush in-memory rows to Parquet at least this often.
+    pub flush_interval: Duration,
+    /// Flush as soon as this many rows are in memory.
+    pub flush_rows: usize,
+    /// Memory held by unflushed rows beyond which ingest waits for flushes (and so, upstream,
+    /// sheds load).
+    pub max_memory_bytes: usize,
+    /// Segments whose newest row (data time) is older than this are deleted; `None` keeps
+    /// everything (imports of old incidents).
+    pub retention: Option<Duration>,
+}
+
+impl StoreConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            fsync: FsyncPolicy::Always,
+            fsync_interval: Duration::from_millis(200),
+            flush_interval: Duration::from_secs(60),
+            flush_rows: 1_000_000,
+            max_memory_bytes: 1 << 30,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
+
+    fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+}
+
+#[derive(Debug, Default)]
+struct Rows {
+    requests: Vec<RecordBatch>,
+    spans: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct Frozen {
+    id: u64,
+    requests: Vec<RecordBatch>,
+    spans: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    mem: Rows,
+    mem_since: Option<Instant>,
+    frozen: Vec<Frozen>,
+    manifest: Manifest,
+    next_flush_id: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: StoreConfig,
+    state: Mutex<State>,
+    metrics: StoreMetrics,
+    /// Held for the life of a writable store so that two processes never share a data dir.
+    _lock: Option<fs::File>,
+}
+
+/// A handle on the store; clones share it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Rows taken out of memory to be written as segments.
+#[derive(Debug)]
+pub struct FlushJob {
+    id: u64,
+    wal_through: u64,
+    state: Vec<u8>,
+    requests: Vec<RecordBatch>,
+    spans: Vec<RecordBatch>,
+}
+
+impl FlushJob {
+    /// Rows in the job.
+    pub fn rows(&self) -> usize {
+        self.requests.iter().chain(&self.spans).map(|b| b.num_rows()).sum()
+    }
+}
+
+/// What must be replayed after opening: the collector's saved state, then the WAL.
+#[derive(Debug)]
+pub struct Recovery {
+    /// The collector's in-flight state as of the last flush.
+    pub state: Option<Vec<u8>>,
+    /// WAL segments not yet reflected in segments, oldest first.
+    pub wal_segments: Vec<u64>,
+    wal_dir: PathBuf,
+}
+
+impl Recovery {
+    /// Reads one WAL segment to replay.
+    pub fn read(&self, id: u64) -> Result<SegmentRead> {
+        wal::read_segment(&self.wal_dir, id)
+    }
+}
+
+fn lock_data_dir(dir: &Path) -> Result<fs::File> {
+    let path = dir.join("LOCK");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io("open lock", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", &path)(e)),
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+impl Store {
+    /// Opens the data directory for writing: takes its lock, removes what a crash left
+    /// half-done, applies retention, and opens a fresh WAL segment. The caller must replay
+    /// [`Recovery`] before accepting new data.
+    pub fn open(cfg: StoreConfig, metrics: StoreMetrics) -> Result<(Store, Wal, Recovery)> {
+        fs::create_dir_all(&cfg.data_dir).map_err(Error::io("create data dir", &cfg.data_dir))?;
+        let lock = lock_data_dir(&cfg.data_dir)?;
+        let manifest = Manifest::load(&cfg.data_dir)?;
+        for table in TABLES {
+            let removed = segments::remove_orphans(&cfg.data_dir, table, &manifest.files)?;
+            if removed > 0 {
+                tracing::warn!(table, removed, "removed segment files a crash left unlisted");
+            }
+        }
+        let wal_dir = cfg.wal_dir();
+        wal::remove_through(&wal_dir, manifest.wal_checkpoint)?;
+        let state = match &manifest.state_file {
+            Some(name) => {
+                let path = cfg.data_dir.join(name);
+                Some(fs::read(&path).map_err(Error::io("read state", &path))?)
+            }
+            None => None,
+        };
+        let wal_segments = wal::list_segments(&wal_dir)?;
+        let wal = Wal::open(&wal_dir, cfg.fsync, cfg.fsync_interval)?;
+        let store = Store::from_parts(cfg, manifest, metrics, Some(lock));
+        store.apply_retention(now_ns())?;
+        Ok((store, wal, Recovery { state, wal_segments, wal_dir }))
+    }
+
+    /// Opens the data directory to read its segments only, without its lock (a server may be
+    /// writing it). Rows the server holds in memory or in its WAL are not visible this way.
+    pub fn open_read_only(data_dir: &Path) -> Result<Store> {
+        if !data_dir.join("manifest.json").exists() && !data_dir.join("wal").exists() {
+            return Err(Error::Io {
+                op: "open data dir",
+                path: data_dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no slo data here"),
+            });
+        }
+        let manifest = Manifest::load(data_dir)?;
+        let cfg = StoreConfig::new(data_dir);
+        Ok(Store::from_parts(cfg, manifest, StoreMetrics::unregistered(), None))
+    }
+
+    fn from_parts(cfg: StoreConfig, manifest: Manifest, metrics: StoreMetrics, lock: Option<fs::File>) -> Store {
+        metrics.segments.set(manifest.files.len() as i64);
+        let next_flush_id = manifest.next_flush_id.max(1);
+        let state = State { mem: Rows::default(), mem_since: None, frozen: Vec::new(), manifest, next_flush_id };
+        Store { inner: Arc::new(Inner { cfg, state: Mutex::new(state), metrics, _lock: lock }) }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.inner.metrics
+    }
+
+    /// Adds rows; they are visible to queries as soon as this returns.
+    pub fn append(&self, spans: Option<RecordBatch>, requests: Option<RecordBatch>) {
+        let mut st = self.inner.state.lock();
+        let mem = &mut st.mem;
+        for (batch, into) in [(spans, &mut mem.spans), (requests, &mut mem.requests)] {
+            if let Some(b) = batch.filter(|b| b.num_rows() > 0) {
+                mem.rows += b.num_rows();
+                mem.bytes += b.get_array_memory_size();
+                into.push(b);
+            }
+        }
+        let rows = mem.rows;
+        if rows > 0 && st.mem_since.is_none() {
+            st.mem_since = Some(Instant::now());
+        }
+        drop(st);
+        self.inner.metrics.memory_rows.set(rows as i64);
+    }
+
+    /// Whether the rows in memory are due for a flush (by count or age).
+    pub fn flush_due(&self) -> bool {
+        let st = self.inner.state.lock();
+        st.mem.rows >= self.inner.cfg.flush_rows
+            || st.mem_since.is_some_and(|t| t.elapsed() >= self.inner.cfg.flush_interval)
+    }
+
+    /// Whether unflushed rows (in memory and being flushed) exceed the memory budget.
+    pub fn over_memory_budget(&self) -> bool {
+        let st = self.inner.state.lock();
+        let frozen: usize = st.frozen.iter().map(|f| f.bytes).sum();
+        st.mem.bytes + frozen > self.inner.cfg.max_memory_bytes
+    }
+
+    /// Flushes waiting to be written.
+    pub fn pending_flushes(&self) -> usize {
+        self.inner.state.lock().frozen.len()
+    }
+
+    /// Takes the rows in memory for a flush that will make WAL segments `<= wal_through`
+    /// deletable; `state` is the collector's in-flight state at that point. The rows stay
+    /// visible to queries until [`Store::write_flush`] has put them in segments.
+    pub fn freeze(&self, wal_through: u64, state: Vec<u8>) -> FlushJob {
+        let mut st = self.inner.state.lock();
+        let mem = std::mem::take(&mut st.mem);
+        st.mem_since = None;
+        let id = st.next_flush_id;
+        st.next_flush_id += 1;
+        let job = FlushJob { id, wal_through, state, requests: mem.requests.clone(), spans: mem.spans.clone() };
+        st.frozen.push(Frozen { id, requests: mem.requests, spans: mem.spans, rows: mem.rows, bytes: mem.bytes });
+        drop(st);
+        self.inner.metrics.memory_rows.set(0);
+        job
+    }
+
+    /// Writes a frozen job as segments, then the manifest, then deletes the WAL segments and
+    /// state it makes obsolete. On error nothing is lost: the rows stay in memory and the WAL
+    /// stays, and the same job can be written again.
+    pub fn write_flush(&self, job: &FlushJob) -> Result<()> {
+        let started = Instant::now();
+        let dir = &self.inner.cfg.data_dir;
+        let result = (|| {
+            let mut files = segments::write_table(dir, REQUESTS, job.id, &job.requests)?;
+            files.extend(segments::write_table(dir, SPANS, job.id, &job.spans)?);
+            let state_file = if job.state.is_empty() {
+                None
+            } else {
+                let name = format!("state-{:012}.bin", job.id);
+                write_atomic(dir, &name, &job.state)?;
+                Some(name)
+            };
+            let mut manifest = self.inner.state.lock().manifest.clone();
+            let old_state = manifest.state_file.take();
+            manifest.files.extend(files.iter().cloned());
+            manifest.wal_checkpoint = manifest.wal_checkpoint.max(job.wal_through);
+            manifest.state_file = state_file;
+            manifest.next_flush_id = manifest.next_flush_id.max(job.id + 1);
+            manifest.save(dir)?;
+            {
+                let mut st = self.inner.state.lock();
+                st.manifest = manifest;
+                st.frozen.retain(|f| f.id != job.id);
+                self.inner.metrics.segments.set(st.manifest.files.len() as i64);
+            }
+            for f in &files {
+                let table = if f.table == REQUESTS { REQUESTS } else { SPANS };
+                self.inner.metrics.flushed_rows.get_or_create(&vec![("table", table)]).inc_by(f.rows);
+            }
+            if let Some(old) = old_state.filter(|o| Some(o) != self.inner.state.lock().manifest.state_file.as_ref()) {
+                let _ = fs::remove_file(dir.join(old));
+            }
+            wal::remove_through(&self.inner.cfg.wal_dir(), job.wal_through)?;
+            Ok(())
+        })();
+        match &result {
+            Ok(()) => self.inner.metrics.flush_seconds.observe(started.elapsed().as_secs_f64()),
+            Err(_) => {
+                self.inner.metrics.flush_errors.inc();
+            }
+        }
+        result
+    }
+
+    /// Deletes segments whose newest row is older than the retention period.
+    pub fn apply_retention(&self, now_ns: i64) -> Result<usize> {
+        let Some(retention) = self.inner.cfg.retention else { return Ok(0) };
+        let cutoff = now_ns.saturating_sub(retention.as_nanos() as i64);
+        let mut manifest = self.inner.state.lock().manifest.clone();
+        let (old, keep): (Vec<SegmentFile>, Vec<SegmentFile>) =
+            manifest.files.drain(..).partition(|f| f.max_time < cutoff);
+        if old.is_empty() {
+            return Ok(0);
+        }
+        manifest.files = keep;
+        manifest.save(&self.inner.cfg.data_dir)?;
+        {
+            let mut st = self.inner.state.lock();
+            // Files added by a flush meanwhile stay: only remove the expired ones.
+            st.manifest.files.retain(|f| !old.iter().any(|o| o.path == f.path));
+            self.inner.metrics.segments.set(st.manifest.files.len() as i64);
+        }
+        for f in &old {
+            let path = self.inner.cfg.data_dir.join(&f.path);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove expired segment");
+            }
+        }
+        self.inner.metrics.retention_removed.inc_by(old.len() as u64);
+        Ok(old.len())
+    }
+
+    /// What a query sees now: rows in memory, rows being flushed, and the segments.
+    pub fn snapshot(&self) -> Snapshot {
+        let st = self.inner.state.lock();
+        let mut requests = Vec::new();
+        let mut spans = Vec::new();
+        for f in &st.frozen {
+            requests.extend(f.requests.iter().cloned());
+            spans.extend(f.spans.iter().cloned());
+        }
+        requests.extend(st.mem.requests.iter().cloned());
+        spans.extend(st.mem.spans.iter().cloned());
+        Snapshot { data_dir: self.inner.cfg.data_dir.clone(), requests, spans, files: st.manifest.files.clone() }
+    }
+
+    /// Rows held in memory, including those being flushed.
+    pub fn memory_rows(&self) -> usize {
+        let st = self.inner.state.lock();
+        st.mem.rows + st.frozen.iter().map(|f| f.rows).sum::<usize>()
+    }
+}

@@ -1,0 +1,268 @@
+//! The write-ahead log.
+//!
+//! A WAL is a directory of numbered segment files. Each record is
+//! `[len: u32 LE][crc32 of payload: u32 LE][payload]`; the payload is an encoded
+//! [`SpanBatch`](crate::SpanBatch). Appends are group commits: all records of one call go
+//! out in one `write`, then (by [`FsyncPolicy`]) one `fsync`, and only then may the caller
+//! acknowledge them. `kill -9` cannot lose a record whose `write` returned (it is in the page
+//! cache); `fsync` extends that to power loss.
+//!
+//! A torn record can only be at the tail of the newest segment (the write that was under
+//! way when the process died, never acknowledged); replay stops there and says so.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// When the WAL calls `fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// After every group commit, before acknowledging: survives power loss.
+    Always,
+    /// At most every `interval`; survives `kill -9`, may lose the last interval on power loss.
+    Interval,
+    /// Never; survives `kill -9` only.
+    Never,
+}
+
+const HEADER: usize = 8;
+/// Largest record accepted on replay; anything bigger is corruption.
+const MAX_RECORD: usize = 1 << 30;
+
+/// The write side of the log.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    active: File,
+    active_id: u64,
+    active_bytes: u64,
+    policy: FsyncPolicy,
+    interval: Duration,
+    last_sync: Instant,
+    buf: Vec<u8>,
+}
+
+/// What replay found in a segment.
+#[derive(Debug, Default)]
+pub struct SegmentRead {
+    /// The complete records, in order.
+    pub records: Vec<Vec<u8>>,
+    /// Bytes at the end that do not form a complete, intact record.
+    pub torn_bytes: u64,
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.wal"))
+}
+
+/// The ids of the segments in `dir`, ascending.
+pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(Error::io("read dir", dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(Error::io("read dir", dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(id) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Reads every intact record of segment `id`.
+pub fn read_segment(dir: &Path, id: u64) -> Result<SegmentRead> {
+    let path = segment_path(dir, id);
+    let mut data = Vec::new();
+    File::open(&path).and_then(|mut f| f.read_to_end(&mut data)).map_err(Error::io("read wal segment", &path))?;
+    let mut out = SegmentRead::default();
+    let mut pos = 0usize;
+    while pos + HEADER <= data.len() {
+        let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap_or_default());
+        let end = pos + HEADER + len;
+        if len > MAX_RECORD || end > data.len() {
+            break;
+        }
+        let payload = &data[pos + HEADER..end];
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        out.records.push(payload.to_vec());
+        pos = end;
+    }
+    out.torn_bytes = (data.len() - pos) as u64;
+    Ok(out)
+}
+
+/// Removes segments with id `<= through`.
+pub fn remove_through(dir: &Path, through: u64) -> Result<usize> {
+    let mut removed = 0;
+    for id in list_segments(dir)? {
+        if id <= through {
+            let path = segment_path(dir, id);
+            fs::remove_file(&path).map_err(Error::io("remove wal segment", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+impl Wal {
+    /// Opens the log in `dir`, starting a new segment after the newest existing one (existing
+    /// segments are left for replay and are never appended to).
+    pub fn open(dir: &Path, policy: FsyncPolicy, interval: Duration) -> Result<Wal> {
+        fs::create_dir_all(dir).map_err(Error::io("create wal dir", dir))?;
+        let next = list_segments(dir)?.last().map_or(1, |id| id + 1);
+        let active = Self::create(dir, next)?;
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            active,
+            active_id: next,
+            active_bytes: 0,
+            policy,
+            interval,
+            last_sync: Instant::now(),
+            buf: Vec::with_capacity(1 << 20),
+        })
+    }
+
+    fn create(dir: &Path, id: u64) -> Result<File> {
+        let path = segment_path(dir, id);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(Error::io("create wal segment", &path))?;
+        sync_dir(dir)?;
+        Ok(file)
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The id of the segment being written.
+    pub fn active_id(&self) -> u64 {
+        self.active_id
+    }
+
+    /// Bytes in the active segment.
+    pub fn active_bytes(&self) -> u64 {
+        self.active_bytes
+    }
+
+    /// Appends the records as one group commit; when this returns `Ok`, they are durable
+    /// (per the policy) and may be acknowledged.
+    pub fn append<'a>(&mut self, records: impl IntoIterator<Item = &'a [u8]>) -> Result<()> {
+        self.buf.clear();
+        for r in records {
+            self.buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            self.buf.extend_from_slice(&crc32fast::hash(r).to_le_bytes());
+            self.buf.extend_from_slice(r);
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let path = || segment_path(&self.dir, self.active_id);
+        self.active.write_all(&self.buf).map_err(|e| Error::io("append wal", path())(e))?;
+        self.active_bytes += self.buf.len() as u64;
+        let sync = match self.policy {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval => self.last_sync.elapsed() >= self.interval,
+            FsyncPolicy::Never => false,
+        };
+        if sync {
+            self.active.sync_data().map_err(|e| Error::io("fsync wal", path())(e))?;
+            self.last_sync = Instant::now();
+        }
+        if self.buf.capacity() > 64 << 20 {
+            self.buf = Vec::with_capacity(1 << 20);
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment and starts the next; returns the id of the closed one.
+    pub fn rotate(&mut self) -> Result<u64> {
+        if self.policy != FsyncPolicy::Never {
+            let path = segment_path(&self.dir, self.active_id);
+            self.active.sync_data().map_err(Error::io("fsync wal", path))?;
+        }
+        let closed = self.active_id;
+        self.active = Self::create(&self.dir, closed + 1)?;
+        self.active_id = closed + 1;
+        self.active_bytes = 0;
+        Ok(closed)
+    }
+}
+
+/// `fsync` on a directory, so that a created or renamed entry survives power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync dir", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_replay_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), FsyncPolicy::Always, Duration::ZERO).unwrap();
+        wal.append([b"one".as_slice(), b"two".as_slice()]).unwrap();
+        let closed = wal.rotate().unwrap();
+        wal.append([b"three".as_slice()]).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![closed, closed + 1]);
+        let first = read_segment(dir.path(), closed).unwrap();
+        assert_eq!(first.records, vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(first.torn_bytes, 0);
+        remove_through(dir.path(), closed).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![closed + 1]);
+        // Reopening never appends to an old segment.
+        drop(wal);
+        let wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
+        assert_eq!(wal.active_id(), closed + 2);
+    }
+
+    #[test]
+    fn torn_tail_stops_replay_without_losing_earlier_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
+        wal.append([b"kept".as_slice()]).unwrap();
+        wal.append([b"torn-record".as_slice()]).unwrap();
+        let id = wal.active_id();
+        drop(wal);
+        let path = segment_path(dir.path(), id);
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+        let read = read_segment(dir.path(), id).unwrap();
+        assert_eq!(read.records, vec![b"kept".to_vec()]);
+        assert_eq!(read.torn_bytes, (HEADER + 11 - 3) as u64);
+    }
+
+    #[test]
+    fn corrupt_payload_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
+        wal.append([b"abcdef".as_slice()]).unwrap();
+        let id = wal.active_id();
+        drop(wal);
+        let path = segment_path(dir.path(), id);
+        let mut data = fs::read(&path).unwrap();
+        data[HEADER + 2] ^= 0xff;
+        fs::write(&path, data).unwrap();
+        let read = read_segment(dir.path(), id).unwrap();
+        assert!(read.records.is_empty());
+        assert_eq!(read.torn_bytes, (HEADER + 6) as u64);
+    }
+}

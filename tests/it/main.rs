@@ -1,0 +1,8 @@
+//! End-to-end tests of the `slo` binary: real processes, real clients, loopback only.
+//! One test binary for the whole package (every test binary links DataFusion).
+
+mod bad_input;
+mod durability;
+mod import;
+mod otlp_python;
+mod support;

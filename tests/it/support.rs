@@ -1,0 +1,226 @@
+//! Starting and stopping `slo serve`, and asking it things.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_slo");
+
+/// A config that makes trace assembly quick, for tests.
+pub const FAST_CONFIG: &str = "collector:\n  assembly:\n    idle_ms: 300\n    max_wait_ms: 2000\nstore:\n  flush_interval_s: 2\nshutdown_grace_s: 10\n";
+
+/// A running `slo serve`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub grpc: String,
+    pub http: String,
+    pub web: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a new data dir.
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut s = Server::start_in(&data, FAST_CONFIG);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on `data_dir` with a config text; waits until it is ready.
+    pub fn start_in(data_dir: &Path, config: &str) -> Server {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let cfg = data_dir.with_extension("yaml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start slo serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+                .to_string()
+        };
+        let s = Server {
+            grpc: format!("http://{}", field("otlp_grpc")),
+            http: format!("http://{}", field("otlp_http")),
+            web: format!("http://{}", field("http")),
+            child,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::blocking_get(&format!("{}/readyz", self.web))
+                && r == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server not ready in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process still runs and answers /healthz.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+            && reqwest::blocking_get(&format!("{}/healthz", self.web)).is_ok_and(|s| s == 200)
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "server did not stop in 20 s after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `slo query --server` as JSON rows.
+    pub fn query(&self, sql: &str) -> Vec<serde_json::Value> {
+        let out = slo(&["query", "--server", &self.web, "--format", "json", sql]);
+        assert!(out.status.success(), "query failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// A `count(*)`-style query's single number.
+    pub fn count(&self, sql: &str) -> i64 {
+        let rows = self.query(sql);
+        rows[0].as_object().unwrap().values().next().unwrap().as_i64().unwrap()
+    }
+
+    /// Polls until `sql` counts `want` (request rows wait for trace assembly).
+    pub fn wait_count(&self, sql: &str, want: i64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let n = self.count(sql);
+            if n == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{sql}: {n}, want {want}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary.
+pub fn slo(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("RUST_LOG", "warn").output().unwrap()
+}
+
+/// Tiny blocking HTTP GET so support code needs no runtime.
+mod reqwest {
+    pub fn blocking_get(url: &str) -> Result<u16, String> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let r = ::reqwest::Client::new()
+                .get(url)
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(r.status().as_u16())
+        })
+    }
+}
+
+fn s(v: &str) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(Value::StringValue(v.into())) })
+}
+
+/// An export request with `n` vLLM-like server spans, trace ids derived from `seed`.
+pub fn export_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let spans = (0..n)
+        .map(|i| {
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&seed.to_be_bytes());
+            trace_id[8..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            let attrs = [
+                ("gen_ai.response.model", "m"),
+                ("gen_ai.latency.time_in_queue", "0.01"),
+                ("gen_ai.latency.time_in_model_inference", "0.05"),
+                ("gen_ai.usage.prompt_tokens", "100"),
+                ("gen_ai.usage.completion_tokens", "20"),
+                ("http.request.method", "POST"),
+                ("url.path", "/v1/completions"),
+                ("server.address", "vllm"),
+                ("gen_ai.request.max_tokens", "256"),
+                ("gen_ai.request.temperature", "0.7"),
+                ("gen_ai.request.top_p", "0.9"),
+                ("gen_ai.system", "vllm"),
+                ("gen_ai.operation.name", "text_completion"),
+                ("gen_ai.request.id", "cmpl-1234567890"),
+                ("gen_ai.latency.time_to_first_token", "0.02"),
+            ];
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                name: "llm_request".into(),
+                kind: 2,
+                start_time_unix_nano: now - 60_000_000,
+                end_time_unix_nano: now,
+                attributes: attrs
+                    .iter()
+                    .map(|(k, v)| KeyValue { key: k.to_string(), value: s(v), ..Default::default() })
+                    .collect(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    KeyValue { key: "service.name".into(), value: s("vllm"), ..Default::default() },
+                    KeyValue { key: "k8s.pod.name".into(), value: s("vllm-0"), ..Default::default() },
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}

@@ -1,0 +1,103 @@
+//! The web side of `slo`: health, readiness, `/metrics`, and the read-only JSON API.
+//!
+//! Architecture invariant: nothing here writes to the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use slo_store::Store;
+use slo_store::output::{self, Format};
+
+/// Whether the service is ready, and why not.
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct WebState {
+    /// The store, read through snapshots.
+    pub store: Store,
+    /// Every metric of the process.
+    pub registry: Arc<Registry>,
+    /// The readiness check.
+    pub ready: Readiness,
+    /// Longest a query may run.
+    pub query_timeout: Duration,
+}
+
+/// The routes of the web port.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/query", get(query_get).post(query_post))
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<WebState>) -> Response {
+    match (st.ready)() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(st): State<WebState>) -> Response {
+    let mut out = String::new();
+    match prometheus_client::encoding::text::encode(&mut out, &st.registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")).into_response(),
+    }
+}
+
+/// A query request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// One SQL statement over the tables of DESIGN.md section 4.
+    pub sql: String,
+    /// `json` (default), `csv` or `table`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+async fn query_get(State(st): State<WebState>, Query(q): Query<QueryRequest>) -> Response {
+    run_query(st, q).await
+}
+
+async fn query_post(State(st): State<WebState>, Json(q): Json<QueryRequest>) -> Response {
+    run_query(st, q).await
+}
+
+fn error(status: StatusCode, msg: String) -> Response {
+    (status, Json(serde_json::json!({ "error": msg }))).into_response()
+}
+
+async fn run_query(st: WebState, q: QueryRequest) -> Response {
+    let format = match q.format.as_deref().unwrap_or("json").parse::<Format>() {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let snapshot = st.store.snapshot();
+    let result = tokio::time::timeout(st.query_timeout, async move { snapshot.sql(&q.sql).await }).await;
+    let batches = match result {
+        Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, format!("query ran past {:?}", st.query_timeout)),
+        Ok(Err(e)) if e.is_user_error() => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "query failed");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+        Ok(Ok(b)) => b,
+    };
+    match output::render(&batches, format) {
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
