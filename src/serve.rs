@@ -96,7 +96,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         let (token, fail, rx) = (token.clone(), fail.clone(), receiver.clone());
         tracker.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+            // Bound what one connection can make the server decode at once.
             let served = tonic::transport::Server::builder()
+                .concurrency_limit_per_connection(32)
+                .max_concurrent_streams(Some(64))
                 .add_service(grpc::service(rx))
                 .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
                 .await;

@@ -210,12 +210,15 @@ impl Default for RedactionConfig {
 pub struct IngestConfig {
     /// Bytes of decoded spans queued at most; beyond it exports are shed.
     pub queue_bytes: usize,
+    /// Bytes of OTLP/HTTP bodies being received and decoded at once (compressed and
+    /// decompressed); beyond it exports are shed before they are read further.
+    pub receive_bytes: usize,
     /// Most export requests written to the WAL in one group commit.
     pub max_group: usize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { queue_bytes: 256 << 20, max_group: 1024 }
+        IngestConfig { queue_bytes: 256 << 20, receive_bytes: 256 << 20, max_group: 1024 }
     }
 }

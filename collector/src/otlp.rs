@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::CollectorConfig;
 use crate::convert::{Converter, Rejected};
@@ -27,6 +28,8 @@ pub struct Receiver {
     ingest: Ingest,
     metrics: CollectorMetrics,
     limits: crate::config::OtlpLimits,
+    receiving: Arc<Semaphore>,
+    receiving_kib: usize,
 }
 
 impl Receiver {
@@ -37,7 +40,27 @@ impl Receiver {
             ingest,
             metrics,
             limits: cfg.otlp.clone(),
+            receiving: Arc::new(Semaphore::new((cfg.ingest.receive_bytes / 1024).max(1))),
+            receiving_kib: (cfg.ingest.receive_bytes / 1024).max(1),
         })
+    }
+
+    /// Reserves memory for an export being received; fails (the export is shed) when
+    /// exports being received already hold the whole receive budget.
+    pub fn reserve(&self, bytes: usize, held: &mut Option<OwnedSemaphorePermit>) -> Result<()> {
+        let kib = (bytes.div_ceil(1024)).min(self.receiving_kib) as u32;
+        if kib == 0 {
+            return Ok(());
+        }
+        let permit = self.receiving.clone().try_acquire_many_owned(kib).map_err(|_| crate::Error::Overloaded {
+            queued_bytes: (self.receiving_kib - self.receiving.available_permits()) * 1024,
+            limit_bytes: self.receiving_kib * 1024,
+        })?;
+        match held {
+            Some(h) => h.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
     }
 
     /// The limits in force.

@@ -391,12 +391,13 @@ impl Pipeline {
     fn after_step(&mut self, flushes: Vec<oneshot::Sender<Result<(), String>>>) -> Result<()> {
         let polled = self.assembler.poll(Instant::now());
         self.emit(polled)?;
-        if !flushes.is_empty() || self.store.flush_due() {
+        let over_budget = self.store.over_memory_budget();
+        if !flushes.is_empty() || self.store.flush_due() || (over_budget && self.store.pending_flushes() == 0) {
             self.flush(flushes)?;
         }
         // Unflushed rows over budget: wait for the flusher (the queue fills meanwhile, and
         // receivers shed).
-        while self.store.over_memory_budget() && self.store.pending_flushes() > 0 {
+        while over_budget && self.store.over_memory_budget() && self.store.pending_flushes() > 0 {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())

@@ -182,6 +182,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_readme_query_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        let t0 = 1_763_900_000_000_000_000u64;
+        let rows: Vec<_> =
+            (0..200u64).map(|i| row(t0 + i * 1_000_000_000, if i % 2 == 0 { "a" } else { "b" }, i as f64)).collect();
+        store.append(None, Some(requests_batch(&rows).unwrap()));
+        let sql = "SELECT date_trunc('minute', time) m, model, \
+                   approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) p99, \
+                   approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY queue_ms) q99 \
+                   FROM requests GROUP BY 1, 2 ORDER BY 1, 2";
+        let out = store.snapshot().sql(sql).await.unwrap();
+        // 200 s starting mid-minute span 4 minutes, 2 models each.
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 8);
+    }
+
+    #[tokio::test]
     async fn bad_sql_is_a_user_error() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();

@@ -73,3 +73,36 @@ async fn acknowledged_spans_survive_kill_9_during_load() {
     // Every span is its own trace here, so every stored span becomes one request row.
     tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", total));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_in_flight_at_shutdown_become_requests_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Assembly waits a minute: at shutdown every trace is still in flight.
+    let slow =
+        FAST_CONFIG.replace("idle_ms: 300", "idle_ms: 60000").replace("max_wait_ms: 2000", "max_wait_ms: 120000");
+    let (d, c) = (data.clone(), slow.clone());
+    let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
+    let body = export_request(77, 25).encode_to_vec();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/traces", server.http))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let srv = &server;
+    tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM spans", 25));
+    assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM requests")), 0);
+    assert!(tokio::task::block_in_place(|| server.stop()).success());
+
+    // The spans are in a segment; the assembler's state file holds the traces.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["state_file"].is_string(), "{manifest}");
+    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, FAST_CONFIG)).await.unwrap();
+    let srv = &server;
+    tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 25));
+    assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM spans")), 25, "no span duplicated");
+}

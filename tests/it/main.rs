@@ -5,4 +5,5 @@ mod bad_input;
 mod durability;
 mod import;
 mod otlp_python;
+mod overload;
 mod support;

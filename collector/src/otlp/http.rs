@@ -72,13 +72,21 @@ async fn receive(
     {
         return Err(Error::TooLarge { what: "body", size: len, limit: limits.max_body_bytes });
     }
-    let bytes = read_body(body, limits.max_body_bytes).await?;
+    // Memory held while this export is received is reserved as it grows; the permit is
+    // released when the export is answered.
+    let mut held = None;
+    let bytes = read_body(rx, body, limits.max_body_bytes, &mut held).await?;
     let gzip = match header_str(headers, header::CONTENT_ENCODING).map(|v| v.trim().to_ascii_lowercase()) {
         None => false,
         Some(v) if v.is_empty() || v == "identity" => false,
         Some(v) if v == "gzip" => true,
         Some(v) => return Err(Error::UnsupportedEncoding(v)),
     };
+    if gzip {
+        // Decompressed OTLP is typically 4-10x; reserve the estimate now, the rest is
+        // bounded by max_decompressed_bytes.
+        rx.reserve((bytes.len() * 6).min(limits.max_decompressed_bytes), &mut held)?;
+    }
     let large = bytes.len() > 256 * 1024;
     let decode_all = move || -> Result<_, Error> {
         let raw;
@@ -105,8 +113,13 @@ async fn receive(
 /// connection is cut.
 const DRAIN_LIMIT: usize = 256 << 20;
 
-/// Reads the body, keeping at most `limit` bytes in memory.
-async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Error> {
+/// Reads the body, keeping at most `limit` bytes in memory, reserving them as they come.
+async fn read_body(
+    rx: &Receiver,
+    mut body: Body,
+    limit: usize,
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Vec<u8>, Error> {
     let mut buf = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
@@ -119,6 +132,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Error> {
             }
             continue;
         }
+        rx.reserve(data.len(), held)?;
         buf.extend_from_slice(&data);
     }
     if total > limit {
