@@ -60,6 +60,9 @@ impl Health {
 struct Submission {
     batch: SpanBatch,
     encoded: Vec<u8>,
+    /// The `spans` rows, built by the submitting thread so that the single pipeline
+    /// thread does not have to.
+    rows: arrow::record_batch::RecordBatch,
     _permit: OwnedSemaphorePermit,
     ack: oneshot::Sender<Result<(), String>>,
 }
@@ -93,6 +96,7 @@ impl Ingest {
             return Err(Error::Unavailable(self.health.describe()));
         }
         let encoded = batch.encode_to_vec();
+        let rows = slo_store::rows::spans_batch([&batch]).map_err(|e| Error::Storage(e.to_string()))?;
         // What the batch costs until it is rows: the decoded records dominate.
         let kib = (encoded.len() * 4 + batch.span_count() * 160) / 1024 + 1;
         let kib = kib.min(self.budget_kib) as u32;
@@ -103,7 +107,7 @@ impl Ingest {
         self.metrics.queue_bytes.set(((self.budget_kib - self.budget.available_permits()) * 1024) as i64);
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Msg::Batch(Submission { batch, encoded, _permit: permit, ack }))
+            .send(Msg::Batch(Submission { batch, encoded, rows, _permit: permit, ack }))
             .map_err(|_| Error::Unavailable("stopping"))?;
         match done.await {
             Ok(Ok(())) => Ok(()),
@@ -349,20 +353,26 @@ impl Pipeline {
         let mut batches = Vec::with_capacity(group.len());
         for s in group {
             let _ = s.ack.send(Ok(()));
+            self.store.append(Some(s.rows), None);
             batches.push(s.batch);
         }
-        self.process(batches)
+        self.assemble(batches);
+        Ok(())
     }
 
-    /// Durable batches to rows.
+    /// Replayed batches to rows.
     fn process(&mut self, batches: Vec<SpanBatch>) -> Result<()> {
         let rows = slo_store::rows::spans_batch(batches.iter())?;
         self.store.append(Some(rows), None);
+        self.assemble(batches);
+        Ok(())
+    }
+
+    fn assemble(&mut self, batches: Vec<SpanBatch>) {
         let now = Instant::now();
         for b in batches {
             self.assembler.add(b, now);
         }
-        Ok(())
     }
 
     fn emit(&mut self, emitted: Emitted) -> Result<()> {
