@@ -9,6 +9,7 @@ mod telemetry;
 
 /// mimalloc instead of glibc malloc: the ingest path allocates many short-lived strings
 /// and large Arrow buffers across threads; see BENCHMARKS.md for the measured difference.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
