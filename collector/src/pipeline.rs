@@ -385,7 +385,7 @@ impl Pipeline {
                 Emission::Drained => "drained",
             };
             self.metrics.traces_emitted.get_or_create(&ReasonLabel { reason }).inc();
-            rows.extend(self.splitter.requests(&spans));
+            rows.extend(self.splitter.into_requests(spans));
         }
         for r in &rows {
             self.metrics.requests_emitted.get_or_create(&vec![("split_source", r.split_source)]).inc();

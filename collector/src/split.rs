@@ -152,6 +152,29 @@ impl Splitter {
 
     /// The request rows of one assembled trace.
     pub fn requests(&self, spans: &[TraceSpan]) -> Vec<RequestRow> {
+        let rows = self.rows_for(spans);
+        rows.into_iter()
+            .map(|(t, mut row)| {
+                row.attributes = spans[t].span.attributes.clone();
+                row
+            })
+            .collect()
+    }
+
+    /// Like [`Splitter::requests`], taking the trace so that each request's attributes
+    /// move into its row instead of being copied (the ingest path).
+    pub fn into_requests(&self, mut spans: Vec<TraceSpan>) -> Vec<RequestRow> {
+        let rows = self.rows_for(&spans);
+        rows.into_iter()
+            .map(|(t, mut row)| {
+                row.attributes = std::mem::take(&mut spans[t].span.attributes);
+                row
+            })
+            .collect()
+    }
+
+    /// The rows, without attributes, each with the index of its request span.
+    fn rows_for(&self, spans: &[TraceSpan]) -> Vec<(usize, RequestRow)> {
         if spans.is_empty() {
             return Vec::new();
         }
@@ -176,7 +199,7 @@ impl Splitter {
             .map(|&t| {
                 let r = root_of(t);
                 let e = if per_root[&r] == 1 { r } else { t };
-                self.row(&trace, t, e)
+                (t, self.row(&trace, t, e))
             })
             .collect()
     }
@@ -292,7 +315,7 @@ impl Splitter {
             input_tokens: int(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]),
             output_tokens: int(&["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"]),
             split_source: split.source,
-            attributes: ts.span.attributes.clone(),
+            attributes: Vec::new(),
         }
     }
 }

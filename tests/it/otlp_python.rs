@@ -58,6 +58,17 @@ fn check(protocol: &str) {
             - want["compute_ms"].as_f64().unwrap();
         assert!((other - expect_other).abs() < 0.01, "{id} other_ms: got {other}, want {expect_other}");
     }
+    // Self-observability: what came in and what was redacted is counted.
+    let metrics = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { reqwest::get(format!("{}/metrics", server.web)).await.unwrap().text().await.unwrap() });
+    let transport = if protocol == "grpc" { "grpc" } else { "http" };
+    let accepted = format!("slo_collector_spans_accepted_total{{transport=\"{transport}\"}} {}", 2 * traces);
+    assert!(metrics.contains(&accepted), "no {accepted:?} in /metrics:\n{metrics}");
+    assert!(metrics.contains(&format!("slo_collector_redacted_attributes_total {traces}")), "{metrics}");
+    assert!(metrics.contains("slo_store_wal_append_seconds_count"), "{metrics}");
     // The prompt never reaches storage: not queryable, and not in any file once flushed.
     assert_eq!(server.count("SELECT count(*) FROM spans WHERE attributes['gen_ai.prompt'] IS NOT NULL"), 0);
     let dir = server.data_dir.clone();

@@ -171,3 +171,13 @@ fn bad_pattern_is_named() {
     let err = Splitter::new(&cfg).unwrap_err();
     assert!(err.contains("queue_span_patterns"), "{err}");
 }
+
+#[test]
+fn into_requests_moves_the_same_rows() {
+    let v = res("vllm");
+    let spans = vec![ts(&v, span(1, None, "llm_request", 2, 0, 100, &[("gen_ai.request.model", "m"), ("x", "y")]))];
+    let copied = splitter().requests(&spans);
+    let moved = splitter().into_requests(spans);
+    assert_eq!(copied, moved);
+    assert_eq!(moved[0].attributes, vec![Attr::new("gen_ai.request.model", "m"), Attr::new("x", "y")]);
+}
