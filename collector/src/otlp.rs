@@ -15,7 +15,7 @@ use crate::config::CollectorConfig;
 use crate::convert::{Converter, Rejected};
 use crate::error::Result;
 use crate::metrics::{CollectorMetrics, ExportLabels, TransportLabel};
-use crate::pipeline::Ingest;
+use crate::pipeline::{Ingest, Prepared};
 use crate::redact::Redactor;
 
 /// Exports above this many spans are converted off the async workers.
@@ -77,17 +77,28 @@ impl Receiver {
     pub async fn export(&self, req: ExportTraceServiceRequest, transport: &'static str) -> Result<Rejected> {
         let started = Instant::now();
         let n: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
-        let (batch, rejected, stats) = if n > BLOCKING_SPANS {
-            let c = self.converter.clone();
-            tokio::task::spawn_blocking(move || c.convert(req))
+        // Conversion, WAL encoding and Arrow rows are CPU work: large exports do it on the
+        // blocking pool, so the async workers keep answering.
+        let c = self.converter.clone();
+        let prepare = move || {
+            let (batch, rejected, stats) = c.convert(req);
+            let accepted = batch.span_count();
+            let prepared = if accepted > 0 { Some(Prepared::new(batch)) } else { None };
+            (prepared, accepted, rejected, stats)
+        };
+        let (prepared, accepted, rejected, stats) = if n > BLOCKING_SPANS {
+            tokio::task::spawn_blocking(prepare)
                 .await
                 .map_err(|e| crate::Error::Storage(format!("conversion task failed: {e}")))?
         } else {
-            self.converter.convert(req)
+            prepare()
         };
         self.metrics.redacted_attributes.inc_by(stats.redacted);
-        let accepted = batch.span_count();
-        let result = if accepted > 0 { self.ingest.submit(batch).await } else { Ok(()) };
+        let result = match prepared {
+            Some(Ok(p)) => self.ingest.submit_prepared(p).await,
+            Some(Err(e)) => Err(e),
+            None => Ok(()),
+        };
         let label = TransportLabel { transport };
         self.metrics.export_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());
         let outcome = match &result {

@@ -89,15 +89,37 @@ impl std::fmt::Debug for Ingest {
     }
 }
 
+/// A batch encoded for the WAL and turned into `spans` rows, ready to queue. Preparing is
+/// CPU work: callers with large batches do it off the async workers.
+#[derive(Debug)]
+pub struct Prepared {
+    batch: SpanBatch,
+    encoded: Vec<u8>,
+    rows: arrow::record_batch::RecordBatch,
+}
+
+impl Prepared {
+    /// Encodes the batch and builds its rows.
+    pub fn new(batch: SpanBatch) -> Result<Prepared> {
+        let encoded = batch.encode_to_vec();
+        let rows = slo_store::rows::spans_batch([&batch]).map_err(|e| Error::Storage(e.to_string()))?;
+        Ok(Prepared { batch, encoded, rows })
+    }
+}
+
 impl Ingest {
     /// Queues a batch and waits until it is durable. `Ok` means it may be acknowledged.
     pub async fn submit(&self, batch: SpanBatch) -> Result<()> {
+        self.submit_prepared(Prepared::new(batch)?).await
+    }
+
+    /// Queues a prepared batch and waits until it is durable.
+    pub async fn submit_prepared(&self, prepared: Prepared) -> Result<()> {
         if !self.health.is_ready() {
             return Err(Error::Unavailable(self.health.describe()));
         }
-        let encoded = batch.encode_to_vec();
-        let rows = slo_store::rows::spans_batch([&batch]).map_err(|e| Error::Storage(e.to_string()))?;
-        // What the batch costs until it is rows: the decoded records dominate.
+        let Prepared { batch, encoded, rows } = prepared;
+        // What the batch costs until it is flushed: the decoded records and their rows.
         let kib = (encoded.len() * 4 + batch.span_count() * 160) / 1024 + 1;
         let kib = kib.min(self.budget_kib) as u32;
         let permit = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| Error::Overloaded {
