@@ -1,8 +1,9 @@
 //! The collector of `slo`: OTLP in, `spans` and `requests` rows out.
 //!
 //! ```text
-//! OTLP gRPC / HTTP ─> decode ─> convert (validate, redact) ─> Ingest (bounded by bytes)
-//!     ─> pipeline thread: WAL group commit ─> ack ─> spans rows ─> Assembler (by trace id)
+//! OTLP gRPC / HTTP ─> decode ─> convert (validate, redact) ─> prepare (WAL bytes, spans rows)
+//!     ─> Ingest (bounded by bytes)
+//!     ─> pipeline thread: WAL group commit ─> ack ─> spans rows to the store ─> Assembler
 //!        ─> split (queue / compute / other) ─> requests rows ─> Store ─> flusher thread
 //! ```
 //!

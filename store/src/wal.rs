@@ -251,6 +251,35 @@ mod tests {
     }
 
     #[test]
+    fn every_cut_keeps_exactly_the_complete_records_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
+        let records: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 1 + 7 * i as usize]).collect();
+        for r in &records {
+            wal.append([r.as_slice()]).unwrap();
+        }
+        let id = wal.active_id();
+        drop(wal);
+        let path = segment_path(dir.path(), id);
+        let full = fs::read(&path).unwrap();
+        let ends: Vec<usize> = records
+            .iter()
+            .scan(0, |end, r| {
+                *end += HEADER + r.len();
+                Some(*end)
+            })
+            .collect();
+        for cut in 0..=full.len() {
+            fs::write(&path, &full[..cut]).unwrap();
+            let read = read_segment(dir.path(), id).unwrap();
+            let complete = ends.iter().filter(|e| **e <= cut).count();
+            assert_eq!(read.records, records[..complete], "cut at {cut}");
+            let kept = if complete == 0 { 0 } else { ends[complete - 1] };
+            assert_eq!(read.torn_bytes, (cut - kept) as u64, "cut at {cut}");
+        }
+    }
+
+    #[test]
     fn corrupt_payload_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
