@@ -77,6 +77,14 @@ impl Receiver {
     pub async fn export(&self, req: ExportTraceServiceRequest, transport: &'static str) -> Result<Rejected> {
         let started = Instant::now();
         let n: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        if let Err(e) = self.ingest.check_room() {
+            self.refused(transport, &e);
+            self.metrics
+                .spans_refused
+                .get_or_create(&ExportLabels { transport, outcome: e.outcome() })
+                .inc_by(n as u64);
+            return Err(e);
+        }
         // Conversion, WAL encoding and Arrow rows are CPU work: large exports do it on the
         // blocking pool, so the async workers keep answering.
         let c = self.converter.clone();

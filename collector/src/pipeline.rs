@@ -113,6 +113,22 @@ impl Ingest {
         self.submit_prepared(Prepared::new(batch)?).await
     }
 
+    /// Refuses early, before any work is spent on an export, when the queue is nearly full
+    /// (less than 1/64 of its budget free) or the pipeline is not accepting.
+    pub fn check_room(&self) -> Result<()> {
+        if !self.health.is_ready() {
+            return Err(Error::Unavailable(self.health.describe()));
+        }
+        let free = self.budget.available_permits();
+        if free * 64 < self.budget_kib {
+            return Err(Error::Overloaded {
+                queued_bytes: (self.budget_kib - free) * 1024,
+                limit_bytes: self.budget_kib * 1024,
+            });
+        }
+        Ok(())
+    }
+
     /// Queues a prepared batch and waits until it is durable.
     pub async fn submit_prepared(&self, prepared: Prepared) -> Result<()> {
         if !self.health.is_ready() {
