@@ -65,6 +65,11 @@ async fn receive(
     body: Body,
     encoding: Encoding,
 ) -> Result<crate::convert::Rejected, Error> {
+    // Shed before reading the body when the queue is nearly full.
+    if let Err(e) = rx.ingest().check_room() {
+        rx.refused(TRANSPORT, &e);
+        return Err(e);
+    }
     let limits = rx.limits().clone();
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if let Some(len) = declared
