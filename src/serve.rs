@@ -21,6 +21,9 @@ use tokio_util::task::TaskTracker;
 use crate::cli::{Failure, ServeArgs};
 use crate::config::ServeConfig;
 
+/// OTLP/gRPC exports decoded at once, across all connections.
+const GRPC_CONCURRENT_EXPORTS: usize = 8;
+
 fn apply_flags(cfg: &mut ServeConfig, args: ServeArgs) {
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
@@ -96,8 +99,12 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         let (token, fail, rx) = (token.clone(), fail.clone(), receiver.clone());
         tracker.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
-            // Bound what one connection can make the server decode at once.
+            // tonic decodes a request before our handler (and its budgets) sees it, so bound
+            // how many it decodes at once across all connections: at most 8 x
+            // max_decompressed_bytes. Requests beyond wait unread, held back by HTTP/2 flow
+            // control.
             let served = tonic::transport::Server::builder()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(GRPC_CONCURRENT_EXPORTS))
                 .concurrency_limit_per_connection(32)
                 .max_concurrent_streams(Some(64))
                 .add_service(grpc::service(rx))

@@ -34,7 +34,8 @@ pub async fn import_file(rx: &Receiver, path: &Path, summary: &mut ImportSummary
     let mut bytes = std::fs::read(path).map_err(|source| Error::File { path: name.clone(), source })?;
     let mut lower = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     if lower.ends_with(".gz") || bytes.starts_with(&[0x1f, 0x8b]) {
-        bytes = decode::gunzip(&bytes, MAX_FILE).map_err(|e| Error::InvalidPayload(format!("{name}: {e}")))?;
+        bytes = decode::gunzip(&bytes, MAX_FILE, &mut |_| Ok(()))
+            .map_err(|e| Error::InvalidPayload(format!("{name}: {e}")))?;
         lower = lower.trim_end_matches(".gz").to_string();
     }
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();

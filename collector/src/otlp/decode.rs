@@ -37,14 +37,23 @@ impl Encoding {
 }
 
 /// Decompresses gzip, refusing output beyond `limit` bytes (a zip bomb costs nothing).
-pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>> {
+/// `reserve` is asked for every chunk before it is kept, so the caller can charge the
+/// decompressed size to a memory budget as it grows (and refuse on the way).
+pub fn gunzip(body: &[u8], limit: usize, reserve: &mut dyn FnMut(usize) -> Result<()>) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity((body.len() * 4).min(limit));
-    let mut reader = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
-    reader.read_to_end(&mut out).map_err(|e| Error::InvalidPayload(format!("invalid gzip body: {e}")))?;
-    if out.len() > limit {
-        return Err(Error::TooLarge { what: "decompressed body", size: out.len(), limit });
+    let mut reader = flate2::read::MultiGzDecoder::new(body);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut chunk).map_err(|e| Error::InvalidPayload(format!("invalid gzip body: {e}")))?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if out.len() + n > limit {
+            return Err(Error::TooLarge { what: "decompressed body", size: out.len() + n, limit });
+        }
+        reserve(n)?;
+        out.extend_from_slice(&chunk[..n]);
     }
-    Ok(out)
 }
 
 /// Decodes an export request.
@@ -105,9 +114,23 @@ mod tests {
         gz.write_all(&vec![0u8; 10 << 20]).unwrap();
         let small = gz.finish().unwrap();
         assert!(small.len() < 100_000);
-        let e = gunzip(&small, 1 << 20).unwrap_err();
+        let free = &mut |_| Ok(());
+        let e = gunzip(&small, 1 << 20, free).unwrap_err();
         assert!(matches!(e, Error::TooLarge { .. }), "{e}");
-        assert_eq!(gunzip(&small, 11 << 20).unwrap().len(), 10 << 20);
-        assert!(gunzip(b"not gzip", 100).unwrap_err().to_string().contains("gzip"));
+        assert_eq!(gunzip(&small, 11 << 20, free).unwrap().len(), 10 << 20);
+        assert!(gunzip(b"not gzip", 100, free).unwrap_err().to_string().contains("gzip"));
+        // The budget is charged as the output grows, and can stop it half way.
+        let mut charged = 0;
+        let e = gunzip(&small, 11 << 20, &mut |n| {
+            charged += n;
+            if charged > 3 << 20 {
+                Err(Error::Overloaded { queued_bytes: charged, limit_bytes: 3 << 20 })
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(e, Error::Overloaded { .. }), "{e}");
+        assert!(charged <= (3 << 20) + 64 * 1024);
     }
 }

@@ -34,7 +34,7 @@ async fn traces(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
         Ok(e) => e,
         Err(e) => return failure(&rx, Encoding::Protobuf, e),
     };
-    match receive(&rx, &headers, body, encoding).await {
+    match receive(rx.clone(), &headers, body, encoding).await {
         Ok(rejected) => {
             let partial = (rejected.spans > 0).then_some(ExportTracePartialSuccess {
                 rejected_spans: rejected.spans,
@@ -60,7 +60,7 @@ async fn traces(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
 }
 
 async fn receive(
-    rx: &Receiver,
+    rx: Arc<Receiver>,
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
@@ -80,30 +80,30 @@ async fn receive(
     // Memory held while this export is received is reserved as it grows; the permit is
     // released when the export is answered.
     let mut held = None;
-    let bytes = read_body(rx, body, limits.max_body_bytes, &mut held).await?;
+    let bytes = read_body(&rx, body, limits.max_body_bytes, &mut held).await?;
     let gzip = match header_str(headers, header::CONTENT_ENCODING).map(|v| v.trim().to_ascii_lowercase()) {
         None => false,
         Some(v) if v.is_empty() || v == "identity" => false,
         Some(v) if v == "gzip" => true,
         Some(v) => return Err(Error::UnsupportedEncoding(v)),
     };
-    if gzip {
-        // Decompressed OTLP is typically 4-10x; reserve the estimate now, the rest is
-        // bounded by max_decompressed_bytes.
-        rx.reserve((bytes.len() * 6).min(limits.max_decompressed_bytes), &mut held)?;
-    }
     let large = bytes.len() > 256 * 1024;
+    // Decompression and decoding charge what they hold to the receive budget as well: the
+    // decompressed bytes chunk by chunk, the decoded request at twice its encoded size.
+    let budget = rx.clone();
     let decode_all = move || -> Result<_, Error> {
         let raw;
         let payload: &[u8] = if gzip {
-            raw = decode::gunzip(&bytes, limits.max_decompressed_bytes)?;
+            raw = decode::gunzip(&bytes, limits.max_decompressed_bytes, &mut |n| budget.reserve(n, &mut held))?;
             &raw
         } else {
             &bytes
         };
-        decode::decode(payload, encoding)
+        budget.reserve(payload.len() * 2, &mut held)?;
+        Ok((decode::decode(payload, encoding)?, held))
     };
-    let req = if large {
+    // `_held` keeps the reservation until the export is answered.
+    let (req, _held) = if large {
         tokio::task::spawn_blocking(decode_all)
             .await
             .map_err(|e| Error::Storage(format!("decode task failed: {e}")))??
