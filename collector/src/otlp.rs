@@ -103,7 +103,7 @@ impl Receiver {
         };
         self.metrics.redacted_attributes.inc_by(stats.redacted);
         let result = match prepared {
-            Some(Ok(p)) => self.ingest.submit_prepared(p).await,
+            Some(Ok(p)) => self.ingest.submit(p).await,
             Some(Err(e)) => Err(e),
             None => Ok(()),
         };

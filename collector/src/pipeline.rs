@@ -69,7 +69,6 @@ struct Submission {
 
 enum Msg {
     Batch(Submission),
-    Flush(oneshot::Sender<Result<(), String>>),
     Shutdown,
 }
 
@@ -108,11 +107,6 @@ impl Prepared {
 }
 
 impl Ingest {
-    /// Queues a batch and waits until it is durable. `Ok` means it may be acknowledged.
-    pub async fn submit(&self, batch: SpanBatch) -> Result<()> {
-        self.submit_prepared(Prepared::new(batch)?).await
-    }
-
     /// Refuses early, before any work is spent on an export, when the queue is nearly full
     /// (less than 1/64 of its budget free) or the pipeline is not accepting.
     pub fn check_room(&self) -> Result<()> {
@@ -129,8 +123,9 @@ impl Ingest {
         Ok(())
     }
 
-    /// Queues a prepared batch and waits until it is durable.
-    pub async fn submit_prepared(&self, prepared: Prepared) -> Result<()> {
+    /// Queues a prepared batch and waits until it is durable. `Ok` means it may be
+    /// acknowledged.
+    pub async fn submit(&self, prepared: Prepared) -> Result<()> {
         if !self.health.is_ready() {
             return Err(Error::Unavailable(self.health.describe()));
         }
@@ -152,22 +147,6 @@ impl Ingest {
             Ok(Err(e)) => Err(Error::Storage(e)),
             Err(_) => Err(Error::Unavailable("stopping")),
         }
-    }
-
-    /// Flushes everything in memory to segments and waits until they are on disk.
-    pub async fn flush(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg::Flush(tx)).map_err(|_| Error::Unavailable("stopping"))?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Storage(e)),
-            Err(_) => Err(Error::Unavailable("stopping")),
-        }
-    }
-
-    /// Whether the pipeline accepts data.
-    pub fn health(&self) -> &Arc<Health> {
-        &self.health
     }
 }
 
@@ -316,7 +295,7 @@ impl Pipeline {
             }
             for chunk in batches.chunks(self.max_group) {
                 self.process(chunk.to_vec())?;
-                self.after_step(Vec::new())?;
+                self.after_step()?;
             }
         }
         Ok(())
@@ -326,37 +305,24 @@ impl Pipeline {
         let tick = Duration::from_millis(50);
         loop {
             let mut group = Vec::new();
-            let mut flushes = Vec::new();
             let mut stop = false;
-            // Returns whether the message asks the loop to stop.
-            let take = |m: Msg, group: &mut Vec<Submission>, flushes: &mut Vec<_>| match m {
-                Msg::Batch(s) => {
-                    group.push(s);
-                    false
-                }
-                Msg::Flush(done) => {
-                    flushes.push(done);
-                    false
-                }
-                Msg::Shutdown => true,
-            };
             match self.rx.recv_timeout(tick) {
-                Ok(m) => stop = take(m, &mut group, &mut flushes),
+                Ok(Msg::Batch(s)) => group.push(s),
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => stop = true,
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => stop = true,
             }
             while !stop && group.len() < self.max_group {
                 match self.rx.try_recv() {
-                    Ok(m) => stop = take(m, &mut group, &mut flushes),
+                    Ok(Msg::Batch(s)) => group.push(s),
+                    Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => stop = true,
                     Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => stop = true,
                 }
             }
             self.commit(group)?;
             if stop {
                 break;
             }
-            self.after_step(flushes)?;
+            self.after_step()?;
         }
         if self.drain_on_exit {
             let drained = self.assembler.drain();
@@ -436,12 +402,12 @@ impl Pipeline {
         Ok(())
     }
 
-    fn after_step(&mut self, flushes: Vec<oneshot::Sender<Result<(), String>>>) -> Result<()> {
+    fn after_step(&mut self) -> Result<()> {
         let polled = self.assembler.poll(Instant::now());
         self.emit(polled)?;
         let over_budget = self.store.over_memory_budget();
-        if !flushes.is_empty() || self.store.flush_due() || (over_budget && self.store.pending_flushes() == 0) {
-            self.flush(flushes)?;
+        if self.store.flush_due() || (over_budget && self.store.pending_flushes() == 0) {
+            self.flush(Vec::new())?;
         }
         // Unflushed rows over budget: wait for the flusher (the queue fills meanwhile, and
         // receivers shed).

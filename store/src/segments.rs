@@ -130,8 +130,9 @@ pub fn remove_orphans(data_dir: &Path, table: &str, listed: &[SegmentFile]) -> R
     Ok(removed)
 }
 
-/// The schema-checked batches of a segment (used by tests and `slo query` fallbacks).
-pub fn read(path: &Path) -> Result<Vec<RecordBatch>> {
+/// The batches of a segment (tests read back what they wrote).
+#[cfg(test)]
+fn read(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = fs::File::open(path).map_err(Error::io("open segment", path))?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
     Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)

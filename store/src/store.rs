@@ -69,7 +69,6 @@ struct Frozen {
     id: u64,
     requests: Vec<RecordBatch>,
     spans: Vec<RecordBatch>,
-    rows: usize,
     bytes: usize,
 }
 
@@ -260,7 +259,7 @@ impl Store {
         let id = st.next_flush_id;
         st.next_flush_id += 1;
         let job = FlushJob { id, wal_through, state, requests: mem.requests.clone(), spans: mem.spans.clone() };
-        st.frozen.push(Frozen { id, requests: mem.requests, spans: mem.spans, rows: mem.rows, bytes: mem.bytes });
+        st.frozen.push(Frozen { id, requests: mem.requests, spans: mem.spans, bytes: mem.bytes });
         drop(st);
         self.inner.metrics.memory_rows.set(0);
         job
@@ -354,11 +353,5 @@ impl Store {
         requests.extend(st.mem.requests.iter().cloned());
         spans.extend(st.mem.spans.iter().cloned());
         Snapshot { data_dir: self.inner.cfg.data_dir.clone(), requests, spans, files: st.manifest.files.clone() }
-    }
-
-    /// Rows held in memory, including those being flushed.
-    pub fn memory_rows(&self) -> usize {
-        let st = self.inner.state.lock();
-        st.mem.rows + st.frozen.iter().map(|f| f.rows).sum::<usize>()
     }
 }
