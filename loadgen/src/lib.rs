@@ -12,6 +12,9 @@
 //! This crate depends on no other `slo` crate: it talks over the wire only.
 
 pub mod dist;
+pub mod duration;
 pub mod error;
+pub mod scenario;
+pub mod sim;
 
 pub use error::{Error, Result};
