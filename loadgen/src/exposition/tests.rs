@@ -32,12 +32,8 @@ fn parse(text: &str) -> Scrape {
 type Families = BTreeMap<String, (&'static str, BTreeSet<Vec<String>>)>;
 
 fn families(scrape: &Scrape) -> Families {
-    let histograms: BTreeSet<&str> = scrape
-        .samples
-        .iter()
-        .filter(|s| matches!(s.value, Value::Histogram(_)))
-        .map(|s| s.metric.as_str())
-        .collect();
+    let histograms: BTreeSet<&str> =
+        scrape.samples.iter().filter(|s| matches!(s.value, Value::Histogram(_))).map(|s| s.metric.as_str()).collect();
     let mut out = Families::new();
     for s in &scrape.samples {
         let kind = match s.value {
