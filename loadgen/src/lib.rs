@@ -14,6 +14,7 @@
 pub mod dist;
 pub mod duration;
 pub mod error;
+pub mod exposition;
 pub mod scenario;
 pub mod sim;
 
