@@ -13,5 +13,6 @@
 
 pub mod dist;
 pub mod error;
+pub mod kubeapi;
 
 pub use error::{Error, Result};
