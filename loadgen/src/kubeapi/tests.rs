@@ -230,3 +230,136 @@ async fn watcher_with_pages_relists_after_expiry() {
 async fn watcher_with_streaming_lists_relists_after_expiry() {
     watcher_survives_expiry(watcher::Config::default().streaming_lists(), true).await;
 }
+
+/// Reads watch events until `n` arrived, the stream ended, or `within` passed.
+async fn watch_events(url: &str, query: &str, n: usize, within: Duration) -> (Vec<Value>, bool) {
+    let mut resp = reqwest::get(format!("{url}{query}")).await.unwrap();
+    assert_eq!(resp.status(), 200, "{query}");
+    let (mut events, mut buf) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            events.push(serde_json::from_slice::<Value>(&line).unwrap());
+        }
+        if events.len() >= n {
+            return (events, false);
+        }
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => buf.extend_from_slice(&chunk),
+            Ok(_) => return (events, true),
+            Err(_) => return (events, false),
+        }
+    }
+}
+
+fn kinds(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| format!("{} {}", e["type"].as_str().unwrap(), e["object"]["metadata"]["name"].as_str().unwrap_or("-")))
+        .collect()
+}
+
+#[tokio::test]
+async fn raw_watch_resumes_expires_bookmarks_and_times_out() {
+    let store = ApiStore::with_options(ApiOptions {
+        history: 3,
+        bookmark_interval: Duration::from_millis(200),
+        ..ApiOptions::default()
+    });
+    for i in 0..6 {
+        store.apply(pod("ml", &format!("p{i}"), "llm", "gpu-1")).unwrap();
+    }
+    let url = serve(store.clone()).await;
+    let pods = "/api/v1/namespaces/ml/pods";
+
+    let (events, ended) = watch_events(&url, &format!("{pods}?watch=1&resourceVersion=1"), 2, WAIT).await;
+    assert!(ended);
+    assert_eq!(
+        events,
+        vec![json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": "too old resource version: 1 (3)", "reason": "Expired", "code": 410}})]
+    );
+
+    let q = format!("{pods}?watch=true&resourceVersion=4&allowWatchBookmarks=true");
+    let (events, _) = watch_events(&url, &q, 3, WAIT).await;
+    assert_eq!(kinds(&events), ["ADDED p4", "ADDED p5", "BOOKMARK -"]);
+    assert_eq!(events[2]["object"], json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "6"}}));
+
+    let q = format!("{pods}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true");
+    let (events, _) = watch_events(&url, &q, 7, WAIT).await;
+    assert_eq!(events[6]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    assert_eq!(events.iter().filter(|e| e["type"] == "ADDED").count(), 6);
+
+    let started = tokio::time::Instant::now();
+    let (events, ended) =
+        watch_events(&url, &format!("{pods}?watch=1&resourceVersion=6&timeoutSeconds=1"), 1, WAIT).await;
+    assert!(ended && events.is_empty() && started.elapsed() < Duration::from_secs(3));
+
+    // The admin route compacts: resuming from the latest resourceVersion is now too old.
+    let resp = reqwest::Client::new().post(format!("{url}/slo-sim/expire")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (events, _) = watch_events(&url, &format!("{pods}?watch=1&resourceVersion=6"), 1, WAIT).await;
+    assert_eq!(events[0]["object"]["code"], 410);
+}
+
+#[tokio::test]
+async fn selectors_filter_lists_and_watches() {
+    let store = ApiStore::new(100);
+    store.apply(pod("ml", "a", "llm", "gpu-1")).unwrap();
+    store.apply(pod("ml", "b", "llm", "gpu-2")).unwrap();
+    store.apply(pod("ml", "c", "embedder", "gpu-1")).unwrap();
+    let url = serve(store.clone()).await;
+    let api: Api<Pod> = Api::namespaced(client(&url).await, "ml");
+    let names = |l: kube::core::ObjectList<Pod>| l.items.iter().map(|p| p.name_any()).collect::<Vec<_>>();
+    let lp = ListParams::default().labels("app=llm").fields("spec.nodeName=gpu-1");
+    assert_eq!(names(api.list(&lp).await.unwrap()), ["a"]);
+    assert_eq!(names(api.list(&ListParams::default().labels("app!=llm")).await.unwrap()), ["c"]);
+    assert_eq!(names(api.list(&ListParams::default().fields("metadata.name!=a")).await.unwrap()), ["b", "c"]);
+    for (labels, fields, problem) in
+        [("app=", "spec.bogus=x", "field label not supported: spec.bogus"), ("a b", "", "unable to parse requirement")]
+    {
+        match api.list(&ListParams::default().labels(labels).fields(fields)).await {
+            Err(kube::Error::Api(e)) => assert!(e.code == 400 && e.message.contains(problem), "{e:?}"),
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
+
+    // A watch sees an object leave and enter its selector as DELETED and ADDED.
+    let q = "/api/v1/pods?watch=1&labelSelector=app%3Dllm&fieldSelector=spec.nodeName%3Dgpu-1";
+    let watch_url = url.clone();
+    let watch = tokio::spawn(async move { watch_events(&watch_url, q, 4, WAIT).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.apply(pod("ml", "a", "llm", "gpu-2")).unwrap();
+    store.apply(pod("ml", "c", "embedder", "gpu-3")).unwrap();
+    store.apply(pod("ml", "b", "llm", "gpu-1")).unwrap();
+    store.delete("v1", "Pod", Some("ml"), "b");
+    let (events, _) = watch.await.unwrap();
+    assert_eq!(kinds(&events), ["ADDED a", "DELETED a", "ADDED b", "DELETED b"]);
+}
+
+#[tokio::test]
+async fn errors_are_kubernetes_status() {
+    let url = serve(ApiStore::new(10)).await;
+    let http = reqwest::Client::new();
+    for (method, path, code, reason) in [
+        ("GET", "/apis/keda.sh/v1alpha1/namespaces/ml/scaledobjects", 404, "NotFound"),
+        ("GET", "/apis/keda.sh/v1alpha1", 404, "NotFound"),
+        ("GET", "/api/v1/namespaces/ml/pods/missing", 404, "NotFound"),
+        ("POST", "/api/v1/namespaces/ml/pods", 405, "MethodNotAllowed"),
+        ("DELETE", "/apis/apps/v1/namespaces/ml/deployments/x", 405, "MethodNotAllowed"),
+        ("GET", "/api/v1/pods?watch=1&resourceVersion=abc", 400, "BadRequest"),
+        ("GET", "/api/v1/pods?watch=1&resourceVersion=99", 504, "Timeout"),
+        ("GET", "/api/v1/pods?watch=1&sendInitialEvents=true", 422, "Invalid"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = http.request(method, format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), code, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            (body["kind"].as_str(), body["code"].as_u64(), body["reason"].as_str()),
+            (Some("Status"), Some(u64::from(code)), Some(reason)),
+            "{path}"
+        );
+    }
+}
