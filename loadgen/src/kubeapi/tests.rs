@@ -4,16 +4,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Node, Pod};
-use k8s_openapi::api::events::v1::Event as EventsEvent;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, ResourceExt};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::*;
+
+mod resources;
 
 const WAIT: Duration = Duration::from_secs(10);
 
