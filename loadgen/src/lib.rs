@@ -15,6 +15,7 @@ pub mod dist;
 pub mod duration;
 pub mod error;
 pub mod exposition;
+pub mod kubeapi;
 pub mod scenario;
 pub mod sim;
 
