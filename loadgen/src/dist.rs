@@ -76,9 +76,7 @@ fn number(s: &str, what: &str, whole: &str) -> Result<f64, Error> {
         .parse()
         .map_err(|_| Error::Invalid(format!("token distribution {whole:?}: {what} {s:?} is not a number")))?;
     if !v.is_finite() || v < 0.0 {
-        return Err(Error::Invalid(format!(
-            "token distribution {whole:?}: {what} must be a finite number >= 0"
-        )));
+        return Err(Error::Invalid(format!("token distribution {whole:?}: {what} must be a finite number >= 0")));
     }
     Ok(v)
 }

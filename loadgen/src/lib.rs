@@ -13,5 +13,6 @@
 
 pub mod dist;
 pub mod error;
+pub mod target;
 
 pub use error::{Error, Result};
