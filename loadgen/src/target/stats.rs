@@ -57,6 +57,9 @@ impl Histogram {
             return None;
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        if rank == self.count {
+            return Some(self.max);
+        }
         let mut seen = self.below_min;
         if seen >= rank {
             return Some(self.min);
@@ -64,6 +67,9 @@ impl Histogram {
         for (i, &c) in self.counts.iter().enumerate() {
             seen += c;
             if seen >= rank {
+                if i == BUCKETS - 1 {
+                    return Some(self.max);
+                }
                 let mid = MIN_MS * GROWTH.powf(i as f64 + 0.5);
                 return Some(mid.clamp(self.min, self.max));
             }
