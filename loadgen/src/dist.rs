@@ -82,7 +82,7 @@ fn number(s: &str, what: &str, whole: &str) -> Result<f64, Error> {
 }
 
 fn count(v: f64, what: &str, whole: &str) -> Result<u32, Error> {
-    if v < 1.0 || v > MAX_TOKENS || v.fract() != 0.0 {
+    if !(1.0..=MAX_TOKENS).contains(&v) || v.fract() != 0.0 {
         return Err(Error::Invalid(format!(
             "token distribution {whole:?}: {what} must be a whole number in 1..=1000000"
         )));

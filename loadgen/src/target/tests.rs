@@ -100,12 +100,11 @@ async fn a_server_stall_shows_in_p99_and_does_not_delay_the_schedule() {
     within("latency p90", lat.p90, 550.0, 1000.0);
     assert!(lat.p50 < 100.0, "p50 {}", lat.p50);
     // The schedule kept going during the freeze.
-    let seen = seen.lock();
+    let seen = seen.lock().clone();
     let first = seen[0].at;
     let during = seen.iter().filter(|s| (1000..2000).contains(&(s.at - first).as_millis())).count();
     assert!(during >= 36, "only {during} requests arrived during the stall");
     assert!(r.send_lag_ms.unwrap().p99 < 50.0, "send lag {:?}", r.send_lag_ms);
-    drop(seen);
 
     // A request sent late counts its latency from the intended time, and says how late it went.
     let (http, headers) = client::http_client(&args(&url, &["--rps", "1", "--duration", "1s"])).unwrap();
@@ -234,7 +233,7 @@ async fn same_seed_same_schedule_and_prompts() {
         bounded(args(&url, &["--rps", "20", "--duration", "250ms", "--arrival", "poisson", "--seed", "42"])).await;
     }
     let bodies: Vec<String> = seen.lock().iter().map(|s| s.body.to_string()).collect();
-    assert!(bodies.len() >= 2 && bodies.len() % 2 == 0, "{}", bodies.len());
+    assert!(bodies.len() >= 2 && bodies.len().is_multiple_of(2), "{}", bodies.len());
     let (first, second) = bodies.split_at(bodies.len() / 2);
     assert_eq!(first, second);
 }
@@ -272,4 +271,27 @@ fn bad_flags_name_the_flag() {
     assert_eq!(d("1m30s"), Duration::from_secs(90));
     assert_eq!(d("250ms"), Duration::from_millis(250));
     assert_eq!(d("2"), Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_sending_waits_for_in_flight_and_still_reports() {
+    let (url, _) = mock::openai(Behaviour::Slow(Duration::from_millis(300))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("result.json");
+    let mut a = args(&url, &["--rps", "20", "--duration", "5s"]);
+    a.out = Some(out.clone());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run(a, cancel.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel();
+    let r = tokio::time::timeout(Duration::from_secs(3), task).await.unwrap().unwrap().unwrap();
+    let c = &r.counts;
+    assert_eq!(c.scheduled, 100);
+    assert!(c.cancelled >= 85 && c.sent >= 8, "{c:?}");
+    assert_eq!(c.sent + c.dropped + c.cancelled, c.scheduled);
+    assert_eq!((c.ok, c.unfinished), (c.sent, 0), "in-flight requests finished");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(json["counts"]["cancelled"], c.cancelled);
+    assert_eq!(json["config"]["seed"], 1);
+    assert!(json["latency_ms"]["p99"].as_f64().is_some() && json["ttft_ms"]["p50"].as_f64().is_some());
 }
