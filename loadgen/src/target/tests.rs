@@ -295,3 +295,17 @@ async fn cancel_stops_sending_waits_for_in_flight_and_still_reports() {
     assert_eq!(json["config"]["seed"], 1);
     assert!(json["latency_ms"]["p99"].as_f64().is_some() && json["ttft_ms"]["p50"].as_f64().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_export_over_grpc_too() {
+    let (url, seen) = mock::openai(Behaviour::Slow(Duration::ZERO)).await;
+    let (otlp, spans) = mock::otlp_grpc().await;
+    let r = bounded(args(&url, &["--rps", "10", "--duration", "300ms", "--otlp", &otlp])).await;
+    assert!(r.otlp_error.is_none(), "{:?}", r.otlp_error);
+    let mut sent: Vec<String> = seen.lock().iter().map(|s| s.traceparent.clone().unwrap()[3..35].to_owned()).collect();
+    let mut got: Vec<String> = spans.lock().iter().map(|s| hex::encode(&s.trace_id)).collect();
+    sent.sort();
+    got.sort();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(got, sent);
+}

@@ -191,3 +191,33 @@ fn answer(b: Behaviour, body: &Value) -> Response {
         let _ = tx.send(Ok(Bytes::from(tail))).await;
     })
 }
+
+/// Starts an OTLP/gRPC receiver; returns its URL and the spans it got.
+pub async fn otlp_grpc() -> (String, Arc<Mutex<Vec<Span>>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let svc = TraceServiceServer::new(GrpcTraces(spans.clone()));
+    tokio::spawn(tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming));
+    (format!("http://{addr}"), spans)
+}
+
+struct GrpcTraces(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for GrpcTraces {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut all = self.0.lock();
+        for rs in request.into_inner().resource_spans {
+            for ss in rs.scope_spans {
+                all.extend(ss.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
