@@ -18,5 +18,6 @@ pub mod exposition;
 pub mod kubeapi;
 pub mod scenario;
 pub mod sim;
+pub mod target;
 
 pub use error::{Error, Result};
