@@ -17,6 +17,8 @@ mod gpu;
 mod names;
 mod objects;
 mod stats;
+#[cfg(test)]
+mod tests;
 mod traffic;
 
 use std::cmp::Reverse;
@@ -153,7 +155,7 @@ pub struct Sim {
     pub seed: u64,
     /// Unix ns of simulated time 0.
     pub start_unix_ns: i64,
-    now: i64,
+    pub(crate) now: i64,
     seq: u64,
     queue: BinaryHeap<Reverse<Timed>>,
     pub(crate) rng: ChaCha8Rng,

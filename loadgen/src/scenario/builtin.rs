@@ -1,7 +1,7 @@
 //! The built-in scenarios, written in the scenario file format.
 //!
 //! All share one cluster: a pool of four 4-GPU H100 nodes (autoscaling to
-//! six), `llama-70b` (6 pods, 40 req/s, HPA on in-flight requests per pod)
+//! six), `llama-70b` (6 pods, 36 req/s, HPA on in-flight requests per pod)
 //! and a small `embedder` (2 pods). Faults land at 12m of a 30m run, so the
 //! analyzer has a long baseline before and a long regression after.
 
@@ -16,8 +16,8 @@ models:
   - name: llama-70b
     model: meta-llama/Llama-3.1-70B-Instruct
     replicas: 6
-    hpa: { min: 2, max: 12, target: 24 }
-    traffic: { rate: 40, prompt_tokens: "lognormal:800,0.6", output_tokens: "lognormal:150,0.5" }
+    hpa: { min: 2, max: 12, target: 25 }
+    traffic: { rate: 36, prompt_tokens: "lognormal:800,0.6", output_tokens: "lognormal:150,0.5" }
   - name: embedder
     model: BAAI/bge-large-en-v1.5
     image: vllm/vllm-openai:v0.11.0
@@ -38,7 +38,7 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
     (
         "hpa-scale-down",
         "the llama-70b HPA target is raised under steady load; it scales 6 -> 4 and the queue grows",
-        "[{ at: 8m, set_hpa: { deployment: llama-70b, target: 38 } }]",
+        "[{ at: 8m, set_hpa: { deployment: llama-70b, target: 40 } }]",
     ),
     (
         "cold-start-storm",
@@ -74,12 +74,12 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
     (
         "scale-down-with-decoy",
         "the llama-70b HPA scale-down, with a harmless embedder rollout a minute before it",
-        "[{ at: 8m, set_hpa: { deployment: llama-70b, target: 38 } },
+        "[{ at: 8m, set_hpa: { deployment: llama-70b, target: 40 } },
           { at: 12m, causal: false, deploy: { deployment: embedder } }]",
     ),
     (
         "throttle-with-decoy",
-        "GPU throttling on gpu-h100-2, with a node added and an embedder scale-up nearby",
+        "GPU throttling on gpu-h100-2 (dcgm-exporter without pod labels), with a node added and an embedder scale-up nearby",
         "[{ at: 11m, causal: false, add_node: { pool: gpu-h100 } },
           { at: 12m, gpu_throttle: { node: gpu-h100-2, clock_mhz: 1100, reason: thermal } },
           { at: 13m, causal: false, scale: { deployment: embedder, replicas: 3 } }]",
@@ -89,7 +89,12 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
 /// The YAML text of a built-in scenario.
 pub fn builtin_yaml(name: &str) -> Option<String> {
     let (n, desc, actions) = BUILTIN.iter().find(|b| b.0 == name)?;
-    Some(format!("name: {n}\ndescription: \"{desc}\"\n{}\nactions: {actions}\n", CLUSTER.trim()))
+    let mut cluster = CLUSTER.trim().to_string();
+    if *n == "throttle-with-decoy" {
+        // dcgm-exporter without pod labels: GPU -> pod attribution must come from elsewhere.
+        cluster = cluster.replace("provision: 4m }", "provision: 4m, dcgm_pod_labels: false }");
+    }
+    Some(format!("name: {n}\ndescription: \"{desc}\"\n{cluster}\nactions: {actions}\n"))
 }
 
 /// A built-in scenario by name.

@@ -58,6 +58,10 @@ pub struct PoolSpec {
     /// Board power limit (W).
     #[serde(default = "defaults::tdp")]
     pub power_limit_w: f64,
+    /// dcgm-exporter maps GPUs to pods (`pod`/`namespace`/`container` labels); false
+    /// leaves them out, as when the exporter's Kubernetes mapping is off or broken.
+    #[serde(default = "defaults::yes")]
+    pub dcgm_pod_labels: bool,
 }
 
 /// One model served by a Deployment of vLLM-like pods.

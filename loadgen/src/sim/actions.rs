@@ -6,12 +6,16 @@ use super::{Ev, PodPhase, Sim};
 
 const SEC: i64 = 1_000_000_000;
 const DAY: i64 = 86_400 * SEC;
+/// The cluster runs this long before time 0, unrecorded, so the scenario starts
+/// in steady state (batches full, HPA history filled), as a real cluster would.
+const WARMUP: i64 = 180 * SEC;
 
 impl Sim {
     /// The steady state before the scenario starts: nodes Ready, every initial
     /// pod scheduled and serving, no Events for that history.
     pub(crate) fn bootstrap(&mut self) {
         self.quiet = true;
+        self.now = -WARMUP;
         for ns in [self.scenario.namespace.clone(), "gpu-operator".into(), "default".into()] {
             self.emit_namespace(&ns);
         }
@@ -35,6 +39,7 @@ impl Sim {
                     pod.started = Some(-2 * 3600 * SEC + 60 * SEC);
                     pod.ready_since = Some(-2 * 3600 * SEC + 200 * SEC);
                     pod.epoch += 1;
+                    pod.vllm.created_unix_s = (self.start_unix_ns - 2 * 3600 * SEC + 60 * SEC) as f64 / 1e9;
                     if let Some(n) = pod.node
                         && !self.nodes[n].images.contains(&spec.image)
                     {
@@ -46,21 +51,25 @@ impl Sim {
             if let Some(h) = &spec.hpa {
                 // The recommendation history says the current size held before the start.
                 let back = h.scale_down_window.as_nanos_i64().max(SEC);
-                self.models[m].hpa_recs.push_back((-back + SEC, spec.replicas));
+                self.models[m].hpa_recs.push_back((-WARMUP - back + SEC, spec.replicas));
             }
             self.emit_replicaset(r);
             self.emit_deployment(m);
             self.emit_hpa(m);
             self.schedule_arrival(m);
             if self.models[m].hpa.is_some() {
-                self.at(5 * SEC + m as i64 * 3 * SEC, Ev::HpaSync(m));
+                self.at(-WARMUP + 5 * SEC + m as i64 * 3 * SEC, Ev::HpaSync(m));
             }
         }
-        self.at(0, Ev::GpuTick);
+        self.at(-WARMUP, Ev::GpuTick);
         for i in 0..self.scenario.actions.len() {
             let t = self.scenario.actions[i].at.as_nanos_i64();
             self.at(t, Ev::Action(i));
         }
+        self.run_until(-1);
+        self.out.requests.clear();
+        self.out.progress.clear();
+        self.completed = 0;
         self.quiet = false;
     }
 

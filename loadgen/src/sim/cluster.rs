@@ -96,7 +96,7 @@ pub struct Pod {
     pub started: Option<i64>,
     pub ready_since: Option<i64>,
     pub engine: Engine,
-    pub stats: super::stats::PodStats,
+    pub vllm: crate::exposition::VllmPod,
     pub restarts: u32,
     pub last_oom: Option<i64>,
     /// Lifecycle epoch: stale stage events carry an older one.
@@ -188,7 +188,7 @@ impl Sim {
             started: None,
             ready_since: None,
             engine: Engine::new(spec),
-            stats: Default::default(),
+            vllm: super::stats::new_vllm(&self.scenario.models[m].model, 0.0, spec.kv_cache_tokens),
             restarts: 0,
             last_oom: None,
             epoch: 0,
@@ -391,6 +391,9 @@ impl Sim {
         self.pods[p].phase = PodPhase::Loading;
         self.pods[p].started = Some(self.now);
         self.pods[p].engine = Engine::new(spec);
+        let model = self.scenario.models[self.pods[p].model].model.clone();
+        let created = self.unix(self.now) as f64 / 1e9;
+        self.pods[p].vllm = super::stats::new_vllm(&model, created, spec.kv_cache_tokens);
         self.event("Pod", &name, "Created", "Created container: vllm", false, "kubelet");
         self.event("Pod", &name, "Started", "Started container vllm", false, "kubelet");
         let load = spec.model_load.as_nanos_i64();
@@ -560,11 +563,18 @@ impl Sim {
         let Some(h) = self.models[m].hpa.clone() else { return };
         let ready: Vec<usize> = self.models[m].pods.iter().copied().filter(|&p| self.pods[p].is_serving()).collect();
         let current = self.models[m].replicas;
-        let metric = if ready.is_empty() {
+        let sample = if ready.is_empty() {
             0.0
         } else {
             ready.iter().map(|&p| self.pods[p].engine.in_flight() as f64).sum::<f64>() / ready.len() as f64
         };
+        // The adapter serves the metric averaged over the last minute (four syncs).
+        let samples = &mut self.models[m].hpa_samples;
+        samples.push_back(sample);
+        if samples.len() > 4 {
+            samples.pop_front();
+        }
+        let metric = samples.iter().sum::<f64>() / samples.len() as f64;
         self.models[m].hpa_metric = metric;
         let ratio = metric / h.target;
         let base = ready.len().max(1) as f64;

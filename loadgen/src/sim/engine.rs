@@ -71,6 +71,8 @@ pub struct EngineCounters {
     pub prompt_tokens: u64,
     pub generation_tokens: u64,
     pub preemptions: u64,
+    /// Prompt and generated tokens prefilled again after a preemption.
+    pub recomputed_tokens: u64,
     pub finished: u64,
     pub aborted: u64,
     /// Time spent in forward passes (GPU busy), ns.
@@ -173,6 +175,9 @@ impl Engine {
             if r.prefilling {
                 r.prefilling = false;
                 self.counters.prompt_tokens += u64::from(r.recompute);
+                if r.preemptions > 0 {
+                    self.counters.recomputed_tokens += u64::from(r.recompute);
+                }
                 r.first_token.get_or_insert(now);
             }
             r.generated += 1;

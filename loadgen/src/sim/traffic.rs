@@ -27,6 +27,7 @@ pub(crate) struct ModelState {
     pub hpa_removed: VecDeque<(i64, u32)>,
     pub hpa_last_scale: Option<i64>,
     pub hpa_metric: f64,
+    pub hpa_samples: VecDeque<f64>,
     /// Set by a set_hpa action: the next rescale goes into the ground truth.
     pub hpa_pending_truth: Option<bool>,
     /// Rate multiplier changes: (start, ramp, from, to).
@@ -54,6 +55,7 @@ impl ModelState {
             hpa_removed: VecDeque::new(),
             hpa_last_scale: None,
             hpa_metric: 0.0,
+            hpa_samples: VecDeque::new(),
             hpa_pending_truth: None,
             rate_changes: Vec::new(),
             endpoints: Vec::new(),
