@@ -44,6 +44,8 @@ enum Command {
     Query(QueryArgs),
     /// Import OTLP trace files (protobuf, JSON, JSON lines; gzipped or not) into a data dir.
     Import(ImportArgs),
+    /// GPU inference load generator: a simulated cluster with known faults, or load against a real endpoint.
+    Loadgen(crate::loadgen::LoadgenArgs),
 }
 
 /// `slo serve`.
@@ -75,6 +77,13 @@ pub enum OutputFormat {
     Json,
     /// CSV with a header.
     Csv,
+}
+
+/// Output of commands that list things.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }
 
 /// `slo query`.
@@ -130,6 +139,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => crate::serve::run(args).await,
             Command::Query(args) => crate::query::run(args).await,
             Command::Import(args) => crate::import::run(args).await,
+            Command::Loadgen(args) => crate::loadgen::run(args).await,
         }
     });
     match result {

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod import;
+mod loadgen;
 mod query;
 mod serve;
 mod telemetry;

@@ -18,6 +18,7 @@ pub mod exposition;
 pub mod kubeapi;
 pub mod scenario;
 pub mod sim;
+pub mod simulate;
 pub mod target;
 
 pub use error::{Error, Result};

@@ -28,9 +28,9 @@
 
 mod builtin;
 mod spec;
-mod validate;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 pub use builtin::{BUILTIN, builtin, builtin_yaml};
 pub use spec::*;

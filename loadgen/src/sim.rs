@@ -33,6 +33,12 @@ use crate::scenario::Scenario;
 pub use cluster::{Node, Pod, PodPhase, ReplicaSet};
 pub use engine::{Engine, Req};
 pub use gpu::Gpu;
+
+/// RFC 3339 (seconds, UTC) of a unix-ns time.
+pub fn rfc3339(unix_ns: i64) -> String {
+    names::rfc3339(unix_ns, false)
+}
+pub use traffic::Injected;
 pub(crate) use traffic::ModelState;
 
 /// Identity of a pod, shared by every request it served.
@@ -63,6 +69,8 @@ pub struct RequestRecord {
     /// HTTP status the gateway answered.
     pub status: u16,
     pub external: Option<u64>,
+    pub trace_parent: Option<(u128, u64)>,
+    pub chat: bool,
 }
 
 /// vLLM's per-request timestamps (unix ns).

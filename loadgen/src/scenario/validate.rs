@@ -140,7 +140,7 @@ impl Scenario {
                 e(f("traffic.diurnal"), "amplitude must be in 0..=1 and period > 0");
             }
             if let Some(b) = &t.bursts
-                && (b.every.0.is_zero() || b.length >= b.every || !(b.factor > 0.0))
+                && (b.every.0.is_zero() || b.length >= b.every || b.factor.is_nan() || b.factor <= 0.0)
             {
                 e(f("traffic.bursts"), "needs every > length > 0 and factor > 0");
             }
@@ -206,10 +206,10 @@ impl Scenario {
                     e(f("set_hpa.min"), "must be >= 1 and <= max");
                 }
             }
-            if let Some(s) = &a.scale {
-                if missing(&s.deployment) {
-                    e(f("scale.deployment"), "no model of that name");
-                }
+            if let Some(s) = &a.scale
+                && missing(&s.deployment)
+            {
+                e(f("scale.deployment"), "no model of that name");
             }
             if let Some(t) = &a.traffic {
                 if missing(&t.deployment) {

@@ -91,7 +91,12 @@ impl Sim {
             let image = d.image.clone().unwrap_or_else(|| bump_tag(&old, self.models[m].replicasets.len()));
             let r = self.new_replicaset(m, image.clone(), d.compute_factor, self.now());
             self.models[m].deploy_changes += 1;
-            self.push_truth("deploy", format!("deployment/{}", d.deployment), causal, Some(format!("image {old} -> {image}; new replicaset {}", self.replicasets[r].name)));
+            self.push_truth(
+                "deploy",
+                format!("deployment/{}", d.deployment),
+                causal,
+                Some(format!("image {old} -> {image}; new replicaset {}", self.replicasets[r].name)),
+            );
             self.reconcile_deployment(m);
         }
         if let Some(h) = &a.set_hpa
@@ -117,7 +122,12 @@ impl Sim {
             self.models[m].replicas = s.replicas;
             self.models[m].deploy_changes += 1;
             let kind = if s.replicas < before { "scale_down" } else { "scale_up" };
-            self.push_truth(kind, format!("deployment/{}", s.deployment), causal, Some(format!("replicas {before}->{}", s.replicas)));
+            self.push_truth(
+                kind,
+                format!("deployment/{}", s.deployment),
+                causal,
+                Some(format!("replicas {before}->{}", s.replicas)),
+            );
             self.reconcile_deployment(m);
         }
         if let Some(t) = &a.traffic
@@ -127,7 +137,12 @@ impl Sim {
             let st = &mut self.models[m];
             let from = st.rate_changes.last().map(|c| c.3).unwrap_or(1.0);
             st.rate_changes.push((now, t.ramp.as_nanos_i64(), from, from * t.factor));
-            self.push_truth("traffic_surge", format!("deployment/{}", t.deployment), causal, Some(format!("request rate x{}", t.factor)));
+            self.push_truth(
+                "traffic_surge",
+                format!("deployment/{}", t.deployment),
+                causal,
+                Some(format!("request rate x{}", t.factor)),
+            );
         }
         if let Some(w) = &a.workload
             && let Some(m) = self.model_index(&w.deployment)
@@ -170,7 +185,8 @@ impl Sim {
         if let Some(o) = &a.oom_loop
             && let Some(m) = self.model_index(&o.deployment)
         {
-            let mut targets: Vec<usize> = self.models[m].pods.iter().copied().filter(|&p| self.pods[p].is_serving()).collect();
+            let mut targets: Vec<usize> =
+                self.models[m].pods.iter().copied().filter(|&p| self.pods[p].is_serving()).collect();
             targets.sort_unstable();
             for (k, p) in targets.into_iter().take(o.pods as usize).enumerate() {
                 self.pods[p].oom_after = Some(o.after.as_nanos_i64());
@@ -186,8 +202,11 @@ impl Sim {
         let Some(n) = key.split('/').next().and_then(|s| s.parse::<usize>().ok()) else { return };
         if let Some(causal) = self.nodes[n].throttle_causal.take() {
             let node = &self.nodes[n];
-            let g = node.gpus.iter().find(|g| g.clock_mhz < g.max_clock_mhz);
-            let detail = g.map(|g| format!("SM clock {} -> {} MHz", g.max_clock_mhz, g.clock_mhz));
+            let g = node.gpus.iter().find(|g| g.throttle.is_some() && g.reasons != 0);
+            let detail = g.map(|g| {
+                let why = if g.reasons & super::gpu::REASON_SW_POWER_CAP != 0 { "power cap" } else { "thermal" };
+                format!("SM clock {} -> {} MHz ({why}, {:.0} C)", g.max_clock_mhz, g.clock_mhz, g.temp_c)
+            });
             let name = node.name.clone();
             self.push_truth("gpu_throttle", format!("node/{name}"), causal, detail);
         }

@@ -17,6 +17,10 @@ const NODE_GRACE: i64 = 40 * SEC;
 /// Default toleration of `node.kubernetes.io/unreachable` before eviction.
 const EVICT_AFTER: i64 = 300 * SEC;
 const HPA_SYNC: i64 = 15 * SEC;
+/// The gateway's route timeout: requests stuck on a dead upstream fail after this.
+pub const GATEWAY_TIMEOUT: i64 = 60 * SEC;
+/// The gateway's connect timeout to an upstream that does not answer.
+pub const CONNECT_TIMEOUT: i64 = 5 * SEC;
 const HPA_TOLERANCE: f64 = 0.1;
 /// The custom metric the HPA reads (through a Prometheus adapter).
 pub const HPA_METRIC: &str = "vllm_requests_in_flight";
@@ -201,7 +205,14 @@ impl Sim {
         let p = self.pods.len() - 1;
         self.models[m].pods.push(p);
         let rs_name = self.replicasets[r].name.clone();
-        self.event("ReplicaSet", &rs_name, "SuccessfulCreate", &format!("Created pod: {name}"), false, "replicaset-controller");
+        self.event(
+            "ReplicaSet",
+            &rs_name,
+            "SuccessfulCreate",
+            &format!("Created pod: {name}"),
+            false,
+            "replicaset-controller",
+        );
         self.emit_pod(p);
         p
     }
@@ -246,10 +257,24 @@ impl Sim {
         let name = pod.name.clone();
         let ns = self.scenario.namespace.clone();
         let node_name = self.nodes[n].name.clone();
-        self.event("Pod", &name, "Scheduled", &format!("Successfully assigned {ns}/{name} to {node_name}"), false, "default-scheduler");
+        self.event(
+            "Pod",
+            &name,
+            "Scheduled",
+            &format!("Successfully assigned {ns}/{name} to {node_name}"),
+            false,
+            "default-scheduler",
+        );
         let cached = self.nodes[n].images.contains(&image);
         let pull = if cached {
-            self.event("Pod", &name, "Pulled", &format!("Container image \"{image}\" already present on machine"), false, "kubelet");
+            self.event(
+                "Pod",
+                &name,
+                "Pulled",
+                &format!("Container image \"{image}\" already present on machine"),
+                false,
+                "kubelet",
+            );
             0
         } else {
             self.event("Pod", &name, "Pulling", &format!("Pulling image \"{image}\""), false, "kubelet");
@@ -289,7 +314,8 @@ impl Sim {
         let max = spec.max_nodes.unwrap_or(spec.nodes);
         let have = self.nodes.iter().filter(|n| n.pool == pool && !n.lost).count() as u32;
         let provisioning = self.nodes.iter().filter(|n| n.pool == pool && !n.ready && !n.lost).count();
-        let pending = self.pods.iter().filter(|q| q.phase == PodPhase::Pending && self.pool_of(q.model) == pool).count();
+        let pending =
+            self.pods.iter().filter(|q| q.phase == PodPhase::Pending && self.pool_of(q.model) == pool).count();
         let per_node = spec.gpus_per_node as usize;
         if have >= max || provisioning * per_node >= pending {
             return;
@@ -329,8 +355,22 @@ impl Sim {
         }
         self.nodes[n].ready = true;
         let name = self.nodes[n].name.clone();
-        self.event_cluster("Node", &name, "RegisteredNode", &format!("Node {name} event: Registered Node {name} in Controller"), false, "node-controller");
-        self.event_cluster("Node", &name, "NodeReady", &format!("Node {name} status is now: NodeReady"), false, "kubelet");
+        self.event_cluster(
+            "Node",
+            &name,
+            "RegisteredNode",
+            &format!("Node {name} event: Registered Node {name} in Controller"),
+            false,
+            "node-controller",
+        );
+        self.event_cluster(
+            "Node",
+            &name,
+            "NodeReady",
+            &format!("Node {name} status is now: NodeReady"),
+            false,
+            "kubelet",
+        );
         self.emit_node(n);
         self.schedule_pending();
     }
@@ -408,7 +448,12 @@ impl Sim {
         let m = self.pods[p].model;
         if self.pods[p].last_oom.is_none() && self.truth.iter().all(|t| t.kind != "oom_kill" || !t.causal) {
             let causal = self.pods[p].oom_causal;
-            self.push_truth("oom_kill", format!("pod/{name}"), causal, Some(format!("deployment/{}", self.scenario.models[m].name)));
+            self.push_truth(
+                "oom_kill",
+                format!("pod/{name}"),
+                causal,
+                Some(format!("deployment/{}", self.scenario.models[m].name)),
+            );
         }
         self.pods[p].last_oom = Some(self.now);
         self.pods[p].restarts += 1;
@@ -422,7 +467,17 @@ impl Sim {
         self.models[m].endpoints_dirty = true;
         let backoff = (10 * SEC) << (self.pods[p].restarts.saturating_sub(1)).min(5);
         let backoff = backoff.min(300 * SEC);
-        self.event("Pod", &name, "BackOff", &format!("Back-off restarting failed container vllm in pod {name}_{}({})", self.scenario.namespace, self.pods[p].uid), true, "kubelet");
+        self.event(
+            "Pod",
+            &name,
+            "BackOff",
+            &format!(
+                "Back-off restarting failed container vllm in pod {name}_{}({})",
+                self.scenario.namespace, self.pods[p].uid
+            ),
+            true,
+            "kubelet",
+        );
         let e = self.pods[p].epoch;
         self.at(self.now + backoff, Ev::Lifecycle(p, e, Stage::Restart));
         self.emit_pod(p);
@@ -445,7 +500,11 @@ impl Sim {
             self.event("Pod", &name, "Killing", "Stopping container vllm", false, "kubelet");
         }
         self.emit_pod(p);
-        let wait = if was_pending || self.pods[p].dead || self.pods[p].engine.in_flight() == 0 { SEC } else { TERMINATION_GRACE };
+        let wait = if was_pending || self.pods[p].dead || self.pods[p].engine.in_flight() == 0 {
+            SEC
+        } else {
+            TERMINATION_GRACE
+        };
         let e = self.pods[p].epoch;
         self.at(self.now + wait, Ev::Lifecycle(p, e, Stage::Killed));
     }
@@ -465,7 +524,12 @@ impl Sim {
         self.models[m].pods.retain(|&q| q != p);
         let name = self.pods[p].name.clone();
         let ns = self.scenario.namespace.clone();
-        self.out.objects.push(super::ObjectChange::Delete { api_version: "v1", kind: "Pod", namespace: Some(ns), name });
+        self.out.objects.push(super::ObjectChange::Delete {
+            api_version: "v1",
+            kind: "Pod",
+            namespace: Some(ns),
+            name,
+        });
         self.schedule_pending();
     }
 
@@ -475,7 +539,8 @@ impl Sim {
         let d = self.models[m].replicas;
         let rss = self.models[m].replicasets.clone();
         let Some(&new) = rss.last() else { return };
-        let old: Vec<usize> = rss[..rss.len() - 1].iter().copied().filter(|&r| self.replicasets[r].replicas > 0).collect();
+        let old: Vec<usize> =
+            rss[..rss.len() - 1].iter().copied().filter(|&r| self.replicasets[r].replicas > 0).collect();
         if old.is_empty() {
             self.scale_rs(new, d);
         } else {
@@ -518,7 +583,14 @@ impl Sim {
             let dep = self.scenario.models[m].name.clone();
             let rs = self.replicasets[r].name.clone();
             let verb = if replicas > before { "up" } else { "down" };
-            self.event("Deployment", &dep, "ScalingReplicaSet", &format!("Scaled {verb} replica set {rs} from {before} to {replicas}"), false, "deployment-controller");
+            self.event(
+                "Deployment",
+                &dep,
+                "ScalingReplicaSet",
+                &format!("Scaled {verb} replica set {rs} from {before} to {replicas}"),
+                false,
+                "deployment-controller",
+            );
             self.emit_replicaset(r);
         }
         self.reconcile_rs(r);
@@ -550,7 +622,14 @@ impl Sim {
             let rs = self.replicasets[r].name.clone();
             for p in extra {
                 let name = self.pods[p].name.clone();
-                self.event("ReplicaSet", &rs, "SuccessfulDelete", &format!("Deleted pod: {name}"), false, "replicaset-controller");
+                self.event(
+                    "ReplicaSet",
+                    &rs,
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {name}"),
+                    false,
+                    "replicaset-controller",
+                );
                 self.delete_pod(p);
             }
         }
@@ -657,14 +736,16 @@ impl Sim {
 
     pub(crate) fn node_lost(&mut self, n: usize) {
         self.nodes[n].lost = true;
-        let pods: Vec<usize> = (0..self.pods.len()).filter(|&p| self.pods[p].node == Some(n) && self.pods[p].is_live()).collect();
+        let pods: Vec<usize> =
+            (0..self.pods.len()).filter(|&p| self.pods[p].node == Some(n) && self.pods[p].is_live()).collect();
         for p in pods {
             self.pods[p].dead = true;
             let lost = self.pods[p].engine.crash();
             let now = self.now;
             for r in lost {
-                // Upstream timeout at the gateway.
-                self.at(now + 10 * SEC, Ev::Fail(Box::new(r), 504));
+                // The connection hangs until the gateway's route timeout.
+                let at = (r.arrival + GATEWAY_TIMEOUT).max(now + SEC);
+                self.at(at, Ev::Fail(Box::new(r), 504));
             }
         }
         self.at(self.now + NODE_GRACE, Ev::NodeNotReady(n));
@@ -673,9 +754,17 @@ impl Sim {
     pub(crate) fn on_node_not_ready(&mut self, n: usize) {
         self.nodes[n].ready = false;
         let name = self.nodes[n].name.clone();
-        self.event_cluster("Node", &name, "NodeNotReady", &format!("Node {name} status is now: NodeNotReady"), true, "node-controller");
+        self.event_cluster(
+            "Node",
+            &name,
+            "NodeNotReady",
+            &format!("Node {name} status is now: NodeNotReady"),
+            true,
+            "node-controller",
+        );
         self.emit_node(n);
-        let pods: Vec<usize> = (0..self.pods.len()).filter(|&p| self.pods[p].node == Some(n) && self.pods[p].is_live()).collect();
+        let pods: Vec<usize> =
+            (0..self.pods.len()).filter(|&p| self.pods[p].node == Some(n) && self.pods[p].is_live()).collect();
         for p in pods {
             if self.pods[p].phase == PodPhase::Ready {
                 self.pods[p].phase = PodPhase::Loading;
@@ -692,12 +781,20 @@ impl Sim {
     }
 
     pub(crate) fn on_node_evict(&mut self, n: usize) {
-        let pods: Vec<usize> = (0..self.pods.len()).filter(|&p| self.pods[p].node == Some(n) && self.pods[p].is_live()).collect();
+        let pods: Vec<usize> =
+            (0..self.pods.len()).filter(|&p| self.pods[p].node == Some(n) && self.pods[p].is_live()).collect();
         let ns = self.scenario.namespace.clone();
         let mut models = Vec::new();
         for p in pods {
             let pod = self.pods[p].name.clone();
-            self.event("Pod", &pod, "TaintManagerEviction", &format!("Marking for deletion Pod {ns}/{pod}"), false, "taint-eviction-controller");
+            self.event(
+                "Pod",
+                &pod,
+                "TaintManagerEviction",
+                &format!("Marking for deletion Pod {ns}/{pod}"),
+                false,
+                "taint-eviction-controller",
+            );
             self.delete_pod(p);
             models.push(self.pods[p].model);
         }

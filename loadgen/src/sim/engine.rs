@@ -41,6 +41,10 @@ pub struct Req {
     /// Set for requests that came in through the OpenAI API (live mode).
     pub external: Option<u64>,
     pub stream: bool,
+    /// W3C trace context the client sent (trace id, parent span id).
+    pub trace_parent: Option<(u128, u64)>,
+    /// Came in as `/v1/chat/completions` (else `/v1/completions`).
+    pub chat: bool,
 }
 
 impl Req {
@@ -61,6 +65,8 @@ impl Req {
             preemptions: 0,
             external: None,
             stream: false,
+            trace_parent: None,
+            chat: true,
         }
     }
 }

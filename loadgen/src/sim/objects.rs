@@ -125,7 +125,8 @@ impl Sim {
             json!({"type": "PodScheduled", "status": "False", "lastTransitionTime": created})
         }];
         if scheduled {
-            conditions.push(json!({"type": "Initialized", "status": "True", "lastTransitionTime": t(pod.scheduled_at)}));
+            conditions
+                .push(json!({"type": "Initialized", "status": "True", "lastTransitionTime": t(pod.scheduled_at)}));
             let since = if ready { t(pod.ready_since) } else { Some(now.clone()) };
             conditions.push(json!({"type": "ContainersReady", "status": cond(ready), "lastTransitionTime": since}));
             conditions.push(json!({"type": "Ready", "status": cond(ready), "lastTransitionTime": since}));
@@ -137,7 +138,9 @@ impl Sim {
             _ => json!({"running": {"startedAt": t(pod.started)}}),
         };
         let last_state = match pod.last_oom {
-            Some(at) => json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": t(pod.started), "finishedAt": self.rfc3339(at)}}),
+            Some(at) => {
+                json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": t(pod.started), "finishedAt": self.rfc3339(at)}})
+            }
             None => json!({}),
         };
         let phase = match pod.phase {
@@ -184,7 +187,8 @@ impl Sim {
         let rs = &self.replicasets[r];
         let m = rs.model;
         let model = &self.scenario.models[m];
-        let pods: Vec<&super::Pod> = self.models[m].pods.iter().map(|&p| &self.pods[p]).filter(|p| p.rs == r && p.is_live()).collect();
+        let pods: Vec<&super::Pod> =
+            self.models[m].pods.iter().map(|&p| &self.pods[p]).filter(|p| p.rs == r && p.is_live()).collect();
         let ready = pods.iter().filter(|p| p.is_serving()).count();
         let obj = json!({
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -264,18 +268,43 @@ impl Sim {
     }
 
     /// Records an Event about a namespaced object.
-    pub(crate) fn event(&mut self, kind: &str, name: &str, reason: &str, message: &str, warning: bool, component: &str) {
+    pub(crate) fn event(
+        &mut self,
+        kind: &str,
+        name: &str,
+        reason: &str,
+        message: &str,
+        warning: bool,
+        component: &str,
+    ) {
         let ns = self.scenario.namespace.clone();
         self.record_event(kind, &ns, name, reason, message, warning, component);
     }
 
     /// Records an Event about a cluster-scoped object (it lives in `default`).
-    pub(crate) fn event_cluster(&mut self, kind: &str, name: &str, reason: &str, message: &str, warning: bool, component: &str) {
+    pub(crate) fn event_cluster(
+        &mut self,
+        kind: &str,
+        name: &str,
+        reason: &str,
+        message: &str,
+        warning: bool,
+        component: &str,
+    ) {
         self.record_event(kind, "default", name, reason, message, warning, component);
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record_event(&mut self, kind: &str, ns: &str, name: &str, reason: &str, message: &str, warning: bool, component: &str) {
+    fn record_event(
+        &mut self,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        reason: &str,
+        message: &str,
+        warning: bool,
+        component: &str,
+    ) {
         if self.quiet {
             return;
         }
@@ -289,9 +318,19 @@ impl Sim {
         let (ev_name, count, first, seq) = entry.clone();
         self.uid_seq += 1;
         let (api_version, obj_uid, involved_ns) = match kind {
-            "Pod" => ("v1", self.pods.iter().rev().find(|p| p.name == name).map(|p| p.uid.clone()).unwrap_or_default(), Some(ns)),
-            "Node" => ("v1", self.nodes.iter().find(|n| n.name == name).map(|n| n.uid.clone()).unwrap_or_default(), None),
-            "ReplicaSet" => ("apps/v1", self.replicasets.iter().find(|r| r.name == name).map(|r| r.uid.clone()).unwrap_or_default(), Some(ns)),
+            "Pod" => (
+                "v1",
+                self.pods.iter().rev().find(|p| p.name == name).map(|p| p.uid.clone()).unwrap_or_default(),
+                Some(ns),
+            ),
+            "Node" => {
+                ("v1", self.nodes.iter().find(|n| n.name == name).map(|n| n.uid.clone()).unwrap_or_default(), None)
+            }
+            "ReplicaSet" => (
+                "apps/v1",
+                self.replicasets.iter().find(|r| r.name == name).map(|r| r.uid.clone()).unwrap_or_default(),
+                Some(ns),
+            ),
             "Deployment" => ("apps/v1", names::uid(&format!("Deployment/{name}"), 0), Some(ns)),
             _ => ("autoscaling/v2", names::uid(&format!("{kind}/{name}"), 0), Some(ns)),
         };

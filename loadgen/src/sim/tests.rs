@@ -114,3 +114,48 @@ fn control_is_steady() {
     assert!(sim.truth().is_empty());
     assert_eq!(sim.models[0].replicas, 6, "the HPA must hold steady");
 }
+
+/// Each faulty built-in: its truth names the injected kind, and the service's p99
+/// after the fault is clearly above the baseline (minutes 2..12).
+#[test]
+fn every_fault_scenario_regresses_after_its_cause() {
+    let cases: &[(&str, &str, f64)] = &[
+        ("slow-deploy", "deploy", 1.3),
+        ("hpa-scale-down", "scale_down", 1.3),
+        ("cold-start-storm", "traffic_surge", 1.3),
+        ("gpu-node-lost", "node_lost", 1.3),
+        ("gpu-throttle", "gpu_throttle", 1.2),
+        ("long-prompts", "workload_shift", 1.2),
+        ("oom-kill-loop", "oom_kill", 1.3),
+        ("deploy-with-decoy", "deploy", 1.3),
+        ("scale-down-with-decoy", "scale_down", 1.3),
+        ("throttle-with-decoy", "gpu_throttle", 1.2),
+    ];
+    for &(name, kind, ratio) in cases {
+        let (mins, sim) = run(name, 7);
+        let causal: Vec<&TruthEntry> = sim.truth().iter().filter(|t| t.causal).collect();
+        assert_eq!(causal.len(), 1, "{name}: {:?}", sim.truth());
+        assert_eq!(causal[0].kind, kind, "{name}");
+        let onset = chrono::DateTime::parse_from_rfc3339(&causal[0].time).unwrap().timestamp_nanos_opt().unwrap();
+        let onset_min = ((onset - sim.start_unix_ns) / MIN) as usize;
+        // Requests in flight at the onset started up to a minute before it.
+        let base = mean(mins[2..onset_min.min(12) - 1].iter().map(|m| m.p99));
+        let worst = mins[onset_min - 1..].iter().map(|m| m.p99).fold(0.0, f64::max);
+        if worst < base * ratio {
+            show(name, &mins, &sim);
+        }
+        assert!(worst >= base * ratio, "{name}: worst p99 after the cause {worst:.0} ms vs baseline {base:.0} ms");
+        let decoys = sim.truth().iter().filter(|t| !t.causal).count();
+        assert_eq!(decoys > 0, name.contains("decoy"), "{name}: {:?}", sim.truth());
+    }
+}
+
+#[test]
+fn same_seed_same_run_and_seeds_differ() {
+    let a = run("gpu-node-lost", 3).0;
+    let b = run("gpu-node-lost", 3).0;
+    let c = run("gpu-node-lost", 4).0;
+    let key = |m: &[Minute]| m.iter().map(|x| (x.count, x.p99.to_bits())).collect::<Vec<_>>();
+    assert_eq!(key(&a), key(&b));
+    assert_ne!(key(&a), key(&c));
+}

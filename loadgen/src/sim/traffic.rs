@@ -91,6 +91,20 @@ impl ModelState {
     }
 }
 
+/// A request from outside the simulation (the OpenAI API in live mode).
+#[derive(Debug, Clone)]
+pub struct Injected<'a> {
+    /// A Deployment name or the served model id.
+    pub model: &'a str,
+    pub prompt_tokens: u32,
+    pub max_tokens: u32,
+    /// Caller's id; progress and the finished record carry it.
+    pub external: u64,
+    pub stream: bool,
+    pub chat: bool,
+    pub trace_parent: Option<(u128, u64)>,
+}
+
 impl Sim {
     pub(crate) fn schedule_arrival(&mut self, m: usize) {
         let rate = self.models[m].rate(self.now) * self.traffic_scale;
@@ -118,20 +132,23 @@ impl Sim {
             let output = self.models[m].output.sample(&mut self.rng);
             let id = self.next_req;
             self.next_req += 1;
-            let r = Req::new(id, m, self.now, prompt, output);
+            let mut r = Req::new(id, m, self.now, prompt, output);
+            r.chat = self.models[m].spec.traffic.api == "chat";
             self.route(r);
         }
         self.schedule_arrival(m);
     }
 
     /// Injects a request from outside (the OpenAI API); returns its id.
-    pub fn inject(&mut self, model: &str, prompt: u32, output: u32, external: u64, stream: bool) -> Option<u64> {
-        let m = self.models.iter().position(|s| s.spec.name == model || s.spec.model == model)?;
+    pub fn inject(&mut self, req: Injected<'_>) -> Option<u64> {
+        let m = self.models.iter().position(|s| s.spec.name == req.model || s.spec.model == req.model)?;
         let id = self.next_req;
         self.next_req += 1;
-        let mut r = Req::new(id, m, self.now, prompt.max(1), output.max(1));
-        r.external = Some(external);
-        r.stream = stream;
+        let mut r = Req::new(id, m, self.now, req.prompt_tokens.max(1), req.max_tokens.max(1));
+        r.external = Some(req.external);
+        r.stream = req.stream;
+        r.chat = req.chat;
+        r.trace_parent = req.trace_parent;
         self.route(r);
         Some(id)
     }
@@ -140,7 +157,8 @@ impl Sim {
         if !self.models[m].endpoints_dirty {
             return;
         }
-        let mut eps: Vec<usize> = self.models[m].pods.iter().copied().filter(|&p| self.pods[p].phase == super::PodPhase::Ready).collect();
+        let mut eps: Vec<usize> =
+            self.models[m].pods.iter().copied().filter(|&p| self.pods[p].phase == super::PodPhase::Ready).collect();
         eps.sort_unstable();
         self.models[m].endpoints = eps;
         self.models[m].endpoints_dirty = false;
@@ -167,8 +185,8 @@ impl Sim {
     pub(crate) fn on_deliver(&mut self, p: usize, r: Req) {
         let pod = &mut self.pods[p];
         if pod.dead {
-            let t = self.now + 10 * SEC;
-            self.at(t, Ev::Fail(Box::new(r), 504));
+            let t = self.now + super::cluster::CONNECT_TIMEOUT;
+            self.at(t, Ev::Fail(Box::new(r), 503));
             return;
         }
         if !matches!(pod.phase, super::PodPhase::Ready | super::PodPhase::Terminating) {
@@ -237,6 +255,8 @@ impl Sim {
                 output_tokens: r.generated,
                 status: 200,
                 external: r.external,
+                trace_parent: r.trace_parent,
+                chat: r.chat,
             });
         }
         if self.pods[p].phase == super::PodPhase::Terminating && self.pods[p].engine.in_flight() == 0 {
@@ -260,6 +280,8 @@ impl Sim {
             output_tokens: r.generated,
             status,
             external: r.external,
+            trace_parent: r.trace_parent,
+            chat: r.chat,
         });
         if let Some(x) = r.external {
             self.out.progress.push(super::Progress { external: x, generated: r.generated });

@@ -206,34 +206,7 @@ pub fn parse_rps(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses a duration: `500ms`, `30s`, `5m`, `1h`, `1h30m`, `1.5s`, or a bare
-/// number of seconds.
+/// `500ms`, `30s`, `5m`, `1h`, `1m30s` or a bare number of seconds (see [`crate::duration::parse`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (use e.g. 500ms, 30s, 5m, 1h or 1m30s)");
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
-    }
-    if t.is_empty() {
-        return Err(bad());
-    }
-    let mut rest = t;
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(num_end);
-        let unit_end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_end);
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        let scale = match unit {
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += n * scale;
-        rest = next;
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
+    crate::duration::parse(s)
 }

@@ -1,0 +1,97 @@
+//! `slo loadgen`: wires the load generator's commands (the work is in the
+//! `slo-loadgen` crate) to the CLI, with Ctrl-C and exit codes.
+
+use clap::{Args, Subcommand};
+use slo_loadgen::scenario::{BUILTIN, builtin_yaml};
+use slo_loadgen::simulate::SimulateArgs;
+use slo_loadgen::target::TargetArgs;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Failure, Format};
+
+/// `slo loadgen ...`
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    #[command(subcommand)]
+    command: LoadgenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LoadgenCommand {
+    /// Run a simulated GPU inference cluster with faults injected at known times.
+    Simulate(SimulateArgs),
+    /// Drive open-loop load against an OpenAI-compatible endpoint.
+    Target(TargetArgs),
+    /// List the built-in scenarios (or print one as YAML with --show NAME).
+    Scenarios(ScenariosArgs),
+}
+
+#[derive(Debug, Args)]
+struct ScenariosArgs {
+    /// Print this scenario's YAML (a starting point for your own scenario file)
+    #[arg(long, value_name = "NAME")]
+    show: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+fn convert(e: slo_loadgen::Error) -> Failure {
+    if e.is_usage() { Failure::usage(e) } else { Failure::from(anyhow::Error::new(e)) }
+}
+
+fn ctrl_c() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            t.cancel();
+        }
+    });
+    token
+}
+
+/// Runs a `slo loadgen` command.
+pub async fn run(args: LoadgenArgs) -> Result<(), Failure> {
+    match args.command {
+        LoadgenCommand::Scenarios(a) => scenarios(a),
+        LoadgenCommand::Simulate(a) => {
+            let summary = slo_loadgen::simulate::run(a, ctrl_c()).await.map_err(convert)?;
+            eprintln!("{}", summary.render());
+            Ok(())
+        }
+        LoadgenCommand::Target(a) => {
+            let report = slo_loadgen::target::run(a, ctrl_c()).await.map_err(convert)?;
+            print!("{}", report.render_table());
+            Ok(())
+        }
+    }
+}
+
+fn scenarios(a: ScenariosArgs) -> Result<(), Failure> {
+    if let Some(name) = a.show {
+        let text = builtin_yaml(&name).ok_or_else(|| {
+            let names: Vec<&str> = BUILTIN.iter().map(|b| b.0).collect();
+            Failure::usage(anyhow::anyhow!(
+                "--show {name:?}: no such built-in scenario (built-ins: {})",
+                names.join(", ")
+            ))
+        })?;
+        print!("{text}");
+        return Ok(());
+    }
+    match a.format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> =
+                BUILTIN.iter().map(|(n, d, _)| serde_json::json!({"name": n, "description": d})).collect();
+            println!("{}", serde_json::to_string_pretty(&v).map_err(anyhow::Error::new)?);
+        }
+        Format::Text => {
+            let width = BUILTIN.iter().map(|b| b.0.len()).max().unwrap_or(0);
+            for (n, d, _) in BUILTIN {
+                println!("{n:width$}  {d}");
+            }
+        }
+    }
+    Ok(())
+}
