@@ -40,13 +40,24 @@ fn convert(e: slo_loadgen::Error) -> Failure {
     if e.is_usage() { Failure::usage(e) } else { Failure::from(anyhow::Error::new(e)) }
 }
 
+/// Cancelled on Ctrl-C or SIGTERM: the run stops, flushes what it produced and reports.
 fn ctrl_c() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            t.cancel();
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
         }
+        t.cancel();
     });
     token
 }

@@ -52,6 +52,11 @@ fn is_inference(s: &TraceSpan) -> bool {
     })
 }
 
+/// A CLIENT or PRODUCER span: the caller's side of a call.
+fn is_outbound(s: &TraceSpan) -> bool {
+    matches!(s.span.kind, 3 | 4)
+}
+
 /// Lengths of the union of intervals, in ms.
 fn union_ms(mut iv: Vec<(u64, u64)>) -> f64 {
     iv.sort_unstable();
@@ -179,18 +184,26 @@ impl Splitter {
             return Vec::new();
         }
         let trace = Trace::new(spans);
-        let inference: Vec<usize> = (0..spans.len()).filter(|&i| is_inference(&spans[i])).collect();
+        // A caller's own instrumentation (an OpenAI SDK, a load generator) adds CLIENT spans
+        // with `gen_ai.*` attributes above the serving system's spans. The request is what the
+        // servers did: client-side gen_ai spans count only when no server-side one exists.
+        let mut inference: Vec<usize> = (0..spans.len()).filter(|&i| is_inference(&spans[i])).collect();
+        if inference.iter().any(|&i| !is_outbound(&spans[i])) {
+            inference.retain(|&i| !is_outbound(&spans[i]));
+        }
         let tops: Vec<usize> = if inference.is_empty() {
             (0..spans.len()).filter(|&i| trace.parent(i).is_none()).collect()
         } else {
-            inference
-                .iter()
-                .copied()
-                .filter(|&i| !trace.ancestors(i).iter().any(|a| is_inference(&spans[*a])))
-                .collect()
+            inference.iter().copied().filter(|&i| !trace.ancestors(i).iter().any(|a| inference.contains(a))).collect()
         };
-        // The envelope of a top span: its topmost ancestor, when no other top shares it.
-        let root_of = |i: usize| trace.ancestors(i).last().copied().unwrap_or(i);
+        // The envelope of a top span: its topmost ancestor within the serving system (the
+        // climb stops below a caller's CLIENT span), when no other top shares it.
+        let root_of = |i: usize| {
+            if is_outbound(&spans[i]) {
+                return trace.ancestors(i).last().copied().unwrap_or(i);
+            }
+            trace.ancestors(i).into_iter().take_while(|&a| !is_outbound(&spans[a])).last().unwrap_or(i)
+        };
         let mut per_root: HashMap<usize, usize> = HashMap::new();
         for &t in &tops {
             *per_root.entry(root_of(t)).or_default() += 1;

@@ -4,6 +4,7 @@
 mod bad_input;
 mod durability;
 mod import;
+mod loadgen;
 mod otlp_python;
 mod overload;
 mod support;

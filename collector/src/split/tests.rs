@@ -90,6 +90,53 @@ fn vllm_attributes_behind_a_gateway() {
 }
 
 #[test]
+fn a_callers_gen_ai_client_span_is_not_the_request() {
+    // An OpenAI SDK (or `slo loadgen target`) instruments its call: a CLIENT span with
+    // gen_ai.* above the gateway. The request row is still the server's, enveloped by the
+    // gateway's server span, not by the caller's span.
+    let client = res("app");
+    let gw = res("gateway");
+    let vllm = res("vllm");
+    let spans = vec![
+        ts(
+            &client,
+            span(
+                9,
+                None,
+                "chat llama-70b",
+                3,
+                0,
+                1100,
+                &[("gen_ai.request.model", "llama-70b"), ("gen_ai.operation.name", "chat")],
+            ),
+        ),
+        ts(&gw, span(1, Some(9), "POST /v1/chat/completions", 2, 40, 1040, &[])),
+        ts(
+            &vllm,
+            span(
+                2,
+                Some(1),
+                "llm_request",
+                2,
+                50,
+                1030,
+                &[("gen_ai.response.model", "llama-70b"), ("gen_ai.latency.time_in_queue", "0.2")],
+            ),
+        ),
+    ];
+    let rows = splitter().requests(&spans);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].service, "vllm");
+    assert_eq!(rows[0].split_source, "attributes");
+    assert_eq!(rows[0].duration_ms, 1000.0, "the gateway's span, not the caller's");
+    assert_eq!(rows[0].time_unix_nano, T0 + 40 * MS);
+    // Only the caller's span present (the servers are not instrumented): it is the request.
+    let rows = splitter().requests(&spans[..1]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].service, "app");
+}
+
+#[test]
 fn child_spans_overlaps_counted_once() {
     let r = res("triton");
     let spans = vec![

@@ -86,6 +86,12 @@ impl TraceWriter {
         for (_, res, spans) in self.pods.drain(..) {
             resource_spans.extend(group_spans_by_resource_and_scope(spans, &ResourceAttributesWithSchema::from(&res)));
         }
+        // Resource attributes come out of a hash map: sort them so the same run gives the same bytes.
+        for rs in &mut resource_spans {
+            if let Some(r) = rs.resource.as_mut() {
+                r.attributes.sort_by(|a, b| a.key.cmp(&b.key));
+            }
+        }
         let req = ExportTraceServiceRequest { resource_spans };
         self.seq += 1;
         let (ext, bytes) = match self.format {
