@@ -80,6 +80,8 @@ pub struct RunSummary {
     pub scrapes: u64,
     /// Finished requests per wall-clock second.
     pub requests_per_s: f64,
+    /// Simulated seconds per wall-clock second (live: reaches --speed when the generator keeps up).
+    pub speed_achieved: f64,
 }
 
 impl RunSummary {
@@ -96,15 +98,17 @@ impl RunSummary {
         self.start = crate::sim::rfc3339(sim.start_unix_ns);
         self.simulated_s = sim.now() as f64 / 1e9;
         self.requests_per_s = if self.wall_s > 0.0 { self.requests as f64 / self.wall_s } else { 0.0 };
+        self.speed_achieved = if self.wall_s > 0.0 { self.simulated_s / self.wall_s } else { 0.0 };
     }
 
     pub fn render(&self) -> String {
         format!(
-            "scenario {} (seed {}): {:.0}s simulated in {:.1}s wall; {} requests ({} errors, {:.0}/s), {} spans ({} dropped), {} Kubernetes watch events, {} scrapes",
+            "scenario {} (seed {}): {:.0}s simulated in {:.1}s wall (x{:.1}); {} requests ({} errors, {:.0}/s), {} spans ({} dropped), {} Kubernetes watch events, {} scrapes",
             self.scenario,
             self.seed,
             self.simulated_s,
             self.wall_s,
+            self.speed_achieved,
             self.requests,
             self.errors,
             self.requests_per_s,
