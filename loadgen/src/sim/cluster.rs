@@ -524,6 +524,10 @@ impl Sim {
         self.models[m].pods.retain(|&q| q != p);
         let name = self.pods[p].name.clone();
         let ns = self.scenario.namespace.clone();
+        // Long live runs churn pods: forget what was kept to deduplicate their updates and Events.
+        self.emitted.remove(&format!("pod/{ns}/{name}"));
+        let prefix = format!("Pod/{ns}/{name}/");
+        self.event_counts.retain(|k, _| !k.starts_with(&prefix));
         self.out.objects.push(super::ObjectChange::Delete {
             api_version: "v1",
             kind: "Pod",
