@@ -63,7 +63,7 @@ pub struct TargetArgs {
     pub headers: Vec<Header>,
     /// API key, sent as 'Authorization: Bearer KEY'
     #[arg(long, value_name = "KEY", env = "OPENAI_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// Export a client span per request to this OTLP endpoint, e.g.
     /// http://127.0.0.1:4317 (grpc) or http://127.0.0.1:4318 (http)
     #[arg(long, value_name = "URL")]
@@ -166,6 +166,29 @@ pub enum OtlpProtocol {
     Grpc,
     /// OTLP/HTTP protobuf (port 4318, path /v1/traces)
     Http,
+}
+
+/// A secret flag value (the API key): `Debug` prints `<redacted>`, never the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Secret(s.to_string()))
+    }
 }
 
 /// One `--header 'Name: value'`. The value is marked sensitive so `Debug`

@@ -67,7 +67,7 @@ pub struct Endpoint {
 /// The HTTP client and default headers (`--header`, `--api-key`) of a run.
 pub fn http_client(args: &TargetArgs) -> Result<(reqwest::Client, HeaderMap)> {
     let mut headers = HeaderMap::new();
-    if let Some(key) = args.api_key.as_deref().filter(|k| !k.is_empty()) {
+    if let Some(key) = args.api_key.as_ref().map(|k| k.expose()).filter(|k| !k.is_empty()) {
         let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
             .map_err(|_| Error::Invalid("--api-key: not a valid header value".into()))?;
         v.set_sensitive(true);

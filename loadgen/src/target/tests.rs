@@ -309,3 +309,14 @@ async fn spans_export_over_grpc_too() {
     assert_eq!(sent.len(), 3);
     assert_eq!(got, sent);
 }
+
+#[test]
+fn the_api_key_never_shows_in_debug_output() {
+    let a = args(
+        "http://127.0.0.1:9",
+        &["--rps", "1", "--duration", "1s", "--api-key", "sk-very-secret-123", "--header", "X-Token: also-secret"],
+    );
+    assert_eq!(a.api_key.as_ref().map(|k| k.expose()), Some("sk-very-secret-123"));
+    let shown = format!("{a:?}");
+    assert!(!shown.contains("sk-very-secret") && !shown.contains("also-secret"), "{shown}");
+}
