@@ -18,6 +18,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod import;
+pub mod kube;
 pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
