@@ -31,7 +31,8 @@ fn kind_of(from: &str) -> &'static str {
 
 #[test]
 fn real_describe_captures_normalize() {
-    let cases: &[(&str, &[Option<(ChangeKind, Option<&str>)>])] = &[
+    type Want = Option<(ChangeKind, Option<&'static str>)>;
+    let cases: &[(&str, &[Want])] = &[
         (
             "describe_hpa_SuccessfulRescale_dcgm_viettel.txt",
             &[Some((ChangeKind::ScaleUp, Some("2"))), Some((ChangeKind::ScaleUp, Some("4")))],
