@@ -12,8 +12,10 @@
 
 mod actions;
 mod cluster;
+mod controllers;
 pub mod engine;
 mod gpu;
+mod hpa;
 mod names;
 mod objects;
 mod stats;

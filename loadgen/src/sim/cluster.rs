@@ -1,7 +1,7 @@
 //! Kubernetes behaviour: nodes and the cluster autoscaler, the scheduler,
-//! the Deployment controller (rolling updates), the ReplicaSet controller,
 //! the kubelet's pod lifecycle (image pull, model load, warm-up, readiness,
-//! OOM kills with crash-loop back-off) and the HPA.
+//! OOM kills with crash-loop back-off) and node loss. The controllers are in
+//! `controllers.rs`, the HPA in `hpa.rs`.
 
 use std::sync::Arc;
 
@@ -9,19 +9,19 @@ use super::engine::Engine;
 use super::gpu::Gpu;
 use super::{Ev, PodInfo, Sim, names};
 
-const SEC: i64 = 1_000_000_000;
+pub(crate) const SEC: i64 = 1_000_000_000;
 /// How long a terminating pod may drain before its requests are aborted.
 const TERMINATION_GRACE: i64 = 30 * SEC;
 /// node-monitor-grace-period: a silent node is marked NotReady after this.
 const NODE_GRACE: i64 = 40 * SEC;
 /// Default toleration of `node.kubernetes.io/unreachable` before eviction.
 const EVICT_AFTER: i64 = 300 * SEC;
-const HPA_SYNC: i64 = 15 * SEC;
+pub(crate) const HPA_SYNC: i64 = 15 * SEC;
 /// The gateway's route timeout: requests stuck on a dead upstream fail after this.
 pub const GATEWAY_TIMEOUT: i64 = 60 * SEC;
 /// The gateway's connect timeout to an upstream that does not answer.
 pub const CONNECT_TIMEOUT: i64 = 5 * SEC;
-const HPA_TOLERANCE: f64 = 0.1;
+pub(crate) const HPA_TOLERANCE: f64 = 0.1;
 /// The custom metric the HPA reads (through a Prometheus adapter).
 pub const HPA_METRIC: &str = "vllm_requests_in_flight";
 
@@ -535,207 +535,6 @@ impl Sim {
             name,
         });
         self.schedule_pending();
-    }
-
-    /// The Deployment controller: desired replicas onto the newest ReplicaSet, rolling update
-    /// with maxSurge 25% (rounded up) and maxUnavailable 25% (rounded down).
-    pub(crate) fn reconcile_deployment(&mut self, m: usize) {
-        let d = self.models[m].replicas;
-        let rss = self.models[m].replicasets.clone();
-        let Some(&new) = rss.last() else { return };
-        let old: Vec<usize> =
-            rss[..rss.len() - 1].iter().copied().filter(|&r| self.replicasets[r].replicas > 0).collect();
-        if old.is_empty() {
-            self.scale_rs(new, d);
-        } else {
-            let surge = d.div_ceil(4).max(1);
-            let unavailable = d / 4;
-            let total: u32 = rss.iter().map(|&r| self.replicasets[r].replicas).sum();
-            let cur = self.replicasets[new].replicas;
-            if cur < d && d + surge > total {
-                self.scale_rs(new, (cur + (d + surge - total)).min(d));
-            }
-            let ready = self.models[m].pods.iter().filter(|&&p| self.pods[p].is_serving()).count() as u32;
-            let mut removable = ready.saturating_sub(d.saturating_sub(unavailable));
-            // Old pods that are not ready can always go.
-            for &r in &old {
-                let unready = self.models[m]
-                    .pods
-                    .iter()
-                    .filter(|&&p| self.pods[p].rs == r && self.pods[p].is_live() && !self.pods[p].is_serving())
-                    .count() as u32;
-                removable += unready;
-            }
-            for r in old {
-                if removable == 0 {
-                    break;
-                }
-                let cur = self.replicasets[r].replicas;
-                let cut = cur.min(removable);
-                removable -= cut;
-                self.scale_rs(r, cur - cut);
-            }
-        }
-        self.emit_deployment(m);
-    }
-
-    fn scale_rs(&mut self, r: usize, replicas: u32) {
-        let before = self.replicasets[r].replicas;
-        if before != replicas {
-            self.replicasets[r].replicas = replicas;
-            let m = self.replicasets[r].model;
-            let dep = self.scenario.models[m].name.clone();
-            let rs = self.replicasets[r].name.clone();
-            let verb = if replicas > before { "up" } else { "down" };
-            self.event(
-                "Deployment",
-                &dep,
-                "ScalingReplicaSet",
-                &format!("Scaled {verb} replica set {rs} from {before} to {replicas}"),
-                false,
-                "deployment-controller",
-            );
-            self.emit_replicaset(r);
-        }
-        self.reconcile_rs(r);
-    }
-
-    /// The ReplicaSet controller: create or delete pods to match replicas.
-    pub(crate) fn reconcile_rs(&mut self, r: usize) {
-        let m = self.replicasets[r].model;
-        let mut live: Vec<usize> =
-            self.models[m].pods.iter().copied().filter(|&p| self.pods[p].rs == r && self.pods[p].is_live()).collect();
-        let want = self.replicasets[r].replicas as usize;
-        while live.len() < want {
-            let p = self.create_pod(r);
-            live.push(p);
-            self.try_schedule(p);
-        }
-        if live.len() > want {
-            // Delete pending first, then not ready, then the newest.
-            live.sort_by_key(|&p| {
-                let pod = &self.pods[p];
-                let rank = match pod.phase {
-                    PodPhase::Pending => 0,
-                    PodPhase::Ready if !pod.dead => 2,
-                    _ => 1,
-                };
-                (rank, std::cmp::Reverse(pod.created), p)
-            });
-            let extra: Vec<usize> = live[..live.len() - want].to_vec();
-            let rs = self.replicasets[r].name.clone();
-            for p in extra {
-                let name = self.pods[p].name.clone();
-                self.event(
-                    "ReplicaSet",
-                    &rs,
-                    "SuccessfulDelete",
-                    &format!("Deleted pod: {name}"),
-                    false,
-                    "replicaset-controller",
-                );
-                self.delete_pod(p);
-            }
-        }
-    }
-
-    /// The HPA's sync loop: average in-flight requests per ready pod against the target,
-    /// with tolerance, stabilization windows and a scale-down rate limit.
-    pub(crate) fn on_hpa_sync(&mut self, m: usize) {
-        self.at(self.now + HPA_SYNC, Ev::HpaSync(m));
-        let Some(h) = self.models[m].hpa.clone() else { return };
-        let ready: Vec<usize> = self.models[m].pods.iter().copied().filter(|&p| self.pods[p].is_serving()).collect();
-        let current = self.models[m].replicas;
-        let sample = if ready.is_empty() {
-            0.0
-        } else {
-            ready.iter().map(|&p| self.pods[p].engine.in_flight() as f64).sum::<f64>() / ready.len() as f64
-        };
-        // The adapter serves the metric averaged over the last minute (four syncs).
-        let samples = &mut self.models[m].hpa_samples;
-        samples.push_back(sample);
-        if samples.len() > 4 {
-            samples.pop_front();
-        }
-        let metric = samples.iter().sum::<f64>() / samples.len() as f64;
-        self.models[m].hpa_metric = metric;
-        let ratio = metric / h.target;
-        let base = ready.len().max(1) as f64;
-        let raw = if (ratio - 1.0).abs() <= HPA_TOLERANCE || ready.is_empty() {
-            current
-        } else {
-            (base * ratio).ceil() as u32
-        };
-        let rec = raw.clamp(h.min, h.max);
-        let now = self.now;
-        let st = &mut self.models[m];
-        st.hpa_recs.push_back((now, rec));
-        let keep = h.scale_down_window.as_nanos_i64().max(h.scale_up_window.as_nanos_i64());
-        while st.hpa_recs.front().is_some_and(|&(t, _)| t < now - keep) {
-            st.hpa_recs.pop_front();
-        }
-        let down_floor = st
-            .hpa_recs
-            .iter()
-            .filter(|&&(t, _)| t >= now - h.scale_down_window.as_nanos_i64())
-            .map(|&(_, r)| r)
-            .max()
-            .unwrap_or(rec);
-        let up_cap = st
-            .hpa_recs
-            .iter()
-            .filter(|&&(t, _)| t >= now - h.scale_up_window.as_nanos_i64())
-            .map(|&(_, r)| r)
-            .min()
-            .unwrap_or(rec);
-        let mut desired = if rec < current {
-            down_floor.min(current)
-        } else if rec > current {
-            up_cap.max(current)
-        } else {
-            current
-        };
-        if desired < current
-            && let Some(per_min) = h.scale_down_pods_per_minute
-        {
-            let removed: u32 = st.hpa_removed.iter().filter(|&&(t, _)| t >= now - 60 * SEC).map(|&(_, k)| k).sum();
-            desired = desired.max(current.saturating_sub(per_min.saturating_sub(removed)));
-        }
-        if desired > current {
-            // Kubernetes' default scale-up policy: at most double, or +4 pods, per 15 s.
-            desired = desired.min((current * 2).max(current + 4));
-        }
-        if desired != current {
-            if desired < current {
-                st.hpa_removed.push_back((now, current - desired));
-            }
-            while st.hpa_removed.front().is_some_and(|&(t, _)| t < now - 60 * SEC) {
-                st.hpa_removed.pop_front();
-            }
-            st.replicas = desired;
-            st.deploy_changes += 1;
-            st.hpa_last_scale = Some(now);
-            let reason = if desired > current {
-                format!("pods metric {HPA_METRIC} above target")
-            } else {
-                "All metrics below target".to_string()
-            };
-            let name = self.scenario.models[m].name.clone();
-            self.event(
-                "HorizontalPodAutoscaler",
-                &name,
-                "SuccessfulRescale",
-                &format!("New size: {desired}; reason: {reason}"),
-                false,
-                "horizontal-pod-autoscaler",
-            );
-            if let Some(causal) = self.models[m].hpa_pending_truth.take() {
-                let kind = if desired < current { "scale_down" } else { "scale_up" };
-                self.push_truth(kind, format!("hpa/{name}"), causal, Some(format!("replicas {current}->{desired}")));
-            }
-            self.reconcile_deployment(m);
-        }
-        self.emit_hpa(m);
     }
 
     pub(crate) fn node_lost(&mut self, n: usize) {
