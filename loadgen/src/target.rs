@@ -44,6 +44,7 @@ mod schedule;
 mod sse;
 mod stats;
 mod telemetry;
+pub(crate) use telemetry::span_exporter;
 #[cfg(test)]
 mod tests;
 

@@ -94,14 +94,6 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 }
 
 #[test]
-#[ignore = "calibration printout: cargo test -p slo-loadgen calibrate -- --ignored --nocapture"]
-fn calibrate() {
-    let which = std::env::var("SCENARIO").unwrap_or_else(|_| "control".into());
-    let (mins, sim) = run(&which, 7);
-    show(&which, &mins, &sim);
-}
-
-#[test]
 fn control_is_steady() {
     let (mins, sim) = run("control", 7);
     show("control", &mins, &sim);

@@ -18,7 +18,6 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use parking_lot::Mutex;
@@ -38,6 +37,8 @@ const TICK: Duration = Duration::from_millis(5);
 const BATCH_SPANS: usize = 1024;
 const BATCH_AGE: Duration = Duration::from_millis(200);
 const MAX_EXPORTS_IN_FLIGHT: usize = 16;
+/// OpenAI API requests the simulation holds at once; more are refused with 429.
+pub(crate) const MAX_API_REQUESTS: usize = 10_000;
 
 /// Live-mode settings.
 #[derive(Debug, Clone)]
@@ -65,11 +66,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn register(&self) -> (u64, mpsc::UnboundedReceiver<Update>) {
+    /// A new waiter, or None when [`MAX_API_REQUESTS`] are already waiting.
+    pub fn register(&self) -> Option<(u64, mpsc::UnboundedReceiver<Update>)> {
+        let mut waiters = self.waiters.lock();
+        if waiters.len() >= MAX_API_REQUESTS {
+            return None;
+        }
         let id = self.next_external.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
-        self.waiters.lock().insert(id, tx);
-        (id, rx)
+        waiters.insert(id, tx);
+        Some((id, rx))
     }
 }
 
@@ -102,25 +108,22 @@ impl Exporter {
         if let Some(e) = self.exporters.get(key) {
             return Ok(e.clone());
         }
-        let fail = |e: opentelemetry_otlp::ExporterBuildError| Error::Invalid(format!("--otlp {:?}: {e}", self.url));
-        let mut e = match self.protocol {
-            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(self.url.clone())
-                .with_timeout(Duration::from_secs(10))
-                .build()
-                .map_err(fail)?,
-            OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_endpoint(format!("{}/v1/traces", self.url.trim_end_matches('/').trim_end_matches("/v1/traces")))
-                .with_timeout(Duration::from_secs(10))
-                .build()
-                .map_err(fail)?,
-        };
+        let mut e = crate::target::span_exporter(&self.url, self.protocol)?;
         e.set_resource(resource);
         let e = Arc::new(e);
         self.exporters.insert(key.to_string(), e.clone());
         Ok(e)
+    }
+
+    /// Closes the exporters (and their connections) of pods that are gone.
+    fn retain(&mut self, alive: impl Fn(&str) -> bool) {
+        self.exporters.retain(|k, e| {
+            let keep = k == "gateway" || alive(k) || self.pending.contains_key(k);
+            if !keep {
+                let _ = e.shutdown();
+            }
+            keep
+        });
     }
 
     fn push(&mut self, key: &str, resource: &Resource, span: SpanData) {
@@ -316,7 +319,9 @@ pub async fn run_live(
             ex.flush(false).await?;
             if !live_pods.is_empty() {
                 let alive = std::mem::take(&mut live_pods);
-                maker.retain_pods(|p| alive.iter().any(|t| t.contains(&format!("/{p}/"))));
+                let is_alive = |p: &str| alive.iter().any(|t| t.contains(&format!("/{p}/")));
+                maker.retain_pods(is_alive);
+                ex.retain(is_alive);
             }
         }
         if target >= end {

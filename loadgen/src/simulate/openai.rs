@@ -34,6 +34,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let typ = match status {
         StatusCode::NOT_FOUND => "NotFoundError",
         StatusCode::BAD_REQUEST => "BadRequestError",
+        StatusCode::TOO_MANY_REQUESTS => "RateLimitError",
         _ => "InternalServerError",
     };
     (
@@ -115,7 +116,10 @@ async fn handle(shared: Arc<Shared>, headers: HeaderMap, body: axum::body::Bytes
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let usage_in_stream =
         req.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-    let (external, mut rx) = shared.register();
+    let Some((external, mut rx)) = shared.register() else {
+        let msg = format!("the simulation already holds {} API requests; retry later", super::live::MAX_API_REQUESTS);
+        return error(StatusCode::TOO_MANY_REQUESTS, msg);
+    };
     let injected = {
         let mut sim = shared.sim.lock();
         sim.inject(Injected {

@@ -39,21 +39,7 @@ impl Telemetry {
         let mut builder = SdkTracerProvider::builder()
             .with_resource(Resource::builder_empty().with_service_name("slo-loadgen").build());
         if let Some(url) = otlp {
-            let fail = |e: opentelemetry_otlp::ExporterBuildError| Error::Invalid(format!("--otlp {url:?}: {e}"));
-            let exporter = match protocol {
-                OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(url)
-                    .with_timeout(Duration::from_secs(10))
-                    .build()
-                    .map_err(fail)?,
-                OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_endpoint(http_traces_url(url))
-                    .with_timeout(Duration::from_secs(10))
-                    .build()
-                    .map_err(fail)?,
-            };
+            let exporter = span_exporter(url, protocol)?;
             builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter, runtime::Tokio).build());
         }
         let provider = builder.build();
@@ -140,6 +126,26 @@ impl Telemetry {
 }
 
 /// `--otlp` for OTLP/HTTP: a bare `http://host:4318` gets `/v1/traces`.
+/// An OTLP span exporter for `--otlp URL` (gRPC, or HTTP with `/v1/traces` added to a bare
+/// host). Shared by target mode and the simulator's live mode.
+pub(crate) fn span_exporter(url: &str, protocol: OtlpProtocol) -> Result<opentelemetry_otlp::SpanExporter> {
+    let fail = |e: opentelemetry_otlp::ExporterBuildError| Error::Invalid(format!("--otlp {url:?}: {e}"));
+    match protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(url)
+            .with_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(fail),
+        OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(http_traces_url(url))
+            .with_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(fail),
+    }
+}
+
 fn http_traces_url(url: &str) -> String {
     let base = url.trim_end_matches('/');
     let has_path = base.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());
