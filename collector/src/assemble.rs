@@ -316,7 +316,7 @@ mod tests {
     }
 
     fn batch(spans: Vec<SpanRecord>) -> SpanBatch {
-        SpanBatch { resources: vec![ResourceSpans { service: "s".into(), resource: vec![], spans }] }
+        SpanBatch { resources: vec![ResourceSpans { service: "s".into(), resource: vec![], spans }], ..Default::default() }
     }
 
     fn cfg() -> AssemblyConfig {

@@ -65,7 +65,7 @@ impl Converter {
     pub fn convert(&self, req: ExportTraceServiceRequest) -> (SpanBatch, Rejected, ConvertStats) {
         let mut rejected = Rejected::default();
         let mut stats = ConvertStats::default();
-        let mut batch = SpanBatch { resources: Vec::with_capacity(req.resource_spans.len()) };
+        let mut batch = SpanBatch { resources: Vec::with_capacity(req.resource_spans.len()), ..Default::default() };
         for (ri, rs) in req.resource_spans.into_iter().enumerate() {
             let resource = self.attrs(rs.resource.map(|r| r.attributes).unwrap_or_default(), &mut stats);
             let service = slo_store::records::find_attr(&resource, "service.name")

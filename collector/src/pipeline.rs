@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryR
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use arrow::record_batch::RecordBatch;
 use prost::Message;
 use slo_store::{FlushJob, Recovery, SpanBatch, Store, Wal};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -60,9 +61,9 @@ impl Health {
 struct Submission {
     batch: SpanBatch,
     encoded: Vec<u8>,
-    /// The `spans` rows, built by the submitting thread so that the single pipeline
-    /// thread does not have to.
-    rows: arrow::record_batch::RecordBatch,
+    /// The rows (`spans`, and `samples`/`changes` when the batch has any), built by the
+    /// submitting thread so that the single pipeline thread does not have to.
+    rows: Vec<(&'static str, RecordBatch)>,
     _permit: OwnedSemaphorePermit,
     ack: oneshot::Sender<Result<(), String>>,
 }
@@ -94,16 +95,26 @@ impl std::fmt::Debug for Ingest {
 pub struct Prepared {
     batch: SpanBatch,
     encoded: Vec<u8>,
-    rows: arrow::record_batch::RecordBatch,
+    rows: Vec<(&'static str, RecordBatch)>,
 }
 
 impl Prepared {
     /// Encodes the batch and builds its rows.
     pub fn new(batch: SpanBatch) -> Result<Prepared> {
         let encoded = batch.encode_to_vec();
-        let rows = slo_store::rows::spans_batch([&batch]).map_err(|e| Error::Storage(e.to_string()))?;
+        let rows = batch_rows(&[&batch])?;
         Ok(Prepared { batch, encoded, rows })
     }
+}
+
+/// The rows of every table a batch feeds directly (requests come later, from assembly).
+fn batch_rows(batches: &[&SpanBatch]) -> Result<Vec<(&'static str, RecordBatch)>> {
+    let storage = |e: slo_store::Error| Error::Storage(e.to_string());
+    let mut rows = slo_store::cluster_rows::cluster_batches(batches).map_err(storage)?;
+    if batches.iter().any(|b| b.span_count() > 0) {
+        rows.push((slo_store::schema::SPANS, slo_store::rows::spans_batch(batches.iter().copied()).map_err(storage)?));
+    }
+    Ok(rows)
 }
 
 impl Ingest {
@@ -357,7 +368,7 @@ impl Pipeline {
         let mut batches = Vec::with_capacity(group.len());
         for s in group {
             let _ = s.ack.send(Ok(()));
-            self.store.append(Some(s.rows), None);
+            self.store.append_tables(s.rows);
             batches.push(s.batch);
         }
         self.assemble(batches);
@@ -366,8 +377,8 @@ impl Pipeline {
 
     /// Replayed batches to rows.
     fn process(&mut self, batches: Vec<SpanBatch>) -> Result<()> {
-        let rows = slo_store::rows::spans_batch(batches.iter())?;
-        self.store.append(Some(rows), None);
+        let refs: Vec<&SpanBatch> = batches.iter().collect();
+        self.store.append_tables(batch_rows(&refs)?);
         self.assemble(batches);
         Ok(())
     }

@@ -60,6 +60,8 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
         let mut stats = ReplayStats { records: batches.len(), ..Default::default() };
         for chunk in batches.chunks(256) {
             store.append(Some(slo_store::rows::spans_batch(chunk.iter())?), None);
+            let refs: Vec<&SpanBatch> = chunk.iter().collect();
+            store.append_tables(slo_store::cluster_rows::cluster_batches(&refs)?);
         }
         for b in batches {
             stats.spans += b.span_count();

@@ -1,8 +1,9 @@
 //! The store of `slo`: what the collector writes and everything else reads.
 //!
-//! Data arrives as [`SpanBatch`]es. The write-ahead log ([`wal`]) makes a batch durable
-//! before the collector acknowledges it; the batch is then turned into Arrow rows of the
-//! `spans` and `requests` tables ([`rows`], [`schema`]) and kept in memory until a flush
+//! Data arrives as [`SpanBatch`]es (spans, scraped samples, Kubernetes changes). The
+//! write-ahead log ([`wal`]) makes a batch durable before the collector acknowledges it;
+//! the batch is then turned into Arrow rows of the `spans`, `requests`, `samples` and
+//! `changes` tables ([`rows`], [`cluster_rows`], [`schema`]) and kept in memory until a flush
 //! writes them as Parquet segments partitioned by hour ([`segments`]). Queries go through
 //! DataFusion over the in-memory rows and the segments together ([`query`]), so a row is
 //! always visible exactly once: in memory, being flushed, or in a segment.
@@ -11,6 +12,7 @@
 //! up to which WAL segment the data is reflected in them; a crash between writing a
 //! segment and updating the manifest leaves an orphan file that is removed on open.
 
+pub mod cluster_rows;
 pub mod error;
 pub mod manifest;
 pub mod metrics;
@@ -25,7 +27,7 @@ pub mod wal;
 
 pub use error::{Error, Result};
 pub use metrics::StoreMetrics;
-pub use records::{Attr, LinkRef, ResourceSpans, SpanBatch, SpanRecord};
+pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord};
 pub use rows::RequestRow;
 pub use store::{FlushJob, Recovery, Store, StoreConfig};
 pub use wal::{FsyncPolicy, Wal};

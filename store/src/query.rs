@@ -28,8 +28,8 @@ use crate::schema;
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub(crate) data_dir: PathBuf,
-    pub(crate) requests: Vec<RecordBatch>,
-    pub(crate) spans: Vec<RecordBatch>,
+    /// Rows in memory per table, in [`schema::TABLES`] order.
+    pub(crate) tables: [Vec<RecordBatch>; schema::TABLES.len()],
     pub(crate) files: Vec<SegmentFile>,
 }
 
@@ -107,11 +107,10 @@ impl Snapshot {
         let ctx = SessionContext::new_with_config(config);
         let path = self.data_dir.canonicalize().unwrap_or_else(|_| self.data_dir.clone());
         let snap = Snapshot { data_dir: path, ..self.clone() };
-        ctx.register_table(
-            schema::REQUESTS,
-            Arc::new(snap.table(schema::REQUESTS, schema::requests(), &self.requests)?),
-        )?;
-        ctx.register_table(schema::SPANS, Arc::new(snap.table(schema::SPANS, schema::spans(), &self.spans)?))?;
+        for (name, batches) in schema::TABLES.iter().zip(&self.tables) {
+            let Some(table_schema) = schema::of(name) else { continue };
+            ctx.register_table(*name, Arc::new(snap.table(name, table_schema, batches)?))?;
+        }
         Ok(ctx)
     }
 

@@ -7,7 +7,7 @@
 
 /// One attribute, its value rendered as a string (ints and doubles in decimal, arrays and
 /// maps as JSON).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
+#[derive(Clone, PartialEq, Eq, prost::Message, serde::Serialize, serde::Deserialize)]
 pub struct Attr {
     /// Attribute key.
     #[prost(string, tag = "1")]
@@ -108,12 +108,102 @@ impl ResourceSpans {
     }
 }
 
-/// What one export request carried, and one WAL record holds.
+/// One scraped sample, after the family filter and GPU -> pod attribution.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SampleRecord {
+    /// The sample's time: the exposition's timestamp when it has one, else the scrape's
+    /// start; nanoseconds since the Unix epoch.
+    #[prost(sfixed64, tag = "1")]
+    pub time_unix_nano: i64,
+    /// Series name as exposed (`vllm:num_requests_waiting`, `DCGM_FI_DEV_GPU_UTIL`, ...).
+    #[prost(string, tag = "2")]
+    pub metric: String,
+    /// The value.
+    #[prost(double, tag = "3")]
+    pub value: f64,
+    /// The target it was scraped from (URL, or `file:<name>` for imports).
+    #[prost(string, tag = "4")]
+    pub target: String,
+    /// Namespace of the pod the sample is about (empty: unknown).
+    #[prost(string, tag = "5")]
+    pub namespace: String,
+    /// Pod the sample is about (for a GPU metric: the pod using that GPU).
+    #[prost(string, tag = "6")]
+    pub pod: String,
+    /// Container the sample is about.
+    #[prost(string, tag = "7")]
+    pub container: String,
+    /// Node.
+    #[prost(string, tag = "8")]
+    pub node: String,
+    /// GPU UUID.
+    #[prost(string, tag = "9")]
+    pub gpu: String,
+    /// Model name.
+    #[prost(string, tag = "10")]
+    pub model: String,
+    /// How the pod was found (`exporter_labels`, `allocation`, `target`, `ambiguous`, ...).
+    #[prost(string, tag = "11")]
+    pub attribution: String,
+    /// Every label the target exposed, unchanged.
+    #[prost(message, repeated, tag = "12")]
+    pub labels: Vec<Attr>,
+}
+
+/// One normalized Kubernetes change (a row of `changes`).
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
+pub struct ChangeRecord {
+    /// When it happened (data time: the event's or the object's own timestamp), ns.
+    #[prost(sfixed64, tag = "1")]
+    pub time_unix_nano: i64,
+    /// Cause taxonomy kind (`deploy`, `scale_down`, ...).
+    #[prost(string, tag = "2")]
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped objects such as Nodes).
+    #[prost(string, tag = "3")]
+    pub namespace: String,
+    /// Kubernetes kind of the object (`Deployment`, `HorizontalPodAutoscaler`, ...).
+    #[prost(string, tag = "4")]
+    pub object_kind: String,
+    /// `kind/name` in lower case (`hpa/llama-70b`, `deployment/embedder`, `node/gpu-3`).
+    #[prost(string, tag = "5")]
+    pub object: String,
+    /// State before (replicas, image, ReplicaSet, ...); empty when unknown.
+    #[prost(string, tag = "6")]
+    pub from: String,
+    /// State after.
+    #[prost(string, tag = "7")]
+    pub to: String,
+    /// Machine-readable reason (the Event's reason, or the rule that found it).
+    #[prost(string, tag = "8")]
+    pub reason: String,
+    /// Human-readable message.
+    #[prost(string, tag = "9")]
+    pub message: String,
+    /// Where it was seen (`event/horizontal-pod-autoscaler`, `watch/ReplicaSet`, `import`).
+    #[prost(string, tag = "10")]
+    pub source: String,
+    /// Identity of the occurrence; a change with a key already stored is not stored again.
+    #[prost(string, tag = "11")]
+    pub key: String,
+    /// Evidence that does not fit the columns (images, durations, pod-template hashes).
+    #[prost(message, repeated, tag = "12")]
+    pub attributes: Vec<Attr>,
+}
+
+/// What one export request (or one scrape, or one set of changes) carried, and one WAL
+/// record holds. Older WAL records hold spans only and decode unchanged.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SpanBatch {
     /// The spans, grouped by resource.
     #[prost(message, repeated, tag = "1")]
     pub resources: Vec<ResourceSpans>,
+    /// Scraped samples.
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<SampleRecord>,
+    /// Kubernetes changes.
+    #[prost(message, repeated, tag = "3")]
+    pub changes: Vec<ChangeRecord>,
 }
 
 impl SpanBatch {

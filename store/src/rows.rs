@@ -56,7 +56,7 @@ pub struct RequestRow {
     pub attributes: Vec<Attr>,
 }
 
-fn append_map(b: &mut MapBuilder<StringBuilder, StringBuilder>, attrs: &[Attr]) -> Result<()> {
+pub(crate) fn append_map(b: &mut MapBuilder<StringBuilder, StringBuilder>, attrs: &[Attr]) -> Result<()> {
     for a in attrs {
         b.keys().append_value(&a.key);
         b.values().append_value(&a.value);
@@ -65,7 +65,7 @@ fn append_map(b: &mut MapBuilder<StringBuilder, StringBuilder>, attrs: &[Attr]) 
     Ok(())
 }
 
-fn map_builder() -> MapBuilder<StringBuilder, StringBuilder> {
+pub(crate) fn map_builder() -> MapBuilder<StringBuilder, StringBuilder> {
     MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())
 }
 
@@ -198,6 +198,7 @@ mod tests {
                     ..Default::default()
                 }],
             }],
+            ..Default::default()
         };
         let rb = spans_batch([&batch]).unwrap();
         assert_eq!(rb.num_rows(), 1);

@@ -11,8 +11,12 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 pub const REQUESTS: &str = "requests";
 /// Raw spans.
 pub const SPANS: &str = "spans";
+/// Scraped metric samples.
+pub const SAMPLES: &str = "samples";
+/// Normalized Kubernetes changes.
+pub const CHANGES: &str = "changes";
 /// All tables the store holds.
-pub const TABLES: [&str; 2] = [REQUESTS, SPANS];
+pub const TABLES: [&str; 4] = [REQUESTS, SPANS, SAMPLES, CHANGES];
 
 /// The timestamp type of every `time` column.
 pub fn timestamp() -> DataType {
@@ -71,6 +75,56 @@ static SPANS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+static SAMPLES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let s = |name: &str| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("time", timestamp(), false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("target", DataType::Utf8, false),
+        s("namespace"),
+        s("pod"),
+        s("container"),
+        s("node"),
+        s("gpu"),
+        s("model"),
+        s("attribution"),
+        Field::new("labels", attribute_map(), true),
+    ]))
+});
+
+static CHANGES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let s = |name: &str| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("time", timestamp(), false),
+        Field::new("kind", DataType::Utf8, false),
+        s("namespace"),
+        Field::new("object_kind", DataType::Utf8, false),
+        Field::new("object", DataType::Utf8, false),
+        s("from"),
+        s("to"),
+        s("reason"),
+        s("message"),
+        s("source"),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("attributes", attribute_map(), true),
+    ]))
+});
+
+/// Schema of `samples`: one row per scraped sample that matters for inference. `labels`
+/// holds every label the target exposed; the identity columns are what attribution
+/// concluded (`attribution` says how sure it is).
+pub fn samples() -> SchemaRef {
+    SAMPLES_SCHEMA.clone()
+}
+
+/// Schema of `changes`: one row per normalized Kubernetes change. `key` identifies the
+/// occurrence (an Event's uid and count, a rollout's new template hash, ...) so that a
+/// change is stored once however often it is seen.
+pub fn changes() -> SchemaRef {
+    CHANGES_SCHEMA.clone()
+}
+
 /// Schema of `requests`: one row per inference request.
 pub fn requests() -> SchemaRef {
     REQUESTS_SCHEMA.clone()
@@ -86,6 +140,8 @@ pub fn of(table: &str) -> Option<SchemaRef> {
     match table {
         REQUESTS => Some(requests()),
         SPANS => Some(spans()),
+        SAMPLES => Some(samples()),
+        CHANGES => Some(changes()),
         _ => None,
     }
 }

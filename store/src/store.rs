@@ -56,10 +56,16 @@ impl StoreConfig {
     }
 }
 
+/// Batches per table, in [`TABLES`] order.
+type Tables = [Vec<RecordBatch>; TABLES.len()];
+
+fn table_index(table: &str) -> Option<usize> {
+    TABLES.iter().position(|t| *t == table)
+}
+
 #[derive(Debug, Default)]
 struct Rows {
-    requests: Vec<RecordBatch>,
-    spans: Vec<RecordBatch>,
+    tables: Tables,
     rows: usize,
     bytes: usize,
 }
@@ -67,8 +73,7 @@ struct Rows {
 #[derive(Debug)]
 struct Frozen {
     id: u64,
-    requests: Vec<RecordBatch>,
-    spans: Vec<RecordBatch>,
+    tables: Tables,
     bytes: usize,
 }
 
@@ -102,14 +107,13 @@ pub struct FlushJob {
     id: u64,
     wal_through: u64,
     state: Vec<u8>,
-    requests: Vec<RecordBatch>,
-    spans: Vec<RecordBatch>,
+    tables: Tables,
 }
 
 impl FlushJob {
     /// Rows in the job.
     pub fn rows(&self) -> usize {
-        self.requests.iter().chain(&self.spans).map(|b| b.num_rows()).sum()
+        self.tables.iter().flatten().map(|b| b.num_rows()).sum()
     }
 }
 
@@ -211,15 +215,26 @@ impl Store {
         &self.inner.metrics
     }
 
-    /// Adds rows; they are visible to queries as soon as this returns.
+    /// Adds `spans` and `requests` rows; they are visible to queries as soon as this
+    /// returns.
     pub fn append(&self, spans: Option<RecordBatch>, requests: Option<RecordBatch>) {
+        self.append_tables([(SPANS, spans), (REQUESTS, requests)].into_iter().filter_map(|(t, b)| Some((t, b?))));
+    }
+
+    /// Adds rows to tables by name (one of [`TABLES`]; a batch for another name is a bug
+    /// and is logged and dropped). Visible to queries as soon as this returns.
+    pub fn append_tables<'a>(&self, batches: impl IntoIterator<Item = (&'a str, RecordBatch)>) {
         let mut st = self.inner.state.lock();
         let mem = &mut st.mem;
-        for (batch, into) in [(spans, &mut mem.spans), (requests, &mut mem.requests)] {
-            if let Some(b) = batch.filter(|b| b.num_rows() > 0) {
+        for (table, b) in batches {
+            let Some(i) = table_index(table) else {
+                tracing::error!(table, "rows for a table the store does not have were dropped");
+                continue;
+            };
+            if b.num_rows() > 0 {
                 mem.rows += b.num_rows();
                 mem.bytes += b.get_array_memory_size();
-                into.push(b);
+                mem.tables[i].push(b);
             }
         }
         let rows = mem.rows;
@@ -258,8 +273,8 @@ impl Store {
         st.mem_since = None;
         let id = st.next_flush_id;
         st.next_flush_id += 1;
-        let job = FlushJob { id, wal_through, state, requests: mem.requests.clone(), spans: mem.spans.clone() };
-        st.frozen.push(Frozen { id, requests: mem.requests, spans: mem.spans, bytes: mem.bytes });
+        let job = FlushJob { id, wal_through, state, tables: mem.tables.clone() };
+        st.frozen.push(Frozen { id, tables: mem.tables, bytes: mem.bytes });
         drop(st);
         self.inner.metrics.memory_rows.set(0);
         job
@@ -272,8 +287,10 @@ impl Store {
         let started = Instant::now();
         let dir = &self.inner.cfg.data_dir;
         let result = (|| {
-            let mut files = segments::write_table(dir, REQUESTS, job.id, &job.requests)?;
-            files.extend(segments::write_table(dir, SPANS, job.id, &job.spans)?);
+            let mut files = Vec::new();
+            for (table, batches) in TABLES.iter().zip(&job.tables) {
+                files.extend(segments::write_table(dir, table, job.id, batches)?);
+            }
             let state_file = if job.state.is_empty() {
                 None
             } else {
@@ -295,7 +312,7 @@ impl Store {
                 self.inner.metrics.segments.set(st.manifest.files.len() as i64);
             }
             for f in &files {
-                let table = if f.table == REQUESTS { REQUESTS } else { SPANS };
+                let table = TABLES.iter().copied().find(|t| *t == f.table).unwrap_or(SPANS);
                 self.inner.metrics.flushed_rows.get_or_create(&vec![("table", table)]).inc_by(f.rows);
             }
             if let Some(old) = old_state.filter(|o| Some(o) != self.inner.state.lock().manifest.state_file.as_ref()) {
@@ -344,14 +361,13 @@ impl Store {
     /// What a query sees now: rows in memory, rows being flushed, and the segments.
     pub fn snapshot(&self) -> Snapshot {
         let st = self.inner.state.lock();
-        let mut requests = Vec::new();
-        let mut spans = Vec::new();
-        for f in &st.frozen {
-            requests.extend(f.requests.iter().cloned());
-            spans.extend(f.spans.iter().cloned());
+        let mut tables: Tables = Default::default();
+        for (i, batches) in tables.iter_mut().enumerate() {
+            for f in &st.frozen {
+                batches.extend(f.tables[i].iter().cloned());
+            }
+            batches.extend(st.mem.tables[i].iter().cloned());
         }
-        requests.extend(st.mem.requests.iter().cloned());
-        spans.extend(st.mem.spans.iter().cloned());
-        Snapshot { data_dir: self.inner.cfg.data_dir.clone(), requests, spans, files: st.manifest.files.clone() }
+        Snapshot { data_dir: self.inner.cfg.data_dir.clone(), tables, files: st.manifest.files.clone() }
     }
 }
