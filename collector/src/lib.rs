@@ -24,6 +24,7 @@ pub mod otlp;
 pub mod pipeline;
 pub mod redact;
 pub mod replay;
+pub mod scrape;
 pub mod split;
 
 pub use config::CollectorConfig;
