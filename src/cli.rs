@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// Web and API listen address [default: 0.0.0.0:8080].
     #[arg(long, env = "SLO_HTTP")]
     pub http: Option<String>,
+    /// Watch the Kubernetes cluster of this kubeconfig (in a cluster, the service account
+    /// is used without this flag).
+    #[arg(long, env = "SLO_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Scrape this Prometheus `/metrics` URL (repeatable; adds to the config's targets).
+    #[arg(long = "scrape", value_name = "URL")]
+    pub scrape: Vec<String>,
 }
 
 /// Output formats of `slo query`.

@@ -76,6 +76,53 @@ pub struct ServeConfig {
     pub shutdown_grace_s: u64,
     /// Longest a query through the API may run, in seconds.
     pub query_timeout_s: u64,
+    /// The Kubernetes watch.
+    pub kubernetes: KubernetesSection,
+    /// Prometheus scraping (static targets and pods the watch discovers).
+    pub scrape: slo_collector::scrape::ScrapeConfig,
+}
+
+/// The Kubernetes watch: on when a kubeconfig is given or slo runs in a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesSection {
+    /// `true`/`false` force it on/off; unset: on with a kubeconfig or in-cluster.
+    pub enabled: Option<bool>,
+    /// Kubeconfig file; unset: in-cluster service account, else `$KUBECONFIG`/~/.kube/config.
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch Events (core/v1 and events.k8s.io/v1).
+    pub events: bool,
+    /// Object kinds to diff: Deployment, ReplicaSet, HorizontalPodAutoscaler, Node, Pod.
+    pub kinds: Vec<String>,
+}
+
+impl Default for KubernetesSection {
+    fn default() -> Self {
+        KubernetesSection {
+            enabled: None,
+            kubeconfig: None,
+            events: true,
+            kinds: slo_collector::kube::Watched::ALL.iter().map(|k| k.kind().to_string()).collect(),
+        }
+    }
+}
+
+impl KubernetesSection {
+    /// Whether to watch.
+    pub fn active(&self) -> bool {
+        self.enabled.unwrap_or(self.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some())
+    }
+
+    /// The kinds, each checked.
+    pub fn watched(&self) -> anyhow::Result<Vec<slo_collector::kube::Watched>> {
+        self.kinds
+            .iter()
+            .map(|k| {
+                slo_collector::kube::Watched::from_kind(k)
+                    .ok_or_else(|| anyhow::anyhow!("kubernetes.kinds: unknown kind {k:?}"))
+            })
+            .collect()
+    }
 }
 
 impl Default for ServeConfig {
@@ -87,6 +134,8 @@ impl Default for ServeConfig {
             collector: CollectorConfig::default(),
             shutdown_grace_s: 30,
             query_timeout_s: 60,
+            kubernetes: KubernetesSection::default(),
+            scrape: slo_collector::scrape::ScrapeConfig::default(),
         }
     }
 }

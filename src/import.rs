@@ -1,6 +1,6 @@
 //! `slo import`: files into a data directory through the collector's own path.
 
-use slo_collector::import::{ImportSummary, import_file};
+use slo_collector::import::{ImportState, ImportSummary, import_file};
 use slo_collector::otlp::Receiver;
 use slo_collector::{CollectorMetrics, Error, Pipeline};
 use slo_store::{Store, StoreMetrics};
@@ -21,17 +21,23 @@ pub async fn run(args: ImportArgs) -> Result<(), Failure> {
             .await
             .map_err(anyhow::Error::from)??;
     let metrics = CollectorMetrics::unregistered();
+    let store_view = store.clone();
     let (ingest, pipeline) =
         Pipeline::start(store, wal, recovery, &cfg.collector, metrics.clone(), true).map_err(Failure::usage)?;
     let health = pipeline.health();
     while health.describe().starts_with("starting") {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    let mut state = ImportState {
+        change_keys: slo_collector::kube::watch::stored_keys(&store_view).await?,
+        scrape: cfg.scrape.clone(),
+        ..ImportState::default()
+    };
     let receiver = Receiver::new(&cfg.collector, ingest, metrics);
     let mut summary = ImportSummary::default();
     let mut failed = None;
     for file in &args.files {
-        if let Err(e) = import_file(&receiver, file, &mut summary).await {
+        if let Err(e) = import_file(&receiver, &mut state, file, &mut summary).await {
             failed = Some(e);
             break;
         }
@@ -42,12 +48,21 @@ pub async fn run(args: ImportArgs) -> Result<(), Failure> {
         "imported {} file(s): {} export(s), {} span(s) stored, {} rejected",
         summary.files, summary.exports, summary.spans, summary.rejected
     );
+    if summary.samples > 0 {
+        println!("{} metric sample(s) stored", summary.samples);
+    }
+    if summary.changes + summary.duplicate_changes > 0 {
+        println!(
+            "{} Kubernetes change(s) stored, {} already stored before",
+            summary.changes, summary.duplicate_changes
+        );
+    }
     if let Some(r) = &summary.first_rejection {
         println!("first rejection: {r}");
     }
     match failed {
         None => Ok(()),
-        Some(e @ (Error::InvalidPayload(_) | Error::File { .. } | Error::TooLarge { .. })) => {
+        Some(e @ (Error::InvalidPayload(_) | Error::Config(_) | Error::File { .. } | Error::TooLarge { .. })) => {
             Err(Failure::usage(anyhow::anyhow!("{e} (files before it were imported)")))
         }
         Some(e) => Err(e.into()),

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
+use slo_collector::kube::watch::{self, KubeMetrics, WatchConfig};
 use slo_collector::otlp::{Receiver, grpc, http};
+use slo_collector::scrape::Discovery;
 use slo_collector::{CollectorMetrics, Pipeline};
 use slo_store::{Store, StoreMetrics};
 use tokio::net::TcpListener;
@@ -37,6 +39,10 @@ fn apply_flags(cfg: &mut ServeConfig, args: ServeArgs) {
     if let Some(a) = args.http {
         cfg.listen.http = a;
     }
+    if let Some(k) = args.kubeconfig {
+        cfg.kubernetes.kubeconfig = Some(k);
+    }
+    cfg.scrape.targets.extend(args.scrape);
 }
 
 async fn bind(addr: &str, what: &str) -> Result<TcpListener, Failure> {
@@ -50,6 +56,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let mut registry = Registry::default();
     let store_metrics = StoreMetrics::new(&mut registry);
     let metrics = CollectorMetrics::new(&mut registry);
+    let kube_metrics = KubeMetrics::new(&mut registry);
+    let kube_kinds = cfg.kubernetes.watched().map_err(Failure::usage)?;
     let store_cfg = cfg.store_config();
     let (store, wal, recovery) = tokio::task::spawn_blocking(move || Store::open(store_cfg, store_metrics))
         .await
@@ -58,7 +66,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let (ingest, pipeline) = Pipeline::start(store.clone(), wal, recovery, &cfg.collector, metrics.clone(), false)
         .map_err(Failure::usage)?;
     let health = pipeline.health();
+    let kube_ingest = ingest.clone();
+    let scrape_ingest = ingest.clone();
     let receiver = Receiver::new(&cfg.collector, ingest, metrics);
+    let scrape_health: slo_collector::scrape::Health = Arc::default();
 
     let grpc_listener = bind(&cfg.listen.otlp_grpc, "OTLP/gRPC").await?;
     let http_listener = bind(&cfg.listen.otlp_http, "OTLP/HTTP").await?;
@@ -134,12 +145,54 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 move || if ready_health.is_ready() { Ok(()) } else { Err(ready_health.describe().to_string()) },
             ),
             query_timeout: Duration::from_secs(cfg.query_timeout_s.max(1)),
+            targets: {
+                let health = scrape_health.clone();
+                Arc::new(move || {
+                    let mut all: Vec<_> = health.lock().values().cloned().collect();
+                    all.sort_by(|a, b| a.url.cmp(&b.url));
+                    serde_json::to_value(all).unwrap_or_default()
+                })
+            },
         };
         tracker.spawn(async move {
             if let Err(e) =
                 axum::serve(web_listener, slo_web::router(state)).with_graceful_shutdown(token.cancelled_owned()).await
             {
                 fail(anyhow::anyhow!("web server: {e}"));
+            }
+        });
+    }
+    let kube_active = cfg.kubernetes.active();
+    let (discovery_tx, discovery_rx) = tokio::sync::watch::channel(Arc::new(Discovery::default()));
+    if !cfg.scrape.targets.is_empty() || (kube_active && cfg.scrape.discover) {
+        let discovery = (kube_active && cfg.scrape.discover).then_some(discovery_rx);
+        let (token, fail, scrape_cfg, health) =
+            (token.clone(), fail.clone(), cfg.scrape.clone(), scrape_health.clone());
+        tracker.spawn(async move {
+            if let Err(e) = slo_collector::scrape::run(scrape_cfg, scrape_ingest, discovery, health, token).await {
+                fail(anyhow::anyhow!("scraper: {e}"));
+            }
+        });
+    }
+    if kube_active {
+        let client =
+            slo_collector::kube::watch::client(cfg.kubernetes.kubeconfig.as_deref()).await.map_err(Failure::usage)?;
+        let watch_cfg = WatchConfig {
+            data_dir: cfg.data_dir.clone(),
+            kinds: kube_kinds,
+            events: cfg.kubernetes.events,
+            discovery: Some(discovery_tx),
+        };
+        let (token, fail, store, health) = (token.clone(), fail.clone(), store.clone(), health.clone());
+        tracker.spawn(async move {
+            while !health.is_ready() {
+                if token.is_cancelled() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if let Err(e) = watch::run(client, watch_cfg, store, kube_ingest, kube_metrics, token).await {
+                fail(anyhow::anyhow!("Kubernetes watch: {e}"));
             }
         });
     }

@@ -316,7 +316,10 @@ mod tests {
     }
 
     fn batch(spans: Vec<SpanRecord>) -> SpanBatch {
-        SpanBatch { resources: vec![ResourceSpans { service: "s".into(), resource: vec![], spans }], ..Default::default() }
+        SpanBatch {
+            resources: vec![ResourceSpans { service: "s".into(), resource: vec![], spans }],
+            ..Default::default()
+        }
     }
 
     fn cfg() -> AssemblyConfig {

@@ -34,6 +34,9 @@ pub enum Error {
     #[error("collector is not accepting data ({0})")]
     Unavailable(&'static str),
     /// The store failed (disk full, I/O error): the data was not acknowledged.
+    #[error("configuration: {0}")]
+    Config(String),
+
     #[error("storage failed: {0}")]
     Storage(String),
     /// A store error outside the ingest path.
@@ -62,7 +65,7 @@ impl Error {
             Error::TooLarge { .. } => "too_large",
             Error::Overloaded { .. } => "overloaded",
             Error::Unavailable(_) => "unavailable",
-            Error::Storage(_) | Error::Store(_) | Error::File { .. } => "error",
+            Error::Storage(_) | Error::Store(_) | Error::File { .. } | Error::Config(_) => "error",
         }
     }
 }

@@ -2,88 +2,17 @@
 //! split from `gen_ai.latency.*`, its `/metrics` and Kubernetes API answer like the real
 //! thing, the same seed gives the same bytes, and target mode agrees with the server side.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::support::{BIN, Server, slo};
-
-/// A live `slo loadgen simulate`, killed when dropped.
-struct Sim {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Sim {
-    fn start(args: &[&str]) -> Sim {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut child = Command::new(BIN)
-            .args(["loadgen", "simulate", "--listen", "127.0.0.1:0"])
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start slo loadgen simulate");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let http = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("http="))
-            .unwrap_or_else(|| panic!("no http= in {line:?}"))
-            .to_string();
-        assert!(std::fs::read_to_string(&kubeconfig).unwrap().contains(&format!("http://{http}")));
-        Sim { child, base: format!("http://{http}"), _dir: dir }
-    }
-
-    /// Waits for the run to end; returns the summary line (stderr).
-    fn wait(mut self, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                assert!(st.success(), "simulate failed: {err}");
-                return err;
-            }
-            assert!(Instant::now() < deadline, "simulate did not finish in {limit:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{Server, Sim, http_get as get, http_post as post, slo};
 
 /// "... 1234 requests (0 errors ..." -> 1234
 fn summary_requests(summary: &str) -> i64 {
     let words: Vec<&str> = summary.split_whitespace().collect();
     let i = words.iter().position(|w| *w == "requests").unwrap_or_else(|| panic!("no requests in {summary:?}"));
     words[i - 1].parse().unwrap()
-}
-
-fn get(url: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let r = reqwest::Client::new().get(url).timeout(Duration::from_secs(10)).send().await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    })
-}
-
-fn post(url: &str) -> u16 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        reqwest::Client::new().post(url).timeout(Duration::from_secs(10)).send().await.unwrap().status().as_u16()
-    })
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {

@@ -4,7 +4,9 @@
 mod bad_input;
 mod durability;
 mod import;
+mod kube;
 mod loadgen;
 mod otlp_python;
 mod overload;
+mod scrape;
 mod support;

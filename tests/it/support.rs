@@ -12,6 +12,80 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_slo");
 
+/// A live `slo loadgen simulate`, killed when dropped.
+pub struct Sim {
+    pub child: Child,
+    pub base: String,
+    pub kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sim {
+    /// Starts `slo loadgen simulate --listen 127.0.0.1:0` with a kubeconfig written.
+    pub fn start(args: &[&str]) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut child = Command::new(BIN)
+            .args(["loadgen", "simulate", "--listen", "127.0.0.1:0"])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start slo loadgen simulate");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let http = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .unwrap_or_else(|| panic!("no http= in {line:?}"))
+            .to_string();
+        assert!(std::fs::read_to_string(&kubeconfig).unwrap().contains(&format!("http://{http}")));
+        Sim { child, base: format!("http://{http}"), kubeconfig, _dir: dir }
+    }
+
+    /// Waits for the run to end; returns the summary line (stderr).
+    pub fn wait(mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+                assert!(st.success(), "simulate failed: {err}");
+                return err;
+            }
+            assert!(Instant::now() < deadline, "simulate did not finish in {limit:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET: status and body.
+pub fn http_get(url: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let r = ::reqwest::Client::new().get(url).timeout(Duration::from_secs(10)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
+/// POST without a body: the status.
+pub fn http_post(url: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        ::reqwest::Client::new().post(url).timeout(Duration::from_secs(10)).send().await.unwrap().status().as_u16()
+    })
+}
+
 /// A config that makes trace assembly quick, for tests.
 pub const FAST_CONFIG: &str = "collector:\n  assembly:\n    idle_ms: 300\n    max_wait_ms: 2000\nstore:\n  flush_interval_s: 2\nshutdown_grace_s: 10\n";
 
@@ -37,6 +111,11 @@ impl Server {
 
     /// Starts a server on `data_dir` with a config text; waits until it is ready.
     pub fn start_in(data_dir: &Path, config: &str) -> Server {
+        Server::start_with(data_dir, config, &[])
+    }
+
+    /// Like [`Server::start_in`], with more `slo serve` arguments.
+    pub fn start_with(data_dir: &Path, config: &str, extra: &[&str]) -> Server {
         std::fs::create_dir_all(data_dir).unwrap();
         let cfg = data_dir.with_extension("yaml");
         std::fs::write(&cfg, config).unwrap();
@@ -46,6 +125,7 @@ impl Server {
             .arg(data_dir)
             .arg("--config")
             .arg(&cfg)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

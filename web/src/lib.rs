@@ -18,6 +18,9 @@ use slo_store::output::{self, Format};
 /// Whether the service is ready, and why not.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// The health of every scrape target, as JSON (an array of objects).
+pub type TargetsStatus = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct WebState {
@@ -29,6 +32,8 @@ pub struct WebState {
     pub ready: Readiness,
     /// Longest a query may run.
     pub query_timeout: Duration,
+    /// Scrape targets and their health (`/api/v1/targets`).
+    pub targets: TargetsStatus,
 }
 
 /// The routes of the web port.
@@ -38,6 +43,7 @@ pub fn router(state: WebState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/query", get(query_get).post(query_post))
+        .route("/api/v1/targets", get(|State(st): State<WebState>| async move { Json((st.targets)()) }))
         .with_state(state)
 }
 

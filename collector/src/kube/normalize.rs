@@ -66,7 +66,7 @@ pub struct Change {
     pub count: u64,
 }
 
-fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub(crate) fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = v;
     for p in path {
         cur = cur.get(p)?;
@@ -74,7 +74,7 @@ fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     cur.as_str().filter(|x| !x.is_empty())
 }
 
-fn ts(text: &str) -> Option<i64> {
+pub(crate) fn ts(text: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(text).ok()?.timestamp_nanos_opt()
 }
 
@@ -141,6 +141,15 @@ pub fn classify(object_kind: &str, reason: &str, message: &str) -> Option<Classi
     }
 }
 
+/// The `kind/` prefix of `changes.object` for a Kubernetes kind: `hpa` for
+/// HorizontalPodAutoscaler (as people write it), the lower-case kind otherwise.
+pub fn object_prefix(kind: &str) -> String {
+    match kind {
+        "HorizontalPodAutoscaler" => "hpa".to_string(),
+        other => other.to_ascii_lowercase(),
+    }
+}
+
 /// A core/v1 or events.k8s.io/v1 Event as a change; Ok(None) when it is not one.
 /// Err names what is missing.
 pub fn from_event(ev: &Value) -> Result<Option<Change>, String> {
@@ -190,7 +199,7 @@ pub fn from_event(ev: &Value) -> Result<Option<Change>, String> {
         kind,
         namespace: namespace.to_string(),
         object_kind: object_kind.to_string(),
-        object: object.unwrap_or_else(|| format!("{}/{name}", object_kind.to_ascii_lowercase())),
+        object: object.unwrap_or_else(|| format!("{}/{name}", object_prefix(object_kind))),
         from,
         to,
         reason: reason.to_string(),

@@ -47,7 +47,9 @@ pub fn to_status(e: &Error) -> Status {
             Code::InvalidArgument
         }
         Error::TooLarge { .. } | Error::Overloaded { .. } => Code::ResourceExhausted,
-        Error::Unavailable(_) | Error::Storage(_) | Error::Store(_) | Error::File { .. } => Code::Unavailable,
+        Error::Unavailable(_) | Error::Storage(_) | Error::Store(_) | Error::File { .. } | Error::Config(_) => {
+            Code::Unavailable
+        }
     };
     // Overload is UNAVAILABLE for OTLP clients: it is the retryable code they back off on.
     let code = if matches!(e, Error::Overloaded { .. }) { Code::Unavailable } else { code };

@@ -153,7 +153,9 @@ fn failure(rx: &Receiver, encoding: Encoding, e: Error) -> Response {
         Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, 8),
         Error::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, 8),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 14),
-        Error::Storage(_) | Error::Store(_) | Error::File { .. } => (StatusCode::SERVICE_UNAVAILABLE, 14),
+        Error::Storage(_) | Error::Store(_) | Error::File { .. } | Error::Config(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, 14)
+        }
     };
     // Failures after decoding are counted in Receiver::export; count the early ones here.
     if matches!(

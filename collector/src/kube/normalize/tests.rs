@@ -90,7 +90,7 @@ fn both_event_apis_decode_from_the_schema_fixtures() {
     let ch = from_event(&core).unwrap().unwrap();
     assert_eq!(ch.kind, ChangeKind::ScaleDown);
     assert_eq!(ch.to.as_deref(), Some("3"));
-    assert_eq!(ch.object, "horizontalpodautoscaler/nameValue");
+    assert_eq!(ch.object, "hpa/nameValue");
     assert_eq!(
         (ch.namespace.as_str(), ch.source.as_str(), ch.uid.as_str(), ch.count),
         ("namespaceValue", "componentValue", "uidValue", 8)
