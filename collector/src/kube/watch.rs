@@ -323,6 +323,11 @@ pub async fn store_changes(
     for c in fresh {
         tracing::info!(kind = %c.kind, object = %c.object, from = %c.from, to = %c.to, reason = %c.reason, "change");
         metrics.changes.get_or_create(&vec![("kind", c.kind.clone())]).inc();
+        // An Event merged into this change is this change: its other copies (the second
+        // Event API, a relist) are skipped too.
+        for a in c.attributes.iter().filter(|a| a.key == "event_key") {
+            seen.insert(a.value.clone());
+        }
         seen.insert(c.key);
     }
     Ok(n)

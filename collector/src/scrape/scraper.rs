@@ -201,8 +201,13 @@ async fn scrape_once(shared: &Shared, target: &Target) {
     samples.push(health_sample("up", if error.is_none() { 1.0 } else { 0.0 }, target, at));
     samples.push(health_sample("scrape_duration_seconds", took, target, at));
     samples.push(health_sample("scrape_samples_scraped", scraped as f64, target, at));
-    if let Some(e) = &error {
-        tracing::warn!(target = %target.url, error = %e, "scrape failed");
+    let previous = shared.health.lock().get(&target.url).and_then(|h| h.last_error.clone());
+    match (&error, previous) {
+        // Log when a target goes down or its error changes, not at every interval.
+        (Some(e), Some(p)) if *e == p => tracing::debug!(target = %target.url, error = %e, "scrape failed"),
+        (Some(e), _) => tracing::warn!(target = %target.url, error = %e, "scrape failed"),
+        (None, Some(_)) => tracing::info!(target = %target.url, "scrape target is up again"),
+        (None, None) => {}
     }
     shared.health.lock().insert(
         target.url.clone(),

@@ -339,8 +339,17 @@ pub async fn run_live(
     for (_, tx) in shared.waiters.lock().drain() {
         let _ = tx.send(Update::Done { status: 503, prompt_tokens: 0, output_tokens: 0 });
     }
+    // Graceful shutdown waits for requests in flight, and a watch lasts minutes: end the
+    // watches (again, for clients that reconnect meanwhile) until the server is done.
     stop.cancel();
-    let _ = server.await;
+    let mut server = server;
+    for _ in 0..50 {
+        store.expire_history();
+        if tokio::time::timeout(std::time::Duration::from_millis(100), &mut server).await.is_ok() {
+            break;
+        }
+    }
+    server.abort();
     summary.wall_s = started.elapsed().as_secs_f64();
     let sim = shared.sim.lock();
     summary.finish(&sim);
