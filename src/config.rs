@@ -92,7 +92,8 @@ pub struct KubernetesSection {
     pub kubeconfig: Option<PathBuf>,
     /// Watch Events (core/v1 and events.k8s.io/v1).
     pub events: bool,
-    /// Object kinds to diff: Deployment, ReplicaSet, HorizontalPodAutoscaler, Node, Pod.
+    /// Object kinds to diff: Deployment, ReplicaSet, HorizontalPodAutoscaler, Node, Pod,
+    /// ScaledObject (KEDA; skipped where the CRD is not installed).
     pub kinds: Vec<String>,
 }
 

@@ -151,6 +151,33 @@ fn files_same_seed_same_bytes_and_they_import() {
     );
     assert_eq!(rows[0]["ns"], "inference");
     assert!(rows[0]["rs"].as_i64().unwrap() >= 2, "the rollout shows: {rows:?}");
+
+    // The watch stream and the scrapes import too: each injected change once, samples at
+    // the scrape's own timestamps, attributed to the pod or node the file is for.
+    let mut args = vec!["import".to_string(), "--data-dir".into(), data.to_str().unwrap().into()];
+    args.push(tmp.path().join("a/kube/watch.jsonl").to_str().unwrap().into());
+    args.extend(files(&tmp.path().join("a/metrics")).iter().map(|p| p.to_str().unwrap().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = slo(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for t in injected {
+        let sql = format!("SELECT count(*) n FROM changes WHERE kind = {} AND object = {}", t["kind"], t["object"]);
+        let rows = q(&sql.replace('"', "'"));
+        assert_eq!(rows[0]["n"], 1, "{t}: {:?}", q("SELECT kind, object, key FROM changes"));
+    }
+    let rows = q(&format!(
+        "SELECT count(*) n FROM samples WHERE metric = 'DCGM_FI_DEV_SM_CLOCK' AND node = 'gpu-1' AND CAST(time AS BIGINT) = {ms}000000"
+    ));
+    assert_eq!(rows[0]["n"], 4, "one per GPU of gpu-1 at the scrape's timestamp");
+    let rows = q(
+        "SELECT count(*) n FROM samples WHERE metric = 'vllm:num_requests_running' AND attribution = 'target' AND pod IS NOT NULL",
+    );
+    assert!(rows[0]["n"].as_i64().unwrap() > 0);
+    // Again: nothing new.
+    let out =
+        slo(&["import", "--data-dir", data.to_str().unwrap(), tmp.path().join("a/kube/watch.jsonl").to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.lines().any(|l| l.starts_with("0 Kubernetes change(s) stored")), "{said}");
 }
 
 #[test]

@@ -16,12 +16,20 @@ pub enum Watched {
     HorizontalPodAutoscaler,
     Node,
     Pod,
+    /// KEDA's ScaledObject (a CRD: watched only where it is installed).
+    ScaledObject,
 }
 
 impl Watched {
     /// Every kind, in the order the watcher starts them.
-    pub const ALL: [Watched; 5] =
-        [Watched::Node, Watched::Deployment, Watched::ReplicaSet, Watched::HorizontalPodAutoscaler, Watched::Pod];
+    pub const ALL: [Watched; 6] = [
+        Watched::Node,
+        Watched::Deployment,
+        Watched::ReplicaSet,
+        Watched::HorizontalPodAutoscaler,
+        Watched::Pod,
+        Watched::ScaledObject,
+    ];
 
     /// The Kubernetes `kind`.
     pub fn kind(self) -> &'static str {
@@ -31,6 +39,7 @@ impl Watched {
             Watched::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
             Watched::Node => "Node",
             Watched::Pod => "Pod",
+            Watched::ScaledObject => "ScaledObject",
         }
     }
 
@@ -47,6 +56,7 @@ impl Watched {
             Watched::HorizontalPodAutoscaler => ("autoscaling", "v2", "horizontalpodautoscalers"),
             Watched::Node => ("", "v1", "nodes"),
             Watched::Pod => ("", "v1", "pods"),
+            Watched::ScaledObject => ("keda.sh", "v1alpha1", "scaledobjects"),
         }
     }
 
@@ -58,6 +68,7 @@ impl Watched {
             Watched::HorizontalPodAutoscaler => "hpa",
             Watched::Node => "node",
             Watched::Pod => "pod",
+            Watched::ScaledObject => "scaledobject",
         }
     }
 }
@@ -80,6 +91,22 @@ pub enum Summary {
     Hpa(HpaSummary),
     Node(NodeSummary),
     Pod(PodSummary),
+    ScaledObject(ScaledObjectSummary),
+}
+
+/// A KEDA ScaledObject: whether its triggers are active (KEDA scales 0 <-> min itself;
+/// beyond that its `keda-hpa-<name>` HPA does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaledObjectSummary {
+    pub meta: Meta,
+    /// `spec.scaleTargetRef.name`.
+    pub target: String,
+    /// The `Active` condition: `True`, `False` or `Unknown`.
+    pub active: String,
+    /// When `Active` last changed, ns.
+    pub active_since: Option<i64>,
+    /// `spec.minReplicaCount` (KEDA's default 0).
+    pub min: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +298,16 @@ impl Summary {
                     meta,
                 })
             }
+            Watched::ScaledObject => {
+                let active = condition(obj, "Active");
+                Summary::ScaledObject(ScaledObjectSummary {
+                    target: s(obj, &["spec", "scaleTargetRef", "name"]).unwrap_or("").to_string(),
+                    active: active.and_then(|c| s(c, &["status"])).unwrap_or("Unknown").to_string(),
+                    active_since: active.and_then(|c| s(c, &["lastTransitionTime"])).and_then(ts),
+                    min: i(obj, &["spec", "minReplicaCount"]).unwrap_or(0),
+                    meta,
+                })
+            }
             Watched::Pod => {
                 let containers = obj.pointer("/spec/containers").and_then(Value::as_array);
                 let containers = containers.map(Vec::as_slice).unwrap_or_default();
@@ -321,6 +358,7 @@ impl Summary {
             Summary::Hpa(h) => &h.meta,
             Summary::Node(n) => &n.meta,
             Summary::Pod(p) => &p.meta,
+            Summary::ScaledObject(o) => &o.meta,
         }
     }
 }

@@ -22,7 +22,7 @@ use serde_json::Value;
 use slo_store::{Attr, ChangeRecord};
 
 use super::normalize::{Change, ChangeKind, from_event};
-use super::objects::{HpaSummary, NodeSummary, PodSummary, ReplicaSetSummary, Summary, Watched};
+use super::objects::{HpaSummary, NodeSummary, PodSummary, ReplicaSetSummary, ScaledObjectSummary, Summary, Watched};
 
 const SEC: i64 = 1_000_000_000;
 /// How long an HPA change waits for its `SuccessfulRescale` Event (for the reason), and a
@@ -289,6 +289,9 @@ impl Tracker {
                 self.out.push(c);
             }
             (Some(Summary::Node(a)), Summary::Node(b)) => self.node_changed(a, b, now),
+            (Some(Summary::ScaledObject(a)), Summary::ScaledObject(b)) if a.active != b.active => {
+                self.activation(a, b, now)
+            }
             (old, Summary::Pod(p)) => {
                 let old = match old {
                     Some(Summary::Pod(o)) => Some(o),
@@ -525,6 +528,34 @@ impl Tracker {
         for rs in newest {
             self.rollout(&rs, "NewReplicaSet");
         }
+    }
+
+    /// KEDA activates a ScaledObject (0 -> its minimum, at least 1) when a trigger fires,
+    /// and deactivates it (-> 0) when none does.
+    fn activation(&mut self, a: &ScaledObjectSummary, b: &ScaledObjectSummary, now: i64) {
+        let (was, is) = (a.active == "True", b.active == "True");
+        if was == is {
+            return;
+        }
+        let at = b.active_since.unwrap_or(now);
+        let up = b.min.max(1).to_string();
+        let (kind, from, to, reason) = if is {
+            (ChangeKind::ScaleUp, "0".to_string(), up, "KEDAScaledObjectActivated")
+        } else {
+            (ChangeKind::ScaleDown, up, "0".to_string(), "KEDAScaledObjectDeactivated")
+        };
+        let mut c = record(
+            at,
+            kind,
+            (&b.meta.namespace, "ScaledObject", format!("scaledobject/{}", b.meta.name)),
+            (from, to.clone()),
+            (reason, format!("KEDA ScaledObject {} Active {} -> {}", b.meta.name, a.active, b.active)),
+            format!("scaledobject/{}/active={}@{at}", b.meta.uid, b.active),
+        );
+        c.attributes.push(Attr::new("target", b.target.clone()));
+        // The Deployment's own 0 <-> N scale is this activation.
+        self.st.recent_hpa.push((b.meta.namespace.clone(), b.target.clone(), to, at));
+        self.out.push(c);
     }
 
     fn node_changed(&mut self, a: &NodeSummary, b: &NodeSummary, now: i64) {

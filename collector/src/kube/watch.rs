@@ -183,6 +183,13 @@ pub async fn stored_keys(store: &Store) -> Result<HashSet<String>> {
     Ok(keys)
 }
 
+/// Whether the API server serves a resource (a list of one item does not fail with 404).
+async fn installed(client: &Client, src: Source) -> bool {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &src.resource());
+    let listed = api.list(&kube::api::ListParams::default().limit(1)).await;
+    !matches!(listed, Err(kube::Error::Api(e)) if e.code == 404)
+}
+
 /// Runs until `stop`: watches, diffs, stores changes, saves the baseline.
 pub async fn run(
     client: Client,
@@ -202,7 +209,15 @@ pub async fn run(
     };
     let mut seen = stored_keys(&store).await?;
     tracing::info!(stored_changes = seen.len(), objects = tracker.objects(), "Kubernetes watch starting");
-    let mut sources: Vec<Source> = cfg.kinds.iter().map(|k| Source::Object(*k)).collect();
+    let mut sources = Vec::new();
+    for kind in &cfg.kinds {
+        // A CRD that is not installed (KEDA) is not watched: listing it would fail forever.
+        if *kind == Watched::ScaledObject && !installed(&client, Source::Object(*kind)).await {
+            tracing::info!("KEDA ScaledObjects are not served by this cluster; not watched");
+            continue;
+        }
+        sources.push(Source::Object(*kind));
+    }
     if cfg.events {
         sources.extend([Source::CoreEvents, Source::Events]);
     }

@@ -236,3 +236,24 @@ fn events_from_before_the_watch_and_unwatched_reasons_are_kept() {
     let got: Vec<_> = out.iter().map(|c| (c.kind.as_str(), c.key.as_str())).collect();
     assert_eq!(got, [("scale_down", "event/e1/3"), ("scheduling_failure", "event/e3/2")]);
 }
+
+#[test]
+fn keda_activation_is_a_scale_from_and_to_zero_and_explains_the_deployment_scale() {
+    let so = |active: &str, at: i64| {
+        json!({"kind": "ScaledObject", "metadata": {"name": "llama", "namespace": "ml", "uid": "so1"},
+            "spec": {"scaleTargetRef": {"name": "llama"}, "minReplicaCount": 0, "maxReplicaCount": 8},
+            "status": {"conditions": [{"type": "Active", "status": active, "lastTransitionTime": rfc(at)}]}})
+    };
+    let mut t =
+        watching(&[(Watched::ScaledObject, so("False", T0 - 600 * SEC)), (Watched::Deployment, deployment(0, 1))]);
+    t.apply(Watched::ScaledObject, &so("True", T0 + 10 * SEC), T0 + 11 * SEC).unwrap();
+    t.apply(Watched::Deployment, &deployment(1, 2), T0 + 11 * SEC).unwrap();
+    let out = t.take(T0 + 11 * SEC + HOLD_NS);
+    let got: Vec<_> =
+        out.iter().map(|c| (c.kind.as_str(), c.object.as_str(), c.from.as_str(), c.to.as_str())).collect();
+    assert_eq!(got, [("scale_up", "scaledobject/llama", "0", "1")]);
+    assert_eq!(out[0].time_unix_nano, T0 + 10 * SEC);
+    t.apply(Watched::ScaledObject, &so("False", T0 + 900 * SEC), T0 + 901 * SEC).unwrap();
+    let out = t.take(T0 + 901 * SEC);
+    assert_eq!((out[0].kind.as_str(), out[0].to.as_str()), ("scale_down", "0"));
+}
