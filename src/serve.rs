@@ -42,7 +42,7 @@ fn apply_flags(cfg: &mut ServeConfig, args: ServeArgs) {
     if let Some(k) = args.kubeconfig {
         cfg.kubernetes.kubeconfig = Some(k);
     }
-    cfg.scrape.targets.extend(args.scrape);
+    cfg.scrape.targets.extend(args.scrape.into_iter().map(slo_collector::scrape::config::StaticTarget::Url));
 }
 
 async fn bind(addr: &str, what: &str) -> Result<TcpListener, Failure> {

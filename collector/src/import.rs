@@ -187,7 +187,7 @@ fn file_target(path: &Path) -> Target {
             node: Some(node.into()),
         })
     };
-    Target { url: format!("file:{}", path.display()), pod }
+    Target::new(format!("file:{}", path.display()), pod)
 }
 
 async fn import_prometheus(

@@ -185,14 +185,12 @@ impl Tracker {
             }
             if let (Some(ip), Some((scheme, port, path))) = (&p.ip, &p.scrape) {
                 let host = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
-                d.targets.push(crate::scrape::Target {
-                    url: format!("{scheme}://{host}:{port}{path}"),
-                    pod: Some(crate::scrape::PodRef {
-                        namespace: p.meta.namespace.clone(),
-                        pod: p.meta.name.clone(),
-                        node: p.node.clone(),
-                    }),
-                });
+                let pod = crate::scrape::PodRef {
+                    namespace: p.meta.namespace.clone(),
+                    pod: p.meta.name.clone(),
+                    node: p.node.clone(),
+                };
+                d.targets.push(crate::scrape::Target::new(format!("{scheme}://{host}:{port}{path}"), Some(pod)));
             }
             if p.gpus > 0
                 && let Some(node) = &p.node

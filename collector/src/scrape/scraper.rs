@@ -38,6 +38,25 @@ pub struct Target {
     pub url: String,
     /// The pod behind the URL, when discovered.
     pub pod: Option<PodRef>,
+    /// This target's interval and timeout in ms, when not the configured defaults.
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl Target {
+    /// A target with the default interval and timeout.
+    pub fn new(url: impl Into<String>, pod: Option<PodRef>) -> Target {
+        Target { url: url.into(), pod, interval_ms: None, timeout_ms: None }
+    }
+
+    fn timeout(&self, cfg: &ScrapeConfig) -> Duration {
+        self.timeout_ms.map_or(Duration::from_secs_f64(cfg.timeout_s.max(0.001)), Duration::from_millis)
+    }
+
+    fn interval(&self, cfg: &ScrapeConfig) -> Duration {
+        self.interval_ms
+            .map_or(Duration::from_secs_f64(cfg.interval_s.max(0.1)), |ms| Duration::from_millis(ms.max(100)))
+    }
 }
 
 /// What the Kubernetes watch tells the scraper: targets and GPU placement.
@@ -128,16 +147,18 @@ pub fn samples_from_text(
 }
 
 /// Fetches a target's exposition: bounded time, bounded body.
-async fn fetch(client: &reqwest::Client, url: &str, cfg: &ScrapeConfig) -> Result<String, String> {
-    let mut resp = client
-        .get(url)
-        .header("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
-        .timeout(Duration::from_secs_f64(cfg.timeout_s))
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() { format!("timed out after {}s", cfg.timeout_s) } else { format!("request failed: {e}") }
-        })?;
+async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration, cfg: &ScrapeConfig) -> Result<String, String> {
+    let secs = timeout.as_secs_f64();
+    let mut resp =
+        client
+            .get(url)
+            .header("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() { format!("timed out after {secs}s") } else { format!("request failed: {e}") }
+            })?;
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status()));
     }
@@ -151,7 +172,7 @@ async fn fetch(client: &reqwest::Client, url: &str, cfg: &ScrapeConfig) -> Resul
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(e) if e.is_timeout() => return Err(format!("timed out after {}s reading the body", cfg.timeout_s)),
+            Err(e) if e.is_timeout() => return Err(format!("timed out after {secs}s reading the body")),
             Err(e) => return Err(format!("reading the body: {e}")),
         }
     }
@@ -188,7 +209,7 @@ async fn scrape_once(shared: &Shared, target: &Target) {
     let at = now_ns();
     let started = Instant::now();
     let placement = shared.placement.lock().clone();
-    let result = match fetch(&shared.client, &target.url, &shared.cfg).await {
+    let result = match fetch(&shared.client, &target.url, target.timeout(&shared.cfg), &shared.cfg).await {
         Ok(text) => samples_from_text(&text, target, at, &shared.cfg, &shared.filter, &placement),
         Err(e) => Err(e),
     };
@@ -238,7 +259,7 @@ async fn scrape_once(shared: &Shared, target: &Target) {
 }
 
 async fn target_loop(shared: Arc<Shared>, target: Target, stop: CancellationToken) {
-    let interval = Duration::from_secs_f64(shared.cfg.interval_s.max(0.1));
+    let interval = target.interval(&shared.cfg);
     // Spread targets over the interval, deterministically by URL.
     let offset = target.url.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     let offset = Duration::from_millis(offset % interval.as_millis().max(1) as u64);
@@ -285,7 +306,7 @@ pub async fn run(
     });
     let mut running: HashMap<Target, CancellationToken> = HashMap::new();
     loop {
-        let mut want: Vec<Target> = cfg.targets.iter().map(|u| Target { url: u.clone(), pod: None }).collect();
+        let mut want: Vec<Target> = cfg.targets.iter().map(|t| t.target()).collect();
         if let Some(d) = &discovery {
             let d = d.borrow().clone();
             want.extend(d.targets.iter().cloned());
