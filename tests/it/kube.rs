@@ -135,6 +135,11 @@ fn each_change_is_stored_once_across_a_kill_and_a_410() {
         "SELECT count(*) FROM samples WHERE metric = 'DCGM_FI_DEV_GPU_UTIL' AND attribution = 'exporter_labels' AND pod IS NOT NULL",
     );
     assert!(gpu > 0, "no GPU samples attributed through the exporter's labels");
+    // Rollout progress of the embedder's rollout, as samples.
+    let progress = server.count(
+        "SELECT count(*) FROM samples WHERE metric = 'kube_deployment_status_replicas_updated' AND labels['deployment'] = 'embedder'",
+    );
+    assert!(progress > 0, "no rollout progress samples");
     let up = server.count("SELECT count(*) FROM samples WHERE metric = 'up' AND value = 1");
     assert!(up > 0);
     let out = slo(&["query", "--server", &server.web, "SELECT 1"]);

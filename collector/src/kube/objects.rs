@@ -86,7 +86,14 @@ pub struct Meta {
 /// A summary of one watched object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Summary {
-    Deployment { meta: Meta, replicas: i64, generation: i64 },
+    Deployment {
+        meta: Meta,
+        replicas: i64,
+        generation: i64,
+        /// Rollout progress: `status.updatedReplicas`, `readyReplicas`, `availableReplicas`.
+        #[serde(default)]
+        progress: (i64, i64, i64),
+    },
     ReplicaSet(ReplicaSetSummary),
     Hpa(HpaSummary),
     Node(NodeSummary),
@@ -266,6 +273,11 @@ impl Summary {
                 meta,
                 replicas: i(obj, &["spec", "replicas"]).unwrap_or(1),
                 generation: i(obj, &["metadata", "generation"]).unwrap_or(0),
+                progress: (
+                    i(obj, &["status", "updatedReplicas"]).unwrap_or(0),
+                    i(obj, &["status", "readyReplicas"]).unwrap_or(0),
+                    i(obj, &["status", "availableReplicas"]).unwrap_or(0),
+                ),
             },
             Watched::ReplicaSet => {
                 let container = obj.pointer("/spec/template/spec/containers/0");

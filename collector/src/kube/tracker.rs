@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use slo_store::{Attr, ChangeRecord};
+use slo_store::{Attr, ChangeRecord, SampleRecord};
 
 use super::normalize::{Change, ChangeKind, from_event};
 use super::objects::{HpaSummary, NodeSummary, PodSummary, ReplicaSetSummary, ScaledObjectSummary, Summary, Watched};
@@ -74,6 +74,7 @@ pub struct Tracker {
     st: TrackerState,
     listing: BTreeMap<Watched, HashSet<String>>,
     out: Vec<ChangeRecord>,
+    samples: Vec<SampleRecord>,
     dirty: bool,
 }
 
@@ -250,10 +251,14 @@ impl Tracker {
             return Ok(());
         }
         let watching = self.watching(kind);
+        if let Summary::Deployment { meta, replicas, progress, .. } = &new {
+            self.rollout_progress(meta, *replicas, *progress, now);
+        }
         match (&old, &new) {
-            (Some(Summary::Deployment { replicas: a, .. }), Summary::Deployment { meta, replicas: b, generation })
-                if a != b =>
-            {
+            (
+                Some(Summary::Deployment { replicas: a, .. }),
+                Summary::Deployment { meta, replicas: b, generation, .. },
+            ) if a != b => {
                 let mut c = record(
                     now,
                     scale_kind(*a, *b),
@@ -395,6 +400,32 @@ impl Tracker {
                 matches!(&h.what, HeldFor::Reason { namespace: n, to: t, .. } if n == namespace && t == to)
                     && h.change.attributes.iter().any(|a| a.key == "target" && a.value == deployment)
             })
+    }
+
+    /// Rollout progress as samples (as kube-state-metrics names them), when it moved.
+    pub fn take_samples(&mut self) -> Vec<SampleRecord> {
+        std::mem::take(&mut self.samples)
+    }
+
+    fn rollout_progress(&mut self, meta: &super::objects::Meta, replicas: i64, progress: (i64, i64, i64), now: i64) {
+        let values = [
+            ("kube_deployment_spec_replicas", replicas),
+            ("kube_deployment_status_replicas_updated", progress.0),
+            ("kube_deployment_status_replicas_ready", progress.1),
+            ("kube_deployment_status_replicas_available", progress.2),
+        ];
+        for (metric, value) in values {
+            self.samples.push(SampleRecord {
+                time_unix_nano: now,
+                metric: metric.to_string(),
+                value: value as f64,
+                target: "kubernetes".to_string(),
+                namespace: meta.namespace.clone(),
+                attribution: "target".to_string(),
+                labels: vec![Attr::new("deployment", meta.name.clone())],
+                ..Default::default()
+            });
+        }
     }
 
     fn release_hpa(&mut self, c: ChangeRecord) {

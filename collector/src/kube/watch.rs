@@ -29,7 +29,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use slo_store::{ChangeRecord, SpanBatch, Store};
+use slo_store::{ChangeRecord, SampleRecord, SpanBatch, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::objects::Watched;
@@ -242,6 +242,7 @@ pub async fn run(
         }
         let changes = tracker.take(now_ns());
         store_changes(&ingest, changes, &mut seen, &metrics, &stop).await?;
+        store_samples(&ingest, tracker.take_samples(), &stop).await?;
         metrics.objects.set(tracker.objects() as i64);
         if tracker.is_dirty() && last_save.elapsed() >= Duration::from_secs(1) {
             if let Some(tx) = &cfg.discovery {
@@ -346,6 +347,25 @@ pub async fn store_changes(
         seen.insert(c.key);
     }
     Ok(n)
+}
+
+/// Stores rollout-progress samples, waiting while the ingest queue is full.
+async fn store_samples(ingest: &Ingest, samples: Vec<SampleRecord>, stop: &CancellationToken) -> Result<()> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let batch = SpanBatch { samples: samples.clone(), ..Default::default() };
+        match ingest.submit(Prepared::new(batch)?).await {
+            Ok(()) => return Ok(()),
+            Err(Error::Overloaded { .. } | Error::Unavailable(_)) if !stop.is_cancelled() => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn save(path: &std::path::Path, tracker: &mut Tracker) -> Result<()> {

@@ -105,6 +105,22 @@ fn an_hpa_change_without_its_event_is_released_after_the_hold() {
 }
 
 #[test]
+fn rollout_progress_becomes_samples() {
+    let mut t = watching(&[(Watched::Deployment, deployment(3, 1))]);
+    t.take_samples();
+    let mut d = deployment(3, 1);
+    d["status"] = json!({"updatedReplicas": 1, "readyReplicas": 3, "availableReplicas": 3});
+    t.apply(Watched::Deployment, &d, T0).unwrap();
+    let s = t.take_samples();
+    let updated = s.iter().find(|x| x.metric == "kube_deployment_status_replicas_updated").unwrap();
+    assert_eq!((updated.value, updated.namespace.as_str()), (1.0, "ml"));
+    assert!(updated.labels.contains(&Attr::new("deployment", "llama")));
+    // Nothing moved: no samples.
+    t.apply(Watched::Deployment, &d, T0 + SEC).unwrap();
+    assert!(t.take_samples().is_empty());
+}
+
+#[test]
 fn a_manual_deployment_scale_is_kept() {
     let mut t = watching(&[(Watched::Deployment, deployment(3, 1))]);
     t.apply(Watched::Deployment, &deployment(1, 2), T0).unwrap();
