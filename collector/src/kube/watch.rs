@@ -248,14 +248,14 @@ pub async fn run(
             if let Some(tx) = &cfg.discovery {
                 tx.send_replace(std::sync::Arc::new(tracker.discovery()));
             }
-            save(&state_path, &mut tracker)?;
+            save(&state_path, &mut tracker).await?;
             last_save = std::time::Instant::now();
         }
     }
     // Release what is held rather than leave it to the next start, then save.
     let changes = tracker.take(now_ns() + HOLD_NS);
     store_changes(&ingest, changes, &mut seen, &metrics, &CancellationToken::new()).await?;
-    save(&state_path, &mut tracker)
+    save(&state_path, &mut tracker).await
 }
 
 fn handle(
@@ -320,22 +320,7 @@ pub async fn store_changes(
         return Ok(0);
     }
     let n = fresh.len();
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let batch = SpanBatch { changes: fresh.clone(), ..Default::default() };
-        match ingest.submit(Prepared::new(batch)?).await {
-            Ok(()) => break,
-            Err(e @ (Error::Overloaded { .. } | Error::Unavailable(_))) => {
-                if stop.is_cancelled() {
-                    return Err(e);
-                }
-                tracing::debug!(error = %e, "ingest busy; changes wait");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    submit_waiting(ingest, SpanBatch { changes: fresh.clone(), ..Default::default() }, stop).await?;
     for c in fresh {
         tracing::info!(kind = %c.kind, object = %c.object, from = %c.from, to = %c.to, reason = %c.reason, "change");
         metrics.changes.get_or_create(&vec![("kind", c.kind.clone())]).inc();
@@ -354,12 +339,18 @@ async fn store_samples(ingest: &Ingest, samples: Vec<SampleRecord>, stop: &Cance
     if samples.is_empty() {
         return Ok(());
     }
+    submit_waiting(ingest, SpanBatch { samples, ..Default::default() }, stop).await
+}
+
+/// Submits a batch, waiting (never dropping it) while the ingest queue is full, until
+/// `stop`.
+async fn submit_waiting(ingest: &Ingest, batch: SpanBatch, stop: &CancellationToken) -> Result<()> {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let batch = SpanBatch { samples: samples.clone(), ..Default::default() };
-        match ingest.submit(Prepared::new(batch)?).await {
+        match ingest.submit(Prepared::new(batch.clone())?).await {
             Ok(()) => return Ok(()),
             Err(Error::Overloaded { .. } | Error::Unavailable(_)) if !stop.is_cancelled() => {
+                tracing::debug!("ingest busy; Kubernetes changes wait");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
@@ -368,10 +359,18 @@ async fn store_samples(ingest: &Ingest, samples: Vec<SampleRecord>, stop: &Cance
     }
 }
 
-fn save(path: &std::path::Path, tracker: &mut Tracker) -> Result<()> {
-    let dir = path.parent().unwrap_or(path);
-    std::fs::create_dir_all(dir).map_err(|e| Error::Storage(format!("create {}: {e}", dir.display())))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, tracker.save()).map_err(|e| Error::Storage(format!("write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::Storage(format!("rename {}: {e}", path.display())))
+/// Writes the baseline (temporary file, then rename), on the blocking pool: it is
+/// megabytes for a large cluster.
+async fn save(path: &std::path::Path, tracker: &mut Tracker) -> Result<()> {
+    let bytes = tracker.save();
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let dir = path.parent().unwrap_or(&path);
+        std::fs::create_dir_all(dir).map_err(|e| Error::Storage(format!("create {}: {e}", dir.display())))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| Error::Storage(format!("write {}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::Storage(format!("rename {}: {e}", path.display())))
+    })
+    .await
+    .map_err(|e| Error::Storage(format!("saving the watch baseline: {e}")))?
 }

@@ -210,7 +210,13 @@ async fn scrape_once(shared: &Shared, target: &Target) {
     let started = Instant::now();
     let placement = shared.placement.lock().clone();
     let result = match fetch(&shared.client, &target.url, target.timeout(&shared.cfg), &shared.cfg).await {
-        Ok(text) => samples_from_text(&text, target, at, &shared.cfg, &shared.filter, &placement),
+        // Parsing megabytes is CPU work: off the async workers.
+        Ok(text) => {
+            let (t, cfg, filter) = (target.clone(), shared.cfg.clone(), shared.filter.clone());
+            tokio::task::spawn_blocking(move || samples_from_text(&text, &t, at, &cfg, &filter, &placement))
+                .await
+                .unwrap_or_else(|e| Err(format!("parse task failed: {e}")))
+        }
         Err(e) => Err(e),
     };
     let took = started.elapsed().as_secs_f64();
