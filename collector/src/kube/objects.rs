@@ -59,18 +59,6 @@ impl Watched {
             Watched::ScaledObject => ("keda.sh", "v1alpha1", "scaledobjects"),
         }
     }
-
-    /// The short prefix of `changes.object` (`hpa/llama-70b`).
-    pub fn object_prefix(self) -> &'static str {
-        match self {
-            Watched::Deployment => "deployment",
-            Watched::ReplicaSet => "replicaset",
-            Watched::HorizontalPodAutoscaler => "hpa",
-            Watched::Node => "node",
-            Watched::Pod => "pod",
-            Watched::ScaledObject => "scaledobject",
-        }
-    }
 }
 
 /// Identity shared by every summary.

@@ -182,10 +182,11 @@ async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration, cfg: &Scr
 /// Shared by every target task.
 struct Shared {
     client: reqwest::Client,
-    cfg: ScrapeConfig,
+    cfg: Arc<ScrapeConfig>,
     filter: FamilyFilter,
     ingest: Ingest,
-    placement: Mutex<Placement>,
+    /// The latest discovery (its placement), shared without copying per scrape.
+    discovery: Mutex<Arc<Discovery>>,
     in_flight: Semaphore,
     health: Health,
 }
@@ -208,12 +209,12 @@ async fn scrape_once(shared: &Shared, target: &Target) {
     let _permit = shared.in_flight.acquire().await;
     let at = now_ns();
     let started = Instant::now();
-    let placement = shared.placement.lock().clone();
+    let discovery = shared.discovery.lock().clone();
     let result = match fetch(&shared.client, &target.url, target.timeout(&shared.cfg), &shared.cfg).await {
         // Parsing megabytes is CPU work: off the async workers.
         Ok(text) => {
             let (t, cfg, filter) = (target.clone(), shared.cfg.clone(), shared.filter.clone());
-            tokio::task::spawn_blocking(move || samples_from_text(&text, &t, at, &cfg, &filter, &placement))
+            tokio::task::spawn_blocking(move || samples_from_text(&text, &t, at, &cfg, &filter, &discovery.placement))
                 .await
                 .unwrap_or_else(|e| Err(format!("parse task failed: {e}")))
         }
@@ -305,10 +306,10 @@ pub async fn run(
         client,
         filter,
         ingest,
-        placement: Mutex::new(Placement::default()),
+        discovery: Mutex::new(Arc::default()),
         in_flight: Semaphore::new(cfg.max_concurrent.max(1)),
         health: health.clone(),
-        cfg: cfg.clone(),
+        cfg: Arc::new(cfg.clone()),
     });
     let mut running: HashMap<Target, CancellationToken> = HashMap::new();
     loop {
@@ -316,7 +317,7 @@ pub async fn run(
         if let Some(d) = &discovery {
             let d = d.borrow().clone();
             want.extend(d.targets.iter().cloned());
-            *shared.placement.lock() = d.placement.clone();
+            *shared.discovery.lock() = d;
         }
         running.retain(|t, token| {
             let keep = want.contains(t);
