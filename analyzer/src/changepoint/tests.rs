@@ -1,0 +1,85 @@
+use proptest::prelude::*;
+
+use super::*;
+
+/// A deterministic pseudo-random normal series (Box-Muller over splitmix64).
+fn noise(seed: u64, n: usize, sd: f64) -> Vec<f64> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u1, u2) = (next().max(1e-12), next());
+            sd * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        })
+        .collect()
+}
+
+#[test]
+fn incremental_energy_equals_the_direct_formula() {
+    let x: Vec<f64> = noise(3, 40, 1.0).iter().enumerate().map(|(i, v)| v + if i >= 25 { 2.0 } else { 0.0 }).collect();
+    let (tau, q) = best_split(&x, 2).unwrap();
+    let direct = energy_at(&x, tau);
+    assert!((q - direct).abs() < 1e-9 * direct.abs().max(1.0), "{q} vs {direct}");
+    for t in 2..=38 {
+        assert!(energy_at(&x, t) <= direct + 1e-9, "split {t} beats the best");
+    }
+}
+
+#[test]
+fn one_step_is_found_where_it_is() {
+    let x: Vec<f64> =
+        noise(7, 60, 30.0).iter().enumerate().map(|(i, v)| 420.0 + v + if i >= 35 { 1400.0 } else { 0.0 }).collect();
+    let cps = detect(&x, &Config::default());
+    assert_eq!(cps.len(), 1, "{cps:?}");
+    assert_eq!(cps[0].index, 35);
+    assert!(cps[0].p_value < 1e-6);
+    assert!(cps[0].relative_change() > 2.0);
+}
+
+#[test]
+fn two_steps_are_both_found() {
+    let x: Vec<f64> = noise(11, 90, 10.0)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| 100.0 + v + if i >= 30 { 50.0 } else { 0.0 } + if i >= 60 { 80.0 } else { 0.0 })
+        .collect();
+    let idx: Vec<usize> = detect(&x, &Config::default()).iter().map(|c| c.index).collect();
+    assert_eq!(idx, vec![30, 60]);
+}
+
+#[test]
+fn small_and_short_series_report_nothing() {
+    assert!(detect(&[], &Config::default()).is_empty());
+    assert!(detect(&[1.0, 5.0, 9.0], &Config::default()).is_empty());
+    // A 3% shift is below the minimum magnitude however significant.
+    let x: Vec<f64> = (0..100).map(|i| if i < 50 { 100.0 } else { 103.0 }).collect();
+    assert!(detect(&x, &Config::default()).is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Stationary noise: at p < 0.001 a false change point should be rare; over 200
+    /// series of 120 points allow none at p < 1e-4.
+    #[test]
+    fn pure_noise_has_no_change_points(seed in any::<u64>()) {
+        let x: Vec<f64> = noise(seed, 120, 50.0).iter().map(|v| 1000.0 + v).collect();
+        let cfg = Config { max_p_value: 1e-4, ..Config::default() };
+        prop_assert!(detect(&x, &cfg).is_empty());
+    }
+
+    /// A step of three standard deviations or more is found within one point.
+    #[test]
+    fn a_clear_step_is_found_close(seed in any::<u64>(), at in 10usize..110, size in 3.0f64..10.0) {
+        let x: Vec<f64> = noise(seed, 120, 1.0).iter().enumerate()
+            .map(|(i, v)| 10.0 + v + if i >= at { size } else { 0.0 }).collect();
+        let cps = detect(&x, &Config::default());
+        prop_assert!(cps.iter().any(|c| c.index.abs_diff(at) <= 1), "{at}: {cps:?}");
+    }
+}
