@@ -44,6 +44,10 @@ enum Command {
     Query(QueryArgs),
     /// Import OTLP trace files (protobuf, JSON, JSON lines; gzipped or not) into a data dir.
     Import(ImportArgs),
+    /// Why a service's p99 regressed: the change point and its causes, ranked with evidence.
+    Explain(crate::explain::ExplainArgs),
+    /// Score `slo explain` against the load generator's ground truth (scenarios x seeds).
+    Eval(crate::eval::EvalArgs),
     /// GPU inference load generator: a simulated cluster with known faults, or load against a real endpoint.
     Loadgen(crate::loadgen::LoadgenArgs),
 }
@@ -86,10 +90,12 @@ pub enum OutputFormat {
     Csv,
 }
 
-/// Output of commands that list things.
+/// Output of commands that report (text for people, JSON for programs).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
+    /// For people.
     Text,
+    /// For programs.
     Json,
 }
 
@@ -147,6 +153,8 @@ pub fn main() -> ExitCode {
             Command::Query(args) => crate::query::run(args).await,
             Command::Import(args) => crate::import::run(args).await,
             Command::Loadgen(args) => crate::loadgen::run(args).await,
+            Command::Explain(args) => crate::explain::run(args).await,
+            Command::Eval(args) => crate::eval::run(args).await,
         }
     });
     match result {

@@ -5,6 +5,8 @@ use slo_collector::otlp::Receiver;
 use slo_collector::{CollectorMetrics, Error, Pipeline};
 use slo_store::{Store, StoreMetrics};
 
+use std::path::PathBuf;
+
 use crate::cli::{Failure, ImportArgs};
 use crate::config::ServeConfig;
 
@@ -14,6 +16,13 @@ pub async fn run(args: ImportArgs) -> Result<(), Failure> {
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
     }
+    let (summary, failed) = import(&cfg, &args.files).await?;
+    report(&summary, failed)
+}
+
+/// Imports `files` into the data directory of `cfg` through the collector's own path and
+/// flushes; returns what was stored and the error that stopped it, if one did.
+pub async fn import(cfg: &ServeConfig, files: &[PathBuf]) -> Result<(ImportSummary, Option<Error>), Failure> {
     // An import brings old incidents in: retention must not delete them on arrival.
     let store_cfg = slo_store::StoreConfig { retention: None, ..cfg.store_config() };
     let (store, wal, recovery) =
@@ -36,7 +45,7 @@ pub async fn run(args: ImportArgs) -> Result<(), Failure> {
     let receiver = Receiver::new(&cfg.collector, ingest, metrics);
     let mut summary = ImportSummary::default();
     let mut failed = None;
-    for file in &args.files {
+    for file in files {
         if let Err(e) = import_file(&receiver, &mut state, file, &mut summary).await {
             failed = Some(e);
             break;
@@ -44,6 +53,10 @@ pub async fn run(args: ImportArgs) -> Result<(), Failure> {
     }
     drop(receiver);
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await.map_err(anyhow::Error::from)??;
+    Ok((summary, failed))
+}
+
+fn report(summary: &ImportSummary, failed: Option<Error>) -> Result<(), Failure> {
     println!(
         "imported {} file(s): {} export(s), {} span(s) stored, {} rejected",
         summary.files, summary.exports, summary.spans, summary.rejected

@@ -2,6 +2,8 @@
 
 mod cli;
 mod config;
+mod eval;
+mod explain;
 mod import;
 mod loadgen;
 mod query;

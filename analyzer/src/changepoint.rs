@@ -3,7 +3,10 @@
 //!
 //! The split that maximizes the energy statistic of Matteson & James (2014, alpha = 1) is
 //! found for each segment; a Welch t-test between the two sides decides whether it is a
-//! change. Splitting goes on recursively while splits are significant (`p < max_p_value`)
+//! change. Inference incidents are often bumps that recover (the HPA catches up, the
+//! replacement pod gets ready), which one split barely sees: [`best_interval`] finds the
+//! most different inner interval (circular binary segmentation) for the caller to test
+//! with the requests themselves (see `series`). Splitting goes on recursively while splits are significant (`p < max_p_value`)
 //! and large enough (`min_relative_change`); then every accepted point is re-tested against
 //! the segments between its neighbours and the weakest insignificant one is dropped until
 //! all stand. The energy statistic of every split of a segment is computed in
@@ -113,6 +116,36 @@ fn significant(before: &[f64], after: &[f64], cfg: &Config) -> bool {
     let smaller = mb.abs().min(ma.abs());
     let rel = if smaller < f64::EPSILON { f64::INFINITY } else { (ma - mb).abs() / smaller };
     p < cfg.max_p_value && rel >= cfg.min_relative_change
+}
+
+/// The interval `[i, j)` (at least `min_size` long, with at least `min_size` points on
+/// each side of it) whose mean differs most from the rest: circular binary segmentation (Olshen et al., 2004), which finds a bump that
+/// came back down, where a single split sees little. O(n^2) with prefix sums.
+pub fn best_interval(x: &[f64], min_size: usize) -> Option<(usize, usize)> {
+    let n = x.len();
+    if n < 3 * min_size {
+        return None;
+    }
+    let mut s = vec![0.0; n + 1];
+    for (k, v) in x.iter().enumerate() {
+        s[k + 1] = s[k] + v;
+    }
+    let tot = s[n];
+    let mut best: Option<(usize, usize, f64)> = None;
+    for i in min_size..n {
+        for j in (i + min_size)..=(n - min_size) {
+            let m = (j - i) as f64;
+            let k = (n - (j - i)) as f64;
+            let si = s[j] - s[i];
+            // Olshen's statistic with one scale for the whole segment: the mean difference
+            // weighted by sqrt(m k / n); the scale does not move the argmax.
+            let t = (si / m - (tot - si) / k).abs() * (m * k / n as f64).sqrt();
+            if best.is_none_or(|b| t > b.2) {
+                best = Some((i, j, t));
+            }
+        }
+    }
+    best.map(|(i, j, _)| (i, j))
 }
 
 /// A Fenwick tree of counts and sums over value ranks.

@@ -11,6 +11,9 @@ pub enum Error {
     /// A query the analyzer runs failed.
     #[error("query failed: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
+    /// Arrow could not convert a column.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
     /// Data in the store is not what the analyzer expects.
     #[error("unexpected data: {0}")]
     Data(String),

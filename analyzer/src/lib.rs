@@ -3,13 +3,25 @@
 //!
 //! - [`sketch`]: DDSketch, the mergeable quantile sketch with a relative-error bound;
 //! - [`rollup`]: per (service, model, minute) sketches of duration, queue, compute, TTFT
-//!   and tokens, with counts and errors; any window's percentiles come from merging them.
+//!   and tokens, with counts and errors; any window's percentiles come from merging them;
+//! - [`changepoint`]: E-Divisive means with a t-test (as Apache Otava);
+//! - [`series`]: per-bucket series of a service and the regression in them;
+//! - [`candidates`], [`evidence`]: candidate causes and the before/after tests that score
+//!   them;
+//! - [`explain`], [`render`]: the report of `slo explain` and its text form;
+//! - [`source`]: what the analyzer reads from the store's SQL tables.
 
+pub mod candidates;
 pub mod changepoint;
 pub mod columns;
 pub mod error;
+pub mod evidence;
+pub mod explain;
+pub mod render;
 pub mod rollup;
+pub mod series;
 pub mod sketch;
+pub mod source;
 pub mod stats;
 
 pub use error::{Error, Result};

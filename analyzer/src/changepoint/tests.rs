@@ -54,6 +54,16 @@ fn two_steps_are_both_found() {
 }
 
 #[test]
+fn the_most_different_interval_is_the_bump() {
+    // 12 minutes at 11 s, 4 at 20-28 s, back to 11 s: one split sees little.
+    let mut x: Vec<f64> = noise(5, 30, 500.0).iter().map(|v| 11_000.0 + v).collect();
+    for (k, v) in [20_000.0, 25_000.0, 28_000.0, 26_000.0].iter().enumerate() {
+        x[12 + k] = *v;
+    }
+    assert_eq!(best_interval(&x, 3), Some((12, 16)));
+}
+
+#[test]
 fn small_and_short_series_report_nothing() {
     assert!(detect(&[], &Config::default()).is_empty());
     assert!(detect(&[1.0, 5.0, 9.0], &Config::default()).is_empty());

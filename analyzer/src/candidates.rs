@@ -1,0 +1,434 @@
+//! Candidate causes of a regression, and how each is scored.
+//!
+//! Candidates come from the `changes` table (grouped: the steps of one HPA, the pods of one
+//! deployment) and from the data itself (a traffic surge, a prompt/output token shift, a
+//! node whose compute slowed against the others, GPU clocks that dropped). Each gets four
+//! factors in [0, 1] and a score `timing x scope x (0.3 mechanism + 0.7 strength)`:
+//!
+//! - **timing**: the cause must precede the onset (within the bucket resolution) by no more
+//!   than a plausible lag for its kind;
+//! - **scope**: the object is the service's own deployment, HPA, pod or one of the nodes
+//!   that served it;
+//! - **mechanism**: capacity causes show up as queue time, compute causes as compute time;
+//! - **strength**: the kind-specific before/after test (new vs old ReplicaSet pods, one
+//!   node vs the others, the replica ratio, the rate or token ratio).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::evidence::{self, GroupComparison, TailShift};
+use crate::source::{Change, NodeMetric, Request, rfc3339};
+
+/// What the scoring knows about the regression.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The service.
+    pub service: &'a str,
+    /// Its deployments (from its requests).
+    pub deployments: BTreeSet<String>,
+    /// Its namespace (from its requests).
+    pub namespace: String,
+    /// When the regression began, ns.
+    pub onset: i64,
+    /// Bucket width, ns.
+    pub width: i64,
+    /// The slow tail's split.
+    pub tail: Option<TailShift>,
+    /// Requests of the baseline window.
+    pub before: Vec<&'a Request>,
+    /// Requests of the regressed window.
+    pub after: Vec<&'a Request>,
+    /// Request rate before and after, per second.
+    pub rate: (f64, f64),
+    /// Median prompt tokens before and after.
+    pub input_tokens: (f64, f64),
+    /// Median output tokens before and after.
+    pub output_tokens: (f64, f64),
+}
+
+/// One candidate cause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Taxonomy kind.
+    pub kind: String,
+    /// `hpa/x`, `deployment/x`, `node/x`, `pod/x`.
+    pub object: String,
+    /// When it happened, ns.
+    pub time: i64,
+    /// Its namespace (empty when not namespaced).
+    pub namespace: String,
+    /// `changes` or `metrics`.
+    pub source: &'static str,
+    /// Facts, most telling first.
+    pub evidence: Vec<String>,
+    /// Factors.
+    pub timing: f64,
+    /// Scope factor.
+    pub scope: f64,
+    /// Mechanism factor.
+    pub mechanism: f64,
+    /// Strength of the kind-specific test.
+    pub strength: f64,
+    /// The score.
+    pub score: f64,
+}
+
+const CAPACITY: [&str; 7] =
+    ["scale_down", "cold_start", "node_lost", "traffic_surge", "oom_kill", "eviction", "scheduling_failure"];
+const COMPUTE: [&str; 3] = ["deploy", "gpu_throttle", "workload_shift"];
+
+fn max_lag_s(kind: &str) -> f64 {
+    match kind {
+        "gpu_throttle" | "traffic_surge" | "workload_shift" => 300.0,
+        _ => 600.0,
+    }
+}
+
+fn hm(ns: i64) -> String {
+    rfc3339(ns)[11..19].to_string()
+}
+
+fn ms(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1} s", v / 1000.0)
+    } else if v >= 1000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
+/// The deployment a pod belongs to, by the change's attribute or the pod name's prefix.
+fn deployment_of<'a>(pod: &str, attrs: &'a BTreeMap<String, String>, known: &'a BTreeSet<String>) -> Option<&'a str> {
+    if let Some(d) = attrs.get("deployment") {
+        return Some(d);
+    }
+    known.iter().find(|d| pod.strip_prefix(d.as_str()).is_some_and(|rest| rest.starts_with('-'))).map(|s| s.as_str())
+}
+
+/// Groups changes into candidates: one per (kind, object), except that pod-level changes of
+/// one deployment are one candidate (named after the earliest pod), and an HPA's steps are
+/// one candidate at the step nearest before the onset.
+pub fn from_changes(ctx: &Context<'_>, changes: &[Change]) -> Vec<Candidate> {
+    let tol = ctx.width + 60_000_000_000;
+    let mut groups: BTreeMap<(String, String), Vec<&Change>> = BTreeMap::new();
+    for c in changes {
+        let key_object = match c.object.strip_prefix("pod/") {
+            Some(pod) => match deployment_of(pod, &c.attributes, &ctx.deployments) {
+                Some(d) => format!("pods-of/{d}"),
+                None => c.object.clone(),
+            },
+            None => c.object.clone(),
+        };
+        groups.entry((c.kind.clone(), key_object)).or_default().push(c);
+    }
+    let mut out = Vec::new();
+    for ((kind, _), members) in groups {
+        // The member the candidate is about: the last one at or before onset + tolerance,
+        // else the first after. Pod groups are about their first member.
+        let pod_group = members[0].object.starts_with("pod/");
+        let lead = if pod_group {
+            members[0]
+        } else {
+            members.iter().rev().find(|c| c.time <= ctx.onset + tol).copied().unwrap_or(members[0])
+        };
+        let mut cand = Candidate {
+            kind: kind.clone(),
+            object: lead.object.clone(),
+            time: lead.time,
+            namespace: lead.namespace.clone(),
+            source: "changes",
+            evidence: Vec::new(),
+            timing: 0.0,
+            scope: 0.0,
+            mechanism: 0.0,
+            strength: 0.0,
+            score: 0.0,
+        };
+        cand.scope = scope(ctx, lead);
+        let (strength, facts) = strength_of_change(ctx, lead, &members);
+        cand.strength = strength;
+        cand.evidence = facts;
+        out.push(cand);
+    }
+    out
+}
+
+fn scope(ctx: &Context<'_>, c: &Change) -> f64 {
+    let (kind, name) = c.object.split_once('/').unwrap_or(("", c.object.as_str()));
+    let nodes_before = evidence::distinct(&ctx.before, |r| r.node.as_str());
+    match kind {
+        "deployment" => {
+            if ctx.deployments.contains(name) {
+                1.0
+            } else {
+                0.1
+            }
+        }
+        "hpa" | "scaledobject" => {
+            let target = c.attributes.get("target").map(String::as_str).unwrap_or(name);
+            if ctx.deployments.contains(target) || ctx.deployments.contains(name) { 1.0 } else { 0.1 }
+        }
+        "pod" => {
+            let served = ctx.before.iter().chain(&ctx.after).any(|r| r.pod == name);
+            if served
+                || deployment_of(name, &c.attributes, &ctx.deployments).is_some_and(|d| ctx.deployments.contains(d))
+            {
+                1.0
+            } else {
+                0.1
+            }
+        }
+        "node" => {
+            if nodes_before.contains(name) {
+                1.0
+            } else if c.kind == "node_added" {
+                0.3
+            } else {
+                0.2
+            }
+        }
+        _ => 0.2,
+    }
+}
+
+fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> (f64, Vec<String>) {
+    let mut facts = Vec::new();
+    let what = |c: &Change| {
+        let mut s = format!("{} {}", c.kind, c.object);
+        if !c.from.is_empty() || !c.to.is_empty() {
+            s.push_str(&format!(" {}->{}", c.from, c.to));
+        }
+        s.push_str(&format!(" at {}", hm(c.time)));
+        if !c.reason.is_empty() && c.reason != "SuccessfulRescale" {
+            s.push_str(&format!(" ({})", c.reason));
+        }
+        s
+    };
+    let strength = match lead.kind.as_str() {
+        "deploy" => {
+            facts.push(what(lead));
+            let after: Vec<&Request> = ctx.after.iter().copied().filter(|r| r.time >= lead.time).collect();
+            let new_rs = lead.attributes.get("to_replicaset").cloned().or_else(|| {
+                let old = evidence::distinct(&ctx.before, |r| r.replicaset.as_str());
+                evidence::distinct(&after, |r| r.replicaset.as_str())
+                    .into_iter()
+                    .find(|rs| !old.contains(rs))
+                    .map(str::to_string)
+            });
+            match new_rs.and_then(|rs| evidence::compare(&after, &rs, |r| r.replicaset == rs)) {
+                Some(cmp) => {
+                    facts.insert(0, compare_fact("new ReplicaSet", &cmp, "the old one"));
+                    if cmp.slower() { 1.0 } else { 0.2 }
+                }
+                None => 0.4,
+            }
+        }
+        "scale_down" => {
+            facts.push(what(lead));
+            for c in members
+                .iter()
+                .filter(|c| !std::ptr::eq(**c, lead) && c.time <= lead.time && c.time >= lead.time - 900_000_000_000)
+            {
+                facts.push(format!("earlier: {}", what(c)));
+            }
+            let (from, to) = (lead.from.parse::<f64>().ok(), lead.to.parse::<f64>().ok());
+            match (from, to) {
+                (Some(f), Some(t)) if f > t && f > 0.0 => 0.5 + 0.5 * ((f - t) / f * 4.0).min(1.0),
+                _ => 0.5,
+            }
+        }
+        "node_lost" | "eviction" => {
+            facts.push(what(lead));
+            let node = lead.object.strip_prefix("node/").unwrap_or("");
+            let before = ctx.before.iter().filter(|r| r.node == node).count();
+            let after = ctx.after.iter().filter(|r| r.node == node && r.time > lead.time + 60_000_000_000).count();
+            if !node.is_empty() && before > 0 {
+                facts.insert(0, format!("{node} served {before} requests before, {after} after"));
+                if after * 10 < before.max(1) { 1.0 } else { 0.5 }
+            } else {
+                0.5
+            }
+        }
+        "oom_kill" => {
+            let pods: BTreeSet<&str> = members.iter().map(|c| c.object.as_str()).collect();
+            facts.push(format!(
+                "{} OOM kill(s) of {} pod(s), first {} at {}",
+                members.len(),
+                pods.len(),
+                lead.object,
+                hm(lead.time)
+            ));
+            let total = evidence::distinct(&ctx.before, |r| r.pod.as_str()).len().max(1);
+            0.5 + 0.5 * (pods.len() as f64 / total as f64 * 3.0).min(1.0)
+        }
+        "cold_start" => {
+            let pods: BTreeSet<&str> = members.iter().map(|c| c.object.as_str()).collect();
+            facts.push(format!("{} pod(s) started cold from {}", pods.len(), hm(lead.time)));
+            0.3
+        }
+        "scheduling_failure" => {
+            facts.push(what(lead));
+            0.5
+        }
+        _ => {
+            facts.push(what(lead));
+            0.1
+        }
+    };
+    (strength, facts)
+}
+
+fn compare_fact(group: &str, c: &GroupComparison, rest: &str) -> String {
+    format!(
+        "{group} {}: compute {:.1} ms/token vs {:.1} on {rest} (x{:.2}, Mann-Whitney p={})",
+        c.group,
+        c.group_median,
+        c.rest_median,
+        c.ratio(),
+        p_text(c.p_value)
+    )
+}
+
+/// A p-value for people.
+pub fn p_text(p: f64) -> String {
+    if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") }
+}
+
+/// Candidates the data itself suggests: traffic surge, token mix shift, a node whose
+/// compute slowed (with its GPU clocks when scraped).
+pub fn from_metrics(
+    ctx: &Context<'_>,
+    sm_clock: &[NodeMetric],
+    rate_onset: Option<i64>,
+    token_onset: Option<i64>,
+) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    let deployment = ctx.deployments.iter().next().cloned().unwrap_or_else(|| ctx.service.to_string());
+    let mk = |kind: &str, object: String, time: i64, strength: f64, evidence: Vec<String>| Candidate {
+        kind: kind.into(),
+        object,
+        time,
+        namespace: ctx.namespace.clone(),
+        source: "metrics",
+        evidence,
+        timing: 0.0,
+        scope: 1.0,
+        mechanism: 0.0,
+        strength,
+        score: 0.0,
+    };
+    let (rb, ra) = ctx.rate;
+    if rb > 0.0 && ra / rb > 1.15 {
+        let r = ra / rb;
+        out.push(mk(
+            "traffic_surge",
+            format!("deployment/{deployment}"),
+            rate_onset.unwrap_or(ctx.onset),
+            ((r - 1.0) / 0.5).min(1.0),
+            vec![format!("request rate {rb:.1}/s -> {ra:.1}/s (x{r:.2})")],
+        ));
+    }
+    let (ib, ia) = ctx.input_tokens;
+    let (ob, oa) = ctx.output_tokens;
+    let ri = if ib > 0.0 { ia / ib } else { 1.0 };
+    let ro = if ob > 0.0 { oa / ob } else { 1.0 };
+    if ri > 1.25 || ro > 1.25 {
+        let r = ri.max(ro);
+        let mut ev = Vec::new();
+        if ri > 1.25 {
+            ev.push(format!("median prompt {ib:.0} -> {ia:.0} tokens (x{ri:.2})"));
+        }
+        if ro > 1.25 {
+            ev.push(format!("median output {ob:.0} -> {oa:.0} tokens (x{ro:.2})"));
+        }
+        out.push(mk(
+            "workload_shift",
+            format!("deployment/{deployment}"),
+            token_onset.unwrap_or(ctx.onset),
+            ((r - 1.0) / 0.5).min(1.0),
+            ev,
+        ));
+    }
+    // A node slower than the others after the onset but not before.
+    let nodes = evidence::distinct(&ctx.after, |r| r.node.as_str());
+    let mut slow: Vec<(GroupComparison, f64)> = Vec::new();
+    for n in nodes {
+        let Some(after) = evidence::compare(&ctx.after, n, |r| r.node == n) else { continue };
+        let before_ratio = evidence::compare(&ctx.before, n, |r| r.node == n).map_or(1.0, |b| b.ratio());
+        if after.slower() && after.ratio() / before_ratio > 1.10 {
+            slow.push((after, before_ratio));
+        }
+    }
+    slow.sort_by(|a, b| b.0.ratio().total_cmp(&a.0.ratio()).then(a.0.group.cmp(&b.0.group)));
+    if let Some((cmp, before_ratio)) = slow.first() {
+        let node = cmp.group.clone();
+        let mut ev =
+            vec![format!("{} (x{:.2} before the onset)", compare_fact("node", cmp, "the other nodes"), before_ratio)];
+        let mut time = ctx.onset;
+        let clocks: Vec<&NodeMetric> = sm_clock.iter().filter(|m| m.node == node).collect();
+        let base: Vec<f64> = clocks.iter().filter(|m| m.minute < ctx.onset - ctx.width).map(|m| m.mean).collect();
+        if !base.is_empty() {
+            let base = crate::stats::mean(&base);
+            if let Some(drop) = clocks.iter().find(|m| m.minute >= ctx.onset - 600_000_000_000 && m.mean < base * 0.9) {
+                time = drop.minute;
+                let low =
+                    clocks.iter().filter(|m| m.minute >= drop.minute).map(|m| m.mean).fold(f64::INFINITY, f64::min);
+                ev.push(format!("SM clock on {node} {base:.0} -> {low:.0} MHz from {}", hm(drop.minute)));
+            }
+        }
+        out.push(mk("gpu_throttle", format!("node/{node}"), time, 1.0, ev));
+    }
+    out
+}
+
+/// Fills timing, mechanism and score; sorts best first (ties: earlier, then by object).
+pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
+    let tol_s = (ctx.width as f64 / 1e9) + 60.0;
+    let (qs, cs) = ctx.tail.map_or((0.5, 0.5), |t| (t.queue_share.clamp(0.0, 1.0), t.compute_share.clamp(0.0, 1.0)));
+    for c in cands.iter_mut() {
+        let lag = (ctx.onset - c.time) as f64 / 1e9;
+        let max = max_lag_s(&c.kind);
+        c.timing = if lag < -tol_s {
+            0.05
+        } else if lag <= max {
+            1.0 - 0.4 * lag.max(0.0) / max
+        } else {
+            0.6 * (-(lag - max) / max).exp()
+        };
+        c.mechanism = if CAPACITY.contains(&c.kind.as_str()) {
+            0.5 + 0.5 * qs
+        } else if COMPUTE.contains(&c.kind.as_str()) {
+            0.5 + 0.5 * cs
+        } else {
+            0.3
+        };
+        c.score = c.timing * c.scope * (0.3 * c.mechanism + 0.7 * c.strength);
+        let when = if lag >= 0.0 {
+            format!("{:.0} s before the onset", lag)
+        } else {
+            format!("{:.0} s after the onset", -lag)
+        };
+        c.evidence.push(when);
+        if let Some(t) = ctx.tail {
+            let s = if CAPACITY.contains(&c.kind.as_str()) {
+                Some(format!(
+                    "queue time is {:.0}% of the slow tail's increase ({} -> {})",
+                    t.queue_share * 100.0,
+                    ms(t.duration_before),
+                    ms(t.duration_after)
+                ))
+            } else if COMPUTE.contains(&c.kind.as_str()) {
+                Some(format!(
+                    "compute time is {:.0}% of the slow tail's increase ({} -> {})",
+                    t.compute_share * 100.0,
+                    ms(t.duration_before),
+                    ms(t.duration_after)
+                ))
+            } else {
+                None
+            };
+            c.evidence.extend(s);
+        }
+    }
+    cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.time.cmp(&b.time)).then(a.object.cmp(&b.object)));
+}

@@ -1,0 +1,100 @@
+//! The text form of a [`Report`] for a person on call: one screen, the verdict first, then
+//! the evidence, then what to look at next.
+
+use std::fmt::Write;
+
+use crate::explain::Report;
+
+fn ms(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1} s", v / 1000.0)
+    } else if v >= 1000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
+fn hm(rfc: &str) -> &str {
+    rfc.get(11..19).unwrap_or(rfc)
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
+/// Renders the report as text (at most about 24 lines of 100 columns).
+pub fn text(r: &Report) -> String {
+    let mut o = String::new();
+    let g = &r.regression;
+    if !g.detected {
+        let _ = writeln!(o, "{}: no p99 regression between {} and {}", r.service, r.window.from, r.window.to);
+        if let Some(why) = &g.reason {
+            let _ = writeln!(o, "  {why}");
+        }
+        if let Some(now) = g.p99_now_ms {
+            let _ = writeln!(o, "  p99 in the newest bucket: {}", ms(now));
+        }
+        let _ = writeln!(
+            o,
+            "  {} requests in {} bucket(s) of {} s",
+            r.data.requests, r.data.buckets, r.data.bucket_seconds
+        );
+        return o;
+    }
+    let onset = g.onset.as_deref().unwrap_or("?");
+    let state = if g.ongoing == Some(true) { "still regressed" } else { "since recovered" };
+    let _ = writeln!(
+        o,
+        "{}: p99 {} -> {} from {} UTC (p={}), {state}",
+        r.service,
+        ms(g.p99_before_ms.unwrap_or(0.0)),
+        ms(g.p99_after_ms.unwrap_or(0.0)),
+        hm(onset),
+        crate::candidates::p_text(g.p_value.unwrap_or(1.0)),
+    );
+    if let (Some(q), Some(c)) = (g.queue_share, g.compute_share) {
+        let dominant = if q >= c { "mostly queue time" } else { "mostly compute time" };
+        let _ = writeln!(o, "  slow tail's increase: {} queue, {} compute ({dominant})", pct(q), pct(c));
+    }
+    if let (Some(qp), Some(cp)) = (g.queue_p99_ms, g.compute_p99_ms) {
+        let _ = writeln!(o, "  queue p99 {} -> {}, compute p99 {} -> {}", ms(qp[0]), ms(qp[1]), ms(cp[0]), ms(cp[1]));
+    }
+    match r.causes.first() {
+        Some(top) => {
+            let _ = writeln!(o);
+            let _ =
+                writeln!(o, "likely cause: {} {} at {} (score {:.2})", top.kind, top.object, hm(&top.time), top.score);
+            for e in top.evidence.iter().take(5) {
+                let _ = writeln!(o, "  - {e}");
+            }
+        }
+        None => {
+            let _ =
+                writeln!(o, "\nno candidate cause: no change in the cluster and no shift in the data before the onset");
+        }
+    }
+    if r.causes.len() > 1 {
+        let _ = writeln!(o, "\nless likely:");
+        for c in r.causes.iter().skip(1).take(4) {
+            let why = c.evidence.first().map(String::as_str).unwrap_or("");
+            let mut line = format!("  {}. {} {} at {} ({:.2}) {why}", c.rank, c.kind, c.object, hm(&c.time), c.score);
+            if line.chars().count() > 100 {
+                line = line.chars().take(97).collect::<String>() + "...";
+            }
+            let _ = writeln!(o, "{line}");
+        }
+    }
+    if !r.next_steps.is_empty() {
+        let _ = writeln!(o, "\nnext:");
+        for s in &r.next_steps {
+            let _ = writeln!(o, "  {s}");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\n{} requests, {} buckets of {} s, {} changes considered ({} .. {})",
+        r.data.requests, r.data.buckets, r.data.bucket_seconds, r.data.changes_considered, r.window.from, r.window.to
+    );
+    o
+}

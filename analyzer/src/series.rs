@@ -1,0 +1,211 @@
+//! Per-bucket series of one service from its rollups, and the regression in them.
+//!
+//! Buckets are a minute wide unless traffic is too thin for a per-minute p99 to mean
+//! anything: the width grows (2, 5, 10, 15, 30, 60 minutes) until the median bucket holds
+//! [`MIN_PER_BUCKET`] requests. Partial buckets at the edges of the data (a run that starts
+//! or ends mid-minute, where only the requests that straddle the edge are seen) are left
+//! out.
+
+use std::collections::BTreeMap;
+
+use crate::changepoint::{self, ChangePoint};
+use crate::rollup::{Cell, MINUTE_NS};
+
+/// Requests the median bucket must hold for its p99 to be used.
+pub const MIN_PER_BUCKET: u64 = 100;
+/// Buckets a series needs before change points are looked for.
+pub const MIN_BUCKETS: usize = 8;
+const WIDTHS: [i64; 7] = [1, 2, 5, 10, 15, 30, 60];
+
+/// One bucket.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    /// Start, ns.
+    pub start: i64,
+    /// Everything in it.
+    pub cell: Cell,
+}
+
+/// A service's buckets.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Bucket width, ns.
+    pub width: i64,
+    /// Buckets in time order (empty ones left out).
+    pub buckets: Vec<Bucket>,
+}
+
+impl Series {
+    /// Buckets from per-minute cells, the width chosen by traffic.
+    pub fn from_minutes(minutes: &BTreeMap<i64, Cell>) -> Series {
+        let mut chosen = None;
+        for w in WIDTHS {
+            let s = Series::with_width(minutes, w * MINUTE_NS);
+            let mut counts: Vec<u64> = s.buckets.iter().map(|b| b.cell.count).collect();
+            counts.sort_unstable();
+            let median = counts.get(counts.len() / 2).copied().unwrap_or(0);
+            let enough = median >= MIN_PER_BUCKET;
+            chosen = Some(s);
+            if enough {
+                break;
+            }
+        }
+        let mut s = chosen.unwrap_or(Series { width: MINUTE_NS, buckets: Vec::new() });
+        s.trim_partial_edges();
+        s
+    }
+
+    fn with_width(minutes: &BTreeMap<i64, Cell>, width: i64) -> Series {
+        let mut buckets: BTreeMap<i64, Cell> = BTreeMap::new();
+        for (m, c) in minutes {
+            buckets.entry(m.div_euclid(width) * width).or_default().merge(c);
+        }
+        Series { width, buckets: buckets.into_iter().map(|(start, cell)| Bucket { start, cell }).collect() }
+    }
+
+    fn trim_partial_edges(&mut self) {
+        // A bucket with less than half its neighbour's requests at either edge is partial.
+        while self.buckets.len() >= 2 && self.buckets[0].cell.count * 2 < self.buckets[1].cell.count {
+            self.buckets.remove(0);
+        }
+        while self.buckets.len() >= 2 {
+            let n = self.buckets.len();
+            if self.buckets[n - 1].cell.count * 2 < self.buckets[n - 2].cell.count {
+                self.buckets.pop();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// A quantile of one field per bucket.
+    pub fn quantiles(&self, q: f64, field: impl Fn(&Cell) -> &crate::sketch::Sketch) -> Vec<f64> {
+        self.buckets.iter().map(|b| field(&b.cell).quantile(q).unwrap_or(0.0)).collect()
+    }
+
+    /// Requests per second per bucket.
+    pub fn rates(&self) -> Vec<f64> {
+        let secs = self.width as f64 / 1e9;
+        self.buckets.iter().map(|b| b.cell.count as f64 / secs).collect()
+    }
+
+    /// Everything in buckets `[a, b)` merged.
+    pub fn merged(&self, a: usize, b: usize) -> Cell {
+        let mut c = Cell::default();
+        for bucket in &self.buckets[a.min(self.buckets.len())..b.min(self.buckets.len())] {
+            c.merge(&bucket.cell);
+        }
+        c
+    }
+
+    /// Start of bucket `i` (or the end of the series for `i == len`).
+    pub fn start(&self, i: usize) -> i64 {
+        match self.buckets.get(i) {
+            Some(b) => b.start,
+            None => self.buckets.last().map_or(0, |b| b.start + self.width),
+        }
+    }
+}
+
+/// The regression found in a series, if any.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The change point where it began.
+    pub point: ChangePoint,
+    /// Buckets of the baseline: `[baseline.0, baseline.1)`.
+    pub baseline: (usize, usize),
+    /// Buckets of the regressed period.
+    pub regressed: (usize, usize),
+    /// Whether the latest bucket is still regressed.
+    pub ongoing: bool,
+}
+
+/// The regression of a p99 series: the earliest upward change point after which the level
+/// never came back to the baseline's (the incident still going on at the end of the
+/// window); when the series recovered, the largest upward excursion.
+pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
+    let cps = changepoint::detect(p99, cfg);
+    if cps.is_empty() {
+        return find_bump(series, p99, cfg);
+    }
+    // Segment levels: [0, cp0), [cp0, cp1), ...
+    let mut bounds = vec![0];
+    bounds.extend(cps.iter().map(|c| c.index));
+    bounds.push(p99.len());
+    let levels: Vec<f64> = bounds.windows(2).map(|w| crate::stats::mean(&p99[w[0]..w[1]])).collect();
+    let elevated = |level: f64, base: f64| level > base * (1.0 + cfg.min_relative_change);
+    // Ongoing: the first upward change after which every segment stays above the level
+    // before it.
+    for (k, cp) in cps.iter().enumerate() {
+        let base = levels[k];
+        if cp.mean_after <= cp.mean_before || !elevated(levels[k + 1], base) {
+            continue;
+        }
+        if levels[k + 1..].iter().all(|l| elevated(*l, base)) {
+            return Some(Found {
+                point: *cp,
+                baseline: (bounds[k], bounds[k + 1]),
+                regressed: (bounds[k + 1], p99.len()),
+                ongoing: true,
+            });
+        }
+    }
+    // Recovered: the first upward excursion at least half as high as the highest one
+    // (an incident that repeats, as an autoscaler oscillating, began at the first).
+    let base = levels[0];
+    let peak = levels.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !elevated(peak, base) {
+        return None;
+    }
+    let threshold = base + 0.5 * (peak - base);
+    let Some(k) = (1..levels.len()).find(|&k| cps[k - 1].mean_after > cps[k - 1].mean_before && levels[k] >= threshold)
+    else {
+        return find_bump(series, p99, cfg);
+    };
+    let cp = cps[k - 1];
+    Some(Found {
+        point: cp,
+        baseline: (bounds[k - 1], bounds[k]),
+        regressed: (bounds[k], bounds[k + 1]),
+        ongoing: false,
+    })
+}
+
+/// A bump that came back down: the most different interval of the p99 series (circular
+/// binary segmentation), tested on the requests themselves, since a few minutes of p99s
+/// are too few points for a t-test: the share of requests above the rest's p99 inside the
+/// interval against the 1% outside (two-proportion z-test), Bonferroni-corrected for the
+/// number of intervals searched, and the interval's p99 level at least the minimum change
+/// above the rest's.
+fn find_bump(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
+    let n = p99.len();
+    let (i, j) = changepoint::best_interval(p99, cfg.min_size.max(2))?;
+    let mut outer = series.merged(0, i);
+    outer.merge(&series.merged(j, n));
+    let inner = series.merged(i, j);
+    let threshold = outer.duration.quantile(0.99)?;
+    let above = |c: &crate::rollup::Cell| (c.duration.count() - c.duration.count_at_or_below(threshold)) as f64;
+    let (n_in, n_out) = (inner.duration.count() as f64, outer.duration.count() as f64);
+    if n_in < 1.0 || n_out < 1.0 {
+        return None;
+    }
+    let (x_in, x_out) = (above(&inner), above(&outer));
+    let pooled = (x_in + x_out) / (n_in + n_out);
+    let se = (pooled * (1.0 - pooled) * (1.0 / n_in + 1.0 / n_out)).sqrt();
+    let z = if se > 0.0 { (x_in / n_in - x_out / n_out) / se } else { 0.0 };
+    let p = crate::stats::normal_sf(z);
+    let intervals = (n * n / 2).max(1) as f64;
+    let level_in = crate::stats::mean(&p99[i..j]);
+    let level_out = crate::stats::mean(&p99[..i].iter().chain(&p99[j..]).copied().collect::<Vec<_>>());
+    if z <= 0.0 || p * intervals >= cfg.max_p_value || level_in < level_out * (1.0 + cfg.min_relative_change) {
+        return None;
+    }
+    let point = changepoint::ChangePoint {
+        index: i,
+        mean_before: crate::stats::mean(&p99[..i]),
+        mean_after: level_in,
+        p_value: (p * intervals).min(1.0),
+        energy: changepoint::energy_at(&p99[..j], i),
+    };
+    Some(Found { point, baseline: (0, i), regressed: (i, j), ongoing: j == n })
+}

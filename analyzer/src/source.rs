@@ -1,0 +1,258 @@
+//! What the analyzer reads from the store, through the same SQL tables every user sees.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, SecondsFormat, Utc};
+use slo_store::query::Snapshot;
+
+use crate::columns::{self, f64_at, i64_at, str_at};
+use crate::error::Result;
+use crate::rollup::Rollups;
+
+/// An RFC 3339 literal for SQL from ns since the epoch.
+pub fn sql_time(ns: i64) -> String {
+    format!("'{}'", rfc3339(ns))
+}
+
+/// RFC 3339 (seconds, `Z`) of ns since the epoch.
+pub fn rfc3339(ns: i64) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A SQL string literal.
+pub fn sql_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// One Kubernetes change, as the `changes` table holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// When it happened, ns.
+    pub time: i64,
+    /// Taxonomy kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// `hpa/x`, `deployment/x`, `node/x`, `pod/x`.
+    pub object: String,
+    /// Before.
+    pub from: String,
+    /// After.
+    pub to: String,
+    /// Why (an HPA's condition, an Event reason).
+    pub reason: String,
+    /// Free text.
+    pub message: String,
+    /// Extra facts (`target`, `to_replicaset`, `node`, ...).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// One request, the columns the before/after comparisons need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Start, ns.
+    pub time: i64,
+    /// Pod that served it.
+    pub pod: String,
+    /// Its ReplicaSet.
+    pub replicaset: String,
+    /// Its Deployment.
+    pub deployment: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its node.
+    pub node: String,
+    /// Total, queue and compute milliseconds.
+    pub duration: f64,
+    /// Queue ms.
+    pub queue: f64,
+    /// Compute ms.
+    pub compute: f64,
+    /// Prompt tokens (0 when unknown).
+    pub input_tokens: f64,
+    /// Generated tokens (0 when unknown).
+    pub output_tokens: f64,
+    /// `status = 'error'`.
+    pub error: bool,
+}
+
+/// A per (node, minute) summary of a GPU metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeMetric {
+    /// Node name.
+    pub node: String,
+    /// Minute, ns.
+    pub minute: i64,
+    /// Mean over the node's GPUs and the minute's scrapes.
+    pub mean: f64,
+}
+
+/// Reads the store for the analyzer.
+#[derive(Debug, Clone)]
+pub struct Source {
+    snapshot: Snapshot,
+}
+
+impl Source {
+    /// Over a snapshot of the store.
+    pub fn new(snapshot: Snapshot) -> Source {
+        Source { snapshot }
+    }
+
+    async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.snapshot.sql(sql).await?)
+    }
+
+    /// Newest request start, ns.
+    pub async fn latest_request(&self) -> Result<Option<i64>> {
+        let b = self.sql("SELECT max(time) AS t FROM requests").await?;
+        first_time(&b)
+    }
+
+    /// Rollups of the requests in `[from, to)` (one service, or all).
+    pub async fn rollups(&self, service: Option<&str>, from: i64, to: i64) -> Result<Rollups> {
+        let mut sql = format!(
+            "SELECT time, service, model, status, duration_ms, queue_ms, compute_ms, ttft_ms, input_tokens, output_tokens \
+             FROM requests WHERE time >= {} AND time < {}",
+            sql_time(from),
+            sql_time(to)
+        );
+        if let Some(s) = service {
+            sql.push_str(&format!(" AND service = {}", sql_str(s)));
+        }
+        let mut r = Rollups::new();
+        for b in self.sql(&sql).await? {
+            r.add_requests(&b)?;
+        }
+        Ok(r)
+    }
+
+    /// Changes in `[from, to)`, oldest first.
+    pub async fn changes(&self, from: i64, to: i64) -> Result<Vec<Change>> {
+        let sql = format!(
+            "SELECT time, kind, namespace, object, \"from\", \"to\", reason, message, attributes FROM changes \
+             WHERE time >= {} AND time < {} ORDER BY time, kind, object",
+            sql_time(from),
+            sql_time(to)
+        );
+        let mut out = Vec::new();
+        for b in self.sql(&sql).await? {
+            let time = columns::times(&b, "time")?;
+            let s = |n: &str| columns::strings(&b, n);
+            let (kind, ns, object, from, to, reason, message) =
+                (s("kind")?, s("namespace")?, s("object")?, s("from")?, s("to")?, s("reason")?, s("message")?);
+            let attrs = b.column_by_name("attributes").map(|c| c.as_map().clone());
+            for i in 0..b.num_rows() {
+                let Some(t) = i64_at(&time, i) else { continue };
+                let mut attributes = BTreeMap::new();
+                if let Some(m) = &attrs
+                    && !m.is_null(i)
+                {
+                    let entry = m.value(i);
+                    let keys = arrow::compute::cast(entry.column(0), &arrow::datatypes::DataType::Utf8)?;
+                    let vals = arrow::compute::cast(entry.column(1), &arrow::datatypes::DataType::Utf8)?;
+                    let (keys, vals) = (keys.as_string::<i32>(), vals.as_string::<i32>());
+                    for j in 0..keys.len() {
+                        attributes.insert(keys.value(j).to_string(), vals.value(j).to_string());
+                    }
+                }
+                let g = |a: &arrow::array::StringArray| str_at(a, i).unwrap_or("").to_string();
+                out.push(Change {
+                    time: t,
+                    kind: g(&kind),
+                    namespace: g(&ns),
+                    object: g(&object),
+                    from: g(&from),
+                    to: g(&to),
+                    reason: g(&reason),
+                    message: g(&message),
+                    attributes,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The requests of `service` in `[from, to)` with the columns comparisons need.
+    pub async fn requests(&self, service: &str, from: i64, to: i64) -> Result<Vec<Request>> {
+        let sql = format!(
+            "SELECT time, pod, replicaset, deployment, namespace, node, duration_ms, queue_ms, compute_ms, input_tokens, output_tokens, status \
+             FROM requests WHERE service = {} AND time >= {} AND time < {}",
+            sql_str(service),
+            sql_time(from),
+            sql_time(to)
+        );
+        let mut out = Vec::new();
+        for b in self.sql(&sql).await? {
+            let time = columns::times(&b, "time")?;
+            let deployment = columns::strings(&b, "deployment")?;
+            let namespace = columns::strings(&b, "namespace")?;
+            let (pod, rs, node, status) = (
+                columns::strings(&b, "pod")?,
+                columns::strings(&b, "replicaset")?,
+                columns::strings(&b, "node")?,
+                columns::strings(&b, "status")?,
+            );
+            let (d, q, c) = (
+                columns::floats(&b, "duration_ms")?,
+                columns::floats(&b, "queue_ms")?,
+                columns::floats(&b, "compute_ms")?,
+            );
+            let (inp, outp) = (columns::ints(&b, "input_tokens")?, columns::ints(&b, "output_tokens")?);
+            for i in 0..b.num_rows() {
+                let Some(t) = i64_at(&time, i) else { continue };
+                out.push(Request {
+                    time: t,
+                    pod: str_at(&pod, i).unwrap_or("").to_string(),
+                    replicaset: str_at(&rs, i).unwrap_or("").to_string(),
+                    deployment: str_at(&deployment, i).unwrap_or("").to_string(),
+                    namespace: str_at(&namespace, i).unwrap_or("").to_string(),
+                    node: str_at(&node, i).unwrap_or("").to_string(),
+                    duration: f64_at(&d, i).unwrap_or(0.0),
+                    queue: f64_at(&q, i).unwrap_or(0.0),
+                    compute: f64_at(&c, i).unwrap_or(0.0),
+                    input_tokens: i64_at(&inp, i).unwrap_or(0) as f64,
+                    output_tokens: i64_at(&outp, i).unwrap_or(0) as f64,
+                    error: str_at(&status, i) == Some("error"),
+                });
+            }
+        }
+        out.sort_by_key(|r| r.time);
+        Ok(out)
+    }
+
+    /// Per (node, minute) mean of a GPU metric in `[from, to)`.
+    pub async fn node_metric(&self, metric: &str, from: i64, to: i64) -> Result<Vec<NodeMetric>> {
+        let sql = format!(
+            "SELECT node, date_trunc('minute', time) AS minute, avg(value) AS mean FROM samples \
+             WHERE metric = {} AND time >= {} AND time < {} AND node IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+            sql_str(metric),
+            sql_time(from),
+            sql_time(to)
+        );
+        let mut out = Vec::new();
+        for b in self.sql(&sql).await? {
+            let node = columns::strings(&b, "node")?;
+            let minute = columns::times(&b, "minute")?;
+            let mean = columns::floats(&b, "mean")?;
+            for i in 0..b.num_rows() {
+                if let (Some(n), Some(m), Some(v)) = (str_at(&node, i), i64_at(&minute, i), f64_at(&mean, i)) {
+                    out.push(NodeMetric { node: n.to_string(), minute: m, mean: v });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn first_time(batches: &[RecordBatch]) -> Result<Option<i64>> {
+    for b in batches {
+        if b.num_rows() > 0 {
+            let t = columns::times(b, "t")?;
+            return Ok(i64_at(&t, 0));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,104 @@
+//! `slo explain`: why a service's p99 regressed, from a data directory or a running server.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use slo_analyzer::explain::{Query, Report, explain};
+use slo_analyzer::source::Source;
+use slo_collector::CollectorConfig;
+use slo_store::Store;
+
+use crate::cli::{Failure, Format};
+
+/// `slo explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Data directory to read (segments plus unflushed WAL) [default: ./slo-data].
+    #[arg(long, env = "SLO_DATA_DIR", conflicts_with = "server")]
+    pub data_dir: Option<PathBuf>,
+    /// A running server to ask instead (e.g. http://127.0.0.1:8080).
+    #[arg(long, env = "SLO_SERVER")]
+    pub server: Option<String>,
+    /// The service (the `service` of its requests) [default: the one whose p99 rose most].
+    #[arg(long)]
+    pub service: Option<String>,
+    /// End of the window: RFC 3339 (`2026-11-22T14:30:00Z`) [default: the newest request].
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Length of the window looked at (`30m`, `2h`, `1d`).
+    #[arg(long, default_value = "1h")]
+    pub window: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// Parses `--at`.
+pub fn parse_at(s: &str) -> Result<i64, Failure> {
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("--at {s:?}: not an RFC 3339 time ({e})")))?;
+    t.timestamp_nanos_opt().ok_or_else(|| Failure::usage(anyhow::anyhow!("--at {s:?}: out of range")))
+}
+
+/// Parses `--window`.
+pub fn parse_window(s: &str) -> Result<i64, Failure> {
+    let d = slo_loadgen::duration::parse(s).map_err(|e| Failure::usage(anyhow::anyhow!("--window {s:?}: {e}")))?;
+    let ns = i64::try_from(d.as_nanos()).map_err(|_| Failure::usage(anyhow::anyhow!("--window {s:?}: too long")))?;
+    if ns < 60_000_000_000 {
+        return Err(Failure::usage(anyhow::anyhow!("--window {s:?}: must be at least a minute")));
+    }
+    Ok(ns)
+}
+
+/// Runs the command.
+pub async fn run(args: ExplainArgs) -> Result<(), Failure> {
+    let at = args.at.as_deref().map(parse_at).transpose()?;
+    let window = parse_window(&args.window)?;
+    let query = Query::new(args.service.clone(), at, window);
+    let report = match &args.server {
+        Some(server) => remote(server, &args).await?,
+        None => local(args.data_dir.as_deref().unwrap_or(Path::new("./slo-data")), &query).await?,
+    };
+    let body = match args.format {
+        Format::Json => serde_json::to_string_pretty(&report).context("encoding the report")? + "\n",
+        Format::Text => slo_analyzer::render::text(&report),
+    };
+    std::io::stdout().lock().write_all(body.as_bytes()).context("writing the report")?;
+    Ok(())
+}
+
+/// Explains over a data directory (segments and the unflushed WAL, read-only).
+pub async fn local(dir: &Path, query: &Query) -> Result<Report, Failure> {
+    let store = Store::open_read_only(dir).map_err(Failure::usage)?;
+    let replay_store = store.clone();
+    tokio::task::spawn_blocking(move || slo_collector::replay::read_only(&replay_store, &CollectorConfig::default()))
+        .await
+        .context("replaying the WAL")??;
+    let source = Source::new(store.snapshot());
+    explain(&source, query).await.map_err(|e| if e.is_user_error() { Failure::usage(e) } else { e.into() })
+}
+
+async fn remote(server: &str, args: &ExplainArgs) -> Result<Report, Failure> {
+    let url = format!("{}/api/v1/explain", server.trim_end_matches('/'));
+    let mut params = vec![("window", args.window.clone())];
+    if let Some(s) = &args.service {
+        params.push(("service", s.clone()));
+    }
+    if let Some(a) = &args.at {
+        params.push(("at", a.clone()));
+    }
+    let resp = reqwest::Client::new().get(&url).query(&params).send().await.with_context(|| format!("asking {url}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.with_context(|| format!("reading the answer of {url}"))?;
+    if status.is_success() {
+        return Ok(serde_json::from_slice(&body).with_context(|| format!("decoding the answer of {url}"))?);
+    }
+    let msg = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
+    let err = anyhow::anyhow!("{status}: {msg}");
+    Err(if status.is_client_error() { Failure::usage(err) } else { err.into() })
+}
