@@ -182,8 +182,8 @@ async fn run_one(name: &str, seed: u64, dir: &Path) -> Result<Outcome, Failure> 
     if let Some(e) = failed {
         return Err(anyhow::anyhow!("importing {name} seed {seed}: {e}").into());
     }
-    let _ = std::fs::remove_dir_all(&out.join("traces"));
-    let _ = std::fs::remove_dir_all(&out.join("metrics"));
+    let _ = std::fs::remove_dir_all(out.join("traces"));
+    let _ = std::fs::remove_dir_all(out.join("metrics"));
     let prepare_s = started.elapsed().as_secs_f64();
     let (start, end) = (ns(&truth.start)?, ns(&truth.end)?);
     let query = Query::new(Some(truth.service.clone()), Some(end), end - start);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use slo_analyzer::explain::{Query, Report, explain};
+use slo_analyzer::explain::{Query, Report, explain, parse_time, parse_window};
 use slo_analyzer::source::Source;
 use slo_collector::CollectorConfig;
 use slo_store::Store;
@@ -35,27 +35,11 @@ pub struct ExplainArgs {
     pub format: Format,
 }
 
-/// Parses `--at`.
-pub fn parse_at(s: &str) -> Result<i64, Failure> {
-    let t = chrono::DateTime::parse_from_rfc3339(s)
-        .map_err(|e| Failure::usage(anyhow::anyhow!("--at {s:?}: not an RFC 3339 time ({e})")))?;
-    t.timestamp_nanos_opt().ok_or_else(|| Failure::usage(anyhow::anyhow!("--at {s:?}: out of range")))
-}
-
-/// Parses `--window`.
-pub fn parse_window(s: &str) -> Result<i64, Failure> {
-    let d = slo_loadgen::duration::parse(s).map_err(|e| Failure::usage(anyhow::anyhow!("--window {s:?}: {e}")))?;
-    let ns = i64::try_from(d.as_nanos()).map_err(|_| Failure::usage(anyhow::anyhow!("--window {s:?}: too long")))?;
-    if ns < 60_000_000_000 {
-        return Err(Failure::usage(anyhow::anyhow!("--window {s:?}: must be at least a minute")));
-    }
-    Ok(ns)
-}
-
 /// Runs the command.
 pub async fn run(args: ExplainArgs) -> Result<(), Failure> {
-    let at = args.at.as_deref().map(parse_at).transpose()?;
-    let window = parse_window(&args.window)?;
+    let at =
+        args.at.as_deref().map(parse_time).transpose().map_err(|e| Failure::usage(anyhow::anyhow!("--at: {e}")))?;
+    let window = parse_window(&args.window).map_err(|e| Failure::usage(anyhow::anyhow!("--window: {e}")))?;
     let query = Query::new(args.service.clone(), at, window);
     let report = match &args.server {
         Some(server) => remote(server, &args).await?,

@@ -373,3 +373,60 @@ fn next_steps(c: &Cause) -> Vec<String> {
         _ => vec![format!("kubectl describe {}{ns}", c.object)],
     }
 }
+
+/// Parses a window length: a whole number and a unit, `90s`, `30m`, `2h`, `1d` (or a
+/// sum of them, `1h30m`), at least a minute.
+pub fn parse_window(s: &str) -> Result<i64> {
+    let bad = |why: &str| Error::Usage(format!("window {s:?}: {why} (examples: 30m, 2h, 1d, 1h30m)"));
+    let mut total: i64 = 0;
+    let mut num = String::new();
+    for ch in s.trim().chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+            continue;
+        }
+        let unit: i64 = match ch {
+            's' => 1_000_000_000,
+            'm' => MINUTE_NS,
+            'h' => 60 * MINUTE_NS,
+            'd' => 24 * 60 * MINUTE_NS,
+            _ => return Err(bad(&format!("unknown unit {ch:?}"))),
+        };
+        let n: i64 = num.parse().map_err(|_| bad("a unit needs a number before it"))?;
+        num.clear();
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| bad("too long"))?;
+    }
+    if !num.is_empty() {
+        return Err(bad("a number needs a unit"));
+    }
+    if total < MINUTE_NS {
+        return Err(bad("must be at least a minute"));
+    }
+    Ok(total)
+}
+
+/// Parses an RFC 3339 time to ns since the epoch.
+pub fn parse_time(s: &str) -> Result<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| Error::Usage(format!("time {s:?}: not an RFC 3339 time such as 2026-11-22T14:30:00Z")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_window("30m").unwrap(), 30 * MINUTE_NS);
+        assert_eq!(parse_window("1h30m").unwrap(), 90 * MINUTE_NS);
+        assert_eq!(parse_window("1d").unwrap(), 1440 * MINUTE_NS);
+        for bad in ["", "30", "5x", "m", "30s"] {
+            let e = parse_window(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+        assert!(parse_time("2026-11-22T14:30:00Z").is_ok());
+        assert!(parse_time("yesterday").unwrap_err().to_string().contains("yesterday"));
+    }
+}

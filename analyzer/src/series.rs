@@ -120,55 +120,33 @@ pub struct Found {
     pub ongoing: bool,
 }
 
-/// The regression of a p99 series: the earliest upward change point after which the level
-/// never came back to the baseline's (the incident still going on at the end of the
-/// window); when the series recovered, the largest upward excursion.
+/// The regression of a p99 series: the earliest upward change point into a level above
+/// both the one before it and the window's first level (the baseline), or the bump that
+/// came back down ([`find_bump`]) when that began earlier — on call, the start of the
+/// trouble is what leads to its cause; an autoscaler that oscillates repeats the same
+/// cause later.
 pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
     let cps = changepoint::detect(p99, cfg);
-    if cps.is_empty() {
-        return find_bump(series, p99, cfg);
-    }
-    // Segment levels: [0, cp0), [cp0, cp1), ...
     let mut bounds = vec![0];
     bounds.extend(cps.iter().map(|c| c.index));
     bounds.push(p99.len());
     let levels: Vec<f64> = bounds.windows(2).map(|w| crate::stats::mean(&p99[w[0]..w[1]])).collect();
     let elevated = |level: f64, base: f64| level > base * (1.0 + cfg.min_relative_change);
-    // Ongoing: the first upward change after which every segment stays above the level
-    // before it.
-    for (k, cp) in cps.iter().enumerate() {
-        let base = levels[k];
-        if cp.mean_after <= cp.mean_before || !elevated(levels[k + 1], base) {
-            continue;
-        }
-        if levels[k + 1..].iter().all(|l| elevated(*l, base)) {
-            return Some(Found {
-                point: *cp,
-                baseline: (bounds[k], bounds[k + 1]),
-                regressed: (bounds[k + 1], p99.len()),
-                ongoing: true,
-            });
-        }
-    }
-    // Recovered: the first upward excursion at least half as high as the highest one
-    // (an incident that repeats, as an autoscaler oscillating, began at the first).
     let base = levels[0];
-    let peak = levels.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if !elevated(peak, base) {
-        return None;
+    let from_cps = cps.iter().enumerate().find_map(|(k, cp)| {
+        let up = cp.mean_after > cp.mean_before && elevated(levels[k + 1], levels[k]) && elevated(levels[k + 1], base);
+        if !up {
+            return None;
+        }
+        let ongoing = levels[k + 1..].iter().all(|l| elevated(*l, base));
+        let end = if ongoing { p99.len() } else { bounds[k + 2] };
+        Some(Found { point: *cp, baseline: (bounds[k], bounds[k + 1]), regressed: (bounds[k + 1], end), ongoing })
+    });
+    let bump = find_bump(series, p99, cfg);
+    match (from_cps, bump) {
+        (Some(a), Some(b)) => Some(if b.point.index < a.point.index { b } else { a }),
+        (a, b) => a.or(b),
     }
-    let threshold = base + 0.5 * (peak - base);
-    let Some(k) = (1..levels.len()).find(|&k| cps[k - 1].mean_after > cps[k - 1].mean_before && levels[k] >= threshold)
-    else {
-        return find_bump(series, p99, cfg);
-    };
-    let cp = cps[k - 1];
-    Some(Found {
-        point: cp,
-        baseline: (bounds[k - 1], bounds[k]),
-        regressed: (bounds[k], bounds[k + 1]),
-        ongoing: false,
-    })
 }
 
 /// A bump that came back down: the most different interval of the p99 series (circular
@@ -178,6 +156,22 @@ pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) 
 /// number of intervals searched, and the interval's p99 level at least the minimum change
 /// above the rest's.
 fn find_bump(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
+    // The most different bump, then again before it, for as long as one is significant:
+    // the earliest is where the trouble began.
+    let mut earliest = None;
+    let mut end = p99.len();
+    while let Some(found) = bump_in(series, &p99[..end], cfg) {
+        end = found.point.index;
+        earliest = Some(found);
+    }
+    let mut found = earliest?;
+    found.ongoing = found.regressed.1 == p99.len();
+    Some(found)
+}
+
+/// The most different interval of `p99` (a prefix of the series) if it is a significant
+/// bump.
+fn bump_in(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
     let n = p99.len();
     let (i, j) = changepoint::best_interval(p99, cfg.min_size.max(2))?;
     let mut outer = series.merged(0, i);

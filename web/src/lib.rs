@@ -43,6 +43,7 @@ pub fn router(state: WebState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/query", get(query_get).post(query_post))
+        .route("/api/v1/explain", get(explain))
         .route("/api/v1/targets", get(|State(st): State<WebState>| async move { Json((st.targets)()) }))
         .with_state(state)
 }
@@ -105,5 +106,37 @@ async fn run_query(st: WebState, q: QueryRequest) -> Response {
     match output::render(&batches, format) {
         Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /api/v1/explain?service=S&at=RFC3339&window=1h`: the report of `slo explain`.
+#[derive(Debug, Deserialize)]
+struct ExplainRequest {
+    service: Option<String>,
+    at: Option<String>,
+    window: Option<String>,
+}
+
+async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) -> Response {
+    use slo_analyzer::explain as ex;
+    let window = match ex::parse_window(q.window.as_deref().unwrap_or("1h")) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let at = match q.at.as_deref().map(ex::parse_time).transpose() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let source = slo_analyzer::source::Source::new(st.store.snapshot());
+    let query = ex::Query::new(q.service, at, window);
+    let result = tokio::time::timeout(st.query_timeout, async move { ex::explain(&source, &query).await }).await;
+    match result {
+        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, format!("explain ran past {:?}", st.query_timeout)),
+        Ok(Err(e)) if e.is_user_error() => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "explain failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Ok(Ok(report)) => Json(report).into_response(),
     }
 }
