@@ -109,7 +109,7 @@ fn deployment_of<'a>(pod: &str, attrs: &'a BTreeMap<String, String>, known: &'a 
 /// one deployment are one candidate (named after the earliest pod), and an HPA's steps are
 /// one candidate at the step nearest before the onset.
 pub fn from_changes(ctx: &Context<'_>, changes: &[Change]) -> Vec<Candidate> {
-    let tol = ctx.width + 60_000_000_000;
+    let tol = ctx.width;
     let mut groups: BTreeMap<(String, String), Vec<&Change>> = BTreeMap::new();
     for c in changes {
         let key_object = match c.object.strip_prefix("pod/") {
@@ -383,13 +383,17 @@ pub fn from_metrics(
 
 /// Fills timing, mechanism and score; sorts best first (ties: earlier, then by object).
 pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
-    let tol_s = (ctx.width as f64 / 1e9) + 60.0;
+    // The onset is a bucket's start: a change inside that bucket is at the onset.
+    let tol_s = ctx.width as f64 / 1e9;
     let (qs, cs) = ctx.tail.map_or((0.5, 0.5), |t| (t.queue_share.clamp(0.0, 1.0), t.compute_share.clamp(0.0, 1.0)));
     for c in cands.iter_mut() {
         let lag = (ctx.onset - c.time) as f64 / 1e9;
         let max = max_lag_s(&c.kind);
         c.timing = if lag < -tol_s {
             0.05
+        } else if lag < 0.0 {
+            // Inside the onset bucket but after its start: as likely an effect as a cause.
+            0.7
         } else if lag <= max {
             1.0 - 0.4 * lag.max(0.0) / max
         } else {
@@ -403,10 +407,12 @@ pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
             0.3
         };
         c.score = c.timing * c.scope * (0.3 * c.mechanism + 0.7 * c.strength);
-        let when = if lag >= 0.0 {
-            format!("{:.0} s before the onset", lag)
+        let when = if lag.abs() < 1.0 {
+            "at the onset".to_string()
+        } else if lag > 0.0 {
+            format!("{lag:.0} s before the onset")
         } else {
-            format!("{:.0} s after the onset", -lag)
+            format!("{:.0} s after the onset began", -lag)
         };
         c.evidence.push(when);
         if let Some(t) = ctx.tail {

@@ -174,6 +174,7 @@ pub async fn explain(source: &Source, q: &Query) -> Result<Report> {
     let service = match &q.service {
         Some(s) => {
             if !services.contains_key(s) {
+                let services = source.rollups(None, from, to).await?.services();
                 return Err(Error::Usage(format!(
                     "service {s:?} has no requests between {} and {} (services there: {})",
                     rfc3339(from),
@@ -338,9 +339,9 @@ fn next_steps(c: &Cause) -> Vec<String> {
     let name = c.object.split_once('/').map_or(c.object.as_str(), |x| x.1);
     match c.kind.as_str() {
         "scale_down" => vec![
-            format!("kubectl describe hpa {name}{ns}   # target, current metric, scale-down events"),
-            "check the HPA's scaleDown stabilizationWindowSeconds and target: it removed capacity the load still needed".into(),
-            "raise minReplicas or the target's headroom until the queue drains".into(),
+            format!("kubectl describe hpa {name}{ns}   # target, metric, recent rescales"),
+            "check behavior.scaleDown (stabilizationWindowSeconds, policies) and the target".into(),
+            "raise minReplicas or lower the target until the queue drains".into(),
         ],
         "deploy" => vec![
             format!("kubectl rollout history {}{ns}   # what changed: image, model, flags", c.object),
@@ -348,7 +349,9 @@ fn next_steps(c: &Cause) -> Vec<String> {
         ],
         "gpu_throttle" => vec![
             format!("check DCGM_FI_DEV_CLOCKS_EVENT_REASONS, GPU temperature and power on {name}"),
-            format!("kubectl cordon {name} && kubectl drain {name} --ignore-daemonsets   # move the pods off the hot node"),
+            format!(
+                "kubectl cordon {name} && kubectl drain {name} --ignore-daemonsets   # move the pods off the hot node"
+            ),
         ],
         "node_lost" => vec![
             format!("kubectl describe node {name}"),

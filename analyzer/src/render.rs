@@ -23,8 +23,26 @@ fn pct(v: f64) -> String {
     format!("{:.0}%", v * 100.0)
 }
 
-/// Renders the report as text (at most about 24 lines of 100 columns).
+/// Lines are cut to this many columns.
+pub const COLUMNS: usize = 100;
+
+/// Renders the report as text: at most 24 lines of [`COLUMNS`] columns.
 pub fn text(r: &Report) -> String {
+    let full = full_text(r);
+    let mut o = String::new();
+    for line in full.lines().take(24) {
+        if line.chars().count() > COLUMNS {
+            o.extend(line.chars().take(COLUMNS - 3));
+            o.push_str("...");
+        } else {
+            o.push_str(line);
+        }
+        o.push('\n');
+    }
+    o
+}
+
+fn full_text(r: &Report) -> String {
     let mut o = String::new();
     let g = &r.regression;
     if !g.detected {
@@ -78,11 +96,7 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(o, "\nless likely:");
         for c in r.causes.iter().skip(1).take(4) {
             let why = c.evidence.first().map(String::as_str).unwrap_or("");
-            let mut line = format!("  {}. {} {} at {} ({:.2}) {why}", c.rank, c.kind, c.object, hm(&c.time), c.score);
-            if line.chars().count() > 100 {
-                line = line.chars().take(97).collect::<String>() + "...";
-            }
-            let _ = writeln!(o, "{line}");
+            let _ = writeln!(o, "  {}. {} {} at {} ({:.2}) {why}", c.rank, c.kind, c.object, hm(&c.time), c.score);
         }
     }
     if !r.next_steps.is_empty() {
@@ -93,8 +107,13 @@ pub fn text(r: &Report) -> String {
     }
     let _ = writeln!(
         o,
-        "\n{} requests, {} buckets of {} s, {} changes considered ({} .. {})",
-        r.data.requests, r.data.buckets, r.data.bucket_seconds, r.data.changes_considered, r.window.from, r.window.to
+        "\n{} requests in {} buckets of {} s, {} changes; window {} - {} UTC",
+        r.data.requests,
+        r.data.buckets,
+        r.data.bucket_seconds,
+        r.data.changes_considered,
+        r.window.from.replace('T', " ").trim_end_matches('Z'),
+        hm(&r.window.to)
     );
     o
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod durability;
+mod explain;
 mod import;
 mod kube;
 mod loadgen;
