@@ -80,6 +80,9 @@ pub struct ServeConfig {
     pub kubernetes: KubernetesSection,
     /// Prometheus scraping (static targets and pods the watch discovers).
     pub scrape: slo_collector::scrape::ScrapeConfig,
+    /// SLOs in the native form (read by `slo_analyzer::spec`, which also reads OpenSLO
+    /// documents that follow the config in the same file after `---`).
+    pub slos: Option<serde_yaml::Value>,
 }
 
 /// The Kubernetes watch: on when a kubeconfig is given or slo runs in a cluster.
@@ -137,6 +140,7 @@ impl Default for ServeConfig {
             query_timeout_s: 60,
             kubernetes: KubernetesSection::default(),
             scrape: slo_collector::scrape::ScrapeConfig::default(),
+            slos: None,
         }
     }
 }
@@ -146,7 +150,16 @@ impl ServeConfig {
     pub fn load(path: Option<&Path>) -> anyhow::Result<ServeConfig> {
         let Some(path) = path else { return Ok(ServeConfig::default()) };
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+        // The first document that is not an OpenSLO one is the server's config.
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
+                .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+            if value.is_null() || value.get("apiVersion").is_some() {
+                continue;
+            }
+            return serde_yaml::from_value(value).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()));
+        }
+        Ok(ServeConfig::default())
     }
 
     /// The store's settings.

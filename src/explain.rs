@@ -22,8 +22,16 @@ pub struct ExplainArgs {
     #[arg(long, env = "SLO_SERVER")]
     pub server: Option<String>,
     /// The service (the `service` of its requests) [default: the one whose p99 rose most].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "slo")]
     pub service: Option<String>,
+    /// An SLO of the config file: explains its service and reports its error budget, burn
+    /// rates and alert conditions.
+    #[arg(long)]
+    pub slo: Option<String>,
+    /// File with the SLOs (`slo serve`'s config with a `slos:` section, or OpenSLO v1
+    /// documents).
+    #[arg(long, env = "SLO_CONFIG")]
+    pub config: Option<PathBuf>,
     /// End of the window: RFC 3339 (`2026-11-22T14:30:00Z`) [default: the newest request].
     #[arg(long)]
     pub at: Option<String>,
@@ -40,7 +48,23 @@ pub async fn run(args: ExplainArgs) -> Result<(), Failure> {
     let at =
         args.at.as_deref().map(parse_time).transpose().map_err(|e| Failure::usage(anyhow::anyhow!("--at: {e}")))?;
     let window = parse_window(&args.window).map_err(|e| Failure::usage(anyhow::anyhow!("--window: {e}")))?;
-    let query = Query::new(args.service.clone(), at, window);
+    let mut query = Query::new(args.service.clone(), at, window);
+    if let (Some(name), None) = (&args.slo, &args.server) {
+        let path = args
+            .config
+            .as_deref()
+            .ok_or_else(|| Failure::usage(anyhow::anyhow!("--slo {name:?} needs --config FILE with the SLOs")))?;
+        let slos = slo_analyzer::spec::load(path).map_err(Failure::usage)?;
+        let names: Vec<&str> = slos.iter().map(|s| s.name.as_str()).collect();
+        let slo = slos.iter().find(|s| &s.name == name).ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "--slo {name:?}: {} has no such SLO (it has {})",
+                path.display(),
+                names.join(", ")
+            ))
+        })?;
+        query.slo = Some(slo.clone());
+    }
     let report = match &args.server {
         Some(server) => remote(server, &args).await?,
         None => local(args.data_dir.as_deref().unwrap_or(Path::new("./slo-data")), &query).await?,
@@ -69,6 +93,9 @@ async fn remote(server: &str, args: &ExplainArgs) -> Result<Report, Failure> {
     let mut params = vec![("window", args.window.clone())];
     if let Some(s) = &args.service {
         params.push(("service", s.clone()));
+    }
+    if let Some(s) = &args.slo {
+        params.push(("slo", s.clone()));
     }
     if let Some(a) = &args.at {
         params.push(("at", a.clone()));

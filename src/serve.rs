@@ -52,6 +52,10 @@ async fn bind(addr: &str, what: &str) -> Result<TcpListener, Failure> {
 /// Runs the server until a signal or a failure.
 pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let mut cfg = ServeConfig::load(args.config.as_deref()).map_err(Failure::usage)?;
+    let slos = match args.config.as_deref() {
+        Some(path) => slo_analyzer::spec::load_any(path).map_err(Failure::usage)?,
+        None => Vec::new(),
+    };
     apply_flags(&mut cfg, args);
     let mut registry = Registry::default();
     let store_metrics = StoreMetrics::new(&mut registry);
@@ -145,6 +149,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 move || if ready_health.is_ready() { Ok(()) } else { Err(ready_health.describe().to_string()) },
             ),
             query_timeout: Duration::from_secs(cfg.query_timeout_s.max(1)),
+            slos: Arc::new(slos),
             targets: {
                 let health = scrape_health.clone();
                 Arc::new(move || {

@@ -22,12 +22,15 @@ pub struct Query {
     pub window: i64,
     /// Change-point sensitivity.
     pub detection: Config,
+    /// The SLO asked about (`--slo`): its service is explained and its budget and burn
+    /// rates reported.
+    pub slo: Option<crate::spec::Slo>,
 }
 
 impl Query {
     /// The last `window` ns before `at` (or before the newest data).
     pub fn new(service: Option<String>, at: Option<i64>, window: i64) -> Query {
-        Query { service, at, window, detection: Config::default() }
+        Query { service, at, window, detection: Config::default(), slo: None }
     }
 }
 
@@ -132,6 +135,9 @@ pub struct Report {
     pub next_steps: Vec<String>,
     /// What it was computed from.
     pub data: DataSummary,
+    /// The SLO asked about: budget, burn rates, alert conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<crate::burn::SloStatus>,
 }
 
 fn round(v: f64, digits: i32) -> f64 {
@@ -169,9 +175,30 @@ pub async fn explain(source: &Source, q: &Query) -> Result<Report> {
         }
     };
     let from = to - q.window;
-    let all = source.rollups(q.service.as_deref(), from, to).await?;
+    let service_arg = q.slo.as_ref().map(|s| s.service.clone()).or_else(|| q.service.clone());
+    let slo = match &q.slo {
+        Some(spec) => {
+            let longest = spec.period.max(3 * 1440 * MINUTE_NS);
+            let rollups = source.rollups(Some(&spec.service), to - longest, to).await?;
+            Some(crate::burn::status(spec, &rollups, to))
+        }
+        None => None,
+    };
+    let mut report = explain_service(source, q, service_arg, from, to).await?;
+    report.slo = slo;
+    Ok(report)
+}
+
+async fn explain_service(
+    source: &Source,
+    q: &Query,
+    service_arg: Option<String>,
+    from: i64,
+    to: i64,
+) -> Result<Report> {
+    let all = source.rollups(service_arg.as_deref(), from, to).await?;
     let services = all.services();
-    let service = match &q.service {
+    let service = match &service_arg {
         Some(s) => {
             if !services.contains_key(s) {
                 let services = source.rollups(None, from, to).await?.services();
@@ -209,6 +236,7 @@ pub async fn explain(source: &Source, q: &Query) -> Result<Report> {
         causes: Vec::new(),
         next_steps: Vec::new(),
         data,
+        slo: None,
     };
     if series.buckets.len() < series::MIN_BUCKETS {
         let why = format!(
@@ -308,7 +336,7 @@ pub async fn explain(source: &Source, q: &Query) -> Result<Report> {
         ongoing: Some(found.ongoing),
         p99_now_ms: p99.last().map(|v| round(*v, 1)),
     };
-    Ok(Report { service, window, regression, causes, next_steps, data })
+    Ok(Report { service, window, regression, causes, next_steps, data, slo: None })
 }
 
 /// The upward change point of `values` nearest to bucket `index` (within 10 buckets).

@@ -9,8 +9,11 @@
 //! - [`candidates`], [`evidence`]: candidate causes and the before/after tests that score
 //!   them;
 //! - [`explain`], [`render`]: the report of `slo explain` and its text form;
+//! - [`spec`], [`burn`]: SLO specs (OpenSLO v1 and a native form), error budgets and
+//!   multi-window burn rates;
 //! - [`source`]: what the analyzer reads from the store's SQL tables.
 
+pub mod burn;
 pub mod candidates;
 pub mod changepoint;
 pub mod columns;
@@ -22,6 +25,7 @@ pub mod rollup;
 pub mod series;
 pub mod sketch;
 pub mod source;
+pub mod spec;
 pub mod stats;
 
 pub use error::{Error, Result};

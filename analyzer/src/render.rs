@@ -42,7 +42,62 @@ pub fn text(r: &Report) -> String {
     o
 }
 
+fn duration(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s / 60),
+        7200..172_800 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+fn slo_lines(r: &Report) -> Vec<String> {
+    let Some(s) = &r.slo else { return Vec::new() };
+    let mut out = Vec::new();
+    let burn = |w: &str| s.burn.iter().find(|b| b.window == w).and_then(|b| b.burn_rate);
+    let rates: Vec<String> =
+        ["5m", "1h", "6h"].iter().filter_map(|w| burn(w).map(|b| format!("{w} {b:.1}x"))).collect();
+    let firing: Vec<String> = s
+        .alerts
+        .iter()
+        .filter(|a| a.firing)
+        .map(|a| format!("{} ({}/{} > {}x)", a.severity.to_uppercase(), a.windows[0], a.windows[1], a.factor))
+        .collect();
+    out.push(format!(
+        "SLO {}: {:.2}% of {} over {}: burn {}{}",
+        s.name,
+        s.objective * 100.0,
+        s.sli,
+        crate::burn::window_name(s.period_s * 1_000_000_000),
+        if rates.is_empty() { "-".to_string() } else { rates.join(", ") },
+        if firing.is_empty() { String::new() } else { format!("; firing: {}", firing.join(", ")) }
+    ));
+    let mut line = match s.budget_remaining {
+        Some(b) => format!("  error budget {:.0}% left", b * 100.0),
+        None => "  no requests in the SLO period".to_string(),
+    };
+    if s.covered_s < s.period_s {
+        line.push_str(&format!(" (data covers {} of the period)", duration(s.covered_s as f64)));
+    }
+    if let Some(t) = s.time_to_exhaustion_s {
+        line.push_str(&format!(", spent in {} at the 1h burn rate", duration(t)));
+    }
+    out.push(line);
+    out
+}
+
 fn full_text(r: &Report) -> String {
+    let mut o = full_text_without_slo(r);
+    let lines = slo_lines(r);
+    if !lines.is_empty() {
+        let (first, rest) = o.split_once('\n').unwrap_or((o.as_str(), ""));
+        o = format!("{first}\n{}\n{rest}", lines.join("\n"));
+    }
+    o
+}
+
+fn full_text_without_slo(r: &Report) -> String {
     let mut o = String::new();
     let g = &r.regression;
     if !g.detected {

@@ -157,6 +157,12 @@ impl Rollups {
         Ok(())
     }
 
+    /// Adds a cell for (service, model, minute) (merged into one already there).
+    pub fn insert(&mut self, service: &str, model: &str, minute: i64, cell: Cell) {
+        let key = Key { service: service.to_string(), model: model.to_string(), minute: minute_of(minute) };
+        self.cells.entry(key).or_default().merge(&cell);
+    }
+
     /// Adds every cell of `other`.
     pub fn merge(&mut self, other: &Rollups) {
         for (k, c) in &other.cells {

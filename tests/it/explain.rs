@@ -86,6 +86,34 @@ fn eval_finds_the_scale_down_and_the_control_stays_quiet() {
     let (_, again, _) = explain(&base);
     assert_eq!(again, text, "deterministic");
 
+    // An SLO: its service explained, its budget and burn rates reported, in text and JSON.
+    let cfg = tmp.path().join("slos.yaml");
+    std::fs::write(
+        &cfg,
+        "slos:\n  - { name: llama-latency, service: llama-70b, objective: 99%, window: 7d, latency: { metric: duration, threshold: 20s } }\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let slo_args = ["--data-dir", data, "--slo", "llama-latency", "--config", cfg, "--at", AT, "--window", "30m"];
+    let (code, json, err) = explain(&[&slo_args[..], &["--format", "json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let s: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(s["service"], "llama-70b");
+    assert_eq!(s["slo"]["name"], "llama-latency");
+    let burn_5m = s["slo"]["burn"].as_array().unwrap().iter().find(|b| b["window"] == "5m").unwrap().clone();
+    let total = burn_5m["total"].as_f64().unwrap();
+    assert!(total > 5000.0, "{burn_5m}");
+    assert!(s["slo"]["budget_remaining"].as_f64().unwrap() < 1.0);
+    let (code, text, err) = explain(&slo_args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("SLO llama-latency: 99.00% of duration_ms <= 20000 ms over 7d"),
+        "{text}"
+    );
+    let (code, _, err) = explain(&["--data-dir", data, "--slo", "nope", "--config", cfg]);
+    assert_eq!(code, 2);
+    assert!(err.contains("\"nope\"") && err.contains("llama-latency"), "{err}");
+
     // The same question to a server on that data answers the same JSON.
     let mut server = Server::start_in(Path::new(data), "store:\n  retention_hours: 0\n");
     let (code, remote, err) = explain(&[

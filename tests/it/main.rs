@@ -2,6 +2,7 @@
 //! One test binary for the whole package (every test binary links DataFusion).
 
 mod bad_input;
+mod burn;
 mod durability;
 mod explain;
 mod import;

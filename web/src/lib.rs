@@ -34,6 +34,8 @@ pub struct WebState {
     pub query_timeout: Duration,
     /// Scrape targets and their health (`/api/v1/targets`).
     pub targets: TargetsStatus,
+    /// The SLOs of the config (`/api/v1/explain?slo=NAME`).
+    pub slos: Arc<Vec<slo_analyzer::spec::Slo>>,
 }
 
 /// The routes of the web port.
@@ -113,6 +115,7 @@ async fn run_query(st: WebState, q: QueryRequest) -> Response {
 #[derive(Debug, Deserialize)]
 struct ExplainRequest {
     service: Option<String>,
+    slo: Option<String>,
     at: Option<String>,
     window: Option<String>,
 }
@@ -127,8 +130,18 @@ async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) ->
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let mut query = ex::Query::new(q.service, at, window);
+    if let Some(name) = &q.slo {
+        match st.slos.iter().find(|s| &s.name == name) {
+            Some(s) => query.slo = Some(s.clone()),
+            None => {
+                let names: Vec<&str> = st.slos.iter().map(|s| s.name.as_str()).collect();
+                let known = if names.is_empty() { "none configured".to_string() } else { names.join(", ") };
+                return error(StatusCode::BAD_REQUEST, format!("no SLO named {name:?} (SLOs: {known})"));
+            }
+        }
+    }
     let source = slo_analyzer::source::Source::new(st.store.snapshot());
-    let query = ex::Query::new(q.service, at, window);
     let result = tokio::time::timeout(st.query_timeout, async move { ex::explain(&source, &query).await }).await;
     match result {
         Err(_) => error(StatusCode::GATEWAY_TIMEOUT, format!("explain ran past {:?}", st.query_timeout)),

@@ -1,0 +1,172 @@
+//! Error budgets and burn rates of an SLO over the multi-window pairs of the SRE workbook
+//! (DESIGN.md section 7), scaled to the SLO period the way Sloth does: each pair alerts
+//! when the budget would be spent at a rate that consumes a fixed share of it within the
+//! long window (page: 2% in 1h, 5% in 6h; ticket: 10% in 1d, 10% in 3d), so for 30 days
+//! the factors are the workbook's 14.4, 6, 3 and 1.
+//!
+//! The burn rate over a window is the window's bad ratio divided by the budget ratio
+//! `1 - objective`: 1 spends the budget exactly over the period. Windows end at `at` and
+//! count requests that started in `[at - window, at)`, by whole minutes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rollup::{MINUTE_NS, Rollups};
+use crate::source::rfc3339;
+use crate::spec::Slo;
+
+const HOUR: i64 = 60 * MINUTE_NS;
+
+/// One multi-window alert condition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowPair {
+    /// `page` or `ticket`.
+    pub severity: &'static str,
+    /// Long window, ns.
+    pub long: i64,
+    /// Short window, ns.
+    pub short: i64,
+    /// Share of the period's budget the long window may consume before alerting.
+    pub budget_share: f64,
+}
+
+/// The four pairs of the workbook.
+pub const PAIRS: [WindowPair; 4] = [
+    WindowPair { severity: "page", long: HOUR, short: 5 * MINUTE_NS, budget_share: 0.02 },
+    WindowPair { severity: "page", long: 6 * HOUR, short: 30 * MINUTE_NS, budget_share: 0.05 },
+    WindowPair { severity: "ticket", long: 24 * HOUR, short: 2 * HOUR, budget_share: 0.10 },
+    WindowPair { severity: "ticket", long: 72 * HOUR, short: 6 * HOUR, budget_share: 0.10 },
+];
+
+impl WindowPair {
+    /// The burn-rate factor for an SLO period: `budget_share * period / long`.
+    pub fn factor(&self, period: i64) -> f64 {
+        self.budget_share * period as f64 / self.long as f64
+    }
+}
+
+/// A window's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Burn {
+    /// `5m`, `1h`, ...
+    pub window: String,
+    /// Requests counted.
+    pub total: f64,
+    /// Bad requests.
+    pub bad: f64,
+    /// `bad / total / (1 - objective)`; `None` without requests.
+    pub burn_rate: Option<f64>,
+}
+
+/// One alert condition's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// `page` or `ticket`.
+    pub severity: String,
+    /// The long and short windows.
+    pub windows: [String; 2],
+    /// Both windows must burn faster than this.
+    pub factor: f64,
+    /// Whether both do.
+    pub firing: bool,
+}
+
+/// An SLO at a moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloStatus {
+    /// The SLO.
+    pub name: String,
+    /// The SLI, described.
+    pub sli: String,
+    /// Target ratio of good requests.
+    pub objective: f64,
+    /// SLO period, seconds.
+    pub period_s: i64,
+    /// When, RFC 3339.
+    pub at: String,
+    /// Good ratio over the period (or the data there is of it).
+    pub sli_value: Option<f64>,
+    /// Share of the period's error budget left (negative when overspent).
+    pub budget_remaining: Option<f64>,
+    /// Seconds of the period the data covers (less than `period_s` for young data).
+    pub covered_s: i64,
+    /// Burn rate per window, shortest first.
+    pub burn: Vec<Burn>,
+    /// The multi-window conditions.
+    pub alerts: Vec<AlertState>,
+    /// At the 1h burn rate, seconds until the budget is spent (`None` when not burning or
+    /// already spent).
+    pub time_to_exhaustion_s: Option<f64>,
+}
+
+/// `1h`, `30m`, `3d` for window lengths.
+pub fn window_name(ns: i64) -> String {
+    let m = ns / MINUTE_NS;
+    if m % 1440 == 0 {
+        format!("{}d", m / 1440)
+    } else if m % 60 == 0 {
+        format!("{}h", m / 60)
+    } else {
+        format!("{m}m")
+    }
+}
+
+/// (good, total) of the SLO's requests that started in `[from, to)`.
+pub fn good_total(slo: &Slo, rollups: &Rollups, from: i64, to: i64) -> (f64, f64) {
+    let mut good = 0.0;
+    let mut total = 0.0;
+    for (_, cell) in rollups.minutes(&slo.service, slo.model.as_deref(), from, to) {
+        let (g, t) = slo.sli.good_total(&cell);
+        good += g;
+        total += t;
+    }
+    (good, total)
+}
+
+/// The status of `slo` at `at` from rollups covering at least `[at - max(period, 3d), at)`.
+pub fn status(slo: &Slo, rollups: &Rollups, at: i64) -> SloStatus {
+    let budget = 1.0 - slo.objective;
+    let burn_of = |w: i64| {
+        let (good, total) = good_total(slo, rollups, at - w, at);
+        let bad = total - good;
+        Burn { window: window_name(w), total, bad, burn_rate: (total > 0.0).then(|| bad / total / budget) }
+    };
+    let mut windows: Vec<i64> = PAIRS.iter().flat_map(|p| [p.short, p.long]).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    let burn: Vec<Burn> = windows.iter().map(|w| burn_of(*w)).collect();
+    let rate = |w: i64| burn.iter().find(|b| b.window == window_name(w)).and_then(|b| b.burn_rate);
+    let alerts = PAIRS
+        .iter()
+        .map(|p| {
+            let factor = p.factor(slo.period);
+            let firing = rate(p.long).is_some_and(|r| r > factor) && rate(p.short).is_some_and(|r| r > factor);
+            AlertState {
+                severity: p.severity.into(),
+                windows: [window_name(p.long), window_name(p.short)],
+                factor: (factor * 1000.0).round() / 1000.0,
+                firing,
+            }
+        })
+        .collect();
+    let (good, total) = good_total(slo, rollups, at - slo.period, at);
+    let covered_s =
+        rollups.span().map_or(0, |(first, _)| (at - first.max(at - slo.period)).clamp(0, slo.period) / 1_000_000_000);
+    let budget_remaining = (total > 0.0).then(|| 1.0 - (total - good) / (total * budget));
+    let time_to_exhaustion_s = match (budget_remaining, rate(HOUR)) {
+        (Some(left), Some(r)) if left > 0.0 && r > 0.0 => Some(left * (slo.period as f64 / 1e9) / r),
+        _ => None,
+    };
+    SloStatus {
+        name: slo.name.clone(),
+        sli: slo.sli.describe(),
+        objective: slo.objective,
+        period_s: slo.period / 1_000_000_000,
+        at: rfc3339(at),
+        sli_value: (total > 0.0).then(|| good / total),
+        budget_remaining,
+        covered_s,
+        burn,
+        alerts,
+        time_to_exhaustion_s,
+    }
+}
