@@ -260,6 +260,29 @@ impl Rollups {
 
 const MAGIC: &[u8] = b"SLOROLL1";
 
+/// The directory and manifest name of persisted rollups.
+pub const ROLLUPS: &str = "rollups";
+
+/// Rollups as the store's derived data: one file per flush with the rollups of the
+/// `requests` rows it wrote, so that the analyzer merges small files instead of scanning
+/// requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RollupDerive;
+
+impl slo_store::Derive for RollupDerive {
+    fn table(&self) -> &'static str {
+        ROLLUPS
+    }
+
+    fn derive(&self, requests: &[RecordBatch]) -> std::result::Result<Vec<u8>, String> {
+        let mut r = Rollups::new();
+        for b in requests {
+            r.add_requests(b).map_err(|e| e.to_string())?;
+        }
+        Ok(r.encode())
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());

@@ -9,7 +9,15 @@ use slo_store::query::Snapshot;
 
 use crate::columns::{self, f64_at, i64_at, str_at};
 use crate::error::Result;
-use crate::rollup::Rollups;
+use std::collections::HashSet;
+
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use slo_store::manifest::SegmentFile;
+use slo_store::schema::REQUESTS;
+
+use crate::error::Error;
+use crate::rollup::{ROLLUPS, Rollups, minute_of};
 
 /// An RFC 3339 literal for SQL from ns since the epoch.
 pub fn sql_time(ns: i64) -> String {
@@ -111,8 +119,21 @@ impl Source {
         first_time(&b)
     }
 
-    /// Rollups of the requests in `[from, to)` (one service, or all).
+    /// Rollups of the requests that started in the minutes `[from, to)` (one service, or
+    /// all): the persisted rollup of each flush that has one, the requests segments of
+    /// flushes that have none (data written before rollups existed, or a rollup that would
+    /// not decode), and the rows not flushed yet.
     pub async fn rollups(&self, service: Option<&str>, from: i64, to: i64) -> Result<Rollups> {
+        let snapshot = self.snapshot.clone();
+        let service = service.map(str::to_string);
+        tokio::task::spawn_blocking(move || rollups_blocking(&snapshot, service.as_deref(), from, to))
+            .await
+            .map_err(|e| Error::Data(format!("rollup task failed: {e}")))?
+    }
+
+    /// The same rollups by scanning `requests` with SQL (the reference the persisted ones
+    /// are tested against, and what a store without them costs).
+    pub async fn rollups_by_scan(&self, service: Option<&str>, from: i64, to: i64) -> Result<Rollups> {
         let mut sql = format!(
             "SELECT time, service, model, status, duration_ms, queue_ms, compute_ms, ttft_ms, input_tokens, output_tokens \
              FROM requests WHERE time >= {} AND time < {}",
@@ -247,6 +268,74 @@ impl Source {
     }
 }
 
+/// The flush id of a segment path (`.../000000000042.parquet`, `rollups/000000000042.bin`).
+fn flush_id(path: &str) -> Option<u64> {
+    let name = path.rsplit('/').next()?;
+    name.split('.').next()?.parse().ok()
+}
+
+fn rollups_blocking(snapshot: &Snapshot, service: Option<&str>, from: i64, to: i64) -> Result<Rollups> {
+    let (lo, hi) = (minute_of(from), to);
+    let overlaps = |f: &SegmentFile| f.max_time >= lo && f.min_time < hi;
+    let mut out = Rollups::new();
+    let mut covered = HashSet::new();
+    let keep =
+        |r: &mut Rollups| r.retain(|k| k.minute >= lo && k.minute < hi && service.is_none_or(|s| s == k.service));
+    for f in snapshot.files().iter().filter(|f| f.table == ROLLUPS && overlaps(f)) {
+        let path = snapshot.data_dir().join(&f.path);
+        let decoded = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| Rollups::decode(&b).map_err(|e| e.to_string()));
+        match decoded {
+            Ok(mut r) => {
+                keep(&mut r);
+                out.merge(&r);
+                covered.extend(flush_id(&f.path));
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable rollup file; reading its requests instead")
+            }
+        }
+    }
+    for f in snapshot.files().iter().filter(|f| f.table == REQUESTS && overlaps(f)) {
+        if flush_id(&f.path).is_some_and(|id| covered.contains(&id)) {
+            continue;
+        }
+        let path = snapshot.data_dir().join(&f.path);
+        let file = std::fs::File::open(&path).map_err(|e| Error::Io { op: "open", path: path.clone(), source: e })?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        let wanted = [
+            "time",
+            "service",
+            "model",
+            "status",
+            "duration_ms",
+            "queue_ms",
+            "compute_ms",
+            "ttft_ms",
+            "input_tokens",
+            "output_tokens",
+        ];
+        let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
+        let reader =
+            builder.with_projection(mask).build().map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        let mut r = Rollups::new();
+        for b in reader {
+            r.add_requests(&b?)?;
+        }
+        keep(&mut r);
+        out.merge(&r);
+    }
+    let mut r = Rollups::new();
+    for b in snapshot.memory(REQUESTS) {
+        r.add_requests(b)?;
+    }
+    keep(&mut r);
+    out.merge(&r);
+    Ok(out)
+}
+
 fn first_time(batches: &[RecordBatch]) -> Result<Option<i64>> {
     for b in batches {
         if b.num_rows() > 0 {
@@ -256,3 +345,6 @@ fn first_time(batches: &[RecordBatch]) -> Result<Option<i64>> {
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests;

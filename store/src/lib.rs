@@ -29,5 +29,5 @@ pub use error::{Error, Result};
 pub use metrics::StoreMetrics;
 pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord};
 pub use rows::RequestRow;
-pub use store::{FlushJob, Recovery, Store, StoreConfig};
+pub use store::{Derive, FlushJob, Recovery, Store, StoreConfig};
 pub use wal::{FsyncPolicy, Wal};

@@ -121,9 +121,22 @@ impl Snapshot {
         Ok(df.collect().await?)
     }
 
-    /// Segment files in the view.
+    /// Segment files in the view (every table's, and derived files).
     pub fn files(&self) -> &[SegmentFile] {
         &self.files
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// Rows of a table not yet in segments (in memory or being flushed).
+    pub fn memory(&self, table: &str) -> &[RecordBatch] {
+        match schema::TABLES.iter().position(|t| *t == table) {
+            Some(i) => &self.tables[i],
+            None => &[],
+        }
     }
 }
 

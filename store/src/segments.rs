@@ -99,7 +99,7 @@ pub fn write_table(data_dir: &Path, table: &str, flush_id: u64, batches: &[Recor
     Ok(files)
 }
 
-/// Removes `.parquet` files under `<data>/<table>/` that the manifest does not list
+/// Removes `.parquet` (and derived `.bin`) files under `<data>/<table>/` that the manifest does not list
 /// (left by a crash between writing a segment and saving the manifest), and temporary files.
 pub fn remove_orphans(data_dir: &Path, table: &str, listed: &[SegmentFile]) -> Result<usize> {
     let known: std::collections::HashSet<&str> = listed.iter().map(|f| f.path.as_str()).collect();
@@ -120,7 +120,8 @@ pub fn remove_orphans(data_dir: &Path, table: &str, listed: &[SegmentFile]) -> R
             }
             let rel = path.strip_prefix(data_dir).unwrap_or(&path).to_string_lossy().to_string();
             let name = entry.file_name().to_string_lossy().to_string();
-            let orphan = name.ends_with(".tmp") || (name.ends_with(".parquet") && !known.contains(rel.as_str()));
+            let segment = name.ends_with(".parquet") || name.ends_with(".bin");
+            let orphan = name.ends_with(".tmp") || (segment && !known.contains(rel.as_str()));
             if orphan {
                 fs::remove_file(&path).map_err(Error::io("remove orphan segment", &path))?;
                 removed += 1;

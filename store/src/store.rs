@@ -16,6 +16,17 @@ use crate::schema::{REQUESTS, SPANS, TABLES};
 use crate::segments;
 use crate::wal::{self, FsyncPolicy, SegmentRead, Wal};
 
+/// Data derived from each flush's `requests` rows and kept beside its segments (the
+/// analyzer's rollups): written in the same flush, listed in the manifest under
+/// [`Derive::table`], removed by retention with the rest, never part of the SQL tables.
+/// Derived data can be rebuilt from `requests`, so a failure to derive is logged, not fatal.
+pub trait Derive: Send + Sync + std::fmt::Debug {
+    /// The directory and manifest table name (`rollups`).
+    fn table(&self) -> &'static str;
+    /// The bytes to keep for these `requests` batches.
+    fn derive(&self, requests: &[RecordBatch]) -> std::result::Result<Vec<u8>, String>;
+}
+
 /// How the store behaves. The serve command fills it from the config file and flags.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -35,6 +46,8 @@ pub struct StoreConfig {
     /// Segments whose newest row (data time) is older than this are deleted; `None` keeps
     /// everything (imports of old incidents).
     pub retention: Option<Duration>,
+    /// What to derive from each flush's requests (the analyzer's rollups), if anything.
+    pub derive: Option<Arc<dyn Derive>>,
 }
 
 impl StoreConfig {
@@ -48,6 +61,7 @@ impl StoreConfig {
             flush_rows: 1_000_000,
             max_memory_bytes: 1 << 30,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            derive: None,
         }
     }
 
@@ -161,7 +175,8 @@ impl Store {
         fs::create_dir_all(&cfg.data_dir).map_err(Error::io("create data dir", &cfg.data_dir))?;
         let lock = lock_data_dir(&cfg.data_dir)?;
         let manifest = Manifest::load(&cfg.data_dir)?;
-        for table in TABLES {
+        let derived = cfg.derive.as_ref().map(|d| d.table());
+        for table in TABLES.into_iter().chain(derived) {
             let removed = segments::remove_orphans(&cfg.data_dir, table, &manifest.files)?;
             if removed > 0 {
                 tracing::warn!(table, removed, "removed segment files a crash left unlisted");
@@ -291,6 +306,7 @@ impl Store {
             for (table, batches) in TABLES.iter().zip(&job.tables) {
                 files.extend(segments::write_table(dir, table, job.id, batches)?);
             }
+            files.extend(self.write_derived(job, &files)?);
             let state_file = if job.state.is_empty() {
                 None
             } else {
@@ -328,6 +344,38 @@ impl Store {
             }
         }
         result
+    }
+
+    fn write_derived(&self, job: &FlushJob, written: &[SegmentFile]) -> Result<Option<SegmentFile>> {
+        let Some(d) = &self.inner.cfg.derive else { return Ok(None) };
+        let Some(i) = table_index(REQUESTS) else { return Ok(None) };
+        let requests = &job.tables[i];
+        let rows: usize = requests.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let bytes = match d.derive(requests) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(table = d.table(), error = %e, "could not derive data for a flush; it is rebuilt from requests when read");
+                return Ok(None);
+            }
+        };
+        let dir = self.inner.cfg.data_dir.join(d.table());
+        fs::create_dir_all(&dir).map_err(Error::io("create dir", &dir))?;
+        let name = format!("{:012}.bin", job.id);
+        write_atomic(&dir, &name, &bytes)?;
+        let of_requests = written.iter().filter(|f| f.table == REQUESTS);
+        let min_time = of_requests.clone().map(|f| f.min_time).min().unwrap_or(0);
+        let max_time = of_requests.map(|f| f.max_time).max().unwrap_or(0);
+        Ok(Some(SegmentFile {
+            table: d.table().to_string(),
+            path: format!("{}/{name}", d.table()),
+            rows: rows as u64,
+            bytes: bytes.len() as u64,
+            min_time,
+            max_time,
+        }))
     }
 
     /// Deletes segments whose newest row is older than the retention period.

@@ -1,0 +1,92 @@
+use std::time::Duration;
+
+use slo_store::rows::{RequestRow, requests_batch};
+use slo_store::{Store, StoreConfig, StoreMetrics};
+
+use super::*;
+use crate::rollup::{MINUTE_NS, RollupDerive};
+
+const T0: i64 = 1_763_900_040_000_000_000;
+
+fn rows(from_s: i64, n: usize) -> Vec<RequestRow> {
+    (0..n)
+        .map(|i| {
+            let t = T0 + (from_s + i as i64) * 1_000_000_000;
+            RequestRow {
+                time_unix_nano: t as u64,
+                trace_id: format!("{t:032x}"),
+                service: if i % 3 == 0 { "embedder".into() } else { "llama".into() },
+                model: Some(if i % 5 == 0 { "m2".into() } else { "m1".into() }),
+                status: if i % 17 == 0 { "error" } else { "ok" },
+                duration_ms: 50.0 + (i * 37 % 1000) as f64,
+                queue_ms: (i * 13 % 100) as f64,
+                compute_ms: 40.0 + (i * 37 % 900) as f64,
+                ttft_ms: (i % 4 != 0).then_some(20.0 + (i % 50) as f64),
+                input_tokens: Some(100 + (i % 700) as i64),
+                output_tokens: Some(10 + (i % 90) as i64),
+                split_source: "none",
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn open(dir: &std::path::Path) -> (Store, slo_store::Wal) {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.flush_interval = Duration::from_secs(3600);
+    cfg.retention = None;
+    cfg.derive = Some(std::sync::Arc::new(RollupDerive));
+    let (store, wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+    (store, wal)
+}
+
+fn flush(store: &Store, wal: &mut slo_store::Wal) {
+    let through = wal.rotate().unwrap();
+    let job = store.freeze(through, vec![]);
+    store.write_flush(&job).unwrap();
+}
+
+#[tokio::test]
+async fn persisted_rollups_equal_a_scan_of_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut wal) = open(dir.path());
+    // Two flushes that share a minute, then rows still in memory.
+    store.append(None, Some(requests_batch(&rows(0, 400)).unwrap()));
+    flush(&store, &mut wal);
+    store.append(None, Some(requests_batch(&rows(400, 500)).unwrap()));
+    flush(&store, &mut wal);
+    store.append(None, Some(requests_batch(&rows(900, 300)).unwrap()));
+    let snap = store.snapshot();
+    let rollup_files = snap.files().iter().filter(|f| f.table == ROLLUPS).count();
+    assert_eq!(rollup_files, 2, "one rollup per flush");
+    let src = Source::new(snap);
+    let (from, to) = (T0 - MINUTE_NS, T0 + 30 * MINUTE_NS);
+    for service in [None, Some("llama"), Some("embedder")] {
+        let persisted = src.rollups(service, from, to).await.unwrap();
+        let scanned = src.rollups_by_scan(service, from, to).await.unwrap();
+        assert!(!persisted.is_empty());
+        assert_eq!(persisted, scanned, "{service:?}");
+    }
+    // A narrower window: whole minutes only.
+    let (a, b) = (T0 + 5 * MINUTE_NS, T0 + 12 * MINUTE_NS);
+    assert_eq!(
+        src.rollups(Some("llama"), a, b).await.unwrap(),
+        src.rollups_by_scan(Some("llama"), a, b).await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_lost_or_corrupt_rollup_is_rebuilt_from_its_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut wal) = open(dir.path());
+    store.append(None, Some(requests_batch(&rows(0, 600)).unwrap()));
+    flush(&store, &mut wal);
+    store.append(None, Some(requests_batch(&rows(600, 600)).unwrap()));
+    flush(&store, &mut wal);
+    let snap = store.snapshot();
+    let files: Vec<_> = snap.files().iter().filter(|f| f.table == ROLLUPS).cloned().collect();
+    std::fs::write(dir.path().join(&files[0].path), b"SLOROLL1 garbage").unwrap();
+    let src = Source::new(snap);
+    let (from, to) = (T0 - MINUTE_NS, T0 + 30 * MINUTE_NS);
+    assert_eq!(src.rollups(None, from, to).await.unwrap(), src.rollups_by_scan(None, from, to).await.unwrap());
+}
