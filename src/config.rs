@@ -195,4 +195,17 @@ mod tests {
         let e = ServeConfig::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("fsynk") && e.contains("c.yaml"), "{e}");
     }
+
+    #[test]
+    fn the_readme_slo_example_is_a_valid_config() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```yaml\nslos:").expect("the README has the SLO example") + "```yaml\n".len();
+        let text = &readme[start..start + readme[start..].find("```").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("slo.yaml");
+        std::fs::write(&p, text).unwrap();
+        ServeConfig::load(Some(&p)).unwrap();
+        let names: Vec<String> = slo_analyzer::spec::load(&p).unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["llama-70b-latency", "llama-70b-errors", "llama-70b-ttft"]);
+    }
 }
