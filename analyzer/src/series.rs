@@ -203,3 +203,6 @@ fn bump_in(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Fo
     };
     Some(Found { point, baseline: (0, i), regressed: (i, j), ongoing: j == n })
 }
+
+#[cfg(test)]
+mod tests;
