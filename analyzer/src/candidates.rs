@@ -111,7 +111,17 @@ fn deployment_of<'a>(pod: &str, attrs: &'a BTreeMap<String, String>, known: &'a 
 pub fn from_changes(ctx: &Context<'_>, changes: &[Change]) -> Vec<Candidate> {
     let tol = ctx.width;
     let mut groups: BTreeMap<(String, String), Vec<&Change>> = BTreeMap::new();
-    for c in changes {
+    // An Event-only row (no `from`) beside the watch's row of the same step is one fact.
+    let twin = |c: &Change| {
+        c.from.is_empty()
+            && changes.iter().any(|o| {
+                !o.from.is_empty()
+                    && o.kind == c.kind
+                    && o.object == c.object
+                    && (o.time - c.time).abs() <= 5_000_000_000
+            })
+    };
+    for c in changes.iter().filter(|c| !twin(c)) {
         let key_object = match c.object.strip_prefix("pod/") {
             Some(pod) => match deployment_of(pod, &c.attributes, &ctx.deployments) {
                 Some(d) => format!("pods-of/{d}"),
@@ -155,7 +165,7 @@ pub fn from_changes(ctx: &Context<'_>, changes: &[Change]) -> Vec<Candidate> {
 
 fn scope(ctx: &Context<'_>, c: &Change) -> f64 {
     let (kind, name) = c.object.split_once('/').unwrap_or(("", c.object.as_str()));
-    let nodes_before = evidence::distinct(&ctx.before, |r| r.node.as_str());
+    let nodes_before = evidence::distinct(&ctx.before, |r| &*r.node);
     match kind {
         "deployment" => {
             if ctx.deployments.contains(name) {
@@ -169,7 +179,7 @@ fn scope(ctx: &Context<'_>, c: &Change) -> f64 {
             if ctx.deployments.contains(target) || ctx.deployments.contains(name) { 1.0 } else { 0.1 }
         }
         "pod" => {
-            let served = ctx.before.iter().chain(&ctx.after).any(|r| r.pod == name);
+            let served = ctx.before.iter().chain(&ctx.after).any(|r| &*r.pod == name);
             if served
                 || deployment_of(name, &c.attributes, &ctx.deployments).is_some_and(|d| ctx.deployments.contains(d))
             {
@@ -209,13 +219,13 @@ fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> 
             facts.push(what(lead));
             let after: Vec<&Request> = ctx.after.iter().copied().filter(|r| r.time >= lead.time).collect();
             let new_rs = lead.attributes.get("to_replicaset").cloned().or_else(|| {
-                let old = evidence::distinct(&ctx.before, |r| r.replicaset.as_str());
-                evidence::distinct(&after, |r| r.replicaset.as_str())
+                let old = evidence::distinct(&ctx.before, |r| &*r.replicaset);
+                evidence::distinct(&after, |r| &*r.replicaset)
                     .into_iter()
                     .find(|rs| !old.contains(rs))
                     .map(str::to_string)
             });
-            match new_rs.and_then(|rs| evidence::compare(&after, &rs, |r| r.replicaset == rs)) {
+            match new_rs.and_then(|rs| evidence::compare(&after, &rs, |r| *r.replicaset == *rs)) {
                 Some(cmp) => {
                     facts.insert(0, compare_fact("new ReplicaSet", &cmp, "the old one"));
                     if cmp.slower() { 1.0 } else { 0.2 }
@@ -240,8 +250,8 @@ fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> 
         "node_lost" | "eviction" => {
             facts.push(what(lead));
             let node = lead.object.strip_prefix("node/").unwrap_or("");
-            let before = ctx.before.iter().filter(|r| r.node == node).count();
-            let after = ctx.after.iter().filter(|r| r.node == node && r.time > lead.time + 60_000_000_000).count();
+            let before = ctx.before.iter().filter(|r| &*r.node == node).count();
+            let after = ctx.after.iter().filter(|r| &*r.node == node && r.time > lead.time + 60_000_000_000).count();
             if !node.is_empty() && before > 0 {
                 facts.insert(0, format!("{node} served {before} requests before, {after} after"));
                 if after * 10 < before.max(1) { 1.0 } else { 0.5 }
@@ -258,7 +268,7 @@ fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> 
                 lead.object,
                 hm(lead.time)
             ));
-            let total = evidence::distinct(&ctx.before, |r| r.pod.as_str()).len().max(1);
+            let total = evidence::distinct(&ctx.before, |r| &*r.pod).len().max(1);
             0.5 + 0.5 * (pods.len() as f64 / total as f64 * 3.0).min(1.0)
         }
         "cold_start" => {
@@ -350,11 +360,11 @@ pub fn from_metrics(
         ));
     }
     // A node slower than the others after the onset but not before.
-    let nodes = evidence::distinct(&ctx.after, |r| r.node.as_str());
+    let nodes = evidence::distinct(&ctx.after, |r| &*r.node);
     let mut slow: Vec<(GroupComparison, f64)> = Vec::new();
     for n in nodes {
-        let Some(after) = evidence::compare(&ctx.after, n, |r| r.node == n) else { continue };
-        let before_ratio = evidence::compare(&ctx.before, n, |r| r.node == n).map_or(1.0, |b| b.ratio());
+        let Some(after) = evidence::compare(&ctx.after, n, |r| &*r.node == n) else { continue };
+        let before_ratio = evidence::compare(&ctx.before, n, |r| &*r.node == n).map_or(1.0, |b| b.ratio());
         if after.slower() && after.ratio() / before_ratio > 1.10 {
             slow.push((after, before_ratio));
         }

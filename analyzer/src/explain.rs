@@ -275,11 +275,11 @@ async fn explain_service(
     let secs = |a: usize, b: usize| (series.start(b) - series.start(a)) as f64 / 1e9;
     let ctx = Context {
         service: &service,
-        deployments: evidence::distinct(&detail.iter().collect::<Vec<_>>(), |r| r.deployment.as_str())
+        deployments: evidence::distinct(&detail.iter().collect::<Vec<_>>(), |r| &*r.deployment)
             .into_iter()
             .map(str::to_string)
             .collect(),
-        namespace: detail.first().map(|r| r.namespace.clone()).unwrap_or_default(),
+        namespace: detail.first().map(|r| r.namespace.to_string()).unwrap_or_default(),
         onset,
         width: series.width,
         tail,

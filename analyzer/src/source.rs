@@ -10,6 +10,7 @@ use slo_store::query::Snapshot;
 use crate::columns::{self, f64_at, i64_at, str_at};
 use crate::error::Result;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -63,15 +64,15 @@ pub struct Request {
     /// Start, ns.
     pub time: i64,
     /// Pod that served it.
-    pub pod: String,
+    pub pod: Arc<str>,
     /// Its ReplicaSet.
-    pub replicaset: String,
+    pub replicaset: Arc<str>,
     /// Its Deployment.
-    pub deployment: String,
+    pub deployment: Arc<str>,
     /// Its namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Its node.
-    pub node: String,
+    pub node: Arc<str>,
     /// Total, queue and compute milliseconds.
     pub duration: f64,
     /// Queue ms.
@@ -206,6 +207,8 @@ impl Source {
             sql_time(to)
         );
         let mut out = Vec::new();
+        // Pods, nodes and ReplicaSets repeat on every row: one allocation per distinct name.
+        let mut interner = Interner::default();
         for b in self.sql(&sql).await? {
             let time = columns::times(&b, "time")?;
             let deployment = columns::strings(&b, "deployment")?;
@@ -224,13 +227,14 @@ impl Source {
             let (inp, outp) = (columns::ints(&b, "input_tokens")?, columns::ints(&b, "output_tokens")?);
             for i in 0..b.num_rows() {
                 let Some(t) = i64_at(&time, i) else { continue };
+                let mut get = |a: &arrow::array::StringArray| interner.get(str_at(a, i).unwrap_or(""));
                 out.push(Request {
                     time: t,
-                    pod: str_at(&pod, i).unwrap_or("").to_string(),
-                    replicaset: str_at(&rs, i).unwrap_or("").to_string(),
-                    deployment: str_at(&deployment, i).unwrap_or("").to_string(),
-                    namespace: str_at(&namespace, i).unwrap_or("").to_string(),
-                    node: str_at(&node, i).unwrap_or("").to_string(),
+                    pod: get(&pod),
+                    replicaset: get(&rs),
+                    deployment: get(&deployment),
+                    namespace: get(&namespace),
+                    node: get(&node),
                     duration: f64_at(&d, i).unwrap_or(0.0),
                     queue: f64_at(&q, i).unwrap_or(0.0),
                     compute: f64_at(&c, i).unwrap_or(0.0),
@@ -265,6 +269,21 @@ impl Source {
             }
         }
         Ok(out)
+    }
+}
+
+/// Shares one `Arc<str>` per distinct string.
+#[derive(Default)]
+struct Interner(std::collections::HashMap<Box<str>, Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(s.into(), a.clone());
+        a
     }
 }
 
