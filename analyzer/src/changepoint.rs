@@ -119,8 +119,10 @@ fn significant(before: &[f64], after: &[f64], cfg: &Config) -> bool {
 }
 
 /// The interval `[i, j)` (at least `min_size` long, with at least `min_size` points on
-/// each side of it) whose mean differs most from the rest: circular binary segmentation (Olshen et al., 2004), which finds a bump that
-/// came back down, where a single split sees little. O(n^2) with prefix sums.
+/// each side of it) whose mean is most above the rest's: circular binary segmentation
+/// (Olshen et al., 2004) looking one way, for a bump that came back down where a single
+/// split sees little (a dip is not a regression, and must not hide a smaller bump).
+/// `None` when no interval is above the rest. O(n^2) with prefix sums.
 pub fn best_interval(x: &[f64], min_size: usize) -> Option<(usize, usize)> {
     let n = x.len();
     if n < 3 * min_size {
@@ -139,13 +141,13 @@ pub fn best_interval(x: &[f64], min_size: usize) -> Option<(usize, usize)> {
             let si = s[j] - s[i];
             // Olshen's statistic with one scale for the whole segment: the mean difference
             // weighted by sqrt(m k / n); the scale does not move the argmax.
-            let t = (si / m - (tot - si) / k).abs() * (m * k / n as f64).sqrt();
+            let t = (si / m - (tot - si) / k) * (m * k / n as f64).sqrt();
             if best.is_none_or(|b| t > b.2) {
                 best = Some((i, j, t));
             }
         }
     }
-    best.map(|(i, j, _)| (i, j))
+    best.filter(|b| b.2 > 0.0).map(|(i, j, _)| (i, j))
 }
 
 /// A Fenwick tree of counts and sums over value ranks.

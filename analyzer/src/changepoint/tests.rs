@@ -61,6 +61,13 @@ fn the_most_different_interval_is_the_bump() {
         x[12 + k] = *v;
     }
     assert_eq!(best_interval(&x, 3), Some((12, 16)));
+    // A deeper dip elsewhere does not hide it.
+    for v in &mut x[20..26] {
+        *v = 4_000.0;
+    }
+    assert_eq!(best_interval(&x, 3), Some((12, 16)));
+    let flat = vec![5.0; 20];
+    assert_eq!(best_interval(&flat, 3), None);
 }
 
 #[test]
