@@ -2,7 +2,7 @@
 //!
 //! Candidates come from the `changes` table (grouped: the steps of one HPA, the pods of one
 //! deployment) and from the data itself (a traffic surge, a prompt/output token shift, a
-//! node whose compute slowed against the others, GPU clocks that dropped). Each gets four
+//! node whose compute slowed against the others, with the GPU throttle reasons it reported). Each gets four
 //! factors in [0, 1] and a score `timing x scope x (0.3 mechanism + 0.7 strength)`:
 //!
 //! - **timing**: the cause must precede the onset (within the bucket resolution) by no more
@@ -16,7 +16,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::evidence::{self, GroupComparison, TailShift};
-use crate::source::{Change, NodeMetric, Request, rfc3339};
+use crate::source::{Change, NodeThrottle, Request, reason_names, rfc3339};
+
+const MINUTE: i64 = 60_000_000_000;
 
 /// What the scoring knows about the regression.
 #[derive(Debug)]
@@ -68,6 +70,9 @@ pub struct Candidate {
     pub mechanism: f64,
     /// Strength of the kind-specific test.
     pub strength: f64,
+    /// How much slower (compute per token) the requests this cause touched got than the
+    /// others, when a group comparison measured it (new ReplicaSet, one node).
+    pub local_ratio: Option<f64>,
     /// The score.
     pub score: f64,
 }
@@ -152,11 +157,13 @@ pub fn from_changes(ctx: &Context<'_>, changes: &[Change]) -> Vec<Candidate> {
             scope: 0.0,
             mechanism: 0.0,
             strength: 0.0,
+            local_ratio: None,
             score: 0.0,
         };
         cand.scope = scope(ctx, lead);
-        let (strength, facts) = strength_of_change(ctx, lead, &members);
+        let (strength, facts, local_ratio) = strength_of_change(ctx, lead, &members);
         cand.strength = strength;
+        cand.local_ratio = local_ratio;
         cand.evidence = facts;
         out.push(cand);
     }
@@ -201,8 +208,9 @@ fn scope(ctx: &Context<'_>, c: &Change) -> f64 {
     }
 }
 
-fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> (f64, Vec<String>) {
+fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> (f64, Vec<String>, Option<f64>) {
     let mut facts = Vec::new();
+    let mut local_ratio = None;
     let what = |c: &Change| {
         let mut s = format!("{} {}", c.kind, c.object);
         if !c.from.is_empty() || !c.to.is_empty() {
@@ -228,6 +236,7 @@ fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> 
             match new_rs.and_then(|rs| evidence::compare(&after, &rs, |r| *r.replicaset == *rs)) {
                 Some(cmp) => {
                     facts.insert(0, compare_fact("new ReplicaSet", &cmp, "the old one"));
+                    local_ratio = Some(cmp.ratio());
                     if cmp.slower() { 1.0 } else { 0.2 }
                 }
                 None => 0.4,
@@ -285,7 +294,7 @@ fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> 
             0.1
         }
     };
-    (strength, facts)
+    (strength, facts, local_ratio)
 }
 
 fn compare_fact(group: &str, c: &GroupComparison, rest: &str) -> String {
@@ -305,10 +314,10 @@ pub fn p_text(p: f64) -> String {
 }
 
 /// Candidates the data itself suggests: traffic surge, token mix shift, a node whose
-/// compute slowed (with its GPU clocks when scraped).
+/// compute slowed (with the GPU throttle reasons it reported, when scraped).
 pub fn from_metrics(
     ctx: &Context<'_>,
-    sm_clock: &[NodeMetric],
+    throttle: &[NodeThrottle],
     rate_onset: Option<i64>,
     token_onset: Option<i64>,
 ) -> Vec<Candidate> {
@@ -325,6 +334,7 @@ pub fn from_metrics(
         scope: 1.0,
         mechanism: 0.0,
         strength,
+        local_ratio: None,
         score: 0.0,
     };
     let (rb, ra) = ctx.rate;
@@ -375,18 +385,32 @@ pub fn from_metrics(
         let mut ev =
             vec![format!("{} (x{:.2} before the onset)", compare_fact("node", cmp, "the other nodes"), before_ratio)];
         let mut time = ctx.onset;
-        let clocks: Vec<&NodeMetric> = sm_clock.iter().filter(|m| m.node == node).collect();
-        let base: Vec<f64> = clocks.iter().filter(|m| m.minute < ctx.onset - ctx.width).map(|m| m.mean).collect();
-        if !base.is_empty() {
-            let base = crate::stats::mean(&base);
-            if let Some(drop) = clocks.iter().find(|m| m.minute >= ctx.onset - 600_000_000_000 && m.mean < base * 0.9) {
-                time = drop.minute;
-                let low =
-                    clocks.iter().filter(|m| m.minute >= drop.minute).map(|m| m.mean).fold(f64::INFINITY, f64::min);
-                ev.push(format!("SM clock on {node} {base:.0} -> {low:.0} MHz from {}", hm(drop.minute)));
+        // The run of throttled minutes the onset falls in (or that starts just after it).
+        let minutes: Vec<&NodeThrottle> = throttle.iter().filter(|m| m.node == node).collect();
+        let hot = |m: &&NodeThrottle| m.gpus > 0;
+        let at_onset = minutes.iter().rposition(|m| m.minute <= ctx.onset + ctx.width).filter(|&k| hot(&minutes[k]));
+        let start = match at_onset {
+            Some(mut k) => {
+                while k > 0 && hot(&minutes[k - 1]) && minutes[k - 1].minute == minutes[k].minute - MINUTE {
+                    k -= 1;
+                }
+                Some(k)
             }
+            None => minutes.iter().position(|m| m.minute > ctx.onset && m.minute <= ctx.onset + 5 * MINUTE && hot(m)),
+        };
+        if let Some(k) = start {
+            time = minutes[k].minute;
+            let reasons = minutes[k..].iter().fold(0, |a, m| a | m.reasons);
+            let gpus = minutes[k..].iter().map(|m| m.gpus).max().unwrap_or(0);
+            ev.push(format!(
+                "GPU clock-event reasons on {node} from {}: {} ({gpus} GPU(s))",
+                hm(time),
+                reason_names(reasons).join(", ")
+            ));
         }
-        out.push(mk("gpu_throttle", format!("node/{node}"), time, 1.0, ev));
+        let mut c = mk("gpu_throttle", format!("node/{node}"), time, 1.0, ev);
+        c.local_ratio = Some(cmp.ratio() / before_ratio);
+        out.push(c);
     }
     out
 }
@@ -416,6 +440,11 @@ pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
         } else {
             0.3
         };
+        // Where the cause's own requests got slower to compute (a new ReplicaSet, one node),
+        // that is its mechanism, whatever queueing it caused downstream.
+        if let Some(r) = c.local_ratio.filter(|r| *r > 1.1) {
+            c.mechanism = c.mechanism.max((0.5 + 0.5 * (r - 1.0)).min(1.0));
+        }
         c.score = c.timing * c.scope * (0.3 * c.mechanism + 0.7 * c.strength);
         let when = if lag.abs() < 1.0 {
             "at the onset".to_string()

@@ -298,12 +298,12 @@ async fn explain_service(
     let lookback = 30 * MINUTE_NS;
     let changes = source.changes(onset - lookback, onset + 2 * series.width + MINUTE_NS).await?;
     data.changes_considered = changes.len();
-    let clocks = source.node_metric("DCGM_FI_DEV_SM_CLOCK", onset - lookback - horizon, to).await?;
+    let throttle = source.node_throttle(onset - lookback, to).await?;
     let rate_onset = nearest_upward(&series, &series.rates(), found.point.index, &q.detection);
     let tokens = series.quantiles(0.5, |c| &c.input_tokens);
     let token_onset = nearest_upward(&series, &tokens, found.point.index, &q.detection);
     let mut cands: Vec<Candidate> = candidates::from_changes(&ctx, &changes);
-    cands.extend(candidates::from_metrics(&ctx, &clocks, rate_onset, token_onset));
+    cands.extend(candidates::from_metrics(&ctx, &throttle, rate_onset, token_onset));
     candidates::score(&ctx, &mut cands);
     let causes: Vec<Cause> = cands
         .iter()

@@ -87,15 +87,30 @@ pub struct Request {
     pub error: bool,
 }
 
-/// A per (node, minute) summary of a GPU metric.
+/// GPU clock-event (throttle) reasons on one node in one minute.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NodeMetric {
+pub struct NodeThrottle {
     /// Node name.
     pub node: String,
     /// Minute, ns.
     pub minute: i64,
-    /// Mean over the node's GPUs and the minute's scrapes.
-    pub mean: f64,
+    /// GPUs that reported a throttle reason in the minute.
+    pub gpus: i64,
+    /// The reasons' bits, OR-ed over the node's GPUs and the minute's scrapes.
+    pub reasons: i64,
+}
+
+/// NVML clock-event reasons that slow a GPU down: SW power cap (0x4), HW slowdown (0x8),
+/// SW thermal (0x20), HW thermal (0x40), HW power brake (0x80).
+pub const THROTTLE_REASONS: i64 = 0x4 | 0x8 | 0x20 | 0x40 | 0x80;
+
+/// Names of the throttle bits set in `reasons`.
+pub fn reason_names(reasons: i64) -> Vec<&'static str> {
+    [(0x4, "SW power cap"), (0x8, "HW slowdown"), (0x20, "SW thermal"), (0x40, "HW thermal"), (0x80, "HW power brake")]
+        .into_iter()
+        .filter(|(bit, _)| reasons & bit != 0)
+        .map(|(_, n)| n)
+        .collect()
 }
 
 /// Reads the store for the analyzer.
@@ -248,12 +263,15 @@ impl Source {
         Ok(out)
     }
 
-    /// Per (node, minute) mean of a GPU metric in `[from, to)`.
-    pub async fn node_metric(&self, metric: &str, from: i64, to: i64) -> Result<Vec<NodeMetric>> {
+    /// Per (node, minute): how many GPUs reported a throttle reason (dcgm-exporter's
+    /// `DCGM_FI_DEV_CLOCKS_EVENT_REASONS`), in `[from, to)`.
+    pub async fn node_throttle(&self, from: i64, to: i64) -> Result<Vec<NodeThrottle>> {
         let sql = format!(
-            "SELECT node, date_trunc('minute', time) AS minute, avg(value) AS mean FROM samples \
-             WHERE metric = {} AND time >= {} AND time < {} AND node IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
-            sql_str(metric),
+            "SELECT node, date_trunc('minute', time) AS minute, \
+             count(DISTINCT CASE WHEN (CAST(value AS BIGINT) & {THROTTLE_REASONS}) != 0 THEN gpu END) AS gpus, \
+             bit_or(CAST(value AS BIGINT) & {THROTTLE_REASONS}) AS reasons FROM samples \
+             WHERE metric IN ('DCGM_FI_DEV_CLOCKS_EVENT_REASONS', 'DCGM_FI_DEV_CLOCK_THROTTLE_REASONS') \
+             AND time >= {} AND time < {} AND node IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
             sql_time(from),
             sql_time(to)
         );
@@ -261,10 +279,15 @@ impl Source {
         for b in self.sql(&sql).await? {
             let node = columns::strings(&b, "node")?;
             let minute = columns::times(&b, "minute")?;
-            let mean = columns::floats(&b, "mean")?;
+            let (gpus, reasons) = (columns::ints(&b, "gpus")?, columns::ints(&b, "reasons")?);
             for i in 0..b.num_rows() {
-                if let (Some(n), Some(m), Some(v)) = (str_at(&node, i), i64_at(&minute, i), f64_at(&mean, i)) {
-                    out.push(NodeMetric { node: n.to_string(), minute: m, mean: v });
+                if let (Some(n), Some(m)) = (str_at(&node, i), i64_at(&minute, i)) {
+                    out.push(NodeThrottle {
+                        node: n.to_string(),
+                        minute: m,
+                        gpus: i64_at(&gpus, i).unwrap_or(0),
+                        reasons: i64_at(&reasons, i).unwrap_or(0),
+                    });
                 }
             }
         }
