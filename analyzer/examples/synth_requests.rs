@@ -5,7 +5,7 @@
 //! cargo run --release -p slo-analyzer --example synth_requests -- DIR [RPS] [HOURS]
 //! ```
 //!
-//! RPS requests per second (default 1000) for HOURS (default 24) ending 2026-11-22T00:00Z,
+//! RPS requests per second (default 1000) for HOURS (default 24) ending 2025-11-22T00:00Z,
 //! split over `llama-70b` (two models, 70%) and `embedder` (30%), flushed once per minute
 //! of data as a server flushing every 60 s would. At 80% of the span the `llama-70b` HPA
 //! scales 8 -> 6 (a `changes` row) and its requests queue: queue time grows by a few
@@ -19,7 +19,7 @@ use slo_store::cluster_rows::changes_batch;
 use slo_store::rows::{RequestRow, requests_batch};
 use slo_store::{ChangeRecord, Store, StoreConfig, StoreMetrics};
 
-const END: i64 = 1_763_769_600_000_000_000; // 2026-11-22T00:00:00Z
+const END: i64 = 1_763_769_600_000_000_000; // 2025-11-22T00:00:00Z
 
 struct Rng(u64);
 

@@ -129,10 +129,14 @@ impl Source {
         Ok(self.snapshot.sql(sql).await?)
     }
 
-    /// Newest request start, ns.
+    /// SQL over only the segments that may hold rows of `[from, to)`.
+    async fn sql_in(&self, from: i64, to: i64, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.snapshot.restrict(from, to).sql(sql).await?)
+    }
+
+    /// Newest request start, ns (from the manifest and the unflushed rows; no scan).
     pub async fn latest_request(&self) -> Result<Option<i64>> {
-        let b = self.sql("SELECT max(time) AS t FROM requests").await?;
-        first_time(&b)
+        Ok(self.snapshot.max_time(REQUESTS))
     }
 
     /// Rollups of the requests that started in the minutes `[from, to)` (one service, or
@@ -175,7 +179,7 @@ impl Source {
             sql_time(to)
         );
         let mut out = Vec::new();
-        for b in self.sql(&sql).await? {
+        for b in self.sql_in(from, to, &sql).await? {
             let time = columns::times(&b, "time")?;
             let s = |n: &str| columns::strings(&b, n);
             let (kind, ns, object, from, to, reason, message) =
@@ -224,7 +228,7 @@ impl Source {
         let mut out = Vec::new();
         // Pods, nodes and ReplicaSets repeat on every row: one allocation per distinct name.
         let mut interner = Interner::default();
-        for b in self.sql(&sql).await? {
+        for b in self.sql_in(from, to, &sql).await? {
             let time = columns::times(&b, "time")?;
             let deployment = columns::strings(&b, "deployment")?;
             let namespace = columns::strings(&b, "namespace")?;
@@ -276,7 +280,7 @@ impl Source {
             sql_time(to)
         );
         let mut out = Vec::new();
-        for b in self.sql(&sql).await? {
+        for b in self.sql_in(from, to, &sql).await? {
             let node = columns::strings(&b, "node")?;
             let minute = columns::times(&b, "minute")?;
             let (gpus, reasons) = (columns::ints(&b, "gpus")?, columns::ints(&b, "reasons")?);
@@ -376,16 +380,6 @@ fn rollups_blocking(snapshot: &Snapshot, service: Option<&str>, from: i64, to: i
     keep(&mut r);
     out.merge(&r);
     Ok(out)
-}
-
-fn first_time(batches: &[RecordBatch]) -> Result<Option<i64>> {
-    for b in batches {
-        if b.num_rows() > 0 {
-            let t = columns::times(b, "t")?;
-            return Ok(i64_at(&t, 0));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

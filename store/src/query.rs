@@ -126,6 +126,30 @@ impl Snapshot {
         &self.files
     }
 
+    /// The same view with only the segment files whose rows may fall in `[from, to)` (ns,
+    /// by the manifest's min/max time): queries over a window then never open the others.
+    /// Rows in memory are kept whatever their time (the query's own filter applies).
+    pub fn restrict(&self, from: i64, to: i64) -> Snapshot {
+        let files = self.files.iter().filter(|f| f.max_time >= from && f.min_time < to).cloned().collect();
+        Snapshot { files, ..self.clone() }
+    }
+
+    /// The newest `time` of a table (segments by the manifest, memory by a scan of the
+    /// unflushed rows), without a query.
+    pub fn max_time(&self, table: &str) -> Option<i64> {
+        let from_files = self.files.iter().filter(|f| f.table == table && f.rows > 0).map(|f| f.max_time).max();
+        let from_memory = self
+            .memory(table)
+            .iter()
+            .filter_map(|b| {
+                let col = b.column_by_name("time")?;
+                let t = col.as_any().downcast_ref::<arrow::array::TimestampNanosecondArray>()?;
+                arrow::compute::max(t)
+            })
+            .max();
+        from_files.max(from_memory)
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
