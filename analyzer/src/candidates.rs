@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::evidence::{self, GroupComparison, TailShift};
+use crate::render::ms;
 use crate::source::{Change, NodeThrottle, Request, reason_names, rfc3339};
 
 const MINUTE: i64 = 60_000_000_000;
@@ -90,16 +91,6 @@ fn max_lag_s(kind: &str) -> f64 {
 
 fn hm(ns: i64) -> String {
     rfc3339(ns)[11..19].to_string()
-}
-
-fn ms(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.1} s", v / 1000.0)
-    } else if v >= 1000.0 {
-        format!("{:.2} s", v / 1000.0)
-    } else {
-        format!("{v:.0} ms")
-    }
 }
 
 /// The deployment a pod belongs to, by the change's attribute or the pod name's prefix.

@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use crate::explain::Report;
 
-fn ms(v: f64) -> String {
+/// Milliseconds for people: `420 ms`, `1.87 s`, `12.5 s`.
+pub fn ms(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.1} s", v / 1000.0)
     } else if v >= 1000.0 {
