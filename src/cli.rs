@@ -22,6 +22,19 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// A server's error answer (`{"error": "..."}` or text): the client's fault (exit 2)
+    /// for 4xx, a runtime failure otherwise.
+    pub fn from_server(status: reqwest::StatusCode, body: &[u8]) -> Self {
+        let msg = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(body).to_string());
+        let err = anyhow::anyhow!("{status}: {msg}");
+        if status.is_client_error() { Failure::usage(err) } else { err.into() }
+    }
+}
+
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
         Failure { code: 1, error: e.into() }

@@ -106,10 +106,5 @@ async fn remote(server: &str, args: &ExplainArgs) -> Result<Report, Failure> {
     if status.is_success() {
         return Ok(serde_json::from_slice(&body).with_context(|| format!("decoding the answer of {url}"))?);
     }
-    let msg = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
-    let err = anyhow::anyhow!("{status}: {msg}");
-    Err(if status.is_client_error() { Failure::usage(err) } else { err.into() })
+    Err(Failure::from_server(status, &body))
 }

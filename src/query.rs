@@ -47,12 +47,7 @@ async fn remote(server: &str, sql: &str, fmt: Format) -> Result<Vec<u8>, Failure
     if status.is_success() {
         return Ok(body.to_vec());
     }
-    let msg = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
-    let err = anyhow::anyhow!("{status}: {msg}");
-    Err(if status.is_client_error() { Failure::usage(err) } else { err.into() })
+    Err(Failure::from_server(status, &body))
 }
 
 async fn local(dir: std::path::PathBuf, sql: &str, fmt: Format) -> Result<Vec<u8>, Failure> {
