@@ -1,13 +1,15 @@
 //! `slo explain`: the regression of one service in a window, and its causes ranked with
 //! evidence. Deterministic: the same data gives the same report.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::candidates::{self, Candidate, Context};
 use crate::changepoint::{self, Config};
 use crate::error::{Error, Result};
 use crate::evidence;
-use crate::rollup::MINUTE_NS;
+use crate::rollup::{Cell, MINUTE_NS};
 use crate::series::{self, Series};
 use crate::source::{Request, Source, rfc3339};
 
@@ -264,10 +266,16 @@ async fn explain_service(
         round(f(c).quantile(0.99).unwrap_or(0.0), 1)
     };
 
-    // Request detail around the onset: at most 15 minutes a side.
+    // Request detail around the onset: at most 15 minutes and DETAIL_PER_SIDE requests a
+    // side, the nearest to the onset.
     let horizon = 15 * MINUTE_NS;
-    let before_from = series.start(found.baseline.0).max(onset - horizon);
-    let after_to = series.start(found.regressed.1).min(onset + horizon);
+    let (before_from, after_to) = detail_span(
+        &minutes,
+        onset,
+        series.start(found.baseline.0).max(onset - horizon),
+        series.start(found.regressed.1).min(onset + horizon),
+        DETAIL_PER_SIDE,
+    );
     let detail = source.requests(&service, before_from, after_to).await?;
     let before: Vec<&Request> = detail.iter().filter(|r| r.time < onset).collect();
     let after: Vec<&Request> = detail.iter().filter(|r| r.time >= onset).collect();
@@ -337,6 +345,35 @@ async fn explain_service(
         p99_now_ms: p99.last().map(|v| round(*v, 1)),
     };
     Ok(Report { service, window, regression, causes, next_steps, data, slo: None })
+}
+
+/// Requests read a side of the onset for the before/after tests. Above it the tests are
+/// already decided (their p-values are far below any threshold), and the reading cost
+/// grows with the traffic: at 1,000 requests/s the 15 minutes a side are 900,000 requests.
+pub const DETAIL_PER_SIDE: u64 = 150_000;
+
+/// The span `[from, to)` within `[lo, hi)` around `onset`, in whole minutes, that holds at
+/// most `cap` requests a side by the minute counts (at least one minute a side).
+fn detail_span(minutes: &BTreeMap<i64, Cell>, onset: i64, lo: i64, hi: i64, cap: u64) -> (i64, i64) {
+    let mut from = onset;
+    let mut taken = 0;
+    for (&m, c) in minutes.range(lo..onset).rev() {
+        if from < onset && taken + c.count > cap {
+            break;
+        }
+        taken += c.count;
+        from = m.max(lo);
+    }
+    let mut to = onset;
+    let mut taken = 0;
+    for (&m, c) in minutes.range(onset..hi) {
+        if to > onset && taken + c.count > cap {
+            break;
+        }
+        taken += c.count;
+        to = (m + MINUTE_NS).min(hi);
+    }
+    (from.min(lo.max(onset - MINUTE_NS)), to.max(hi.min(onset + MINUTE_NS)))
 }
 
 /// The upward change point of `values` nearest to bucket `index` (within 10 buckets).
@@ -459,5 +496,23 @@ mod tests {
         }
         assert!(parse_time("2026-11-22T14:30:00Z").is_ok());
         assert!(parse_time("yesterday").unwrap_err().to_string().contains("yesterday"));
+    }
+
+    #[test]
+    fn detail_span_keeps_the_nearest_minutes_under_the_cap() {
+        let m = MINUTE_NS;
+        let minutes = |per: u64| -> BTreeMap<i64, Cell> {
+            (0..30).map(|i| (i * m, Cell { count: per, ..Cell::default() })).collect()
+        };
+        let onset = 15 * m;
+        // Thin traffic: the whole horizon.
+        assert_eq!(detail_span(&minutes(100), onset, 0, 30 * m, 1000), (0, 30 * m));
+        // 300 a minute, at most 1000 a side: three minutes each way.
+        assert_eq!(detail_span(&minutes(300), onset, 0, 30 * m, 1000), (12 * m, 18 * m));
+        // One minute already over the cap: still one minute a side.
+        assert_eq!(detail_span(&minutes(5000), onset, 0, 30 * m, 1000), (14 * m, 16 * m));
+        // No rows before the onset in range: one minute, within the bounds.
+        assert_eq!(detail_span(&BTreeMap::new(), onset, 10 * m, 20 * m, 1000), (14 * m, 16 * m));
+        assert_eq!(detail_span(&BTreeMap::new(), onset, onset, onset + 30, 1000), (onset, onset + 30));
     }
 }

@@ -225,46 +225,11 @@ impl Source {
             sql_time(from),
             sql_time(to)
         );
-        let mut out = Vec::new();
-        // Pods, nodes and ReplicaSets repeat on every row: one allocation per distinct name.
-        let mut interner = Interner::default();
-        for b in self.sql_in(from, to, &sql).await? {
-            let time = columns::times(&b, "time")?;
-            let deployment = columns::strings(&b, "deployment")?;
-            let namespace = columns::strings(&b, "namespace")?;
-            let (pod, rs, node, status) = (
-                columns::strings(&b, "pod")?,
-                columns::strings(&b, "replicaset")?,
-                columns::strings(&b, "node")?,
-                columns::strings(&b, "status")?,
-            );
-            let (d, q, c) = (
-                columns::floats(&b, "duration_ms")?,
-                columns::floats(&b, "queue_ms")?,
-                columns::floats(&b, "compute_ms")?,
-            );
-            let (inp, outp) = (columns::ints(&b, "input_tokens")?, columns::ints(&b, "output_tokens")?);
-            for i in 0..b.num_rows() {
-                let Some(t) = i64_at(&time, i) else { continue };
-                let mut get = |a: &arrow::array::StringArray| interner.get(str_at(a, i).unwrap_or(""));
-                out.push(Request {
-                    time: t,
-                    pod: get(&pod),
-                    replicaset: get(&rs),
-                    deployment: get(&deployment),
-                    namespace: get(&namespace),
-                    node: get(&node),
-                    duration: f64_at(&d, i).unwrap_or(0.0),
-                    queue: f64_at(&q, i).unwrap_or(0.0),
-                    compute: f64_at(&c, i).unwrap_or(0.0),
-                    input_tokens: i64_at(&inp, i).unwrap_or(0) as f64,
-                    output_tokens: i64_at(&outp, i).unwrap_or(0) as f64,
-                    error: str_at(&status, i) == Some("error"),
-                });
-            }
-        }
-        out.sort_by_key(|r| r.time);
-        Ok(out)
+        let batches = self.sql_in(from, to, &sql).await?;
+        // Hundreds of thousands of rows at high traffic: off the async workers.
+        tokio::task::spawn_blocking(move || requests_from(&batches))
+            .await
+            .map_err(|e| Error::Data(format!("request detail task failed: {e}")))?
     }
 
     /// Per (node, minute): how many GPUs reported a throttle reason (dcgm-exporter's
@@ -297,6 +262,42 @@ impl Source {
         }
         Ok(out)
     }
+}
+
+/// The analyzer's requests from rows of [`Source::requests`]'s query, oldest first.
+fn requests_from(batches: &[RecordBatch]) -> Result<Vec<Request>> {
+    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    // Pods, nodes and ReplicaSets repeat on every row: one allocation per distinct name.
+    let mut interner = Interner::default();
+    for b in batches {
+        let time = columns::times(b, "time")?;
+        let s = |n: &str| columns::strings_as_is(b, n);
+        let (pod, rs, deployment, namespace, node, status) =
+            (s("pod")?, s("replicaset")?, s("deployment")?, s("namespace")?, s("node")?, s("status")?);
+        let f = |n: &str| columns::floats(b, n);
+        let (d, q, c) = (f("duration_ms")?, f("queue_ms")?, f("compute_ms")?);
+        let (inp, outp) = (columns::ints(b, "input_tokens")?, columns::ints(b, "output_tokens")?);
+        for i in 0..b.num_rows() {
+            let Some(t) = i64_at(&time, i) else { continue };
+            let mut get = |a: &columns::Strings| interner.get(a.at(i).unwrap_or(""));
+            out.push(Request {
+                time: t,
+                pod: get(&pod),
+                replicaset: get(&rs),
+                deployment: get(&deployment),
+                namespace: get(&namespace),
+                node: get(&node),
+                duration: f64_at(&d, i).unwrap_or(0.0),
+                queue: f64_at(&q, i).unwrap_or(0.0),
+                compute: f64_at(&c, i).unwrap_or(0.0),
+                input_tokens: i64_at(&inp, i).unwrap_or(0) as f64,
+                output_tokens: i64_at(&outp, i).unwrap_or(0) as f64,
+                error: status.at(i) == Some("error"),
+            });
+        }
+    }
+    out.sort_by_key(|r| r.time);
+    Ok(out)
 }
 
 /// Shares one `Arc<str>` per distinct string.
