@@ -506,7 +506,9 @@ mod tests {
         };
         let onset = 15 * m;
         // Thin traffic: the whole horizon.
-        assert_eq!(detail_span(&minutes(100), onset, 0, 30 * m, 1000), (0, 30 * m));
+        assert_eq!(detail_span(&minutes(50), onset, 0, 30 * m, 1000), (0, 30 * m));
+        // 100 a minute, at most 1000 a side: ten minutes each way.
+        assert_eq!(detail_span(&minutes(100), onset, 0, 30 * m, 1000), (5 * m, 25 * m));
         // 300 a minute, at most 1000 a side: three minutes each way.
         assert_eq!(detail_span(&minutes(300), onset, 0, 30 * m, 1000), (12 * m, 18 * m));
         // One minute already over the cap: still one minute a side.
