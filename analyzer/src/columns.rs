@@ -1,7 +1,7 @@
 //! Typed access to columns of the store's tables by name, whatever physical string or
 //! number type a scan returned them as (Parquet scans may give `Utf8View`, for example).
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray, StringViewArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
@@ -23,35 +23,6 @@ fn cast_to(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
 /// A string column as `Utf8`.
 pub fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray> {
     Ok(cast_to(batch, name, &DataType::Utf8)?.as_string::<i32>().clone())
-}
-
-/// A string column as it lies: Parquet scans give `Utf8View`, which [`strings`] would copy
-/// into `Utf8`; other types are cast.
-pub enum Strings {
-    /// Offsets and one buffer.
-    Utf8(StringArray),
-    /// Views.
-    View(StringViewArray),
-}
-
-impl Strings {
-    /// The value at `i`, `None` when null or empty.
-    pub fn at(&self, i: usize) -> Option<&str> {
-        let s = match self {
-            Strings::Utf8(a) => (!a.is_null(i)).then(|| a.value(i)),
-            Strings::View(a) => (!a.is_null(i)).then(|| a.value(i)),
-        };
-        s.filter(|s| !s.is_empty())
-    }
-}
-
-/// A string column without copying a `Utf8View` one.
-pub fn strings_as_is(batch: &RecordBatch, name: &str) -> Result<Strings> {
-    let col = column(batch, name)?;
-    Ok(match col.data_type() {
-        DataType::Utf8View => Strings::View(col.as_string_view().clone()),
-        _ => Strings::Utf8(strings(batch, name)?),
-    })
 }
 
 /// A numeric column as `Float64`.

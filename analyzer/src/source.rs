@@ -271,7 +271,7 @@ fn requests_from(batches: &[RecordBatch]) -> Result<Vec<Request>> {
     let mut interner = Interner::default();
     for b in batches {
         let time = columns::times(b, "time")?;
-        let s = |n: &str| columns::strings_as_is(b, n);
+        let s = |n: &str| columns::strings(b, n);
         let (pod, rs, deployment, namespace, node, status) =
             (s("pod")?, s("replicaset")?, s("deployment")?, s("namespace")?, s("node")?, s("status")?);
         let f = |n: &str| columns::floats(b, n);
@@ -279,7 +279,7 @@ fn requests_from(batches: &[RecordBatch]) -> Result<Vec<Request>> {
         let (inp, outp) = (columns::ints(b, "input_tokens")?, columns::ints(b, "output_tokens")?);
         for i in 0..b.num_rows() {
             let Some(t) = i64_at(&time, i) else { continue };
-            let mut get = |a: &columns::Strings| interner.get(a.at(i).unwrap_or(""));
+            let mut get = |a: &arrow::array::StringArray| interner.get(str_at(a, i).unwrap_or(""));
             out.push(Request {
                 time: t,
                 pod: get(&pod),
@@ -292,7 +292,7 @@ fn requests_from(batches: &[RecordBatch]) -> Result<Vec<Request>> {
                 compute: f64_at(&c, i).unwrap_or(0.0),
                 input_tokens: i64_at(&inp, i).unwrap_or(0) as f64,
                 output_tokens: i64_at(&outp, i).unwrap_or(0) as f64,
-                error: status.at(i) == Some("error"),
+                error: str_at(&status, i) == Some("error"),
             });
         }
     }

@@ -90,3 +90,37 @@ async fn a_lost_or_corrupt_rollup_is_rebuilt_from_its_requests() {
     let (from, to) = (T0 - MINUTE_NS, T0 + 30 * MINUTE_NS);
     assert_eq!(src.rollups(None, from, to).await.unwrap(), src.rollups_by_scan(None, from, to).await.unwrap());
 }
+
+#[tokio::test]
+async fn request_detail_reads_flushed_and_unflushed_rows_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut wal) = open(dir.path());
+    let named = |from_s, n| {
+        let mut rs = rows(from_s, n);
+        for (i, r) in rs.iter_mut().enumerate() {
+            r.pod = Some(format!("llama-{}", i % 4));
+            r.node = Some(format!("gpu-{}", i % 2));
+            r.namespace = Some("inference".into());
+        }
+        rs
+    };
+    // Rows from a flushed segment and rows still in memory.
+    store.append(None, Some(requests_batch(&named(0, 300)).unwrap()));
+    flush(&store, &mut wal);
+    store.append(None, Some(requests_batch(&named(300, 300)).unwrap()));
+    let src = Source::new(store.snapshot());
+    let got = src.requests("llama", T0, T0 + 10 * MINUTE_NS).await.unwrap();
+    let want: Vec<RequestRow> =
+        named(0, 300).into_iter().chain(named(300, 300)).filter(|r| r.service == "llama").collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got.windows(2).all(|w| w[0].time <= w[1].time), "oldest first");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.time, w.time_unix_nano as i64);
+        assert_eq!(Some(&*g.pod), w.pod.as_deref());
+        assert_eq!(Some(&*g.node), w.node.as_deref());
+        assert_eq!(&*g.namespace, "inference");
+        assert_eq!(&*g.deployment, "", "absent is empty");
+        assert_eq!(g.duration, w.duration_ms);
+        assert_eq!(g.error, w.status == "error");
+    }
+}
