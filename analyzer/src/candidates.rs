@@ -74,6 +74,9 @@ pub struct Candidate {
     /// How much slower (compute per token) the requests this cause touched got than the
     /// others, when a group comparison measured it (new ReplicaSet, one node).
     pub local_ratio: Option<f64>,
+    /// When the data says it began, ns, where that is earlier than the recorded time (a
+    /// node stops serving before the node controller marks it NotReady). Timing uses it.
+    pub began: Option<i64>,
     /// The score.
     pub score: f64,
 }
@@ -149,13 +152,25 @@ pub fn from_changes(ctx: &Context<'_>, changes: &[Change]) -> Vec<Candidate> {
             mechanism: 0.0,
             strength: 0.0,
             local_ratio: None,
+            began: None,
             score: 0.0,
         };
         cand.scope = scope(ctx, lead);
-        let (strength, facts, local_ratio) = strength_of_change(ctx, lead, &members);
+        let (strength, facts, local_ratio) = strength_of_change(ctx, lead, &members, changes);
         cand.strength = strength;
         cand.local_ratio = local_ratio;
         cand.evidence = facts;
+        if kind == "node_lost" {
+            cand.began = node_went_silent(ctx, lead);
+            if let Some(t) = cand.began {
+                let node = lead.object.trim_start_matches("node/");
+                cand.evidence.push(format!(
+                    "{node} stopped serving at {}, {:.0} s before it was marked lost",
+                    hm(t),
+                    (lead.time - t) as f64 / 1e9
+                ));
+            }
+        }
         out.push(cand);
     }
     out
@@ -199,7 +214,12 @@ fn scope(ctx: &Context<'_>, c: &Change) -> f64 {
     }
 }
 
-fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> (f64, Vec<String>, Option<f64>) {
+fn strength_of_change(
+    ctx: &Context<'_>,
+    lead: &Change,
+    members: &[&Change],
+    changes: &[Change],
+) -> (f64, Vec<String>, Option<f64>) {
     let mut facts = Vec::new();
     let mut local_ratio = None;
     let what = |c: &Change| {
@@ -241,9 +261,28 @@ fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> 
             {
                 facts.push(format!("earlier: {}", what(c)));
             }
-            let (from, to) = (lead.from.parse::<f64>().ok(), lead.to.parse::<f64>().ok());
+            // What the autoscaler had at the onset: a later step of the same object before
+            // the onset may have given the capacity back (an HPA flapping at its tolerance).
+            let last_step = changes
+                .iter()
+                .filter(|c| {
+                    c.object == lead.object
+                        && matches!(c.kind.as_str(), "scale_up" | "scale_down")
+                        && c.time > lead.time
+                        && c.time <= ctx.onset
+                        && c.to.parse::<f64>().is_ok()
+                })
+                .max_by_key(|c| c.time);
+            let from = lead.from.parse::<f64>().ok();
+            let mut to = lead.to.parse::<f64>().ok();
+            if let Some(step) = last_step {
+                to = step.to.parse::<f64>().ok();
+                facts.push(format!("then {}: {} replicas at the onset", what(step), step.to));
+            }
             match (from, to) {
                 (Some(f), Some(t)) if f > t && f > 0.0 => 0.5 + 0.5 * ((f - t) / f * 4.0).min(1.0),
+                // Given back before the onset: the capacity it removed was there again.
+                (Some(f), Some(t)) if last_step.is_some() && t >= f => 0.05,
                 _ => 0.5,
             }
         }
@@ -288,6 +327,21 @@ fn strength_of_change(ctx: &Context<'_>, lead: &Change, members: &[&Change]) -> 
     (strength, facts, local_ratio)
 }
 
+/// Kubernetes marks a node NotReady when its kubelet has not reported for
+/// `node-monitor-grace-period` (40 s; 50 s from 1.32): the node stopped serving up to that
+/// long before the recorded change. When the node served requests right up to some moment
+/// in that span and none after it, that moment is when the loss began.
+fn node_went_silent(ctx: &Context<'_>, lead: &Change) -> Option<i64> {
+    const GRACE: i64 = 60_000_000_000;
+    let node = lead.object.strip_prefix("node/")?;
+    let on_node = || ctx.before.iter().chain(&ctx.after).filter(|r| &*r.node == node);
+    let last = on_node().filter(|r| r.time <= lead.time).map(|r| r.time).max()?;
+    let silent_after = on_node().all(|r| r.time <= last || r.time > lead.time + GRACE);
+    // Served at least once a second before going silent: the gap is the failure, not thin traffic.
+    let busy = on_node().filter(|r| r.time > last - 60_000_000_000 && r.time <= last).count() >= 60;
+    (silent_after && busy && lead.time - last > 5_000_000_000 && lead.time - last <= GRACE).then_some(last)
+}
+
 fn compare_fact(group: &str, c: &GroupComparison, rest: &str) -> String {
     format!(
         "{group} {}: compute {:.1} ms/token vs {:.1} on {rest} (x{:.2}, Mann-Whitney p={})",
@@ -326,6 +380,7 @@ pub fn from_metrics(
         mechanism: 0.0,
         strength,
         local_ratio: None,
+        began: None,
         score: 0.0,
     };
     let (rb, ra) = ctx.rate;
@@ -412,7 +467,7 @@ pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
     let tol_s = ctx.width as f64 / 1e9;
     let (qs, cs) = ctx.tail.map_or((0.5, 0.5), |t| (t.queue_share.clamp(0.0, 1.0), t.compute_share.clamp(0.0, 1.0)));
     for c in cands.iter_mut() {
-        let lag = (ctx.onset - c.time) as f64 / 1e9;
+        let lag = (ctx.onset - c.began.unwrap_or(c.time)) as f64 / 1e9;
         let max = max_lag_s(&c.kind);
         c.timing = if lag < -tol_s {
             0.05
@@ -468,3 +523,6 @@ pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
     }
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.time.cmp(&b.time)).then(a.object.cmp(&b.object)));
 }
+
+#[cfg(test)]
+mod tests;

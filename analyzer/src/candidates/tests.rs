@@ -1,0 +1,150 @@
+use std::sync::Arc;
+
+use super::*;
+
+const S: i64 = 1_000_000_000;
+const ONSET: i64 = 1_763_820_720 * S;
+
+fn request(time: i64, pod: &str, queue: f64) -> Request {
+    Request {
+        time,
+        pod: pod.into(),
+        replicaset: Arc::from("llama-70b-rs1"),
+        deployment: Arc::from("llama-70b"),
+        namespace: Arc::from("inference"),
+        node: Arc::from("gpu-1"),
+        duration: 900.0 + queue,
+        queue,
+        compute: 900.0,
+        input_tokens: 800.0,
+        output_tokens: 150.0,
+        error: false,
+    }
+}
+
+fn change(at_s: i64, kind: &str, object: &str, from: &str, to: &str) -> Change {
+    Change {
+        time: ONSET + at_s * S,
+        kind: kind.into(),
+        namespace: "inference".into(),
+        object: object.into(),
+        from: from.into(),
+        to: to.into(),
+        reason: String::new(),
+        message: String::new(),
+        attributes: BTreeMap::from([("deployment".to_string(), "llama-70b".to_string())]),
+    }
+}
+
+/// Seven pods, a request a second for ten minutes before the onset (queue 30 ms) and
+/// after it (queue 9 s).
+fn ranked(changes: &[Change]) -> Vec<Candidate> {
+    let pods: Vec<String> = (0..7).map(|p| format!("llama-70b-rs1-p{p}")).collect();
+    let before: Vec<Request> =
+        (0..600).map(|i| request(ONSET - 600 * S + i * S, &pods[i as usize % 7], 30.0)).collect();
+    let after: Vec<Request> = (0..600).map(|i| request(ONSET + i * S, &pods[i as usize % 7], 9000.0)).collect();
+    ranked_over(before, after, changes)
+}
+
+fn ranked_over(before: Vec<Request>, after: Vec<Request>, changes: &[Change]) -> Vec<Candidate> {
+    let ctx = Context {
+        service: "llama-70b",
+        deployments: BTreeSet::from(["llama-70b".to_string()]),
+        namespace: "inference".into(),
+        onset: ONSET,
+        width: 60 * S,
+        tail: Some(TailShift {
+            duration_before: 950.0,
+            duration_after: 9900.0,
+            queue_share: 0.95,
+            compute_share: 0.05,
+        }),
+        before: before.iter().collect(),
+        after: after.iter().collect(),
+        rate: (1.0, 1.0),
+        input_tokens: (800.0, 800.0),
+        output_tokens: (150.0, 150.0),
+    };
+    let mut cands = from_changes(&ctx, changes);
+    score(&ctx, &mut cands);
+    cands
+}
+
+fn strength(cands: &[Candidate], kind: &str) -> f64 {
+    cands.iter().find(|c| c.kind == kind).map(|c| c.strength).unwrap()
+}
+
+#[test]
+fn a_scale_down_given_back_before_the_onset_explains_nothing() {
+    // The HPA steps 7->6, then 6->7 a minute before the onset; three pods are OOM-killed
+    // a second into the onset bucket.
+    let mut changes = vec![
+        change(-210, "scale_down", "hpa/llama-70b", "7", "6"),
+        change(-60, "scale_up", "hpa/llama-70b", "6", "7"),
+        // The Event's own row of the same step carries no `from`.
+        change(-60, "scale_up", "hpa/llama-70b", "", "7"),
+    ];
+    for (k, at) in [1, 16, 31].into_iter().enumerate() {
+        changes.push(change(at, "oom_kill", &format!("pod/llama-70b-rs1-p{k}"), "", "OOMKilled"));
+    }
+    let cands = ranked(&changes);
+    assert_eq!(cands[0].kind, "oom_kill", "{cands:#?}");
+    assert!(strength(&cands, "scale_down") < 0.1);
+    let down = cands.iter().find(|c| c.kind == "scale_down").unwrap();
+    assert!(down.evidence.iter().any(|e| e.contains("7 replicas at the onset")), "{:?}", down.evidence);
+}
+
+#[test]
+fn a_scale_down_counts_what_was_still_removed_at_the_onset() {
+    // 7->6 alone: a seventh of the capacity.
+    let alone = ranked(&[change(-210, "scale_down", "hpa/llama-70b", "7", "6")]);
+    assert!((strength(&alone, "scale_down") - (0.5 + 0.5 * 4.0 / 7.0)).abs() < 1e-9);
+    // 6->3, then 3->5 before the onset: one of six still missing.
+    let partial = ranked(&[
+        change(-300, "scale_down", "hpa/llama-70b", "6", "3"),
+        change(-120, "scale_up", "hpa/llama-70b", "3", "5"),
+    ]);
+    assert!((strength(&partial, "scale_down") - (0.5 + 0.5 * 4.0 / 6.0)).abs() < 1e-9);
+    // A step up after the onset does not undo the cause.
+    let late = ranked(&[
+        change(-300, "scale_down", "hpa/llama-70b", "6", "4"),
+        change(30, "scale_up", "hpa/llama-70b", "4", "6"),
+    ]);
+    assert_eq!(late[0].kind, "scale_down");
+    assert_eq!(strength(&late, "scale_down"), 1.0);
+}
+
+#[test]
+fn a_lost_node_is_timed_from_when_it_stopped_serving() {
+    // gpu-2 serves two requests a second until 3 s before the onset and is marked lost 40 s
+    // after it; gpu-1 serves on. A step of the HPA four minutes earlier competes.
+    let on = |node: &str, from: i64, to: i64, every_ms: i64, queue: f64| -> Vec<Request> {
+        (0..)
+            .map(|k| from + k * every_ms * 1_000_000)
+            .take_while(|t| *t < to)
+            .map(|t| Request { node: Arc::from(node), ..request(t, &format!("llama-70b-rs1-{node}"), queue) })
+            .collect()
+    };
+    let lost = change(40, "node_lost", "node/gpu-2", "Ready=True", "Ready=Unknown");
+    let step = change(-240, "scale_down", "hpa/llama-70b", "7", "6");
+    let mut before = on("gpu-1", ONSET - 600 * S, ONSET, 500, 30.0);
+    before.extend(on("gpu-2", ONSET - 600 * S, ONSET - 3 * S + 1, 500, 30.0));
+    let after = on("gpu-1", ONSET, ONSET + 600 * S, 500, 9000.0);
+    let cands = ranked_over(before.clone(), after.clone(), &[lost.clone(), step.clone()]);
+    assert_eq!(cands[0].kind, "node_lost", "{cands:#?}");
+    assert_eq!(cands[0].began, Some(ONSET - 3 * S));
+    assert!(cands[0].timing > 0.99);
+    assert!(cands[0].evidence.iter().any(|e| e.contains("gpu-2 stopped serving at") && e.contains("43 s before")));
+
+    // Thin traffic (a request a minute): the last one says nothing about when it failed.
+    let mut thin = on("gpu-1", ONSET - 600 * S, ONSET, 500, 30.0);
+    thin.extend(on("gpu-2", ONSET - 600 * S, ONSET - 3 * S, 60_000, 30.0));
+    let cands = ranked_over(thin, after.clone(), &[lost.clone()]);
+    assert_eq!(cands[0].began, None);
+    assert_eq!(cands[0].timing, 0.7);
+
+    // Still serving after it was marked lost: a flap, not a failure that began earlier.
+    let mut flap = after;
+    flap.extend(on("gpu-2", ONSET + 50 * S, ONSET + 60 * S, 500, 30.0));
+    assert_eq!(ranked_over(before, flap, &[lost])[0].began, None);
+}
