@@ -130,7 +130,7 @@ fn a_lost_node_is_timed_from_when_it_stopped_serving() {
     let mut before = on("gpu-1", ONSET - 600 * S, ONSET, 500, 30.0);
     before.extend(on("gpu-2", ONSET - 600 * S, ONSET - 3 * S + 1, 500, 30.0));
     let after = on("gpu-1", ONSET, ONSET + 600 * S, 500, 9000.0);
-    let cands = ranked_over(before.clone(), after.clone(), &[lost.clone(), step.clone()]);
+    let cands = ranked_over(before.clone(), after.clone(), &[lost.clone(), step]);
     assert_eq!(cands[0].kind, "node_lost", "{cands:#?}");
     assert_eq!(cands[0].began, Some(ONSET - 3 * S));
     assert!(cands[0].timing > 0.99);
@@ -139,7 +139,7 @@ fn a_lost_node_is_timed_from_when_it_stopped_serving() {
     // Thin traffic (a request a minute): the last one says nothing about when it failed.
     let mut thin = on("gpu-1", ONSET - 600 * S, ONSET, 500, 30.0);
     thin.extend(on("gpu-2", ONSET - 600 * S, ONSET - 3 * S, 60_000, 30.0));
-    let cands = ranked_over(thin, after.clone(), &[lost.clone()]);
+    let cands = ranked_over(thin, after.clone(), std::slice::from_ref(&lost));
     assert_eq!(cands[0].began, None);
     assert_eq!(cands[0].timing, 0.7);
 
