@@ -173,8 +173,40 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("error: {}", chain_text(&f.error));
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// An error and its causes, `a: b: c`, leaving out a cause whose text an outer one already
+/// quotes (DataFusion's errors repeat their source in their own message, so `{:#}` printed
+/// one schema error five times).
+pub fn chain_text(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(text.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_text;
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_printed_once() {
+        let inner = anyhow::anyhow!("No field named from_value.");
+        let e = inner.context("Schema error: No field named from_value.").context("query failed");
+        assert_eq!(chain_text(&e), "query failed: Schema error: No field named from_value.");
+        let plain = anyhow::anyhow!("disk full").context("writing segment");
+        assert_eq!(chain_text(&plain), "writing segment: disk full");
     }
 }

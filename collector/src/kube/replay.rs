@@ -31,6 +31,8 @@ pub struct Replay {
     listing: bool,
     watch_started: bool,
     scaling: Vec<Change>,
+    /// Changes the tracker released so far.
+    out: Vec<ChangeRecord>,
     /// Documents that were not Kubernetes objects this replay understands.
     pub skipped: usize,
 }
@@ -82,6 +84,15 @@ impl Replay {
 
     /// Adds one document. Err names what is wrong with it.
     pub fn add(&mut self, v: &Value) -> Result<(), String> {
+        let added = self.document(v);
+        // What the tracker holds (an HPA change waiting for its Event, an Event for its HPA
+        // change) expires on the documents' own clock, as it would live: held until the
+        // end, a stale Event would lend its reason to a much later rescale.
+        self.out.extend(self.tracker.take(self.clock));
+        added
+    }
+
+    fn document(&mut self, v: &Value) -> Result<(), String> {
         if let (Some(kind), Some(obj)) = (s(v, &["type"]), v.get("object")) {
             return self.frame(kind, obj);
         }
@@ -174,7 +185,8 @@ impl Replay {
         if self.listing {
             self.end_listing();
         }
-        let mut out = self.tracker.take(self.clock.saturating_add(10 * HOLD_NS));
+        let mut out = std::mem::take(&mut self.out);
+        out.extend(self.tracker.take(self.clock.saturating_add(10 * HOLD_NS)));
         self.scaling.sort_by_key(|c| c.time_unix_nano);
         for d in rollouts(&self.scaling, ROLLOUT_WINDOW_NS) {
             let mut r = event_record(&d);

@@ -66,6 +66,10 @@ pub struct TrackerState {
     stashed: Vec<Stashed>,
     /// HPA changes of the last minute: (namespace, deployment, to, time).
     recent_hpa: Vec<(String, String, String, i64)>,
+    /// Keys of Events merged into HPA changes in the last two minutes, with when: the same
+    /// Event's copy from the other Event API is that change too.
+    #[serde(default)]
+    merged_events: Vec<(String, i64)>,
 }
 
 /// The diff engine. Not thread-safe: the watcher owns it.
@@ -105,6 +109,13 @@ fn record(
         key,
         attributes: Vec::new(),
     }
+}
+
+/// Whether an HPA's rescale and a `SuccessfulRescale` Event are one occurrence by their
+/// times: the controller sets `lastScaleTime` and records the Event in the same sync, so a
+/// minute apart they are not (the HPA went to the same size again).
+fn same_rescale(change: i64, event: i64) -> bool {
+    (change - event).abs() <= 60 * SEC
 }
 
 fn scale_kind(from: i64, to: i64) -> ChangeKind {
@@ -352,6 +363,9 @@ impl Tracker {
         let record = event_record(&c);
         match (covered_by, since) {
             (Some(Watched::HorizontalPodAutoscaler), Some(t)) if c.time_unix_nano >= t - SEC => {
+                if self.st.merged_events.iter().any(|(k, _)| *k == record.key) {
+                    return Ok(());
+                }
                 if !self.merge_reason(&record) {
                     self.st.stashed.push(Stashed { change: record, until: now + STASH_NS });
                     self.dirty = true;
@@ -389,6 +403,7 @@ impl Tracker {
             self.out.push(s.change);
         }
         self.st.recent_hpa.retain(|r| r.3 > now - 120 * SEC);
+        self.st.merged_events.retain(|r| r.1 > now - 120 * SEC);
         std::mem::take(&mut self.out)
     }
 
@@ -439,6 +454,7 @@ impl Tracker {
         let pos = self.st.held.iter().position(|h| {
             matches!(&h.what, HeldFor::Reason { namespace, hpa, to }
                 if *namespace == ev.namespace && format!("hpa/{hpa}") == ev.object && (ev.to.is_empty() || *to == ev.to))
+                && same_rescale(h.change.time_unix_nano, ev.time_unix_nano)
         });
         let Some(pos) = pos else { return false };
         let mut held = self.st.held.remove(pos);
@@ -448,6 +464,7 @@ impl Tracker {
         }
         held.change.message = format!("{}; {}", held.change.message, ev.message);
         held.change.attributes.push(Attr::new("event_key", ev.key.clone()));
+        self.st.merged_events.push((ev.key.clone(), held.change.time_unix_nano));
         self.release_hpa(held.change);
         self.dirty = true;
         true
@@ -479,6 +496,7 @@ impl Tracker {
             s.change.namespace == b.meta.namespace
                 && s.change.object == hpa_object
                 && s.change.to == b.desired.to_string()
+                && same_rescale(at, s.change.time_unix_nano)
         });
         if let Some(i) = early {
             let ev = self.st.stashed.remove(i).change;

@@ -308,9 +308,15 @@ pub async fn store_changes(
     metrics: &KubeMetrics,
     stop: &CancellationToken,
 ) -> Result<usize> {
+    // An Event merged into a change of this same batch is that change (its copy from the
+    // other Event API, or one released unmerged).
+    let merged: HashSet<String> = changes
+        .iter()
+        .flat_map(|c| c.attributes.iter().filter(|a| a.key == "event_key").map(|a| a.value.clone()))
+        .collect();
     let mut fresh = Vec::new();
     for c in changes {
-        if seen.contains(&c.key) || fresh.iter().any(|f: &ChangeRecord| f.key == c.key) {
+        if seen.contains(&c.key) || merged.contains(&c.key) || fresh.iter().any(|f: &ChangeRecord| f.key == c.key) {
             metrics.duplicates.inc();
         } else {
             fresh.push(c);
