@@ -261,28 +261,35 @@ fn strength_of_change(
             {
                 facts.push(format!("earlier: {}", what(c)));
             }
-            // What the autoscaler had at the onset: a later step of the same object before
-            // the onset may have given the capacity back (an HPA flapping at its tolerance).
-            let last_step = changes
-                .iter()
-                .filter(|c| {
-                    c.object == lead.object
-                        && matches!(c.kind.as_str(), "scale_up" | "scale_down")
-                        && c.time > lead.time
-                        && c.time <= ctx.onset
-                        && c.to.parse::<f64>().is_ok()
-                })
-                .max_by_key(|c| c.time);
+            // A later step of the same object before the onset (an HPA flapping at its
+            // tolerance) gave the capacity back only if its pods were serving by then: a
+            // 70B model's new pod needs minutes to load.
             let from = lead.from.parse::<f64>().ok();
-            let mut to = lead.to.parse::<f64>().ok();
-            if let Some(step) = last_step {
-                to = step.to.parse::<f64>().ok();
-                facts.push(format!("then {}: {} replicas at the onset", what(step), step.to));
-            }
+            let to = lead.to.parse::<f64>().ok();
+            let back_up = changes.iter().filter(|c| {
+                c.object == lead.object && c.kind == "scale_up" && c.time > lead.time && c.time <= ctx.onset
+            });
+            let given_back = match (back_up.max_by_key(|c| c.time), from) {
+                (Some(step), Some(f)) if step.to.parse::<f64>().is_ok_and(|t| t >= f) => {
+                    match (pods_serving(ctx, lead.time), pods_serving(ctx, ctx.onset)) {
+                        (Some(then), Some(now)) if now >= then => {
+                            facts.push(format!(
+                                "then {}; {now} pods served in the minute before the onset, {then} before the scale-down",
+                                what(step)
+                            ));
+                            true
+                        }
+                        _ => {
+                            facts.push(format!("then {}, its new pods not yet serving at the onset", what(step)));
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
             match (from, to) {
+                _ if given_back => 0.05,
                 (Some(f), Some(t)) if f > t && f > 0.0 => 0.5 + 0.5 * ((f - t) / f * 4.0).min(1.0),
-                // Given back before the onset: the capacity it removed was there again.
-                (Some(f), Some(t)) if last_step.is_some() && t >= f => 0.05,
                 _ => 0.5,
             }
         }
@@ -325,6 +332,28 @@ fn strength_of_change(
         }
     };
     (strength, facts, local_ratio)
+}
+
+/// Pods that served requests of the service in the minute before `t`; None when the
+/// detail rows do not cover that minute.
+fn pods_serving(ctx: &Context<'_>, t: i64) -> Option<usize> {
+    let rows = ctx.before.iter().chain(&ctx.after).filter(|r| r.time >= t - MINUTE && r.time < t);
+    let pods: BTreeSet<&str> = rows.map(|r| &*r.pod).collect();
+    (!pods.is_empty()).then_some(pods.len())
+}
+
+/// For a change inside the onset bucket: how many of the bucket's requests that began
+/// before it, and how many of those were over the baseline p99. None below 20 requests.
+fn slow_before_in_bucket(ctx: &Context<'_>, t: i64) -> Option<(usize, usize)> {
+    let mut base: Vec<f64> = ctx.before.iter().map(|r| r.duration).collect();
+    if base.len() < 100 {
+        return None;
+    }
+    base.sort_by(f64::total_cmp);
+    let p99 = base[(base.len() - 1) * 99 / 100];
+    let pre: Vec<&&Request> = ctx.after.iter().filter(|r| r.time >= ctx.onset && r.time < t).collect();
+    let slow = pre.iter().filter(|r| r.duration > p99).count();
+    (pre.len() >= 20).then_some((pre.len(), slow))
 }
 
 /// Kubernetes marks a node NotReady when its kubelet has not reported for
@@ -472,8 +501,17 @@ pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
         c.timing = if lag < -tol_s {
             0.05
         } else if lag < 0.0 {
-            // Inside the onset bucket but after its start: as likely an effect as a cause.
-            0.7
+            // Inside the onset bucket but after its start: as likely an effect as a cause,
+            // unless the bucket's requests that began before it were not slow yet.
+            match slow_before_in_bucket(ctx, c.began.unwrap_or(c.time)) {
+                Some((n, slow)) if slow * 20 <= n => {
+                    c.evidence.push(format!(
+                        "the onset minute's {n} requests before it were not slow yet ({slow} over the baseline p99)"
+                    ));
+                    1.0
+                }
+                _ => 0.7,
+            }
         } else if lag <= max {
             1.0 - 0.4 * lag.max(0.0) / max
         } else {

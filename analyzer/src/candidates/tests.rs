@@ -91,7 +91,13 @@ fn a_scale_down_given_back_before_the_onset_explains_nothing() {
     assert_eq!(cands[0].kind, "oom_kill", "{cands:#?}");
     assert!(strength(&cands, "scale_down") < 0.1);
     let down = cands.iter().find(|c| c.kind == "scale_down").unwrap();
-    assert!(down.evidence.iter().any(|e| e.contains("7 replicas at the onset")), "{:?}", down.evidence);
+    assert!(
+        down.evidence
+            .iter()
+            .any(|e| e.contains("7 pods served in the minute before the onset, 7 before the scale-down")),
+        "{:?}",
+        down.evidence
+    );
 }
 
 #[test]
@@ -99,12 +105,12 @@ fn a_scale_down_counts_what_was_still_removed_at_the_onset() {
     // 7->6 alone: a seventh of the capacity.
     let alone = ranked(&[change(-210, "scale_down", "hpa/llama-70b", "7", "6")]);
     assert!((strength(&alone, "scale_down") - (0.5 + 0.5 * 4.0 / 7.0)).abs() < 1e-9);
-    // 6->3, then 3->5 before the onset: one of six still missing.
+    // 6->3, then only 3->5 before the onset: the scale-down keeps its own size.
     let partial = ranked(&[
         change(-300, "scale_down", "hpa/llama-70b", "6", "3"),
         change(-120, "scale_up", "hpa/llama-70b", "3", "5"),
     ]);
-    assert!((strength(&partial, "scale_down") - (0.5 + 0.5 * 4.0 / 6.0)).abs() < 1e-9);
+    assert_eq!(strength(&partial, "scale_down"), 1.0);
     // A step up after the onset does not undo the cause.
     let late = ranked(&[
         change(-300, "scale_down", "hpa/llama-70b", "6", "4"),
@@ -147,4 +153,50 @@ fn a_lost_node_is_timed_from_when_it_stopped_serving() {
     let mut flap = after;
     flap.extend(on("gpu-2", ONSET + 50 * S, ONSET + 60 * S, 500, 30.0));
     assert_eq!(ranked_over(before, flap, &[lost])[0].began, None);
+}
+
+#[test]
+fn a_step_back_up_gives_nothing_back_until_its_pods_serve() {
+    // 7->6 at -210 s, 6->7 at -60 s, but the seventh pod is still loading at the onset:
+    // six pods serve from the scale-down on.
+    let pod = |i: i64, t: i64| format!("llama-70b-rs1-p{}", i % if t < ONSET - 210 * S { 7 } else { 6 });
+    let before: Vec<Request> =
+        (0..600).map(|i| ONSET - 600 * S + i * S).map(|t| request(t, &pod(t / S, t), 30.0)).collect();
+    let after: Vec<Request> = (0..600).map(|i| ONSET + i * S).map(|t| request(t, &pod(t / S, t), 9000.0)).collect();
+    let cands = ranked_over(
+        before,
+        after,
+        &[change(-210, "scale_down", "hpa/llama-70b", "7", "6"), change(-60, "scale_up", "hpa/llama-70b", "6", "7")],
+    );
+    let down = cands.iter().find(|c| c.kind == "scale_down").unwrap();
+    assert!((down.strength - (0.5 + 0.5 * 4.0 / 7.0)).abs() < 1e-9, "{down:#?}");
+    assert!(down.evidence.iter().any(|e| e.contains("not yet serving at the onset")), "{:?}", down.evidence);
+}
+
+#[test]
+fn a_change_inside_the_onset_minute_is_a_cause_when_the_requests_before_it_were_not_slow() {
+    // Ten requests a second; the onset minute's first 5 s are normal, then the queue grows.
+    let every = |from: i64, to: i64, queue: f64| -> Vec<Request> {
+        (0..)
+            .map(|k| from + k * S / 10)
+            .take_while(|t| *t < to)
+            .map(|t| request(t, "llama-70b-rs1-p0", queue))
+            .collect()
+    };
+    let before: Vec<Request> = every(ONSET - 600 * S, ONSET, 30.0)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| Request { duration: 900.0 + (i % 100) as f64, ..r })
+        .collect();
+    let mut after = every(ONSET, ONSET + 5 * S, 30.0);
+    after.extend(every(ONSET + 5 * S, ONSET + 600 * S, 9000.0));
+    let oom = change(5, "oom_kill", "pod/llama-70b-rs1-p0", "", "OOMKilled");
+    let cands = ranked_over(before.clone(), after, std::slice::from_ref(&oom));
+    assert_eq!(cands[0].timing, 1.0, "{cands:#?}");
+    assert!(cands[0].evidence.iter().any(|e| e.contains("50 requests before it were not slow yet (0 over")));
+
+    // Slow from the bucket's start: the kill may as well be an effect.
+    let slow = every(ONSET, ONSET + 600 * S, 9000.0);
+    let cands = ranked_over(before, slow, &[oom]);
+    assert_eq!(cands[0].timing, 0.7);
 }
