@@ -6,12 +6,15 @@
 //! factors in [0, 1] and a score `timing x scope x (0.3 mechanism + 0.7 strength)`:
 //!
 //! - **timing**: the cause must precede the onset (within the bucket resolution) by no more
-//!   than a plausible lag for its kind;
+//!   than a plausible lag for its kind; one inside the onset bucket is at the onset when the
+//!   bucket's requests before it were not slow yet, else as likely an effect; a lost node
+//!   is timed from when it stopped serving, not from when it was marked NotReady;
 //! - **scope**: the object is the service's own deployment, HPA, pod or one of the nodes
 //!   that served it;
 //! - **mechanism**: capacity causes show up as queue time, compute causes as compute time;
 //! - **strength**: the kind-specific before/after test (new vs old ReplicaSet pods, one
-//!   node vs the others, the replica ratio, the rate or token ratio).
+//!   node vs the others, the replica ratio, the rate or token ratio). A scale-down that a
+//!   step back up undid before the onset, its pods serving again, explains nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
