@@ -270,14 +270,17 @@ fn strength_of_change(
             let from = lead.from.parse::<f64>().ok();
             let to = lead.to.parse::<f64>().ok();
             let back_up = changes.iter().filter(|c| {
-                c.object == lead.object && c.kind == "scale_up" && c.time > lead.time && c.time <= ctx.onset
+                c.object == lead.object && c.kind == "scale_up" && c.time > lead.time && c.time < ctx.onset
             });
             let given_back = match (back_up.max_by_key(|c| c.time), from) {
                 (Some(step), Some(f)) if step.to.parse::<f64>().is_ok_and(|t| t >= f) => {
-                    match (pods_serving(ctx, lead.time), pods_serving(ctx, ctx.onset)) {
+                    // Pods serving after the scale-down (a removed pod stops getting new
+                    // requests when it leaves the endpoints) against the minute before it.
+                    let after_it = pods_serving(ctx, (lead.time + 5_000_000_000).max(ctx.onset - MINUTE), ctx.onset);
+                    match (pods_serving(ctx, lead.time - MINUTE, lead.time), after_it) {
                         (Some(then), Some(now)) if now >= then => {
                             facts.push(format!(
-                                "then {}; {now} pods served in the minute before the onset, {then} before the scale-down",
+                                "then {}; {now} pods served after it up to the onset, {then} in the minute before it",
                                 what(step)
                             ));
                             true
@@ -337,10 +340,10 @@ fn strength_of_change(
     (strength, facts, local_ratio)
 }
 
-/// Pods that served requests of the service in the minute before `t`; None when the
-/// detail rows do not cover that minute.
-fn pods_serving(ctx: &Context<'_>, t: i64) -> Option<usize> {
-    let rows = ctx.before.iter().chain(&ctx.after).filter(|r| r.time >= t - MINUTE && r.time < t);
+/// Pods that began serving a request of the service in `[from, to)`; None when the detail
+/// rows have none there.
+fn pods_serving(ctx: &Context<'_>, from: i64, to: i64) -> Option<usize> {
+    let rows = ctx.before.iter().chain(&ctx.after).filter(|r| r.time >= from && r.time < to);
     let pods: BTreeSet<&str> = rows.map(|r| &*r.pod).collect();
     (!pods.is_empty()).then_some(pods.len())
 }

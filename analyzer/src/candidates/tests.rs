@@ -92,9 +92,7 @@ fn a_scale_down_given_back_before_the_onset_explains_nothing() {
     assert!(strength(&cands, "scale_down") < 0.1);
     let down = cands.iter().find(|c| c.kind == "scale_down").unwrap();
     assert!(
-        down.evidence
-            .iter()
-            .any(|e| e.contains("7 pods served in the minute before the onset, 7 before the scale-down")),
+        down.evidence.iter().any(|e| e.contains("7 pods served after it up to the onset, 7 in the minute before it")),
         "{:?}",
         down.evidence
     );
@@ -199,4 +197,34 @@ fn a_change_inside_the_onset_minute_is_a_cause_when_the_requests_before_it_were_
     let slow = every(ONSET, ONSET + 600 * S, 9000.0);
     let cands = ranked_over(before, slow, &[oom]);
     assert_eq!(cands[0].timing, 0.7);
+}
+
+#[test]
+fn a_step_back_up_at_the_onset_or_a_pod_that_left_midway_gives_nothing_back() {
+    // 6->5 at -120 s, 5->4 at -45 s, 5->6 at the onset itself (scale-down-with-decoy, seed 9):
+    // the pod removed at -45 s still served in the minute before the onset, until -45 s.
+    let pod = |t: i64| {
+        let n = if t < ONSET - 120 * S {
+            6
+        } else if t < ONSET - 45 * S {
+            5
+        } else {
+            4
+        };
+        format!("llama-70b-rs1-p{}", t / S % n)
+    };
+    let before: Vec<Request> = (0..600).map(|i| ONSET - 600 * S + i * S).map(|t| request(t, &pod(t), 30.0)).collect();
+    let after: Vec<Request> = (0..600).map(|i| ONSET + i * S).map(|t| request(t, &pod(t), 9000.0)).collect();
+    let steps = [
+        change(-120, "scale_down", "hpa/llama-70b", "6", "5"),
+        change(-45, "scale_down", "hpa/llama-70b", "5", "4"),
+        change(-30, "scale_up", "hpa/llama-70b", "4", "5"),
+        change(0, "scale_up", "hpa/llama-70b", "5", "6"),
+    ];
+    let cands = ranked_over(before.clone(), after.clone(), &steps);
+    assert_eq!(cands[0].kind, "scale_down", "{cands:#?}");
+    let down = &cands[0];
+    assert!((down.strength - (0.5 + 0.5 * 4.0 / 5.0)).abs() < 1e-9, "{down:#?}");
+    // A step back to five at -30 s: four pods served after the scale-down, not five.
+    assert!(down.evidence.iter().any(|e| e.contains("not yet serving at the onset")), "{:?}", down.evidence);
 }
