@@ -350,16 +350,21 @@ fn pods_serving(ctx: &Context<'_>, from: i64, to: i64) -> Option<usize> {
 
 /// For a change inside the onset bucket: how many of the bucket's requests that began
 /// before it, and how many of those were over the baseline p99. None below 20 requests.
-fn slow_before_in_bucket(ctx: &Context<'_>, t: i64) -> Option<(usize, usize)> {
+fn slow_before_in_bucket(ctx: &Context<'_>, p99: Option<f64>, t: i64) -> Option<(usize, usize)> {
+    let p99 = p99?;
+    let pre: Vec<&&Request> = ctx.after.iter().filter(|r| r.time >= ctx.onset && r.time < t).collect();
+    let slow = pre.iter().filter(|r| r.duration > p99).count();
+    (pre.len() >= 20).then_some((pre.len(), slow))
+}
+
+/// The baseline's p99 duration; None under 100 requests.
+fn baseline_p99(ctx: &Context<'_>) -> Option<f64> {
     let mut base: Vec<f64> = ctx.before.iter().map(|r| r.duration).collect();
     if base.len() < 100 {
         return None;
     }
-    base.sort_by(f64::total_cmp);
-    let p99 = base[(base.len() - 1) * 99 / 100];
-    let pre: Vec<&&Request> = ctx.after.iter().filter(|r| r.time >= ctx.onset && r.time < t).collect();
-    let slow = pre.iter().filter(|r| r.duration > p99).count();
-    (pre.len() >= 20).then_some((pre.len(), slow))
+    let k = (base.len() - 1) * 99 / 100;
+    Some(*base.select_nth_unstable_by(k, f64::total_cmp).1)
 }
 
 /// Kubernetes marks a node NotReady when its kubelet has not reported for
@@ -501,6 +506,9 @@ pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
     // The onset is a bucket's start: a change inside that bucket is at the onset.
     let tol_s = ctx.width as f64 / 1e9;
     let (qs, cs) = ctx.tail.map_or((0.5, 0.5), |t| (t.queue_share.clamp(0.0, 1.0), t.compute_share.clamp(0.0, 1.0)));
+    // Computed once, and only when some candidate lands inside the onset bucket.
+    let in_bucket = |c: &Candidate| (-tol_s..0.0).contains(&((ctx.onset - c.began.unwrap_or(c.time)) as f64 / 1e9));
+    let p99 = if cands.iter().any(in_bucket) { baseline_p99(ctx) } else { None };
     for c in cands.iter_mut() {
         let lag = (ctx.onset - c.began.unwrap_or(c.time)) as f64 / 1e9;
         let max = max_lag_s(&c.kind);
@@ -509,7 +517,7 @@ pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
         } else if lag < 0.0 {
             // Inside the onset bucket but after its start: as likely an effect as a cause,
             // unless the bucket's requests that began before it were not slow yet.
-            match slow_before_in_bucket(ctx, c.began.unwrap_or(c.time)) {
+            match slow_before_in_bucket(ctx, p99, c.began.unwrap_or(c.time)) {
                 Some((n, slow)) if slow * 20 <= n => {
                     c.evidence.push(format!(
                         "the onset minute's {n} requests before it were not slow yet ({slow} over the baseline p99)"
