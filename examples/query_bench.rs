@@ -71,7 +71,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         store.append(None, Some(requests_batch(&rows)?));
-        let job = store.freeze(wal.rotate()?, Vec::new());
+        let through = wal.rotate()?;
+        let job = store.freeze(through, through + 1, Vec::new());
         store.write_flush(&job)?;
         i += chunk;
     }

@@ -11,10 +11,15 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use prost::Message;
+use slo_store::encoded::{ResourceView, SpanView};
 use slo_store::{Attr, SpanBatch, SpanRecord};
 
 use crate::config::AssemblyConfig;
+
+mod in_flight;
+pub use in_flight::{BadInFlight, InFlight, WalPos};
 
 /// The resource a span came from, shared by the spans of one export.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,11 +46,103 @@ pub struct TraceSpan {
     pub span: SpanRecord,
 }
 
-type TraceId = [u8; 16];
+/// A trace id.
+pub type TraceId = [u8; 16];
+
+/// A span waiting for its trace: what assembly reads, and where the whole span is in its
+/// encoded WAL record (shared with the record's other spans, decoded only when emitted).
+#[derive(Debug, Clone)]
+pub struct HeldSpan {
+    record: Bytes,
+    at: u32,
+    len: u32,
+    resource: Arc<Resource>,
+    span_id: [u8; 8],
+    parent: Option<[u8; 8]>,
+    kind: i32,
+}
+
+impl HeldSpan {
+    fn is_entry(&self, present: &HashSet<[u8; 8]>) -> bool {
+        match self.parent {
+            None => true,
+            Some(p) => (self.kind == 2 || self.kind == 5) && !present.contains(&p),
+        }
+    }
+
+    fn raw(&self) -> &[u8] {
+        &self.record[self.at as usize..(self.at + self.len) as usize]
+    }
+
+    fn decode(&self) -> Option<TraceSpan> {
+        match SpanRecord::decode(self.raw()) {
+            Ok(span) => Some(TraceSpan { resource: self.resource.clone(), span }),
+            Err(e) => {
+                tracing::error!(error = %e, "held span does not decode; its trace loses it");
+                None
+            }
+        }
+    }
+}
+
+/// Turns the spans of encoded records into [`HeldSpan`]s, sharing one [`Resource`] among
+/// the spans of a resource.
+#[derive(Debug, Default)]
+pub struct Holder {
+    current: Option<(usize, Arc<Resource>)>,
+    record: Option<usize>,
+}
+
+impl Holder {
+    /// The held span of `s`, a span of `record`; `None` when its ids are not a trace
+    /// span's (it is still in `spans`, it just makes no request row).
+    pub fn hold(&mut self, record: &Bytes, r: &ResourceView<'_>, s: &SpanView<'_>) -> Option<(TraceId, HeldSpan)> {
+        let key = record.as_ptr() as usize;
+        let resource = match &self.current {
+            Some((index, res)) if *index == r.index && self.record == Some(key) => res.clone(),
+            _ => {
+                let res = Arc::new(Resource {
+                    service: r.service.to_string(),
+                    attrs: r.attrs.iter().map(|(k, v)| Attr::new(*k, *v)).collect(),
+                });
+                self.current = Some((r.index, res.clone()));
+                self.record = Some(key);
+                res
+            }
+        };
+        let id = TraceId::try_from(s.trace_id).ok()?;
+        let span_id = <[u8; 8]>::try_from(s.span_id).ok()?;
+        let parent = if s.parent_span_id.is_empty() { None } else { Some(<[u8; 8]>::try_from(s.parent_span_id).ok()?) };
+        let at = (s.raw.as_ptr() as usize).checked_sub(key)?;
+        let held = HeldSpan {
+            record: record.clone(),
+            at: u32::try_from(at).ok()?,
+            len: u32::try_from(s.raw.len()).ok()?,
+            resource,
+            span_id,
+            parent,
+            kind: s.kind,
+        };
+        Some((id, held))
+    }
+}
+
+/// The held spans of one encoded record.
+pub fn hold_record(record: &Bytes) -> Result<Vec<(TraceId, HeldSpan)>, slo_store::wire::WireError> {
+    let mut holder = Holder::default();
+    let mut out = Vec::new();
+    slo_store::encoded::visit_spans(record, |r, s, _| {
+        out.extend(holder.hold(record, r, s));
+        Ok::<_, slo_store::wire::WireError>(())
+    })?;
+    Ok(out)
+}
 
 #[derive(Debug)]
 struct Pending {
-    spans: Vec<TraceSpan>,
+    spans: Vec<HeldSpan>,
+    /// The WAL record of the first span.
+    from: WalPos,
     first_seen: Instant,
     last_seen: Instant,
 }
@@ -92,10 +189,6 @@ pub struct Assembler {
     stats: AssemblyStats,
 }
 
-fn is_entry(span: &SpanRecord, present: &HashSet<&[u8]>) -> bool {
-    span.is_root() || ((span.kind == 2 || span.kind == 5) && !present.contains(span.parent_span_id.as_slice()))
-}
-
 impl Assembler {
     /// An empty assembler.
     pub fn new(cfg: AssemblyConfig) -> Self {
@@ -134,26 +227,59 @@ impl Assembler {
         std::mem::take(&mut self.stats)
     }
 
-    /// Adds the spans of a batch.
-    pub fn add(&mut self, batch: SpanBatch, now: Instant) {
+    /// Adds the spans of a batch (encoded, then held like a WAL record's) that is not in
+    /// the WAL.
+    pub fn add(&mut self, batch: &SpanBatch, now: Instant) {
+        let record = Bytes::from(batch.encode_to_vec());
+        // Cannot fail: prost wrote the record.
+        self.add_held(hold_record(&record).unwrap_or_default(), WalPos::default(), now);
+    }
+
+    /// Adds the spans of an encoded record, the WAL record at `pos`.
+    pub fn add_record(
+        &mut self,
+        record: &Bytes,
+        pos: WalPos,
+        now: Instant,
+    ) -> Result<usize, slo_store::wire::WireError> {
+        let held = hold_record(record)?;
+        let n = held.len();
+        self.add_held(held, pos, now);
+        Ok(n)
+    }
+
+    /// Adds the spans of the WAL record at `pos` that `in_flight` lists as pending at the
+    /// last flush (a restart resuming from the retained WAL).
+    pub fn resume(
+        &mut self,
+        in_flight: &InFlight,
+        record: &Bytes,
+        pos: WalPos,
+        now: Instant,
+    ) -> Result<usize, slo_store::wire::WireError> {
+        let mut held = hold_record(record)?;
+        held.retain(|(id, _)| in_flight.wants(id, pos));
+        let n = held.len();
+        self.add_held(held, pos, now);
+        Ok(n)
+    }
+
+    /// Adds held spans from the WAL record at `pos`.
+    pub fn add_held(&mut self, spans: Vec<(TraceId, HeldSpan)>, pos: WalPos, now: Instant) {
         let idle = self.idle();
-        for rs in batch.resources {
-            let resource = Arc::new(Resource { service: rs.service, attrs: rs.resource });
-            for span in rs.spans {
-                let Ok(id) = TraceId::try_from(span.trace_id.as_slice()) else { continue };
-                if self.emitted.contains(&id) {
-                    self.stats.late_spans += 1;
-                    continue;
-                }
-                let entry = self.pending.entry(id).or_insert_with(|| {
-                    self.arrival.push_back(id);
-                    Pending { spans: Vec::new(), first_seen: now, last_seen: now }
-                });
-                entry.spans.push(TraceSpan { resource: resource.clone(), span });
-                entry.last_seen = now;
-                self.pending_spans += 1;
-                self.timers.push_back((now + idle, id));
+        for (id, span) in spans {
+            if self.emitted.contains(&id) {
+                self.stats.late_spans += 1;
+                continue;
             }
+            let entry = self.pending.entry(id).or_insert_with(|| {
+                self.arrival.push_back(id);
+                Pending { spans: Vec::with_capacity(1), from: pos, first_seen: now, last_seen: now }
+            });
+            entry.spans.push(span);
+            entry.last_seen = now;
+            self.pending_spans += 1;
+            self.timers.push_back((now + idle, id));
         }
     }
 
@@ -175,20 +301,16 @@ impl Assembler {
         let p = self.pending.remove(id)?;
         self.pending_spans -= p.spans.len();
         self.remember(*id);
-        Some(p.spans)
+        Some(p.spans.iter().filter_map(HeldSpan::decode).collect())
     }
 
     fn verdict(&self, p: &Pending, now: Instant) -> Option<Emission> {
         if now.duration_since(p.first_seen) >= self.max_wait() {
-            let present: HashSet<&[u8]> = p.spans.iter().map(|s| s.span.span_id.as_slice()).collect();
-            let complete = p.spans.iter().any(|s| is_entry(&s.span, &present));
+            let complete = has_entry(&p.spans);
             return Some(if complete { Emission::Complete } else { Emission::Timeout });
         }
-        if now.duration_since(p.last_seen) >= self.idle() {
-            let present: HashSet<&[u8]> = p.spans.iter().map(|s| s.span.span_id.as_slice()).collect();
-            if p.spans.iter().any(|s| is_entry(&s.span, &present)) {
-                return Some(Emission::Complete);
-            }
+        if now.duration_since(p.last_seen) >= self.idle() && has_entry(&p.spans) {
+            return Some(Emission::Complete);
         }
         None
     }
@@ -249,52 +371,27 @@ impl Assembler {
         out
     }
 
-    /// The pending spans, encoded, so that a restart picks up where this left off.
-    pub fn snapshot(&self) -> Vec<u8> {
-        use prost::encoding::{WireType, encode_key, encode_varint, message, string};
-        // Encoded straight from the pending spans, as a `SpanBatch` (field 1: resources;
-        // in each, 1: service, 2: resource attributes, 3: spans), without cloning them.
-        fn close(out: &mut Vec<u8>, group: &mut Vec<u8>) {
-            if !group.is_empty() {
-                encode_key(1, WireType::LengthDelimited, out);
-                encode_varint(group.len() as u64, out);
-                out.extend_from_slice(group);
-                group.clear();
-            }
-        }
-        let mut out = Vec::new();
-        let mut group = Vec::new();
-        let mut current: Option<&Arc<Resource>> = None;
-        let mut seen = HashSet::with_capacity(self.pending.len());
-        for id in &self.arrival {
-            if !seen.insert(id) {
-                continue;
-            }
-            let Some(p) = self.pending.get(id) else { continue };
-            for ts in &p.spans {
-                let same = current.is_some_and(|c| Arc::ptr_eq(c, &ts.resource) || **c == *ts.resource);
-                if !same {
-                    close(&mut out, &mut group);
-                    string::encode(1, &ts.resource.service, &mut group);
-                    for a in &ts.resource.attrs {
-                        message::encode(2, a, &mut group);
-                    }
-                    current = Some(&ts.resource);
-                }
-                message::encode(3, &ts.span, &mut group);
-            }
-        }
-        close(&mut out, &mut group);
-        out
+    /// The traces pending now, by where their spans start in the WAL, so that a restart
+    /// picks up where this left off.
+    pub fn in_flight(&self) -> InFlight {
+        InFlight::new(self.pending.iter().map(|(id, p)| (*id, p.from)).collect())
     }
 
-    /// Restores a snapshot; the traces wait anew from `now`.
-    pub fn restore(&mut self, bytes: &[u8], now: Instant) -> Result<usize, prost::DecodeError> {
-        let batch = SpanBatch::decode(bytes)?;
-        let n = batch.span_count();
-        self.add(batch, now);
-        Ok(n)
+    /// Restores a state file of the format before [`InFlight`] (the pending spans as one
+    /// `SpanBatch`); the traces wait anew from `now`.
+    pub fn restore_spans(&mut self, bytes: &[u8], now: Instant) -> Result<usize, slo_store::wire::WireError> {
+        self.add_record(&Bytes::copy_from_slice(bytes), WalPos::default(), now)
     }
+}
+
+/// Whether a trace has its entry span: a root, or a server/consumer span whose parent is
+/// not in the trace.
+fn has_entry(spans: &[HeldSpan]) -> bool {
+    if spans.iter().any(|s| s.parent.is_none()) {
+        return true;
+    }
+    let present: HashSet<[u8; 8]> = spans.iter().map(|s| s.span_id).collect();
+    spans.iter().any(|s| s.is_entry(&present))
 }
 
 #[cfg(test)]
@@ -331,14 +428,14 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut a = Assembler::new(cfg());
-        a.add(batch(vec![span(1, 1, None, 2)]), t0);
-        a.add(batch(vec![span(1, 2, Some(1), 1)]), t0 + ms(50));
+        a.add(&batch(vec![span(1, 1, None, 2)]), t0);
+        a.add(&batch(vec![span(1, 2, Some(1), 1)]), t0 + ms(50));
         assert!(a.poll(t0 + ms(120)).traces.is_empty(), "child reset the idle timer");
         let out = a.poll(t0 + ms(150));
         assert_eq!(out.traces.len(), 1);
         assert_eq!(out.traces[0].0.len(), 2);
         assert_eq!(out.traces[0].1, Emission::Complete);
-        a.add(batch(vec![span(1, 3, Some(1), 1)]), t0 + ms(200));
+        a.add(&batch(vec![span(1, 3, Some(1), 1)]), t0 + ms(200));
         assert_eq!(a.take_stats().late_spans, 1);
         assert_eq!(a.pending_spans(), 0);
     }
@@ -348,8 +445,8 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut a = Assembler::new(cfg());
-        a.add(batch(vec![span(2, 5, Some(9), 2)]), t0); // server span, remote parent
-        a.add(batch(vec![span(3, 6, Some(9), 1)]), t0); // internal span, parent missing
+        a.add(&batch(vec![span(2, 5, Some(9), 2)]), t0); // server span, remote parent
+        a.add(&batch(vec![span(3, 6, Some(9), 1)]), t0); // internal span, parent missing
         let out = a.poll(t0 + ms(100));
         assert_eq!(out.traces.len(), 1);
         assert_eq!(out.traces[0].0[0].span.trace_id, vec![2; 16]);
@@ -363,7 +460,7 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Assembler::new(cfg());
         for t in 0..12u8 {
-            a.add(batch(vec![span(t + 1, 1, Some(7), 1)]), t0);
+            a.add(&batch(vec![span(t + 1, 1, Some(7), 1)]), t0);
         }
         let out = a.poll(t0);
         assert_eq!(out.traces.len(), 2);
@@ -373,17 +470,41 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_restores_pending_traces() {
+    fn in_flight_traces_resume_from_their_wal_records() {
         let t0 = Instant::now();
-        let mut a = Assembler::new(cfg());
-        a.add(batch(vec![span(1, 1, None, 2), span(4, 2, Some(3), 1)]), t0);
-        let snap = a.snapshot();
+        let ms = Duration::from_millis;
+        let pos = |segment, record| WalPos { segment, record };
+        let record = |spans| Bytes::from(batch(spans).encode_to_vec());
+        // Trace 1 completes and is emitted; its late span starts a new pending entry in a
+        // later record. Trace 4 waits for its entry span throughout.
+        let r1 = record(vec![span(1, 1, None, 2), span(4, 2, Some(3), 1)]);
+        let r2 = record(vec![span(1, 9, Some(1), 1), span(4, 5, Some(3), 1)]);
+        let mut a = Assembler::new(AssemblyConfig { remember_emitted: 0, ..cfg() });
+        a.add_record(&r1, pos(3, 0), t0).unwrap();
+        assert_eq!(a.poll(t0 + ms(100)).traces.len(), 1);
+        a.add_record(&r2, pos(4, 1), t0 + ms(100)).unwrap();
+        let state = InFlight::decode(&a.in_flight().encode()).unwrap();
+        assert_eq!(state.len(), 2);
+        assert_eq!(state.keep_from(), Some(3));
+
         let mut b = Assembler::new(cfg());
-        assert_eq!(b.restore(&snap, t0).unwrap(), 2);
+        assert_eq!(b.resume(&state, &r1, pos(3, 0), t0).unwrap(), 1, "trace 1's emitted span stays out");
+        assert_eq!(b.resume(&state, &r2, pos(4, 1), t0).unwrap(), 2);
+        let mut restored: Vec<(Vec<u8>, Vec<u8>)> =
+            b.drain().traces.into_iter().flat_map(|(s, _)| s).map(|t| (t.span.trace_id, t.span.span_id)).collect();
+        restored.sort();
+        let want = |t: u8, s: u8| (vec![t; 16], vec![s; 8]);
+        assert_eq!(restored, vec![want(1, 9), want(4, 2), want(4, 5)]);
+        assert!(Assembler::new(cfg()).in_flight().encode().is_empty());
+    }
+
+    #[test]
+    fn older_state_files_of_pending_spans_still_restore() {
+        let t0 = Instant::now();
+        let old = batch(vec![span(1, 1, None, 2), span(4, 2, Some(3), 1)]).encode_to_vec();
+        assert!(!InFlight::is_this_format(&old));
+        let mut b = Assembler::new(cfg());
+        assert_eq!(b.restore_spans(&old, t0).unwrap(), 2);
         assert_eq!(b.pending_traces(), 2);
-        let mut restored: Vec<SpanRecord> = b.drain().traces.into_iter().flat_map(|(s, _)| s).map(|t| t.span).collect();
-        restored.sort_by(|x, y| x.trace_id.cmp(&y.trace_id));
-        assert_eq!(restored, vec![span(1, 1, None, 2), span(4, 2, Some(3), 1)]);
-        assert!(Assembler::new(cfg()).snapshot().is_empty());
     }
 }

@@ -30,8 +30,8 @@ pub struct ConvertStats {
 /// Converts OTLP to our records.
 #[derive(Debug, Clone)]
 pub struct Converter {
-    redactor: Redactor,
-    max_depth: usize,
+    pub(crate) redactor: Redactor,
+    pub(crate) max_depth: usize,
 }
 
 impl Converter {
@@ -75,7 +75,10 @@ impl Converter {
             let mut spans = Vec::new();
             for (si, ss) in rs.scope_spans.into_iter().enumerate() {
                 for (pi, span) in ss.spans.into_iter().enumerate() {
-                    if let Err(problem) = validate(&span) {
+                    let ids = (&span.trace_id, &span.span_id, &span.parent_span_id);
+                    if let Err(problem) =
+                        validate(ids.0, ids.1, ids.2, span.start_time_unix_nano, span.end_time_unix_nano)
+                    {
                         if rejected.spans == 0 {
                             rejected.message = format!("resource_spans[{ri}].scope_spans[{si}].spans[{pi}]: {problem}");
                         }
@@ -116,20 +119,21 @@ impl Converter {
     }
 }
 
-fn validate(span: &opentelemetry_proto::tonic::trace::v1::Span) -> Result<(), String> {
-    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
-        return Err(format!("trace_id must be 16 non-zero bytes, got {} bytes", span.trace_id.len()));
+/// Why a span cannot be stored, if it cannot.
+pub(crate) fn validate(trace_id: &[u8], span_id: &[u8], parent: &[u8], start: u64, end: u64) -> Result<(), String> {
+    if trace_id.len() != 16 || trace_id.iter().all(|b| *b == 0) {
+        return Err(format!("trace_id must be 16 non-zero bytes, got {} bytes", trace_id.len()));
     }
-    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
-        return Err(format!("span_id must be 8 non-zero bytes, got {} bytes", span.span_id.len()));
+    if span_id.len() != 8 || span_id.iter().all(|b| *b == 0) {
+        return Err(format!("span_id must be 8 non-zero bytes, got {} bytes", span_id.len()));
     }
-    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
-        return Err(format!("parent_span_id must be empty or 8 bytes, got {} bytes", span.parent_span_id.len()));
+    if !parent.is_empty() && parent.len() != 8 {
+        return Err(format!("parent_span_id must be empty or 8 bytes, got {} bytes", parent.len()));
     }
-    if span.start_time_unix_nano == 0 {
+    if start == 0 {
         return Err("start_time_unix_nano is missing".into());
     }
-    if span.end_time_unix_nano < span.start_time_unix_nano {
+    if end < start {
         return Err("end_time_unix_nano is before start_time_unix_nano".into());
     }
     Ok(())

@@ -111,7 +111,7 @@ pub async fn import_file(
     for req in requests {
         let spans: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
         summary.exports += 1;
-        let rejected = rx.export(req, "import").await?;
+        let rejected = rx.export(crate::otlp::Payload::Decoded(req), "import").await?;
         summary.spans += spans - rejected.spans as usize;
         summary.rejected += rejected.spans;
         if rejected.spans > 0 && summary.first_rejection.is_none() {

@@ -1,7 +1,9 @@
 //! The collector of `slo`: OTLP in, `spans` and `requests` rows out.
 //!
 //! ```text
-//! OTLP gRPC / HTTP ─> decode ─> convert (validate, redact) ─> prepare (WAL bytes, spans rows)
+//! OTLP protobuf ─> transcode (validate, redact, write the WAL record in one pass)
+//! OTLP/JSON, import ─> decode ─> convert ─> encode
+//!     ─> prepare (the record read in place: spans rows, held spans)
 //!     ─> Ingest (bounded by bytes)
 //!     ─> pipeline thread: WAL group commit ─> ack ─> spans rows to the store ─> Assembler
 //!        ─> split (queue / compute / other) ─> requests rows ─> Store ─> flusher thread
@@ -26,6 +28,7 @@ pub mod redact;
 pub mod replay;
 pub mod scrape;
 pub mod split;
+pub mod transcode;
 
 pub use config::CollectorConfig;
 pub use error::{Error, Result};

@@ -18,8 +18,39 @@ use crate::metrics::{CollectorMetrics, ExportLabels, TransportLabel};
 use crate::pipeline::{Ingest, Prepared};
 use crate::redact::Redactor;
 
-/// Exports above this many spans are converted off the async workers.
+/// Exports above this many spans (or protobuf bytes) are converted off the async workers.
 const BLOCKING_SPANS: usize = 2_000;
+const BLOCKING_BYTES: usize = 512 << 10;
+
+/// An export as a receiver got it.
+#[derive(Debug)]
+pub enum Payload {
+    /// OTLP protobuf bytes, transcoded in one pass.
+    Protobuf(bytes::Bytes),
+    /// A decoded request (OTLP/JSON, imports), converted through structs.
+    Decoded(ExportTraceServiceRequest),
+}
+
+fn spans_in(req: &ExportTraceServiceRequest) -> usize {
+    req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
+}
+
+impl Payload {
+    /// Spans in the export, for counting a refused one (0 when the bytes do not parse).
+    fn span_count(&self) -> usize {
+        match self {
+            Payload::Protobuf(b) => crate::transcode::count_spans(b).unwrap_or(0),
+            Payload::Decoded(req) => spans_in(req),
+        }
+    }
+
+    fn is_large(&self) -> bool {
+        match self {
+            Payload::Protobuf(b) => b.len() > BLOCKING_BYTES,
+            Payload::Decoded(_) => self.span_count() > BLOCKING_SPANS,
+        }
+    }
+}
 
 /// What receivers share: conversion and the ingest queue.
 #[derive(Debug, Clone)]
@@ -73,33 +104,45 @@ impl Receiver {
         &self.ingest
     }
 
-    /// Converts and stores one export; returns the spans rejected one by one.
-    pub async fn export(&self, req: ExportTraceServiceRequest, transport: &'static str) -> Result<Rejected> {
+    /// Converts and stores one export; returns the spans rejected one by one. A protobuf
+    /// payload that does not decode is an `InvalidPayload` error, not counted here (the
+    /// transport counts it, as it counts its other decoding failures).
+    pub async fn export(&self, payload: Payload, transport: &'static str) -> Result<Rejected> {
         let started = Instant::now();
-        let n: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
         if let Err(e) = self.ingest.check_room() {
             self.refused(transport, &e);
             self.metrics
                 .spans_refused
                 .get_or_create(&ExportLabels { transport, outcome: e.outcome() })
-                .inc_by(n as u64);
+                .inc_by(payload.span_count() as u64);
             return Err(e);
         }
         // Conversion, WAL encoding and Arrow rows are CPU work: large exports do it on the
         // blocking pool, so the async workers keep answering.
         let c = self.converter.clone();
-        let prepare = move || {
-            let (batch, rejected, stats) = c.convert(req);
-            let accepted = batch.span_count();
-            let prepared = if accepted > 0 { Some(Prepared::new(batch)) } else { None };
-            (prepared, accepted, rejected, stats)
+        let large = payload.is_large();
+        let prepare = move || -> Result<_> {
+            let (record, n, accepted, rejected, stats) = match payload {
+                Payload::Protobuf(bytes) => {
+                    let t = c.transcode(&bytes)?;
+                    (t.record, t.received, t.accepted, t.rejected, t.stats)
+                }
+                Payload::Decoded(req) => {
+                    let n = spans_in(&req);
+                    let (batch, rejected, stats) = c.convert(req);
+                    let accepted = batch.span_count();
+                    (prost::Message::encode_to_vec(&batch), n, accepted, rejected, stats)
+                }
+            };
+            let prepared = if accepted > 0 { Some(Prepared::from_record(record.into())) } else { None };
+            Ok((prepared, n, accepted, rejected, stats))
         };
-        let (prepared, accepted, rejected, stats) = if n > BLOCKING_SPANS {
+        let (prepared, n, accepted, rejected, stats) = if large {
             tokio::task::spawn_blocking(prepare)
                 .await
-                .map_err(|e| crate::Error::Storage(format!("conversion task failed: {e}")))?
+                .map_err(|e| crate::Error::Storage(format!("conversion task failed: {e}")))??
         } else {
-            prepare()
+            prepare()?
         };
         self.metrics.redacted_attributes.inc_by(stats.redacted);
         let result = match prepared {

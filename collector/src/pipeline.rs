@@ -5,9 +5,10 @@
 //! export), queues the batch and waits for the pipeline thread to write it to the WAL.
 //! The pipeline thread takes whatever is queued as one group commit, acknowledges it, then
 //! turns it into `spans` rows and feeds the assembler, whose finished traces become
-//! `requests` rows. When a flush is due it rotates the WAL, snapshots the assembler and
-//! hands the rows to the flusher thread; WAL segments are deleted only after the segments
-//! and the manifest that cover them are on disk.
+//! `requests` rows. When a flush is due it rotates the WAL, notes which traces are in
+//! flight and where their spans start in the WAL, and hands the rows to the flusher
+//! thread; WAL segments are deleted only after the segments and the manifest that cover
+//! them are on disk, and only once no trace in flight has spans in them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -16,11 +17,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use prost::Message;
+use slo_store::encoded::SpansBuilder;
 use slo_store::{FlushJob, Recovery, SpanBatch, Store, Wal};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::assemble::{Assembler, Emission, Emitted};
+use crate::assemble::{Assembler, Emission, Emitted, HeldSpan, Holder, InFlight, TraceId, WalPos};
 use crate::config::CollectorConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{CollectorMetrics, ReasonLabel};
@@ -59,11 +62,7 @@ impl Health {
 }
 
 struct Submission {
-    batch: SpanBatch,
-    encoded: Vec<u8>,
-    /// The rows (`spans`, and `samples`/`changes` when the batch has any), built by the
-    /// submitting thread so that the single pipeline thread does not have to.
-    rows: Vec<(&'static str, RecordBatch)>,
+    prepared: Prepared,
     _permit: OwnedSemaphorePermit,
     ack: oneshot::Sender<Result<(), String>>,
 }
@@ -89,32 +88,69 @@ impl std::fmt::Debug for Ingest {
     }
 }
 
-/// A batch encoded for the WAL and turned into `spans` rows, ready to queue. Preparing is
-/// CPU work: callers with large batches do it off the async workers.
+/// A batch encoded for the WAL, turned into rows and held spans, ready to queue. Preparing
+/// is CPU work done by the submitting thread, so that the single pipeline thread does not
+/// have to; callers with large batches do it off the async workers.
 #[derive(Debug)]
 pub struct Prepared {
-    batch: SpanBatch,
-    encoded: Vec<u8>,
+    /// The WAL record: an encoded `SpanBatch`.
+    record: Bytes,
+    /// Rows of `spans`, and of `samples`/`changes` when the batch has any.
     rows: Vec<(&'static str, RecordBatch)>,
+    /// The spans for the assembler.
+    held: Vec<(TraceId, HeldSpan)>,
 }
 
 impl Prepared {
-    /// Encodes the batch and builds its rows.
+    /// Encodes a batch and builds its rows.
     pub fn new(batch: SpanBatch) -> Result<Prepared> {
-        let encoded = batch.encode_to_vec();
-        let rows = batch_rows(&[&batch])?;
-        Ok(Prepared { batch, encoded, rows })
+        let record = batch.encode_to_vec();
+        let (mut p, _) = Prepared::spans_of(record.into())?;
+        let cluster = slo_store::cluster_rows::cluster_batches(&[&batch]).map_err(storage)?;
+        p.rows.splice(0..0, cluster);
+        Ok(p)
+    }
+
+    /// Builds the rows of an encoded batch (the OTLP fast path, and WAL replay).
+    pub fn from_record(record: Bytes) -> Result<Prepared> {
+        let (mut p, cluster) = Prepared::spans_of(record)?;
+        if cluster {
+            // Samples and changes (scrapes, Kubernetes) the slow way: they are not hot.
+            let batch =
+                SpanBatch::decode(p.record.as_ref()).map_err(|e| Error::Storage(format!("undecodable record: {e}")))?;
+            let cluster = slo_store::cluster_rows::cluster_batches(&[&batch]).map_err(storage)?;
+            p.rows.splice(0..0, cluster);
+        }
+        Ok(p)
+    }
+
+    /// The spans rows and held spans, and whether the record also holds samples or changes
+    /// (whose rows the caller builds).
+    fn spans_of(record: Bytes) -> Result<(Prepared, bool)> {
+        let mut rows = SpansBuilder::with_capacity(record.len() / 700 + 1, record.len());
+        let mut holder = Holder::default();
+        let mut held = Vec::with_capacity(record.len() / 700 + 1);
+        let cluster = slo_store::encoded::visit_spans(&record, |r, s, a| {
+            rows.append(r, s, a)?;
+            held.extend(holder.hold(&record, r, s));
+            Ok::<_, slo_store::Error>(())
+        })
+        .map_err(storage)?;
+        let mut out = Vec::new();
+        if rows.rows() > 0 {
+            out.push((slo_store::schema::SPANS, rows.finish().map_err(storage)?));
+        }
+        Ok((Prepared { record, rows: out, held }, cluster))
+    }
+
+    /// Spans held for assembly.
+    pub fn spans(&self) -> usize {
+        self.held.len()
     }
 }
 
-/// The rows of every table a batch feeds directly (requests come later, from assembly).
-fn batch_rows(batches: &[&SpanBatch]) -> Result<Vec<(&'static str, RecordBatch)>> {
-    let storage = |e: slo_store::Error| Error::Storage(e.to_string());
-    let mut rows = slo_store::cluster_rows::cluster_batches(batches).map_err(storage)?;
-    if batches.iter().any(|b| b.span_count() > 0) {
-        rows.push((slo_store::schema::SPANS, slo_store::rows::spans_batch(batches.iter().copied()).map_err(storage)?));
-    }
-    Ok(rows)
+fn storage(e: slo_store::Error) -> Error {
+    Error::Storage(e.to_string())
 }
 
 impl Ingest {
@@ -140,9 +176,8 @@ impl Ingest {
         if !self.health.is_ready() {
             return Err(Error::Unavailable(self.health.describe()));
         }
-        let Prepared { batch, encoded, rows } = prepared;
-        // What the batch costs until it is flushed: the decoded records and their rows.
-        let kib = (encoded.len() * 4 + batch.span_count() * 160) / 1024 + 1;
+        // What the batch costs while queued: its record, its rows and its held spans.
+        let kib = (prepared.record.len() * 3 + prepared.held.len() * 160) / 1024 + 1;
         let kib = kib.min(self.budget_kib) as u32;
         let permit = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| Error::Overloaded {
             queued_bytes: (self.budget_kib - self.budget.available_permits()) * 1024,
@@ -151,7 +186,7 @@ impl Ingest {
         self.metrics.queue_bytes.set(((self.budget_kib - self.budget.available_permits()) * 1024) as i64);
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Msg::Batch(Submission { batch, encoded, rows, _permit: permit, ack }))
+            .send(Msg::Batch(Submission { prepared, _permit: permit, ack }))
             .map_err(|_| Error::Unavailable("stopping"))?;
         match done.await {
             Ok(Ok(())) => Ok(()),
@@ -278,25 +313,46 @@ impl Pipeline {
 
     fn recover(&mut self, recovery: Recovery) -> Result<()> {
         let now = Instant::now();
-        if let Some(state) = &recovery.state {
-            match self.assembler.restore(state, now) {
+        let mut in_flight = InFlight::default();
+        match recovery.state.as_deref() {
+            Some(state) if InFlight::is_this_format(state) => match InFlight::decode(state) {
+                Ok(f) => in_flight = f,
+                Err(e) => {
+                    tracing::warn!(error = %e, "traces in flight at the last flush get no request rows (their spans are kept)")
+                }
+            },
+            Some(state) => match self.assembler.restore_spans(state, now) {
                 Ok(n) => tracing::info!(spans = n, "restored traces in flight at the last flush"),
                 Err(e) => {
                     tracing::warn!(error = %e, "state file unreadable; its traces get no request rows (their spans are kept)")
                 }
-            }
+            },
+            None => {}
         }
         for &segment in &recovery.wal_segments {
             let read = recovery.read(segment)?;
-            let mut batches = Vec::with_capacity(read.records.len());
-            for record in &read.records {
-                match SpanBatch::decode(record.as_slice()) {
-                    Ok(b) => batches.push(b),
+            if segment <= recovery.checkpoint {
+                // Rows already in Parquet: only the spans of traces that were in flight.
+                let mut spans = 0;
+                for (i, record) in read.records.into_iter().enumerate() {
+                    let pos = WalPos { segment, record: i as u32 };
+                    match self.assembler.resume(&in_flight, &record.into(), pos, now) {
+                        Ok(n) => spans += n,
+                        Err(e) => tracing::error!(segment, error = %e, "undecodable WAL record skipped"),
+                    }
+                }
+                tracing::info!(segment, spans, "resumed traces in flight at the last flush");
+                continue;
+            }
+            let mut prepared = Vec::with_capacity(read.records.len());
+            for (i, record) in read.records.into_iter().enumerate() {
+                match Prepared::from_record(record.into()) {
+                    Ok(p) => prepared.push((p, WalPos { segment, record: i as u32 })),
                     Err(e) => tracing::error!(segment, error = %e, "undecodable WAL record skipped"),
                 }
             }
-            self.metrics.wal_replayed_records.inc_by(batches.len() as u64);
-            tracing::info!(segment, records = batches.len(), "replayed WAL segment");
+            self.metrics.wal_replayed_records.inc_by(prepared.len() as u64);
+            tracing::info!(segment, records = prepared.len(), "replayed WAL segment");
             if read.torn_bytes > 0 {
                 tracing::warn!(
                     segment,
@@ -304,8 +360,10 @@ impl Pipeline {
                     "WAL segment ends in a torn record (a write cut short by a crash, never acknowledged)"
                 );
             }
-            for chunk in batches.chunks(self.max_group) {
-                self.process(chunk.to_vec())?;
+            let mut rest = prepared.into_iter().peekable();
+            while rest.peek().is_some() {
+                let chunk: Vec<(Prepared, WalPos)> = rest.by_ref().take(self.max_group).collect();
+                self.process(chunk);
                 self.after_step()?;
             }
         }
@@ -354,7 +412,8 @@ impl Pipeline {
             return Ok(());
         }
         let started = Instant::now();
-        let written = self.wal.append(group.iter().map(|s| s.encoded.as_slice()));
+        let (segment, first) = (self.wal.active_id(), self.wal.active_records());
+        let written = self.wal.append(group.iter().map(|s| s.prepared.record.as_ref()));
         let store_metrics = self.store.metrics();
         store_metrics.wal_append_seconds.observe(started.elapsed().as_secs_f64());
         if let Err(e) = written {
@@ -364,29 +423,22 @@ impl Pipeline {
             }
             return Ok(());
         }
-        store_metrics.wal_bytes.inc_by(group.iter().map(|s| s.encoded.len() as u64 + 8).sum());
-        let mut batches = Vec::with_capacity(group.len());
-        for s in group {
+        store_metrics.wal_bytes.inc_by(group.iter().map(|s| s.prepared.record.len() as u64 + 8).sum());
+        let mut prepared = Vec::with_capacity(group.len());
+        for (i, s) in group.into_iter().enumerate() {
             let _ = s.ack.send(Ok(()));
-            self.store.append_tables(s.rows);
-            batches.push(s.batch);
+            prepared.push((s.prepared, WalPos { segment, record: first + i as u32 }));
         }
-        self.assemble(batches);
+        self.process(prepared);
         Ok(())
     }
 
-    /// Replayed batches to rows.
-    fn process(&mut self, batches: Vec<SpanBatch>) -> Result<()> {
-        let refs: Vec<&SpanBatch> = batches.iter().collect();
-        self.store.append_tables(batch_rows(&refs)?);
-        self.assemble(batches);
-        Ok(())
-    }
-
-    fn assemble(&mut self, batches: Vec<SpanBatch>) {
+    /// Rows to the store, spans to the assembler.
+    fn process(&mut self, prepared: Vec<(Prepared, WalPos)>) {
         let now = Instant::now();
-        for b in batches {
-            self.assembler.add(b, now);
+        for (p, pos) in prepared {
+            self.store.append_tables(p.rows);
+            self.assembler.add_held(p.held, pos, now);
         }
     }
 
@@ -430,7 +482,9 @@ impl Pipeline {
 
     fn flush(&mut self, done: Vec<oneshot::Sender<Result<(), String>>>) -> Result<()> {
         let through = self.wal.rotate()?;
-        let job = self.store.freeze(through, self.assembler.snapshot());
+        let in_flight = self.assembler.in_flight();
+        let keep_from = in_flight.keep_from().unwrap_or(through + 1);
+        let job = self.store.freeze(through, keep_from, in_flight.encode());
         if self.flush_tx.send(FlushRequest { job, done }).is_err() {
             return Err(Error::Storage("flusher thread is gone".into()));
         }

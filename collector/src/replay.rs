@@ -1,17 +1,18 @@
 //! Read-only replay: what `slo query --data-dir` adds to the segments so that it sees
 //! every acknowledged span, even when the server died before flushing (or still runs).
 //!
-//! It reads the manifest's state file and the WAL segments after the checkpoint, and
-//! builds their rows in memory only; nothing in the data directory changes. Traces still
+//! It reads the manifest's state file and the WAL segments it keeps (those up to the
+//! checkpoint only for the traces in flight at it), and builds their rows in memory only; nothing in the data directory changes. Traces still
 //! being assembled are emitted as they are.
 
 use std::time::Instant;
 
-use prost::Message;
+use bytes::Bytes;
 use slo_store::manifest::Manifest;
-use slo_store::{SpanBatch, Store, wal};
+use slo_store::wire::WireError;
+use slo_store::{Store, wal};
 
-use crate::assemble::Assembler;
+use crate::assemble::{Assembler, InFlight, WalPos};
 use crate::config::CollectorConfig;
 use crate::error::{Error, Result};
 use crate::split::Splitter;
@@ -37,16 +38,28 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
         let wal_dir = dir.join("wal");
         let mut assembler = Assembler::new(cfg.assembly.clone());
         let now = Instant::now();
+        let mut in_flight = InFlight::default();
         if let Some(name) = &manifest.state_file
             && let Ok(bytes) = std::fs::read(dir.join(name))
         {
-            let _ = assembler.restore(&bytes, now);
+            if InFlight::is_this_format(&bytes) {
+                in_flight = InFlight::decode(&bytes).unwrap_or_default();
+            } else {
+                let _ = assembler.restore_spans(&bytes, now);
+            }
         }
-        let mut batches = Vec::new();
+        let mut records = Vec::new();
         let mut vanished = false;
-        for id in wal::list_segments(&wal_dir)?.into_iter().filter(|id| *id > manifest.wal_checkpoint) {
+        for id in wal::list_segments(&wal_dir)?.into_iter().filter(|id| *id >= manifest.wal_keep_from()) {
             match wal::read_segment(&wal_dir, id) {
-                Ok(read) => batches.extend(read.records.iter().filter_map(|r| SpanBatch::decode(r.as_slice()).ok())),
+                Ok(read) if id <= manifest.wal_checkpoint => {
+                    // Rows already in segments: only the spans of traces in flight.
+                    for (i, r) in read.records.into_iter().enumerate() {
+                        let pos = WalPos { segment: id, record: i as u32 };
+                        let _ = assembler.resume(&in_flight, &Bytes::from(r), pos, now);
+                    }
+                }
+                Ok(read) => records.extend(read.records.into_iter().map(Bytes::from)),
                 Err(slo_store::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                     vanished = true;
                     break;
@@ -57,15 +70,18 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
         if vanished && attempt < 2 {
             continue;
         }
-        let mut stats = ReplayStats { records: batches.len(), ..Default::default() };
-        for chunk in batches.chunks(256) {
-            store.append(Some(slo_store::rows::spans_batch(chunk.iter())?), None);
-            let refs: Vec<&SpanBatch> = chunk.iter().collect();
-            store.append_tables(slo_store::cluster_rows::cluster_batches(&refs)?);
+        let mut stats = ReplayStats::default();
+        for chunk in records.chunks(256) {
+            // A record that does not decode is skipped, as the server's own replay does.
+            let readable = |r: &&[u8]| slo_store::encoded::visit_spans(r, |_, _, _| Ok::<_, WireError>(())).is_ok();
+            let good: Vec<&[u8]> = chunk.iter().map(|r| r.as_ref()).filter(readable).collect();
+            store.append_tables(slo_store::encoded::batch_rows(&good)?);
         }
-        for b in batches {
-            stats.spans += b.span_count();
-            assembler.add(b, now);
+        for r in &records {
+            if let Ok(n) = assembler.add_record(r, WalPos::default(), now) {
+                stats.records += 1;
+                stats.spans += n;
+            }
         }
         let rows: Vec<_> = assembler.drain().traces.iter().flat_map(|(spans, _)| splitter.requests(spans)).collect();
         stats.requests = rows.len();

@@ -25,6 +25,9 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// A WAL record or state file that does not decode (the message names the problem).
+    #[error("undecodable record: {0}")]
+    Record(#[from] crate::wire::WireError),
     /// Another process holds the data directory.
     #[error("data dir {0} is in use by another slo process (its LOCK file is held)")]
     Locked(PathBuf),

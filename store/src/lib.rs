@@ -13,6 +13,7 @@
 //! segment and updating the manifest leaves an orphan file that is removed on open.
 
 pub mod cluster_rows;
+pub mod encoded;
 pub mod error;
 pub mod manifest;
 pub mod metrics;
@@ -24,6 +25,7 @@ pub mod schema;
 pub mod segments;
 pub mod store;
 pub mod wal;
+pub mod wire;
 
 pub use error::{Error, Result};
 pub use metrics::StoreMetrics;

@@ -37,9 +37,12 @@ pub struct SegmentFile {
 pub struct Manifest {
     /// Format version.
     pub version: u32,
-    /// Every WAL segment with an id `<=` this is fully reflected in the segments plus the
-    /// state file, and may be deleted.
+    /// Every WAL segment with an id `<=` this has its rows in the segments.
     pub wal_checkpoint: u64,
+    /// WAL segments from this id on are kept: those up to the checkpoint hold the spans of
+    /// traces still being assembled at the checkpoint (the state file says which). `0`, in
+    /// manifests written before it existed, means `wal_checkpoint + 1`.
+    pub wal_keep_from: u64,
     /// The collector's in-flight state (traces still being assembled) as of the checkpoint,
     /// relative to the data directory.
     pub state_file: Option<String>,
@@ -64,6 +67,12 @@ impl Manifest {
             }
             Err(e) => Err(Error::io("read manifest", path)(e)),
         }
+    }
+
+    /// The oldest WAL segment to keep.
+    pub fn wal_keep_from(&self) -> u64 {
+        let after = self.wal_checkpoint + 1;
+        if self.wal_keep_from == 0 { after } else { self.wal_keep_from.min(after) }
     }
 
     /// Writes the manifest atomically.

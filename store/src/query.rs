@@ -200,7 +200,7 @@ mod tests {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
         store.append(None, Some(requests_batch(&[row(now, "a", 10.0), row(now + 1, "b", 20.0)]).unwrap()));
         let through = wal.rotate().unwrap();
-        let job = store.freeze(through, vec![]);
+        let job = store.freeze(through, through + 1, vec![]);
         // Frozen rows are still visible.
         assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 2);
         store.write_flush(&job).unwrap();

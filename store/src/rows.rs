@@ -69,68 +69,16 @@ pub(crate) fn map_builder() -> MapBuilder<StringBuilder, StringBuilder> {
     MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())
 }
 
-fn hex_or_null(id: &[u8]) -> Option<String> {
-    (!id.is_empty()).then(|| hex::encode(id))
-}
-
-/// Builds a `spans` batch from the spans of export requests.
+/// Builds a `spans` batch from span batches (the ingest path reads encoded records with
+/// [`crate::encoded`] instead; this serves replays of decoded batches).
 pub fn spans_batch<'a>(batches: impl IntoIterator<Item = &'a SpanBatch>) -> Result<RecordBatch> {
-    let mut time = TimestampNanosecondBuilder::new();
-    let mut end = TimestampNanosecondBuilder::new();
-    let mut trace = StringBuilder::new();
-    let mut span = StringBuilder::new();
-    let mut parent = StringBuilder::new();
-    let mut name = StringBuilder::new();
-    let mut kind = StringBuilder::new();
-    let mut service = StringBuilder::new();
-    let mut status = StringBuilder::new();
-    let mut duration = Float64Builder::new();
-    let mut resource = map_builder();
-    let mut attrs = map_builder();
-    let mut hexbuf = [0u8; 32];
-    for batch in batches {
-        for rs in &batch.resources {
-            for s in &rs.spans {
-                time.append_value(s.start_unix_nano as i64);
-                end.append_value(s.end_unix_nano as i64);
-                trace.append_value(hex_into(&s.trace_id, &mut hexbuf));
-                span.append_value(hex_into(&s.span_id, &mut hexbuf));
-                parent.append_option(hex_or_null(&s.parent_span_id));
-                name.append_value(&s.name);
-                kind.append_value(schema::kind_name(s.kind));
-                service.append_value(&rs.service);
-                status.append_value(schema::status_name(s.status_code));
-                duration.append_value(s.duration_ms());
-                append_map(&mut resource, &rs.resource)?;
-                append_map(&mut attrs, &s.attributes)?;
-            }
-        }
+    let records: Vec<Vec<u8>> = batches.into_iter().map(prost::Message::encode_to_vec).collect();
+    let bytes = records.iter().map(Vec::len).sum();
+    let mut rows = crate::encoded::SpansBuilder::with_capacity(bytes / 700 + 1, bytes);
+    for r in &records {
+        crate::encoded::visit_spans(r, |res, s, a| rows.append(res, s, a))?;
     }
-    let tz: Arc<str> = "UTC".into();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(time.finish().with_timezone(tz.clone())),
-        Arc::new(end.finish().with_timezone(tz)),
-        Arc::new(trace.finish()),
-        Arc::new(span.finish()),
-        Arc::new(parent.finish()),
-        Arc::new(name.finish()),
-        Arc::new(kind.finish()),
-        Arc::new(service.finish()),
-        Arc::new(status.finish()),
-        Arc::new(duration.finish()),
-        Arc::new(resource.finish()),
-        Arc::new(attrs.finish()),
-    ];
-    Ok(RecordBatch::try_new(schema::spans(), columns)?)
-}
-
-/// Hex of an id without allocating (ids are at most 16 bytes).
-fn hex_into<'b>(id: &[u8], buf: &'b mut [u8; 32]) -> &'b str {
-    let n = id.len().min(16);
-    let out = &mut buf[..n * 2];
-    // Cannot fail: the output is exactly twice the input.
-    let _ = hex::encode_to_slice(&id[..n], out);
-    std::str::from_utf8(out).unwrap_or_default()
+    rows.finish()
 }
 
 /// Builds a `requests` batch.

@@ -120,6 +120,7 @@ pub struct Store {
 pub struct FlushJob {
     id: u64,
     wal_through: u64,
+    wal_keep_from: u64,
     state: Vec<u8>,
     tables: Tables,
 }
@@ -136,7 +137,10 @@ impl FlushJob {
 pub struct Recovery {
     /// The collector's in-flight state as of the last flush.
     pub state: Option<Vec<u8>>,
-    /// WAL segments not yet reflected in segments, oldest first.
+    /// WAL segments with an id `<=` this have their rows in segments already; they are
+    /// there for the traces the state lists.
+    pub checkpoint: u64,
+    /// WAL segments to replay, oldest first.
     pub wal_segments: Vec<u64>,
     wal_dir: PathBuf,
 }
@@ -183,7 +187,8 @@ impl Store {
             }
         }
         let wal_dir = cfg.wal_dir();
-        wal::remove_through(&wal_dir, manifest.wal_checkpoint)?;
+        wal::remove_through(&wal_dir, manifest.wal_keep_from() - 1)?;
+        let checkpoint = manifest.wal_checkpoint;
         let state = match &manifest.state_file {
             Some(name) => {
                 let path = cfg.data_dir.join(name);
@@ -195,7 +200,7 @@ impl Store {
         let wal = Wal::open(&wal_dir, cfg.fsync, cfg.fsync_interval)?;
         let store = Store::from_parts(cfg, manifest, metrics, Some(lock));
         store.apply_retention(now_ns())?;
-        Ok((store, wal, Recovery { state, wal_segments, wal_dir }))
+        Ok((store, wal, Recovery { state, checkpoint, wal_segments, wal_dir }))
     }
 
     /// Opens the data directory to read its segments only, without its lock (a server may be
@@ -279,16 +284,18 @@ impl Store {
         self.inner.state.lock().frozen.len()
     }
 
-    /// Takes the rows in memory for a flush that will make WAL segments `<= wal_through`
-    /// deletable; `state` is the collector's in-flight state at that point. The rows stay
-    /// visible to queries until [`Store::write_flush`] has put them in segments.
-    pub fn freeze(&self, wal_through: u64, state: Vec<u8>) -> FlushJob {
+    /// Takes the rows in memory for a flush that reflects WAL segments `<= wal_through` and
+    /// makes those below `wal_keep_from` deletable (the rest hold spans of traces in flight);
+    /// `state` is the collector's in-flight state at that point. The rows stay visible to
+    /// queries until [`Store::write_flush`] has put them in segments.
+    pub fn freeze(&self, wal_through: u64, wal_keep_from: u64, state: Vec<u8>) -> FlushJob {
+        let wal_keep_from = wal_keep_from.min(wal_through + 1);
         let mut st = self.inner.state.lock();
         let mem = std::mem::take(&mut st.mem);
         st.mem_since = None;
         let id = st.next_flush_id;
         st.next_flush_id += 1;
-        let job = FlushJob { id, wal_through, state, tables: mem.tables.clone() };
+        let job = FlushJob { id, wal_through, wal_keep_from, state, tables: mem.tables.clone() };
         st.frozen.push(Frozen { id, tables: mem.tables, bytes: mem.bytes });
         drop(st);
         self.inner.metrics.memory_rows.set(0);
@@ -318,6 +325,7 @@ impl Store {
             let old_state = manifest.state_file.take();
             manifest.files.extend(files.iter().cloned());
             manifest.wal_checkpoint = manifest.wal_checkpoint.max(job.wal_through);
+            manifest.wal_keep_from = job.wal_keep_from;
             manifest.state_file = state_file;
             manifest.next_flush_id = manifest.next_flush_id.max(job.id + 1);
             manifest.save(dir)?;
@@ -334,7 +342,7 @@ impl Store {
             if let Some(old) = old_state.filter(|o| Some(o) != self.inner.state.lock().manifest.state_file.as_ref()) {
                 let _ = fs::remove_file(dir.join(old));
             }
-            wal::remove_through(&self.inner.cfg.wal_dir(), job.wal_through)?;
+            wal::remove_through(&self.inner.cfg.wal_dir(), job.wal_keep_from - 1)?;
             Ok(())
         })();
         match &result {

@@ -40,6 +40,7 @@ pub struct Wal {
     active: File,
     active_id: u64,
     active_bytes: u64,
+    active_records: u32,
     policy: FsyncPolicy,
     interval: Duration,
     last_sync: Instant,
@@ -129,6 +130,7 @@ impl Wal {
             active,
             active_id: next,
             active_bytes: 0,
+            active_records: 0,
             policy,
             interval,
             last_sync: Instant::now(),
@@ -162,11 +164,19 @@ impl Wal {
         self.active_bytes
     }
 
+    /// Records in the active segment: the index the next appended record gets, which is
+    /// its index in [`SegmentRead::records`] on replay.
+    pub fn active_records(&self) -> u32 {
+        self.active_records
+    }
+
     /// Appends the records as one group commit; when this returns `Ok`, they are durable
     /// (per the policy) and may be acknowledged.
     pub fn append<'a>(&mut self, records: impl IntoIterator<Item = &'a [u8]>) -> Result<()> {
         self.buf.clear();
+        let mut count = 0u32;
         for r in records {
+            count += 1;
             self.buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
             self.buf.extend_from_slice(&crc32fast::hash(r).to_le_bytes());
             self.buf.extend_from_slice(r);
@@ -177,6 +187,7 @@ impl Wal {
         let path = || segment_path(&self.dir, self.active_id);
         self.active.write_all(&self.buf).map_err(|e| Error::io("append wal", path())(e))?;
         self.active_bytes += self.buf.len() as u64;
+        self.active_records += count;
         let sync = match self.policy {
             FsyncPolicy::Always => true,
             FsyncPolicy::Interval => self.last_sync.elapsed() >= self.interval,
@@ -202,6 +213,7 @@ impl Wal {
         self.active = Self::create(&self.dir, closed + 1)?;
         self.active_id = closed + 1;
         self.active_bytes = 0;
+        self.active_records = 0;
         Ok(closed)
     }
 }
@@ -220,7 +232,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), FsyncPolicy::Always, Duration::ZERO).unwrap();
         wal.append([b"one".as_slice(), b"two".as_slice()]).unwrap();
+        assert_eq!(wal.active_records(), 2);
         let closed = wal.rotate().unwrap();
+        assert_eq!(wal.active_records(), 0, "positions count from the start of each segment");
         wal.append([b"three".as_slice()]).unwrap();
         assert_eq!(list_segments(dir.path()).unwrap(), vec![closed, closed + 1]);
         let first = read_segment(dir.path(), closed).unwrap();

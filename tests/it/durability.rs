@@ -11,6 +11,18 @@ use crate::support::{FAST_CONFIG, Server, export_request};
 
 const SPANS_PER_EXPORT: usize = 50;
 
+/// Posts an OTLP/HTTP protobuf export and expects it acknowledged.
+async fn post_ok(base: &str, body: Vec<u8>) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_spans_survive_kill_9_during_load() {
     let tmp = tempfile::tempdir().unwrap();
@@ -83,15 +95,7 @@ async fn traces_in_flight_at_shutdown_become_requests_after_restart() {
         FAST_CONFIG.replace("idle_ms: 300", "idle_ms: 60000").replace("max_wait_ms: 2000", "max_wait_ms: 120000");
     let (d, c) = (data.clone(), slow.clone());
     let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
-    let body = export_request(77, 25).encode_to_vec();
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/traces", server.http))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    post_ok(&server.http, export_request(77, 25).encode_to_vec()).await;
     let srv = &server;
     tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM spans", 25));
     assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM requests")), 0);
@@ -105,4 +109,69 @@ async fn traces_in_flight_at_shutdown_become_requests_after_restart() {
     let srv = &server;
     tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 25));
     assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM spans")), 25, "no span duplicated");
+}
+
+/// A trace whose entry span was flushed while the trace waited, and whose child came after
+/// the flush, is one request after `kill -9`: the flush kept the WAL segment holding the
+/// entry span (rather than a copy of it), and the restart took the span back from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_split_by_a_flush_and_a_kill_9_is_assembled_whole() {
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let slow = FAST_CONFIG
+        .replace("idle_ms: 300", "idle_ms: 60000")
+        .replace("max_wait_ms: 2000", "max_wait_ms: 120000")
+        .replace("flush_interval_s: 2", "flush_interval_s: 1");
+    let (d, c) = (data.clone(), slow.clone());
+    let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
+    // Ten server spans without latency attributes: their split can only come from a child.
+    let mut entries = export_request(93, 10);
+    let mut children = entries.clone();
+    for s in &mut entries.resource_spans[0].scope_spans[0].spans {
+        s.attributes.retain(|a| !a.key.starts_with("gen_ai.latency."));
+    }
+    post_ok(&server.http, entries.encode_to_vec()).await;
+    // Wait for a flush that leaves the ten traces in flight.
+    let manifest = || -> serde_json::Value {
+        std::fs::read(data.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(manifest()["state_file"].is_string() && manifest()["wal_checkpoint"].as_u64() >= Some(1)) {
+        assert!(Instant::now() < deadline, "no flush with traces in flight: {}", manifest());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = manifest();
+    let (keep_from, checkpoint) = (m["wal_keep_from"].as_u64().unwrap(), m["wal_checkpoint"].as_u64().unwrap());
+    assert!(keep_from <= checkpoint, "the entry spans' segment is kept: {m}");
+    assert!(data.join(format!("wal/{keep_from:020}.wal")).exists(), "{m}");
+    for s in &mut children.resource_spans[0].scope_spans[0].spans {
+        let parent = s.span_id.clone();
+        *s = Span {
+            trace_id: s.trace_id.clone(),
+            span_id: [parent.as_slice(), b"q"].concat()[1..].to_vec(),
+            parent_span_id: parent,
+            name: "queue wait".into(),
+            kind: 1,
+            start_time_unix_nano: s.start_time_unix_nano,
+            end_time_unix_nano: s.start_time_unix_nano + 30_000_000,
+            ..Default::default()
+        };
+    }
+    post_ok(&server.http, children.encode_to_vec()).await;
+    tokio::task::block_in_place(|| server.kill9());
+
+    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, FAST_CONFIG)).await.unwrap();
+    let srv = &server;
+    tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 10));
+    let rows = tokio::task::block_in_place(|| {
+        srv.query("SELECT split_source, count(*) n, min(queue_ms) q FROM requests GROUP BY split_source")
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["split_source"], "child_spans", "{rows:?}");
+    assert_eq!(rows[0]["q"].as_f64(), Some(30.0), "{rows:?}");
+    // Past max_wait: nothing else turns into a request, and no span came back twice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM requests")), 10);
+    assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM spans")), 20);
 }

@@ -1,43 +1,147 @@
 //! OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
 //!
-//! tonic answers a payload it cannot decode with INTERNAL and an oversized one with
+//! The service is tonic's unary server with a codec that hands the handler the request's
+//! bytes, not a decoded `ExportTraceServiceRequest`: the receiver transcodes them in one
+//! pass ([`crate::transcode`]). Framing, gzip and the message size limit are tonic's.
+//!
+//! tonic answers a payload it cannot decompress with INTERNAL and an oversized one with
 //! OUT_OF_RANGE; OTLP clients (and DESIGN.md) expect INVALID_ARGUMENT and
 //! RESOURCE_EXHAUSTED, and treat INTERNAL as retryable, so [`StatusRemap`] rewrites those
-//! two trailers-only answers. Everything else is tonic's generated server.
+//! two trailers-only answers.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 use prost::Message;
-use tonic::codec::CompressionEncoding;
-use tonic::codegen::{BoxFuture, Service, http};
-use tonic::server::NamedService;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder};
+use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
+use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
-use super::{Receiver, RpcStatus, retry_info};
+use super::{Payload, Receiver, RpcStatus, retry_info};
 use crate::error::Error;
 
 const TRANSPORT: &str = "grpc";
+const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// The gRPC trace service.
 #[derive(Debug, Clone)]
 pub struct GrpcTraces {
     receiver: Arc<Receiver>,
+    max_decoding: usize,
 }
 
 /// The service, ready for `tonic::transport::Server::add_service`.
-pub fn service(receiver: Arc<Receiver>) -> StatusRemap<TraceServiceServer<GrpcTraces>> {
-    let max = receiver.limits().max_decompressed_bytes;
-    StatusRemap(
-        TraceServiceServer::new(GrpcTraces { receiver })
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(max),
-    )
+pub fn service(receiver: Arc<Receiver>) -> StatusRemap<GrpcTraces> {
+    let max_decoding = receiver.limits().max_decompressed_bytes;
+    StatusRemap(GrpcTraces { receiver, max_decoding })
+}
+
+impl NamedService for GrpcTraces {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+/// Requests as bytes, responses as prost messages.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst).map_err(|e| Status::internal(format!("encode response: {e}")))
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+struct ExportSvc(Arc<Receiver>);
+
+impl UnaryService<Bytes> for ExportSvc {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let receiver = self.0.clone();
+        Box::pin(async move {
+            match receiver.export(Payload::Protobuf(request.into_inner()), TRANSPORT).await {
+                Ok(rejected) => Ok(Response::new(ExportTraceServiceResponse {
+                    partial_success: (rejected.spans > 0).then_some(ExportTracePartialSuccess {
+                        rejected_spans: rejected.spans,
+                        error_message: rejected.message,
+                    }),
+                })),
+                Err(e) => {
+                    if matches!(e, Error::InvalidPayload(_)) {
+                        receiver.refused(TRANSPORT, &e);
+                    }
+                    Err(to_status(&e))
+                }
+            }
+        })
+    }
+}
+
+impl<B> Service<http::Request<B>> for GrpcTraces
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != EXPORT {
+            return Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let headers = response.headers_mut();
+                headers.insert(Status::GRPC_STATUS, (Code::Unimplemented as i32).into());
+                headers.insert(http::header::CONTENT_TYPE, tonic::metadata::GRPC_CONTENT_TYPE);
+                Ok(response)
+            });
+        }
+        let svc = ExportSvc(self.receiver.clone());
+        let max = self.max_decoding;
+        Box::pin(async move {
+            let mut gzip = EnabledCompressionEncodings::default();
+            gzip.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .apply_compression_config(gzip, gzip)
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(svc, req).await)
+        })
+    }
 }
 
 /// Converts a collector error to a gRPC status.
@@ -58,24 +162,6 @@ pub fn to_status(e: &Error) -> Status {
         Status::with_details(code, e.to_string(), details.encode_to_vec().into())
     } else {
         Status::new(code, e.to_string())
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for GrpcTraces {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        match self.receiver.export(request.into_inner(), TRANSPORT).await {
-            Ok(rejected) => Ok(Response::new(ExportTraceServiceResponse {
-                partial_success: (rejected.spans > 0).then_some(ExportTracePartialSuccess {
-                    rejected_spans: rejected.spans,
-                    error_message: rejected.message,
-                }),
-            })),
-            Err(e) => Err(to_status(&e)),
-        }
     }
 }
 

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess
 use prost::Message;
 
 use super::decode::{self, Encoding};
-use super::{RETRY_AFTER_SECS, Receiver, RpcStatus, retry_info};
+use super::{Payload, RETRY_AFTER_SECS, Receiver, RpcStatus, retry_info};
 use crate::error::Error;
 
 const TRANSPORT: &str = "http";
@@ -89,18 +89,26 @@ async fn receive(
     };
     let large = bytes.len() > 256 * 1024;
     // Decompression and decoding charge what they hold to the receive budget as well: the
-    // decompressed bytes chunk by chunk, the decoded request at twice its encoded size.
+    // decompressed bytes chunk by chunk, then the record a protobuf export is transcoded
+    // into at its size, a decoded JSON request at twice its size.
     let budget = rx.clone();
     let decode_all = move || -> Result<_, Error> {
-        let raw;
-        let payload: &[u8] = if gzip {
-            raw = decode::gunzip(&bytes, limits.max_decompressed_bytes, &mut |n| budget.reserve(n, &mut held))?;
-            &raw
+        let payload = if gzip {
+            decode::gunzip(&bytes, limits.max_decompressed_bytes, &mut |n| budget.reserve(n, &mut held))?
         } else {
-            &bytes
+            bytes
         };
-        budget.reserve(payload.len() * 2, &mut held)?;
-        Ok((decode::decode(payload, encoding)?, held))
+        Ok(match encoding {
+            // Transcoded in place: the bytes, and a record about their size, are held.
+            Encoding::Protobuf => {
+                budget.reserve(payload.len(), &mut held)?;
+                (Payload::Protobuf(payload.into()), held)
+            }
+            Encoding::Json => {
+                budget.reserve(payload.len() * 2, &mut held)?;
+                (Payload::Decoded(decode::decode(&payload, encoding)?), held)
+            }
+        })
     };
     // `_held` keeps the reservation until the export is answered.
     let (req, _held) = if large {

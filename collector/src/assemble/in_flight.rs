@@ -1,0 +1,122 @@
+//! What a flush saves of the traces still being assembled: not their spans, which are in
+//! the WAL already, but each trace's id and the WAL position of its first pending span.
+//! The store keeps the WAL segments from the oldest such position on; a restart replays
+//! those segments into the assembler only (their rows are in Parquet), taking of each
+//! listed trace the spans at or after its position.
+//!
+//! The file is `MAGIC`, then `[trace id: 16][segment: u64 LE][record: u32 LE]` per trace.
+//! Files written before this format (the pending spans as a `SpanBatch`) start with a
+//! protobuf tag, never with `MAGIC`, and are still restored.
+
+use std::collections::HashMap;
+
+use super::TraceId;
+
+const MAGIC: &[u8; 8] = b"SLOINFL1";
+const ENTRY: usize = 16 + 8 + 4;
+
+/// Where a record is in the WAL: its segment, and its index among the segment's records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WalPos {
+    /// The segment id.
+    pub segment: u64,
+    /// The record's index in the segment.
+    pub record: u32,
+}
+
+/// The traces in flight at a flush, by the WAL position their pending spans start at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InFlight {
+    traces: HashMap<TraceId, WalPos>,
+}
+
+/// A state file that is neither format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("in-flight state file is cut short or corrupt ({0} bytes after the header, not a multiple of {ENTRY})")]
+pub struct BadInFlight(usize);
+
+impl InFlight {
+    pub(super) fn new(traces: HashMap<TraceId, WalPos>) -> Self {
+        InFlight { traces }
+    }
+
+    /// Traces in flight.
+    pub fn len(&self) -> usize {
+        self.traces.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.traces.is_empty()
+    }
+
+    /// The oldest WAL segment a restart needs, if any.
+    pub fn keep_from(&self) -> Option<u64> {
+        self.traces.values().map(|p| p.segment).min()
+    }
+
+    /// Whether a span of `trace` in the record at `pos` was pending at the flush.
+    pub fn wants(&self, trace: &TraceId, pos: WalPos) -> bool {
+        self.traces.get(trace).is_some_and(|from| *from <= pos)
+    }
+
+    /// Whether `bytes` is in this format (rather than the older `SpanBatch` one).
+    pub fn is_this_format(bytes: &[u8]) -> bool {
+        bytes.starts_with(MAGIC)
+    }
+
+    /// The state file's bytes; empty when nothing is in flight.
+    pub fn encode(&self) -> Vec<u8> {
+        if self.traces.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(MAGIC.len() + ENTRY * self.traces.len());
+        out.extend_from_slice(MAGIC);
+        for (id, pos) in &self.traces {
+            out.extend_from_slice(id);
+            out.extend_from_slice(&pos.segment.to_le_bytes());
+            out.extend_from_slice(&pos.record.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads a state file written by [`InFlight::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<InFlight, BadInFlight> {
+        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(BadInFlight(bytes.len()))?;
+        if body.len() % ENTRY != 0 {
+            return Err(BadInFlight(body.len()));
+        }
+        let traces = body
+            .chunks_exact(ENTRY)
+            .map(|e| {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&e[..16]);
+                let segment = u64::from_le_bytes(e[16..24].try_into().unwrap_or_default());
+                let record = u32::from_le_bytes(e[24..28].try_into().unwrap_or_default());
+                (id, WalPos { segment, record })
+            })
+            .collect();
+        Ok(InFlight { traces })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_a_cut_file() {
+        let pos = |segment, record| WalPos { segment, record };
+        let f = InFlight::new([([1; 16], pos(7, 3)), ([2; 16], pos(5, 0))].into_iter().collect());
+        let bytes = f.encode();
+        assert!(InFlight::is_this_format(&bytes));
+        assert_eq!(InFlight::decode(&bytes).unwrap(), f);
+        assert_eq!(f.keep_from(), Some(5));
+        assert!(f.wants(&[1; 16], pos(7, 3)) && f.wants(&[1; 16], pos(8, 0)));
+        assert!(!f.wants(&[1; 16], pos(7, 2)), "spans before the pending entry were emitted already");
+        assert!(!f.wants(&[3; 16], pos(9, 0)));
+        assert_eq!(InFlight::decode(&bytes[..bytes.len() - 1]), Err(BadInFlight(2 * ENTRY - 1)));
+        assert!(InFlight::default().encode().is_empty());
+        assert!(!InFlight::is_this_format(&[0x0a, 0x03]), "a SpanBatch is the older format");
+    }
+}

@@ -1,0 +1,375 @@
+//! OTLP protobuf straight to an encoded [`SpanBatch`] (the WAL record), in one pass.
+//!
+//! This is [`Converter::convert`] without the structs in between: the export is read in
+//! place ([`slo_store::wire`]), each span is validated, its attributes redacted and
+//! rendered, and the record is written as prost would encode the converted batch. Keys and
+//! string values are copied once, from the request into the record. Span events and the
+//! instrumentation scope are not stored, so they are checked only as far as their framing.
+//! Array and map values (rare) go through prost and [`render`] like the slow path.
+
+use std::fmt::Write as _;
+
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use prost::Message;
+use slo_store::wire::{self, Value, WireError, put_bytes, put_fixed64, put_message, put_varint, put_varint_field};
+
+use crate::convert::{ConvertStats, Converter, Rejected, render, validate};
+use crate::error::{Error, Result};
+use crate::redact::{Verdict, digest};
+
+/// An export, transcoded.
+#[derive(Debug, Default)]
+pub struct Transcoded {
+    /// The encoded `SpanBatch`: the WAL record.
+    pub record: Vec<u8>,
+    /// Spans in the export.
+    pub received: usize,
+    /// Spans kept.
+    pub accepted: usize,
+    /// Spans rejected one by one.
+    pub rejected: Rejected,
+    /// What redaction did.
+    pub stats: ConvertStats,
+}
+
+fn invalid(e: WireError) -> Error {
+    Error::InvalidPayload(format!(
+        "invalid OTLP protobuf ExportTraceServiceRequest: failed to decode Protobuf message: {e}"
+    ))
+}
+
+/// The fields of one span the record keeps.
+#[derive(Default)]
+struct SpanFields<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent: &'a [u8],
+    name: &'a str,
+    kind: i32,
+    start: u64,
+    end: u64,
+    status_code: i32,
+    status_message: &'a str,
+}
+
+/// Scratch space reused from span to span.
+#[derive(Default)]
+struct Scratch<'a> {
+    attrs: Vec<&'a [u8]>,
+    links: Vec<&'a [u8]>,
+    span: Vec<u8>,
+    value: String,
+}
+
+fn len_field(b: usize) -> usize {
+    if b == 0 { 0 } else { 1 + varint_len(b as u64) + b }
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends an `Attr` message as field `tag`.
+fn put_attr(tag: u32, key: &str, value: &str, out: &mut Vec<u8>) {
+    put_varint(u64::from(tag << 3 | 2), out);
+    put_varint((len_field(key.len()) + len_field(value.len())) as u64, out);
+    put_bytes(1, key.as_bytes(), out);
+    put_bytes(2, value.as_bytes(), out);
+}
+
+impl Converter {
+    /// Transcodes an OTLP protobuf `ExportTraceServiceRequest`.
+    pub fn transcode(&self, otlp: &[u8]) -> Result<Transcoded> {
+        self.transcode_inner(otlp).map_err(invalid)
+    }
+
+    fn transcode_inner(&self, otlp: &[u8]) -> Result<Transcoded, WireError> {
+        let mut t = Transcoded { record: Vec::with_capacity(otlp.len() + otlp.len() / 4), ..Default::default() };
+        let mut scratch = Scratch::default();
+        let mut group = Vec::new();
+        let mut resource_attrs = Vec::new();
+        let mut scopes: Vec<&[u8]> = Vec::new();
+        let mut ri = 0usize;
+        for field in wire::fields(otlp) {
+            let (1, v) = field? else { continue };
+            let mut resources: Vec<&[u8]> = Vec::new();
+            scopes.clear();
+            for f in wire::fields(v.bytes()?) {
+                match f? {
+                    (1, v) => resources.push(v.bytes()?),
+                    (2, v) => scopes.push(v.bytes()?),
+                    (3, v) => {
+                        v.str()?;
+                    }
+                    _ => {}
+                }
+            }
+            // Resource attributes, redacted; the service is the first `service.name` kept.
+            resource_attrs.clear();
+            let mut service: Option<(usize, usize)> = None;
+            for resource in resources {
+                for f in wire::fields(resource) {
+                    match f? {
+                        (1, v) => {
+                            let at = resource_attrs.len();
+                            let kept =
+                                self.attr(2, v.bytes()?, &mut resource_attrs, &mut scratch.value, &mut t.stats)?;
+                            if kept == Some("service.name") && service.is_none() {
+                                service = Some((at, resource_attrs.len()));
+                            }
+                        }
+                        (2, v) => {
+                            v.varint()?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let service = match service {
+                Some((from, to)) => match slo_store::encoded::attr(attr_body(&resource_attrs[from..to]))?.1 {
+                    "" => "unknown_service",
+                    s => s,
+                },
+                None => "unknown_service",
+            };
+            group.clear();
+            put_bytes(1, service.as_bytes(), &mut group);
+            group.extend_from_slice(&resource_attrs);
+            let mut kept = 0;
+            for (si, scope) in scopes.iter().enumerate() {
+                let mut pi = 0usize;
+                for f in wire::fields(scope) {
+                    match f? {
+                        (1, v) => {
+                            v.bytes()?;
+                        }
+                        (2, v) => {
+                            t.received += 1;
+                            match self.span(v.bytes()?, &mut scratch, &mut t.stats)? {
+                                Ok(()) => {
+                                    put_message(3, &scratch.span, &mut group);
+                                    kept += 1;
+                                }
+                                Err(problem) => {
+                                    if t.rejected.spans == 0 {
+                                        t.rejected.message =
+                                            format!("resource_spans[{ri}].scope_spans[{si}].spans[{pi}]: {problem}");
+                                    }
+                                    t.rejected.spans += 1;
+                                }
+                            }
+                            pi += 1;
+                        }
+                        (3, v) => {
+                            v.str()?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if kept > 0 {
+                put_message(1, &group, &mut t.record);
+                t.accepted += kept;
+            }
+            ri += 1;
+        }
+        Ok(t)
+    }
+
+    /// Reads a `KeyValue`, and unless redaction drops it, appends it as an `Attr` field
+    /// `tag` (2 in a resource, 9 in a span). Returns the key when it was kept.
+    fn attr<'a>(
+        &self,
+        tag: u32,
+        raw: &'a [u8],
+        out: &mut Vec<u8>,
+        value: &mut String,
+        stats: &mut ConvertStats,
+    ) -> Result<Option<&'a str>, WireError> {
+        let (mut key, mut any) = ("", None);
+        for f in wire::fields(raw) {
+            match f? {
+                (1, v) => key = v.str()?,
+                (2, v) => any = Some(v.bytes()?),
+                _ => {}
+            }
+        }
+        let verdict = self.redactor.verdict(key);
+        if verdict == Verdict::Drop {
+            stats.redacted += 1;
+            // The value is not stored, but a malformed one is still a malformed request.
+            if let Some(any) = any {
+                value.clear();
+                self.render_any(any, value)?;
+            }
+            return Ok(None);
+        }
+        value.clear();
+        if let Some(any) = any {
+            self.render_any(any, value)?;
+        }
+        if verdict == Verdict::Hash {
+            stats.redacted += 1;
+            put_attr(tag, key, &digest(value), out);
+        } else {
+            put_attr(tag, key, value, out);
+        }
+        Ok(Some(key))
+    }
+
+    /// Renders an `AnyValue` as [`render`] does.
+    fn render_any(&self, raw: &[u8], out: &mut String) -> Result<(), WireError> {
+        let mut last = None;
+        for f in wire::fields(raw) {
+            let (tag, v) = f?;
+            if (1..=7).contains(&tag) {
+                last = Some((tag, v));
+            }
+        }
+        match last {
+            None => {}
+            Some((1, v)) => out.push_str(v.str()?),
+            Some((2, v)) => out.push_str(if v.varint()? != 0 { "true" } else { "false" }),
+            Some((3, v)) => {
+                let _ = write!(out, "{}", v.varint()? as i64);
+            }
+            Some((4, v)) => {
+                let _ = write!(out, "{}", f64::from_bits(v.fixed64()?));
+            }
+            Some((7, v)) => out.push_str(&hex::encode(v.bytes()?)),
+            Some((_, v)) => {
+                // Arrays and maps: rare, nested, so decoded and rendered like the slow path.
+                v.bytes()?;
+                let any = AnyValue::decode(raw).map_err(|e| {
+                    if e.to_string().contains("recursion limit") {
+                        WireError("recursion limit reached")
+                    } else {
+                        WireError("invalid array or map value")
+                    }
+                })?;
+                render(&any, out, self.max_depth);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one span into `scratch.span` as an encoded `SpanRecord`; the inner `Err` says
+    /// why the span alone is rejected.
+    fn span<'a>(
+        &self,
+        raw: &'a [u8],
+        scratch: &mut Scratch<'a>,
+        stats: &mut ConvertStats,
+    ) -> Result<Result<(), String>, WireError> {
+        let mut s = SpanFields::default();
+        scratch.attrs.clear();
+        scratch.links.clear();
+        for f in wire::fields(raw) {
+            match f? {
+                (1, v) => s.trace_id = v.bytes()?,
+                (2, v) => s.span_id = v.bytes()?,
+                (3, v) => {
+                    v.str()?;
+                }
+                (4, v) => s.parent = v.bytes()?,
+                (5, v) => s.name = v.str()?,
+                (6, v) => s.kind = v.varint()? as i32,
+                (7, v) => s.start = v.fixed64()?,
+                (8, v) => s.end = v.fixed64()?,
+                (9, v) => scratch.attrs.push(v.bytes()?),
+                (10 | 12 | 14, v) => {
+                    v.varint()?;
+                }
+                (11, v) => {
+                    v.bytes()?;
+                }
+                (13, v) => scratch.links.push(v.bytes()?),
+                (15, v) => {
+                    for g in wire::fields(v.bytes()?) {
+                        match g? {
+                            (2, v) => s.status_message = v.str()?,
+                            (3, v) => s.status_code = v.varint()? as i32,
+                            _ => {}
+                        }
+                    }
+                }
+                (16, Value::Fixed32(_)) => {}
+                (16, _) => return Err(WireError("invalid wire type for a fixed32 field")),
+                _ => {}
+            }
+        }
+        if let Err(problem) = validate(s.trace_id, s.span_id, s.parent, s.start, s.end) {
+            // Still read its attributes: a malformed value fails the request, as in prost.
+            let mut sink = Vec::new();
+            for a in std::mem::take(&mut scratch.attrs) {
+                self.attr(9, a, &mut sink, &mut scratch.value, &mut ConvertStats::default())?;
+                sink.clear();
+            }
+            return Ok(Err(problem));
+        }
+        let out = &mut scratch.span;
+        out.clear();
+        put_bytes(1, s.trace_id, out);
+        put_bytes(2, s.span_id, out);
+        put_bytes(3, s.parent, out);
+        put_bytes(4, s.name.as_bytes(), out);
+        put_varint_field(5, s.kind as i64 as u64, out);
+        put_fixed64(6, s.start, out);
+        put_fixed64(7, s.end.max(s.start), out);
+        put_varint_field(8, s.status_code as i64 as u64, out);
+        for a in &scratch.attrs {
+            self.attr(9, a, out, &mut scratch.value, stats)?;
+        }
+        if !s.status_message.is_empty() {
+            put_attr(9, "otel.status_description", s.status_message, out);
+        }
+        for link in &scratch.links {
+            let (mut tid, mut sid): (&[u8], &[u8]) = (&[], &[]);
+            for g in wire::fields(link) {
+                match g? {
+                    (1, v) => tid = v.bytes()?,
+                    (2, v) => sid = v.bytes()?,
+                    (3, v) => {
+                        v.str()?;
+                    }
+                    _ => {}
+                }
+            }
+            if tid.len() == 16 && sid.len() == 8 {
+                put_varint(10 << 3 | 2, out);
+                put_varint((len_field(16) + len_field(8)) as u64, out);
+                put_bytes(1, tid, out);
+                put_bytes(2, sid, out);
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// The body of the single `Attr` message in `encoded` (tag and length stripped).
+fn attr_body(encoded: &[u8]) -> &[u8] {
+    let mut rest = encoded;
+    let _ = wire::read_varint(&mut rest);
+    let _ = wire::read_varint(&mut rest);
+    rest
+}
+
+/// Spans in an OTLP protobuf export, counted from its framing only.
+pub fn count_spans(otlp: &[u8]) -> Result<usize, WireError> {
+    let mut n = 0;
+    for field in wire::fields(otlp) {
+        let (1, v) = field? else { continue };
+        for f in wire::fields(v.bytes()?) {
+            let (2, v) = f? else { continue };
+            for g in wire::fields(v.bytes()?) {
+                if let (2, _) = g? {
+                    n += 1;
+                }
+            }
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+//! The one-pass transcoder against the struct path it replaces: same record bytes, same
+//! rejections, same redaction counts, for hand-made and generated exports.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+use super::count_spans;
+use crate::config::{RedactionConfig, RedactionMode};
+use crate::convert::Converter;
+use crate::redact::Redactor;
+
+fn kv(k: &str, v: Option<Value>) -> KeyValue {
+    KeyValue { key: k.into(), value: v.map(|v| AnyValue { value: Some(v) }), ..Default::default() }
+}
+
+fn s(v: &str) -> Option<Value> {
+    Some(Value::StringValue(v.into()))
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn value(&mut self, depth: u32) -> Option<Value> {
+        Some(match self.below(if depth > 3 { 6 } else { 8 }) {
+            0 => return None,
+            1 => {
+                Value::StringValue(["", "x", "héllo \"q\"", "meta-llama/Llama-3.1-70B"][self.below(4) as usize].into())
+            }
+            2 => Value::BoolValue(self.below(2) == 1),
+            3 => Value::IntValue(self.next() as i64 >> self.below(60)),
+            4 => Value::DoubleValue([0.7, -0.0, 1e21, 2.5e-8, f64::NAN, f64::INFINITY][self.below(6) as usize]),
+            5 => Value::BytesValue(vec![0xab; self.below(5) as usize]),
+            6 => Value::ArrayValue(ArrayValue {
+                values: (0..self.below(3)).map(|_| AnyValue { value: self.value(depth + 1) }).collect(),
+            }),
+            _ => Value::KvlistValue(KeyValueList {
+                values: (0..self.below(3)).map(|i| kv(&format!("k{i}\""), self.value(depth + 1))).collect(),
+            }),
+        })
+    }
+
+    fn key(&mut self) -> String {
+        let keys = [
+            "gen_ai.request.model",
+            "gen_ai.prompt.0.content",
+            "gen_ai.completion",
+            "gen_ai.promptly",
+            "service.name",
+            "gen_ai.latency.time_in_queue",
+            "",
+            "llm.prompts",
+        ];
+        keys[self.below(keys.len() as u64) as usize].into()
+    }
+
+    fn id(&mut self, len: usize) -> Vec<u8> {
+        match self.below(12) {
+            0 => vec![],
+            1 => vec![0; len],
+            2 => vec![7; len + 1],
+            _ => (0..len).map(|_| self.next() as u8).collect(),
+        }
+    }
+
+    fn span(&mut self) -> Span {
+        let start = if self.below(15) == 0 { 0 } else { 1_700_000_000_000_000_000 + self.below(1 << 40) };
+        let end = if self.below(15) == 0 { start.saturating_sub(1) } else { start + self.below(1 << 33) };
+        Span {
+            trace_id: self.id(16),
+            span_id: self.id(8),
+            parent_span_id: if self.below(2) == 0 { vec![] } else { self.id(8) },
+            trace_state: "k=v".into(),
+            name: ["llm_request", "", "queue"][self.below(3) as usize].into(),
+            kind: self.below(7) as i32 - (self.below(20) == 0) as i32 * 9,
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
+            attributes: (0..self.below(6)).map(|_| kv(&self.key(), self.value(0))).collect(),
+            dropped_attributes_count: self.below(3) as u32,
+            events: (0..self.below(2)).map(|_| Event { name: "e".into(), ..Default::default() }).collect(),
+            links: (0..self.below(3))
+                .map(|_| Link { trace_id: self.id(16), span_id: self.id(8), ..Default::default() })
+                .collect(),
+            status: match self.below(4) {
+                0 => None,
+                1 => Some(Status { code: 2, message: "boom".into() }),
+                _ => Some(Status { code: self.below(3) as i32, message: String::new() }),
+            },
+            flags: self.below(2) as u32 * 0x100,
+            ..Default::default()
+        }
+    }
+
+    fn request(&mut self) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: (0..self.below(4))
+                .map(|_| ResourceSpans {
+                    resource: (self.below(5) != 0).then(|| Resource {
+                        attributes: (0..self.below(5)).map(|_| kv(&self.key(), self.value(2))).collect(),
+                        ..Default::default()
+                    }),
+                    scope_spans: (0..self.below(3))
+                        .map(|_| ScopeSpans {
+                            spans: (0..self.below(5)).map(|_| self.span()).collect(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn converters() -> Vec<Converter> {
+    [RedactionMode::Drop, RedactionMode::Hash, RedactionMode::Keep]
+        .into_iter()
+        .map(|mode| Converter::new(Redactor::new(&RedactionConfig { mode, ..Default::default() }), 3))
+        .collect()
+}
+
+fn same(c: &Converter, req: &ExportTraceServiceRequest) {
+    let bytes = req.encode_to_vec();
+    let t = c.transcode(&bytes).unwrap();
+    let (batch, rejected, stats) = c.convert(req.clone());
+    assert_eq!(t.record, batch.encode_to_vec(), "record differs for {req:?}");
+    assert_eq!(t.rejected, rejected);
+    assert_eq!(t.stats, stats);
+    assert_eq!(t.accepted, batch.span_count());
+    assert_eq!(t.received, count_spans(&bytes).unwrap());
+    assert_eq!(t.received, t.accepted + rejected.spans as usize);
+}
+
+#[test]
+fn generated_exports_transcode_as_they_convert() {
+    let mut g = Gen(0x5eed_1234_abcd_0001);
+    for c in converters() {
+        for _ in 0..400 {
+            same(&c, &g.request());
+        }
+    }
+}
+
+#[test]
+fn the_load_generators_export_transcodes_as_it_converts() {
+    let mut g = Gen(42);
+    let mut span = g.span();
+    span.trace_id = vec![3; 16];
+    span.span_id = vec![4; 8];
+    span.parent_span_id = vec![];
+    span.start_time_unix_nano = 1;
+    span.end_time_unix_nano = 2;
+    span.attributes = vec![
+        kv("gen_ai.request.model", s("m")),
+        kv("gen_ai.latency.e2e", Some(Value::DoubleValue(2.9121))),
+        kv("gen_ai.usage.prompt_tokens", Some(Value::IntValue(1834))),
+        kv("gen_ai.prompt.0.content", s("secret")),
+    ];
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("vllm")), kv("k8s.pod.name", s("p"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans { spans: vec![span; 3], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    for c in converters() {
+        same(&c, &req);
+    }
+    let t = converters()[0].transcode(&req.encode_to_vec()).unwrap();
+    assert_eq!(t.accepted, 3);
+    assert_eq!(t.stats.redacted, 3);
+    assert!(!String::from_utf8_lossy(&t.record).contains("secret"));
+}
+
+#[test]
+fn malformed_exports_are_refused_with_the_problem_named() {
+    let c = &converters()[0];
+    let err = |b: &[u8]| c.transcode(b).unwrap_err().to_string();
+    assert!(err(b"\xff\xff\xff\xffnot a protobuf").contains("invalid OTLP protobuf"));
+    let good = Gen(9).request().encode_to_vec();
+    if good.len() > 4 {
+        assert!(err(&good[..good.len() - 3]).contains("invalid OTLP protobuf"));
+    }
+    // A key that is not UTF-8, inside a span's attribute.
+    let mut req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![1; 8],
+                    start_time_unix_nano: 1,
+                    end_time_unix_nano: 1,
+                    attributes: vec![kv("KEY", s("v"))],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut bytes = req.encode_to_vec();
+    let at = bytes.windows(3).position(|w| w == b"KEY").unwrap();
+    bytes[at] = 0xff;
+    assert!(err(&bytes).contains("UTF-8"), "{}", err(&bytes));
+    assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err(), "prost refuses it too");
+    // Nesting beyond prost's recursion limit.
+    let mut v = AnyValue { value: s("leaf") };
+    for _ in 0..200 {
+        v = AnyValue { value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })) };
+    }
+    req.resource_spans[0].scope_spans[0].spans[0].attributes =
+        vec![KeyValue { key: "deep".into(), value: Some(v), ..Default::default() }];
+    assert!(err(&req.encode_to_vec()).contains("recursion"), "{}", err(&req.encode_to_vec()));
+}
