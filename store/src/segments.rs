@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 use crate::manifest::SegmentFile;
@@ -50,12 +51,42 @@ fn by_hour(batches: &[RecordBatch]) -> Result<BTreeMap<i64, Vec<RecordBatch>>> {
     Ok(out)
 }
 
+/// Columns whose values are (nearly) all distinct: a dictionary only costs the writer a
+/// hash per value before it gives up on it.
+const DISTINCT: [&str; 10] = [
+    "time",
+    "end_time",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "duration_ms",
+    "queue_ms",
+    "compute_ms",
+    "other_ms",
+    "ttft_ms",
+];
+/// Random ids: min/max statistics of them never prune anything.
+const RANDOM: [&str; 3] = ["trace_id", "span_id", "parent_span_id"];
+
 fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(256 * 1024))
-        .build()
+        .set_max_row_group_row_count(Some(256 * 1024));
+    for c in DISTINCT {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
+    }
+    for c in RANDOM {
+        b = b.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+    }
+    // Min/max over every key or value of a map column prunes nothing either.
+    for map in ["attributes", "resource_attributes", "labels"] {
+        for part in ["keys", "values"] {
+            let path = ColumnPath::new(vec![map.into(), "entries".into(), part.into()]);
+            b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
+    }
+    b.build()
 }
 
 /// Writes the batches of one table as segments; returns the files written.
@@ -169,6 +200,19 @@ mod tests {
         let back = read(&dir.path().join(&files[1].path)).unwrap();
         assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
         assert_eq!(back[0].schema(), crate::schema::requests());
+        // Time keeps the statistics pruning reads; random ids and map entries have none.
+        let file = fs::File::open(dir.path().join(&files[0].path)).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(
+            &parquet::file::reader::SerializedFileReader::new(file).unwrap(),
+        )
+        .clone();
+        let stats = |name: &str| {
+            let rg = meta.row_group(0);
+            let i = (0..rg.num_columns()).find(|&i| rg.column(i).column_path().string() == name).unwrap();
+            rg.column(i).statistics().is_some_and(|s| s.min_bytes_opt().is_some())
+        };
+        assert!(stats("time") && stats("service"));
+        assert!(!stats("trace_id") && !stats("attributes.entries.values"));
         // An unlisted file is an orphan.
         assert_eq!(remove_orphans(dir.path(), "requests", &files[..1]).unwrap(), 1);
         assert!(!dir.path().join(&files[1].path).exists());
