@@ -7,8 +7,10 @@
 //! acknowledge them. `kill -9` cannot lose a record whose `write` returned (it is in the page
 //! cache); `fsync` extends that to power loss.
 //!
-//! A torn record can only be at the tail of the newest segment (the write that was under
-//! way when the process died, never acknowledged); replay stops there and says so.
+//! A torn record can only be at the tail of a segment: the write that was under way when
+//! the process died, or one that failed (the next append then starts a new segment, so
+//! records acknowledged after it are not hidden behind it). It was never acknowledged;
+//! replay stops there and says so.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -41,6 +43,9 @@ pub struct Wal {
     active_id: u64,
     active_bytes: u64,
     active_records: u32,
+    /// A write failed part way: the segment may end in a partial record, after which
+    /// replay would read nothing, so the next append starts a new segment.
+    torn: bool,
     policy: FsyncPolicy,
     interval: Duration,
     last_sync: Instant,
@@ -131,6 +136,7 @@ impl Wal {
             active_id: next,
             active_bytes: 0,
             active_records: 0,
+            torn: false,
             policy,
             interval,
             last_sync: Instant::now(),
@@ -184,8 +190,14 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
+        if self.torn {
+            self.rotate()?;
+        }
         let path = || segment_path(&self.dir, self.active_id);
-        self.active.write_all(&self.buf).map_err(|e| Error::io("append wal", path())(e))?;
+        if let Err(e) = self.active.write_all(&self.buf) {
+            self.torn = true;
+            return Err(Error::io("append wal", path())(e));
+        }
         self.active_bytes += self.buf.len() as u64;
         self.active_records += count;
         let sync = match self.policy {
@@ -214,6 +226,7 @@ impl Wal {
         self.active_id = closed + 1;
         self.active_bytes = 0;
         self.active_records = 0;
+        self.torn = false;
         Ok(closed)
     }
 }
@@ -246,6 +259,24 @@ mod tests {
         drop(wal);
         let wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
         assert_eq!(wal.active_id(), closed + 2);
+    }
+
+    #[test]
+    fn after_a_failed_write_the_next_append_starts_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
+        wal.append([b"a".as_slice()]).unwrap();
+        let first = wal.active_id();
+        let path = segment_path(dir.path(), first);
+        // The write fails, having put part of its record in the file.
+        let writable = std::mem::replace(&mut wal.active, File::open(&path).unwrap());
+        assert!(wal.append([b"b".as_slice()]).is_err());
+        (&writable).write_all(&[9, 0, 0, 0, 1]).unwrap();
+        wal.append([b"c".as_slice()]).unwrap();
+        assert_eq!(wal.active_id(), first + 1);
+        let torn = read_segment(dir.path(), first).unwrap();
+        assert_eq!((torn.records, torn.torn_bytes), (vec![b"a".to_vec()], 5));
+        assert_eq!(read_segment(dir.path(), first + 1).unwrap().records, vec![b"c".to_vec()]);
     }
 
     #[test]
