@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use arrow::record_batch::RecordBatch;
+use slo_store::wire::{take, take_array};
 
 use crate::columns::{self, f64_at, i64_at, str_at};
 use crate::error::Result;
@@ -288,20 +289,11 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
-    if b.len() < n {
-        return Err(DecodeError("truncated"));
-    }
-    let (head, rest) = b.split_at(n);
-    *b = rest;
-    Ok(head)
-}
-
 fn u64_le(b: &mut &[u8]) -> Result<u64, DecodeError> {
-    Ok(u64::from_le_bytes(take(b, 8)?.try_into().map_err(|_| DecodeError("truncated"))?))
+    Ok(u64::from_le_bytes(take_array(b)?))
 }
 
 fn get_str(b: &mut &[u8]) -> Result<String, DecodeError> {
-    let len = u32::from_le_bytes(take(b, 4)?.try_into().map_err(|_| DecodeError("truncated"))?) as usize;
+    let len = u32::from_le_bytes(take_array(b)?) as usize;
     String::from_utf8(take(b, len)?.to_vec()).map_err(|_| DecodeError("a name is not UTF-8"))
 }

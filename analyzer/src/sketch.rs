@@ -15,6 +15,8 @@
 
 use std::fmt;
 
+use slo_store::wire::{WireError, put_varint, read_varint, take, take_array};
+
 /// The relative accuracy every sketch here is built with: 1%.
 pub const RELATIVE_ACCURACY: f64 = 0.01;
 /// Values at or below this (milliseconds: a nanosecond) count as zero.
@@ -63,6 +65,12 @@ impl fmt::Debug for Sketch {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad sketch encoding: {0}")]
 pub struct DecodeError(pub &'static str);
+
+impl From<WireError> for DecodeError {
+    fn from(e: WireError) -> Self {
+        DecodeError(e.0)
+    }
+}
 
 impl Sketch {
     /// An empty sketch.
@@ -223,22 +231,22 @@ impl Sketch {
     /// as LEB128 varints with runs of empty buckets written as a zero and a run length.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(1);
-        put_varint(out, self.count);
-        put_varint(out, self.zeros);
+        put_varint(self.count, out);
+        put_varint(self.zeros, out);
         out.extend_from_slice(&self.sum.to_le_bytes());
         out.extend_from_slice(&self.min.to_le_bytes());
         out.extend_from_slice(&self.max.to_le_bytes());
-        put_varint(out, zigzag(self.offset));
-        put_varint(out, self.counts.len() as u64);
+        put_varint(zigzag(self.offset), out);
+        put_varint(self.counts.len() as u64, out);
         let mut k = 0;
         while k < self.counts.len() {
             if self.counts[k] == 0 {
                 let run = self.counts[k..].iter().take_while(|c| **c == 0).count();
-                put_varint(out, 0);
-                put_varint(out, run as u64);
+                put_varint(0, out);
+                put_varint(run as u64, out);
                 k += run;
             } else {
-                put_varint(out, self.counts[k]);
+                put_varint(self.counts[k], out);
                 k += 1;
             }
         }
@@ -250,22 +258,22 @@ impl Sketch {
         if version != 1 {
             return Err(DecodeError("unknown version"));
         }
-        let count = get_varint(bytes)?;
-        let zeros = get_varint(bytes)?;
-        let sum = f64::from_le_bytes(take(bytes, 8)?.try_into().map_err(|_| DecodeError("short"))?);
-        let min = f64::from_le_bytes(take(bytes, 8)?.try_into().map_err(|_| DecodeError("short"))?);
-        let max = f64::from_le_bytes(take(bytes, 8)?.try_into().map_err(|_| DecodeError("short"))?);
-        let offset = unzigzag(get_varint(bytes)?).ok_or(DecodeError("offset out of range"))?;
-        let len = get_varint(bytes)? as usize;
+        let count = read_varint(bytes)?;
+        let zeros = read_varint(bytes)?;
+        let sum = f64::from_le_bytes(take_array(bytes)?);
+        let min = f64::from_le_bytes(take_array(bytes)?);
+        let max = f64::from_le_bytes(take_array(bytes)?);
+        let offset = unzigzag(read_varint(bytes)?).ok_or(DecodeError("offset out of range"))?;
+        let len = read_varint(bytes)? as usize;
         let max_len = (index_of(MAX_VALUE) - index_of(MIN_VALUE) + 2) as usize;
         if len > max_len {
             return Err(DecodeError("too many buckets"));
         }
         let mut counts = Vec::with_capacity(len);
         while counts.len() < len {
-            let c = get_varint(bytes)?;
+            let c = read_varint(bytes)?;
             if c == 0 {
-                let run = get_varint(bytes)? as usize;
+                let run = read_varint(bytes)? as usize;
                 if run == 0 || counts.len() + run > len {
                     return Err(DecodeError("bad run of empty buckets"));
                 }
@@ -290,35 +298,6 @@ fn zigzag(v: i32) -> u64 {
 fn unzigzag(v: u64) -> Option<i32> {
     let v = u32::try_from(v).ok()?;
     Some(((v >> 1) as i32) ^ -((v & 1) as i32))
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(bytes: &mut &[u8]) -> Result<u64, DecodeError> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = take(bytes, 1)?[0];
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(DecodeError("varint too long"))
-}
-
-fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
-    if bytes.len() < n {
-        return Err(DecodeError("truncated"));
-    }
-    let (head, rest) = bytes.split_at(n);
-    *bytes = rest;
-    Ok(head)
 }
 
 #[cfg(test)]

@@ -92,13 +92,21 @@ pub fn read_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
     Err(WireError("invalid varint"))
 }
 
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
+/// Takes the next `n` bytes.
+pub fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
     if buf.len() < n {
         return Err(WireError("buffer underflow"));
     }
     let (head, rest) = buf.split_at(n);
     *buf = rest;
     Ok(head)
+}
+
+/// Takes the next `N` bytes as an array (a little-endian number's, say).
+pub fn take_array<const N: usize>(buf: &mut &[u8]) -> Result<[u8; N], WireError> {
+    let mut a = [0u8; N];
+    a.copy_from_slice(take(buf, N)?);
+    Ok(a)
 }
 
 /// The fields of one message, in the order they are on the wire.
