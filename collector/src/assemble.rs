@@ -11,7 +11,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use prost::Message;
 use slo_store::encoded::{ResourceView, SpanView};
 use slo_store::{Attr, SpanBatch, SpanRecord};
@@ -49,13 +48,13 @@ pub struct TraceSpan {
 /// A trace id.
 pub type TraceId = [u8; 16];
 
-/// A span waiting for its trace: what assembly reads, and where the whole span is in its
-/// encoded WAL record (shared with the record's other spans, decoded only when emitted).
+/// A span waiting for its trace: what assembly reads, and the span's encoded bytes
+/// (decoded only when emitted). The bytes are the span's own copy, not a view into its
+/// WAL record: a record kept alive by one slow trace would hold every other span of the
+/// export, so memory would no longer follow `max_pending_spans`.
 #[derive(Debug, Clone)]
 pub struct HeldSpan {
-    record: Bytes,
-    at: u32,
-    len: u32,
+    raw: Box<[u8]>,
     resource: Arc<Resource>,
     span_id: [u8; 8],
     parent: Option<[u8; 8]>,
@@ -70,12 +69,8 @@ impl HeldSpan {
         }
     }
 
-    fn raw(&self) -> &[u8] {
-        &self.record[self.at as usize..(self.at + self.len) as usize]
-    }
-
     fn decode(&self) -> Option<TraceSpan> {
-        match SpanRecord::decode(self.raw()) {
+        match SpanRecord::decode(&self.raw[..]) {
             Ok(span) => Some(TraceSpan { resource: self.resource.clone(), span }),
             Err(e) => {
                 tracing::error!(error = %e, "held span does not decode; its trace loses it");
@@ -96,7 +91,7 @@ pub struct Holder {
 impl Holder {
     /// The held span of `s`, a span of `record`; `None` when its ids are not a trace
     /// span's (it is still in `spans`, it just makes no request row).
-    pub fn hold(&mut self, record: &Bytes, r: &ResourceView<'_>, s: &SpanView<'_>) -> Option<(TraceId, HeldSpan)> {
+    pub fn hold(&mut self, record: &[u8], r: &ResourceView<'_>, s: &SpanView<'_>) -> Option<(TraceId, HeldSpan)> {
         let key = record.as_ptr() as usize;
         let resource = match &self.current {
             Some((index, res)) if *index == r.index && self.record == Some(key) => res.clone(),
@@ -113,22 +108,13 @@ impl Holder {
         let id = TraceId::try_from(s.trace_id).ok()?;
         let span_id = <[u8; 8]>::try_from(s.span_id).ok()?;
         let parent = if s.parent_span_id.is_empty() { None } else { Some(<[u8; 8]>::try_from(s.parent_span_id).ok()?) };
-        let at = (s.raw.as_ptr() as usize).checked_sub(key)?;
-        let held = HeldSpan {
-            record: record.clone(),
-            at: u32::try_from(at).ok()?,
-            len: u32::try_from(s.raw.len()).ok()?,
-            resource,
-            span_id,
-            parent,
-            kind: s.kind,
-        };
+        let held = HeldSpan { raw: s.raw.into(), resource, span_id, parent, kind: s.kind };
         Some((id, held))
     }
 }
 
 /// The held spans of one encoded record.
-pub fn hold_record(record: &Bytes) -> Result<Vec<(TraceId, HeldSpan)>, slo_store::wire::WireError> {
+pub fn hold_record(record: &[u8]) -> Result<Vec<(TraceId, HeldSpan)>, slo_store::wire::WireError> {
     let mut holder = Holder::default();
     let mut out = Vec::new();
     slo_store::encoded::visit_spans(record, |r, s, _| {
@@ -230,7 +216,7 @@ impl Assembler {
     /// Adds the spans of a batch (encoded, then held like a WAL record's) that is not in
     /// the WAL.
     pub fn add(&mut self, batch: &SpanBatch, now: Instant) {
-        let record = Bytes::from(batch.encode_to_vec());
+        let record = batch.encode_to_vec();
         // Cannot fail: prost wrote the record.
         self.add_held(hold_record(&record).unwrap_or_default(), WalPos::default(), now);
     }
@@ -238,7 +224,7 @@ impl Assembler {
     /// Adds the spans of an encoded record, the WAL record at `pos`.
     pub fn add_record(
         &mut self,
-        record: &Bytes,
+        record: &[u8],
         pos: WalPos,
         now: Instant,
     ) -> Result<usize, slo_store::wire::WireError> {
@@ -253,7 +239,7 @@ impl Assembler {
     pub fn resume(
         &mut self,
         in_flight: &InFlight,
-        record: &Bytes,
+        record: &[u8],
         pos: WalPos,
         now: Instant,
     ) -> Result<usize, slo_store::wire::WireError> {
@@ -380,7 +366,7 @@ impl Assembler {
     /// Restores a state file of the format before [`InFlight`] (the pending spans as one
     /// `SpanBatch`); the traces wait anew from `now`.
     pub fn restore_spans(&mut self, bytes: &[u8], now: Instant) -> Result<usize, slo_store::wire::WireError> {
-        self.add_record(&Bytes::copy_from_slice(bytes), WalPos::default(), now)
+        self.add_record(bytes, WalPos::default(), now)
     }
 }
 
@@ -474,7 +460,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let pos = |segment, record| WalPos { segment, record };
-        let record = |spans| Bytes::from(batch(spans).encode_to_vec());
+        let record = |spans| batch(spans).encode_to_vec();
         // Trace 1 completes and is emitted; its late span starts a new pending entry in a
         // later record. Trace 4 waits for its entry span throughout.
         let r1 = record(vec![span(1, 1, None, 2), span(4, 2, Some(3), 1)]);

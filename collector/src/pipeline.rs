@@ -336,7 +336,7 @@ impl Pipeline {
                 let mut spans = 0;
                 for (i, record) in read.records.into_iter().enumerate() {
                     let pos = WalPos { segment, record: i as u32 };
-                    match self.assembler.resume(&in_flight, &record.into(), pos, now) {
+                    match self.assembler.resume(&in_flight, &record, pos, now) {
                         Ok(n) => spans += n,
                         Err(e) => tracing::error!(segment, error = %e, "undecodable WAL record skipped"),
                     }

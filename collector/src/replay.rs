@@ -56,7 +56,7 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
                     // Rows already in segments: only the spans of traces in flight.
                     for (i, r) in read.records.into_iter().enumerate() {
                         let pos = WalPos { segment: id, record: i as u32 };
-                        let _ = assembler.resume(&in_flight, &Bytes::from(r), pos, now);
+                        let _ = assembler.resume(&in_flight, &r, pos, now);
                     }
                 }
                 Ok(read) => records.extend(read.records.into_iter().map(Bytes::from)),
