@@ -49,7 +49,7 @@ pub struct TraceSpan {
 pub type TraceId = [u8; 16];
 
 /// A span waiting for its trace: what assembly reads, and the span's encoded bytes
-/// (decoded only when emitted). The bytes are the span's own copy, not a view into its
+/// (read in place when its trace is split, see [`crate::split`]). The bytes are the span's own copy, not a view into its
 /// WAL record: a record kept alive by one slow trace would hold every other span of the
 /// export, so memory would no longer follow `max_pending_spans`.
 #[derive(Debug, Clone)]
@@ -69,14 +69,19 @@ impl HeldSpan {
         }
     }
 
-    fn decode(&self) -> Option<TraceSpan> {
-        match SpanRecord::decode(&self.raw[..]) {
-            Ok(span) => Some(TraceSpan { resource: self.resource.clone(), span }),
-            Err(e) => {
-                tracing::error!(error = %e, "held span does not decode; its trace loses it");
-                None
-            }
-        }
+    /// The span, an encoded `SpanRecord`.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The resource it came from.
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    /// The span decoded into owned fields.
+    pub fn decode(&self) -> Result<TraceSpan, prost::DecodeError> {
+        Ok(TraceSpan { resource: self.resource.clone(), span: SpanRecord::decode(&self.raw[..])? })
     }
 }
 
@@ -150,7 +155,7 @@ pub enum Emission {
 #[derive(Debug, Default)]
 pub struct Emitted {
     /// Traces, each with the reason it was emitted.
-    pub traces: Vec<(Vec<TraceSpan>, Emission)>,
+    pub traces: Vec<(Vec<HeldSpan>, Emission)>,
 }
 
 /// Counters the pipeline turns into metrics.
@@ -283,11 +288,11 @@ impl Assembler {
         }
     }
 
-    fn take(&mut self, id: &TraceId) -> Option<Vec<TraceSpan>> {
+    fn take(&mut self, id: &TraceId) -> Option<Vec<HeldSpan>> {
         let p = self.pending.remove(id)?;
         self.pending_spans -= p.spans.len();
         self.remember(*id);
-        Some(p.spans.iter().filter_map(HeldSpan::decode).collect())
+        Some(p.spans)
     }
 
     fn verdict(&self, p: &Pending, now: Instant) -> Option<Emission> {
@@ -435,7 +440,7 @@ mod tests {
         a.add(&batch(vec![span(3, 6, Some(9), 1)]), t0); // internal span, parent missing
         let out = a.poll(t0 + ms(100));
         assert_eq!(out.traces.len(), 1);
-        assert_eq!(out.traces[0].0[0].span.trace_id, vec![2; 16]);
+        assert_eq!(out.traces[0].0[0].decode().unwrap().span.trace_id, vec![2; 16]);
         assert!(a.poll(t0 + ms(999)).traces.is_empty());
         let out = a.poll(t0 + ms(1000));
         assert_eq!(out.traces[0].1, Emission::Timeout);
@@ -451,7 +456,7 @@ mod tests {
         let out = a.poll(t0);
         assert_eq!(out.traces.len(), 2);
         assert!(out.traces.iter().all(|(_, e)| *e == Emission::Forced));
-        assert_eq!(out.traces[0].0[0].span.trace_id, vec![1; 16]);
+        assert_eq!(out.traces[0].0[0].decode().unwrap().span.trace_id, vec![1; 16]);
         assert_eq!(a.pending_spans(), 10);
     }
 
@@ -476,8 +481,14 @@ mod tests {
         let mut b = Assembler::new(cfg());
         assert_eq!(b.resume(&state, &r1, pos(3, 0), t0).unwrap(), 1, "trace 1's emitted span stays out");
         assert_eq!(b.resume(&state, &r2, pos(4, 1), t0).unwrap(), 2);
-        let mut restored: Vec<(Vec<u8>, Vec<u8>)> =
-            b.drain().traces.into_iter().flat_map(|(s, _)| s).map(|t| (t.span.trace_id, t.span.span_id)).collect();
+        let mut restored: Vec<(Vec<u8>, Vec<u8>)> = b
+            .drain()
+            .traces
+            .into_iter()
+            .flat_map(|(s, _)| s)
+            .map(|t| t.decode().unwrap().span)
+            .map(|s| (s.trace_id, s.span_id))
+            .collect();
         restored.sort();
         let want = |t: u8, s: u8| (vec![t; 16], vec![s; 8]);
         assert_eq!(restored, vec![want(1, 9), want(4, 2), want(4, 5)]);

@@ -10,6 +10,7 @@
 //! thread; WAL segments are deleted only after the segments and the manifest that cover
 //! them are on disk, and only once no trace in flight has spans in them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
@@ -443,8 +444,9 @@ impl Pipeline {
     }
 
     fn emit(&mut self, emitted: Emitted) -> Result<()> {
-        let mut rows = Vec::new();
-        for (spans, reason) in emitted.traces {
+        let mut rows = slo_store::rows::RequestsBuilder::with_capacity(emitted.traces.len());
+        let mut sources: HashMap<&'static str, u64> = HashMap::new();
+        for (spans, reason) in &emitted.traces {
             let reason = match reason {
                 Emission::Complete => "complete",
                 Emission::Timeout => "timeout",
@@ -452,13 +454,16 @@ impl Pipeline {
                 Emission::Drained => "drained",
             };
             self.metrics.traces_emitted.get_or_create(&ReasonLabel { reason }).inc();
-            rows.extend(self.splitter.into_requests(spans));
+            self.splitter.each_held_request(spans, |row, attrs| {
+                *sources.entry(row.split_source).or_default() += 1;
+                rows.append(row, attrs.iter().copied())
+            })?;
         }
-        for r in &rows {
-            self.metrics.requests_emitted.get_or_create(&vec![("split_source", r.split_source)]).inc();
+        for (source, n) in sources {
+            self.metrics.requests_emitted.get_or_create(&vec![("split_source", source)]).inc_by(n);
         }
-        if !rows.is_empty() {
-            self.store.append(None, Some(slo_store::rows::requests_batch(&rows)?));
+        if rows.rows() > 0 {
+            self.store.append(None, Some(rows.finish()?));
         }
         self.metrics.assembly_pending_spans.set(self.assembler.pending_spans() as i64);
         self.metrics.late_spans.inc_by(self.assembler.take_stats().late_spans);

@@ -83,7 +83,8 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
                 stats.spans += n;
             }
         }
-        let rows: Vec<_> = assembler.drain().traces.iter().flat_map(|(spans, _)| splitter.requests(spans)).collect();
+        let rows: Vec<_> =
+            assembler.drain().traces.iter().flat_map(|(spans, _)| splitter.held_requests(spans)).collect();
         stats.requests = rows.len();
         for chunk in rows.chunks(65_536) {
             store.append(None, Some(slo_store::rows::requests_batch(chunk)?));

@@ -19,10 +19,9 @@
 use std::collections::HashMap;
 
 use regex::{Regex, RegexBuilder};
-use slo_store::RequestRow;
-use slo_store::records::find_attr;
+use slo_store::{Attr, RequestRow};
 
-use crate::assemble::TraceSpan;
+use crate::assemble::{HeldSpan, Resource, TraceSpan};
 use crate::config::{Role, SplitConfig};
 
 /// Compiled split rules.
@@ -44,17 +43,82 @@ const K8S: [&str; 5] =
     ["k8s.namespace.name", "k8s.deployment.name", "k8s.replicaset.name", "k8s.pod.name", "k8s.node.name"];
 const GPU_KEYS: [&str; 4] = ["gpu.uuid", "nvidia.gpu.uuid", "k8s.gpu.uuid", "gpu.id"];
 
-fn is_inference(s: &TraceSpan) -> bool {
-    s.span.attributes.iter().any(|a| {
-        a.key.starts_with("gen_ai.latency.")
-            || a.key.starts_with("gen_ai.usage.")
-            || matches!(a.key.as_str(), "gen_ai.request.model" | "gen_ai.response.model" | "gen_ai.operation.name")
+/// A span as the split reads it, borrowed: from a decoded [`TraceSpan`], or in place from
+/// a [`HeldSpan`]'s encoded bytes (the ingest path, which so allocates no string per
+/// attribute of every span it splits).
+#[derive(Debug)]
+struct SpanRef<'a> {
+    resource: &'a Resource,
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    name: &'a str,
+    kind: i32,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+    status_code: i32,
+    attributes: Vec<(&'a str, &'a str)>,
+    /// Span ids of the spans it links to.
+    links: Vec<&'a [u8]>,
+}
+
+impl<'a> SpanRef<'a> {
+    fn of_record(t: &'a TraceSpan) -> Self {
+        let s = &t.span;
+        SpanRef {
+            resource: &t.resource,
+            trace_id: &s.trace_id,
+            span_id: &s.span_id,
+            parent_span_id: &s.parent_span_id,
+            name: &s.name,
+            kind: s.kind,
+            start_unix_nano: s.start_unix_nano,
+            end_unix_nano: s.end_unix_nano,
+            status_code: s.status_code,
+            attributes: s.attributes.iter().map(|a| (a.key.as_str(), a.value.as_str())).collect(),
+            links: s.links.iter().map(|l| l.span_id.as_slice()).collect(),
+        }
+    }
+
+    fn of_held(h: &'a HeldSpan) -> Result<Self, slo_store::wire::WireError> {
+        let mut attributes = Vec::new();
+        let mut links = Vec::new();
+        let v = slo_store::encoded::read_span(h.raw(), &mut attributes, Some(&mut links))?;
+        Ok(SpanRef {
+            resource: h.resource(),
+            trace_id: v.trace_id,
+            span_id: v.span_id,
+            parent_span_id: v.parent_span_id,
+            name: v.name,
+            kind: v.kind,
+            start_unix_nano: v.start_unix_nano,
+            end_unix_nano: v.end_unix_nano,
+            status_code: v.status_code,
+            attributes,
+            links,
+        })
+    }
+
+    fn attr(&self, key: &str) -> Option<&'a str> {
+        self.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    fn duration_ms(&self) -> f64 {
+        self.end_unix_nano.saturating_sub(self.start_unix_nano) as f64 / 1e6
+    }
+}
+
+fn is_inference(s: &SpanRef) -> bool {
+    s.attributes.iter().any(|(k, _)| {
+        k.starts_with("gen_ai.latency.")
+            || k.starts_with("gen_ai.usage.")
+            || matches!(*k, "gen_ai.request.model" | "gen_ai.response.model" | "gen_ai.operation.name")
     })
 }
 
 /// A CLIENT or PRODUCER span: the caller's side of a call.
-fn is_outbound(s: &TraceSpan) -> bool {
-    matches!(s.span.kind, 3 | 4)
+fn is_outbound(s: &SpanRef) -> bool {
+    matches!(s.kind, 3 | 4)
 }
 
 /// Lengths of the union of intervals, in ms.
@@ -86,30 +150,30 @@ struct Split {
     source: &'static str,
 }
 
-struct Trace<'a> {
-    spans: &'a [TraceSpan],
+struct Trace<'s, 'a> {
+    spans: &'s [SpanRef<'a>],
     by_id: HashMap<&'a [u8], usize>,
     children: HashMap<&'a [u8], Vec<usize>>,
 }
 
-impl<'a> Trace<'a> {
-    fn new(spans: &'a [TraceSpan]) -> Self {
-        let by_id = spans.iter().enumerate().map(|(i, s)| (s.span.span_id.as_slice(), i)).collect();
+impl<'s, 'a> Trace<'s, 'a> {
+    fn new(spans: &'s [SpanRef<'a>]) -> Self {
+        let by_id = spans.iter().enumerate().map(|(i, s)| (s.span_id, i)).collect();
         let mut children: HashMap<&[u8], Vec<usize>> = HashMap::new();
         for (i, s) in spans.iter().enumerate() {
-            if !s.span.parent_span_id.is_empty() {
-                children.entry(s.span.parent_span_id.as_slice()).or_default().push(i);
+            if !s.parent_span_id.is_empty() {
+                children.entry(s.parent_span_id).or_default().push(i);
             }
         }
         Trace { spans, by_id, children }
     }
 
     fn parent(&self, i: usize) -> Option<usize> {
-        let p = &self.spans[i].span.parent_span_id;
+        let p = self.spans[i].parent_span_id;
         if p.is_empty() {
             return None;
         }
-        self.by_id.get(p.as_slice()).copied().filter(|&j| j != i)
+        self.by_id.get(p).copied().filter(|&j| j != i)
     }
 
     /// Ancestors of `i`, nearest first (cycle-safe).
@@ -133,7 +197,7 @@ impl<'a> Trace<'a> {
         let mut seen = vec![false; self.spans.len()];
         seen[i] = true;
         while let Some(cur) = stack.pop() {
-            for &c in self.children.get(self.spans[cur].span.span_id.as_slice()).into_iter().flatten() {
+            for &c in self.children.get(self.spans[cur].span_id).into_iter().flatten() {
                 if !seen[c] {
                     seen[c] = true;
                     out.push(c);
@@ -157,8 +221,9 @@ impl Splitter {
 
     /// The request rows of one assembled trace.
     pub fn requests(&self, spans: &[TraceSpan]) -> Vec<RequestRow> {
-        let rows = self.rows_for(spans);
-        rows.into_iter()
+        let refs: Vec<SpanRef> = spans.iter().map(SpanRef::of_record).collect();
+        self.rows_for(&refs)
+            .into_iter()
             .map(|(t, mut row)| {
                 row.attributes = spans[t].span.attributes.clone();
                 row
@@ -166,20 +231,44 @@ impl Splitter {
             .collect()
     }
 
-    /// Like [`Splitter::requests`], taking the trace so that each request's attributes
-    /// move into its row instead of being copied (the ingest path).
-    pub fn into_requests(&self, mut spans: Vec<TraceSpan>) -> Vec<RequestRow> {
-        let rows = self.rows_for(&spans);
-        rows.into_iter()
-            .map(|(t, mut row)| {
-                row.attributes = std::mem::take(&mut spans[t].span.attributes);
-                row
+    /// The request rows of one assembled trace, its spans read in place where they are
+    /// held (the ingest path). A span that does not read (never seen: the bytes are the
+    /// collector's own) is logged and left out of the trace.
+    pub fn held_requests(&self, spans: &[HeldSpan]) -> Vec<RequestRow> {
+        let mut rows = Vec::new();
+        let _ = self.each_held_request(spans, |row, attrs| {
+            let mut row = row.clone();
+            row.attributes = attrs.iter().map(|(k, v)| Attr { key: k.to_string(), value: v.to_string() }).collect();
+            rows.push(row);
+            Ok::<_, std::convert::Infallible>(())
+        });
+        rows
+    }
+
+    /// Calls `f` with each request row of a held trace (its `attributes` empty) and the
+    /// request span's attributes, read in place: the ingest path appends both to Arrow
+    /// builders without owning a copy of the attributes.
+    pub fn each_held_request<E>(
+        &self,
+        spans: &[HeldSpan],
+        mut f: impl FnMut(&RequestRow, &[(&str, &str)]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let refs: Vec<SpanRef> = spans
+            .iter()
+            .filter_map(|h| {
+                SpanRef::of_held(h)
+                    .map_err(|e| tracing::error!(error = %e, "held span does not read; its trace loses it"))
+                    .ok()
             })
-            .collect()
+            .collect();
+        for (t, row) in self.rows_for(&refs) {
+            f(&row, &refs[t].attributes)?;
+        }
+        Ok(())
     }
 
     /// The rows, without attributes, each with the index of its request span.
-    fn rows_for(&self, spans: &[TraceSpan]) -> Vec<(usize, RequestRow)> {
+    fn rows_for(&self, spans: &[SpanRef]) -> Vec<(usize, RequestRow)> {
         if spans.is_empty() {
             return Vec::new();
         }
@@ -217,11 +306,10 @@ impl Splitter {
             .collect()
     }
 
-    fn attribute_split(&self, t: &TraceSpan) -> Option<Split> {
+    fn attribute_split(&self, t: &SpanRef) -> Option<Split> {
         let mut vals: HashMap<Role, f64> = HashMap::new();
         for a in &self.cfg.attributes {
-            if let Some(v) =
-                t.span.attr(&a.name).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0)
+            if let Some(v) = t.attr(&a.name).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0)
             {
                 vals.entry(a.role).or_insert(v * a.unit.to_ms());
             }
@@ -235,7 +323,7 @@ impl Splitter {
                 _ => None,
             })
             .or_else(|| vals.get(&Role::E2e).map(|e| (e - queue).max(0.0)))
-            .unwrap_or_else(|| (t.span.duration_ms() - queue).max(0.0));
+            .unwrap_or_else(|| (t.duration_ms() - queue).max(0.0));
         Some(Split { queue, compute, ttft: vals.get(&Role::Ttft).copied(), source: "attributes" })
     }
 
@@ -243,11 +331,11 @@ impl Splitter {
         let mut q = Vec::new();
         let mut c = Vec::new();
         for i in trace.descendants(e) {
-            let s = &trace.spans[i].span;
+            let s = &trace.spans[i];
             let iv = (s.start_unix_nano, s.end_unix_nano);
-            if self.queue.iter().any(|r| r.is_match(&s.name)) {
+            if self.queue.iter().any(|r| r.is_match(s.name)) {
                 q.push(iv);
-            } else if i != t && self.compute.iter().any(|r| r.is_match(&s.name)) {
+            } else if i != t && self.compute.iter().any(|r| r.is_match(s.name)) {
                 c.push(iv);
             }
         }
@@ -260,19 +348,15 @@ impl Splitter {
     fn messaging_split(&self, trace: &Trace, e: usize) -> Option<Split> {
         let below = trace.descendants(e);
         for &i in std::iter::once(&e).chain(below.iter()) {
-            let consumer = &trace.spans[i].span;
+            let consumer = &trace.spans[i];
             if consumer.kind != 5 {
                 continue;
             }
-            let producer = trace.parent(i).filter(|&p| trace.spans[p].span.kind == 4).or_else(|| {
-                consumer
-                    .links
-                    .iter()
-                    .find_map(|l| trace.by_id.get(l.span_id.as_slice()).copied())
-                    .filter(|&p| trace.spans[p].span.kind == 4)
+            let producer = trace.parent(i).filter(|&p| trace.spans[p].kind == 4).or_else(|| {
+                consumer.links.iter().find_map(|l| trace.by_id.get(l).copied()).filter(|&p| trace.spans[p].kind == 4)
             });
             if let Some(p) = producer {
-                let p = &trace.spans[p].span;
+                let p = &trace.spans[p];
                 let queue = consumer.start_unix_nano.saturating_sub(p.end_unix_nano) as f64 / 1e6;
                 return Some(Split { queue, compute: consumer.duration_ms(), ttft: None, source: "messaging" });
             }
@@ -282,32 +366,30 @@ impl Splitter {
 
     fn row(&self, trace: &Trace, t: usize, e: usize) -> RequestRow {
         let ts = &trace.spans[t];
-        let env = &trace.spans[e].span;
+        let env = &trace.spans[e];
         let duration = env.duration_ms();
         let split = self
             .attribute_split(ts)
             .or_else(|| self.child_split(trace, e, t))
             .or_else(|| self.messaging_split(trace, e))
-            .unwrap_or(Split { queue: 0.0, compute: ts.span.duration_ms(), ttft: None, source: "none" });
+            .unwrap_or(Split { queue: 0.0, compute: ts.duration_ms(), ttft: None, source: "none" });
         let queue = split.queue.min(duration);
         let compute = split.compute.min(duration - queue);
-        let get = |key: &str| {
-            ts.resource.attr(key).or_else(|| ts.span.attr(key)).filter(|v| !v.is_empty()).map(str::to_string)
-        };
+        let get =
+            |key: &str| ts.resource.attr(key).or_else(|| ts.attr(key)).filter(|v| !v.is_empty()).map(str::to_string);
         let any = |keys: &[&str]| keys.iter().find_map(|k| get(k));
-        let int = |keys: &[&str]| {
-            keys.iter().find_map(|k| ts.span.attr(k).and_then(|v| v.parse::<f64>().ok())).map(|v| v as i64)
-        };
-        let http_error = [env, &ts.span].iter().any(|s| {
+        let int =
+            |keys: &[&str]| keys.iter().find_map(|k| ts.attr(k).and_then(|v| v.parse::<f64>().ok())).map(|v| v as i64);
+        let http_error = [env, ts].iter().any(|s| {
             ["http.response.status_code", "http.status_code"]
                 .iter()
                 .any(|k| s.attr(k).and_then(|v| v.parse::<u16>().ok()).is_some_and(|c| c >= 500))
         });
-        let error = env.status_code == 2 || ts.span.status_code == 2 || http_error;
+        let error = env.status_code == 2 || ts.status_code == 2 || http_error;
         let [namespace, deployment, replicaset, pod, node] = K8S.map(get);
         RequestRow {
             time_unix_nano: env.start_unix_nano,
-            trace_id: hex::encode(&env.trace_id),
+            trace_id: hex::encode(env.trace_id),
             service: ts.resource.service.clone(),
             namespace,
             deployment,
@@ -315,10 +397,8 @@ impl Splitter {
             pod,
             node,
             gpu: any(&GPU_KEYS),
-            model: find_attr(&ts.span.attributes, "gen_ai.response.model")
-                .or_else(|| ts.span.attr("gen_ai.request.model"))
-                .map(str::to_string),
-            operation: ts.span.attr("gen_ai.operation.name").map(str::to_string).or_else(|| Some(ts.span.name.clone())),
+            model: ts.attr("gen_ai.response.model").or_else(|| ts.attr("gen_ai.request.model")).map(str::to_string),
+            operation: ts.attr("gen_ai.operation.name").or(Some(ts.name)).map(str::to_string),
             status: if error { "error" } else { "ok" },
             duration_ms: duration,
             queue_ms: queue,

@@ -233,9 +233,7 @@ impl Converter {
             Some((3, v)) => {
                 let _ = write!(out, "{}", v.varint()? as i64);
             }
-            Some((4, v)) => {
-                let _ = write!(out, "{}", f64::from_bits(v.fixed64()?));
-            }
+            Some((4, v)) => crate::convert::push_f64(f64::from_bits(v.fixed64()?), out),
             Some((7, v)) => out.push_str(&hex::encode(v.bytes()?)),
             Some((_, v)) => {
                 // Arrays and maps: rare, nested, so decoded and rendered like the slow path.

@@ -69,6 +69,16 @@ pub fn attr(raw: &[u8]) -> Result<(&str, &str), WireError> {
 }
 
 fn span<'a>(raw: &'a [u8], attrs: &mut Vec<(&'a str, &'a str)>) -> Result<SpanView<'a>, WireError> {
+    read_span(raw, attrs, None)
+}
+
+/// Reads one encoded `SpanRecord` in place: its fields, its attributes into `attrs` and,
+/// when `links` is given, the span ids of its links into it.
+pub fn read_span<'a>(
+    raw: &'a [u8],
+    attrs: &mut Vec<(&'a str, &'a str)>,
+    mut links: Option<&mut Vec<&'a [u8]>>,
+) -> Result<SpanView<'a>, WireError> {
     let mut s = SpanView { raw, ..Default::default() };
     for f in wire::fields(raw) {
         match f? {
@@ -81,6 +91,17 @@ fn span<'a>(raw: &'a [u8], attrs: &mut Vec<(&'a str, &'a str)>) -> Result<SpanVi
             (7, v) => s.end_unix_nano = v.fixed64()?,
             (8, v) => s.status_code = v.varint()? as i32,
             (9, v) => attrs.push(attr(v.bytes()?)?),
+            (10, v) => {
+                if let Some(links) = links.as_deref_mut() {
+                    let mut id: &[u8] = &[];
+                    for f in wire::fields(v.bytes()?) {
+                        if let (2, v) = f? {
+                            id = v.bytes()?;
+                        }
+                    }
+                    links.push(id);
+                }
+            }
             _ => {}
         }
     }

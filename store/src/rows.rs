@@ -83,45 +83,100 @@ pub fn spans_batch<'a>(batches: impl IntoIterator<Item = &'a SpanBatch>) -> Resu
 
 /// Builds a `requests` batch.
 pub fn requests_batch(rows: &[RequestRow]) -> Result<RecordBatch> {
-    let mut time = TimestampNanosecondBuilder::with_capacity(rows.len());
-    let mut trace = StringBuilder::new();
-    let mut service = StringBuilder::new();
-    let mut opt: Vec<StringBuilder> = (0..8).map(|_| StringBuilder::new()).collect();
-    let mut status = StringBuilder::new();
-    let mut f: Vec<Float64Builder> = (0..5).map(|_| Float64Builder::new()).collect();
-    let mut input = Int64Builder::new();
-    let mut output = Int64Builder::new();
-    let mut source = StringBuilder::new();
-    let mut attrs = map_builder();
+    let mut b = RequestsBuilder::with_capacity(rows.len());
     for r in rows {
-        time.append_value(r.time_unix_nano as i64);
-        trace.append_value(&r.trace_id);
-        service.append_value(&r.service);
+        b.append(r, r.attributes.iter().map(|a| (a.key.as_str(), a.value.as_str())))?;
+    }
+    b.finish()
+}
+
+/// Builds `requests` rows one at a time, the attributes given apart from the row (so the
+/// ingest path appends them from where they are held, without owning a copy).
+#[derive(Debug)]
+pub struct RequestsBuilder {
+    time: TimestampNanosecondBuilder,
+    trace: StringBuilder,
+    service: StringBuilder,
+    opt: [StringBuilder; 8],
+    status: StringBuilder,
+    f: [Float64Builder; 5],
+    input: Int64Builder,
+    output: Int64Builder,
+    source: StringBuilder,
+    attrs: MapBuilder<StringBuilder, StringBuilder>,
+    rows: usize,
+}
+
+impl RequestsBuilder {
+    /// Room for `rows` rows.
+    pub fn with_capacity(rows: usize) -> Self {
+        RequestsBuilder {
+            time: TimestampNanosecondBuilder::with_capacity(rows),
+            trace: StringBuilder::with_capacity(rows, rows * 32),
+            service: StringBuilder::new(),
+            opt: std::array::from_fn(|_| StringBuilder::new()),
+            status: StringBuilder::new(),
+            f: std::array::from_fn(|_| Float64Builder::with_capacity(rows)),
+            input: Int64Builder::with_capacity(rows),
+            output: Int64Builder::with_capacity(rows),
+            source: StringBuilder::new(),
+            attrs: map_builder(),
+            rows: 0,
+        }
+    }
+
+    /// Rows appended so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends `r`, with `attributes` in place of `r.attributes`.
+    pub fn append<'a>(
+        &mut self,
+        r: &RequestRow,
+        attributes: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<()> {
+        self.time.append_value(r.time_unix_nano as i64);
+        self.trace.append_value(&r.trace_id);
+        self.service.append_value(&r.service);
         let optional = [&r.namespace, &r.deployment, &r.replicaset, &r.pod, &r.node, &r.gpu, &r.model, &r.operation];
-        for (b, v) in opt.iter_mut().zip(optional) {
+        for (b, v) in self.opt.iter_mut().zip(optional) {
             b.append_option(v.as_deref());
         }
-        status.append_value(r.status);
-        f[0].append_value(r.duration_ms);
-        f[1].append_value(r.queue_ms);
-        f[2].append_value(r.compute_ms);
-        f[3].append_value(r.other_ms);
-        f[4].append_option(r.ttft_ms);
-        input.append_option(r.input_tokens);
-        output.append_option(r.output_tokens);
-        source.append_value(r.split_source);
-        append_map(&mut attrs, &r.attributes)?;
+        self.status.append_value(r.status);
+        self.f[0].append_value(r.duration_ms);
+        self.f[1].append_value(r.queue_ms);
+        self.f[2].append_value(r.compute_ms);
+        self.f[3].append_value(r.other_ms);
+        self.f[4].append_option(r.ttft_ms);
+        self.input.append_option(r.input_tokens);
+        self.output.append_option(r.output_tokens);
+        self.source.append_value(r.split_source);
+        for (k, v) in attributes {
+            self.attrs.keys().append_value(k);
+            self.attrs.values().append_value(v);
+        }
+        self.attrs.append(true)?;
+        self.rows += 1;
+        Ok(())
     }
-    let mut columns: Vec<ArrayRef> =
-        vec![Arc::new(time.finish().with_timezone("UTC")), Arc::new(trace.finish()), Arc::new(service.finish())];
-    columns.extend(opt.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.push(Arc::new(status.finish()));
-    columns.extend(f.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.push(Arc::new(input.finish()));
-    columns.push(Arc::new(output.finish()));
-    columns.push(Arc::new(source.finish()));
-    columns.push(Arc::new(attrs.finish()));
-    Ok(RecordBatch::try_new(schema::requests(), columns)?)
+
+    /// The batch of the rows appended.
+    pub fn finish(mut self) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish().with_timezone("UTC")),
+            Arc::new(self.trace.finish()),
+            Arc::new(self.service.finish()),
+        ];
+        columns.extend(self.opt.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.push(Arc::new(self.status.finish()));
+        columns.extend(self.f.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.push(Arc::new(self.input.finish()));
+        columns.push(Arc::new(self.output.finish()));
+        columns.push(Arc::new(self.source.finish()));
+        columns.push(Arc::new(self.attrs.finish()));
+        Ok(RecordBatch::try_new(schema::requests(), columns)?)
+    }
 }
 
 #[cfg(test)]

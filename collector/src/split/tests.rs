@@ -45,6 +45,32 @@ fn splitter() -> Splitter {
     Splitter::new(&SplitConfig::default()).unwrap()
 }
 
+/// The spans as the ingest path holds them: encoded in a WAL record, then held.
+fn held(spans: &[TraceSpan]) -> Vec<HeldSpan> {
+    let batch = slo_store::SpanBatch {
+        resources: spans
+            .iter()
+            .map(|t| slo_store::ResourceSpans {
+                service: t.resource.service.clone(),
+                resource: t.resource.attrs.clone(),
+                spans: vec![t.span.clone()],
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let held = crate::assemble::hold_record(&prost::Message::encode_to_vec(&batch)).unwrap();
+    assert_eq!(held.len(), spans.len());
+    held.into_iter().map(|(_, h)| h).collect()
+}
+
+/// The rows of a trace, which must not depend on whether its spans were decoded or are
+/// read where they are held.
+fn split_rows(spans: &[TraceSpan]) -> Vec<RequestRow> {
+    let decoded = splitter().requests(spans);
+    assert_eq!(splitter().held_requests(&held(spans)), decoded, "held and decoded spans split alike");
+    decoded
+}
+
 #[test]
 fn vllm_attributes_behind_a_gateway() {
     let gw = res("gateway");
@@ -72,7 +98,7 @@ fn vllm_attributes_behind_a_gateway() {
             ),
         ),
     ];
-    let rows = splitter().requests(&spans);
+    let rows = split_rows(&spans);
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
     assert_eq!(r.split_source, "attributes");
@@ -124,14 +150,14 @@ fn a_callers_gen_ai_client_span_is_not_the_request() {
             ),
         ),
     ];
-    let rows = splitter().requests(&spans);
+    let rows = split_rows(&spans);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].service, "vllm");
     assert_eq!(rows[0].split_source, "attributes");
     assert_eq!(rows[0].duration_ms, 1000.0, "the gateway's span, not the caller's");
     assert_eq!(rows[0].time_unix_nano, T0 + 40 * MS);
     // Only the caller's span present (the servers are not instrumented): it is the request.
-    let rows = splitter().requests(&spans[..1]);
+    let rows = split_rows(&spans[..1]);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].service, "app");
 }
@@ -145,7 +171,7 @@ fn child_spans_overlaps_counted_once() {
         ts(&r, span(3, Some(2), "scheduler", 1, 10, 40, &[])),
         ts(&r, span(4, Some(1), "compute_forward", 1, 40, 90, &[])),
     ];
-    let rows = splitter().requests(&spans);
+    let rows = split_rows(&spans);
     assert_eq!(rows[0].split_source, "child_spans");
     assert!((rows[0].queue_ms - 40.0).abs() < 1e-6, "{}", rows[0].queue_ms);
     assert!((rows[0].compute_ms - 50.0).abs() < 1e-6);
@@ -164,13 +190,13 @@ fn messaging_gap_is_queue() {
         ts(&worker, consumer),
     ];
     // Two roots (api and a linked consumer): the api root envelopes, the consumer is its own.
-    let rows = splitter().requests(&spans);
+    let rows = split_rows(&spans);
     let api_row = rows.iter().find(|r| r.service == "api").unwrap();
     assert_eq!(api_row.split_source, "none");
     let mut parented = spans.clone();
     parented[2].span.parent_span_id = vec![2; 8];
     parented[2].span.links.clear();
-    let rows = splitter().requests(&parented);
+    let rows = split_rows(&parented);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].split_source, "messaging");
     assert!((rows[0].queue_ms - 200.0).abs() < 1e-6);
@@ -183,7 +209,7 @@ fn plain_span_is_all_compute_and_errors_are_seen() {
     let r = res("svc");
     let mut s = span(1, None, "GET /", 2, 0, 80, &[("http.response.status_code", "503")]);
     s.status_code = 0;
-    let rows = splitter().requests(&[ts(&r, s)]);
+    let rows = split_rows(&[ts(&r, s)]);
     assert_eq!(rows[0].split_source, "none");
     assert_eq!(rows[0].compute_ms, 80.0);
     assert_eq!(rows[0].status, "error");
@@ -207,7 +233,7 @@ fn two_llm_calls_in_one_trace_are_two_requests() {
     };
     let spans =
         vec![ts(&app, span(1, None, "agent run", 1, 0, 500, &[])), ts(&v, call(2, 0, 100)), ts(&v, call(3, 200, 450))];
-    let rows = splitter().requests(&spans);
+    let rows = split_rows(&spans);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows.iter().map(|r| r.duration_ms).sum::<f64>(), 350.0);
 }
@@ -220,11 +246,9 @@ fn bad_pattern_is_named() {
 }
 
 #[test]
-fn into_requests_moves_the_same_rows() {
+fn rows_carry_the_request_spans_attributes() {
     let v = res("vllm");
     let spans = vec![ts(&v, span(1, None, "llm_request", 2, 0, 100, &[("gen_ai.request.model", "m"), ("x", "y")]))];
-    let copied = splitter().requests(&spans);
-    let moved = splitter().into_requests(spans);
-    assert_eq!(copied, moved);
-    assert_eq!(moved[0].attributes, vec![Attr::new("gen_ai.request.model", "m"), Attr::new("x", "y")]);
+    let got = split_rows(&spans);
+    assert_eq!(got[0].attributes, vec![Attr::new("gen_ai.request.model", "m"), Attr::new("x", "y")]);
 }
