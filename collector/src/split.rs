@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use regex::{Regex, RegexBuilder};
 use slo_store::{Attr, RequestRow};
 
+use slo_store::encoded::SpanView;
+
 use crate::assemble::{HeldSpan, Resource, TraceSpan};
 use crate::config::{Role, SplitConfig};
 
@@ -49,14 +51,8 @@ const GPU_KEYS: [&str; 4] = ["gpu.uuid", "nvidia.gpu.uuid", "k8s.gpu.uuid", "gpu
 #[derive(Debug)]
 struct SpanRef<'a> {
     resource: &'a Resource,
-    trace_id: &'a [u8],
-    span_id: &'a [u8],
-    parent_span_id: &'a [u8],
-    name: &'a str,
-    kind: i32,
-    start_unix_nano: u64,
-    end_unix_nano: u64,
-    status_code: i32,
+    /// Ids, name, kind, times and status (its `raw` is empty for a decoded span).
+    v: SpanView<'a>,
     attributes: Vec<(&'a str, &'a str)>,
     /// Span ids of the spans it links to.
     links: Vec<&'a [u8]>,
@@ -65,8 +61,8 @@ struct SpanRef<'a> {
 impl<'a> SpanRef<'a> {
     fn of_record(t: &'a TraceSpan) -> Self {
         let s = &t.span;
-        SpanRef {
-            resource: &t.resource,
+        let v = SpanView {
+            raw: &[],
             trace_id: &s.trace_id,
             span_id: &s.span_id,
             parent_span_id: &s.parent_span_id,
@@ -75,6 +71,10 @@ impl<'a> SpanRef<'a> {
             start_unix_nano: s.start_unix_nano,
             end_unix_nano: s.end_unix_nano,
             status_code: s.status_code,
+        };
+        SpanRef {
+            resource: &t.resource,
+            v,
             attributes: s.attributes.iter().map(|a| (a.key.as_str(), a.value.as_str())).collect(),
             links: s.links.iter().map(|l| l.span_id.as_slice()).collect(),
         }
@@ -84,27 +84,11 @@ impl<'a> SpanRef<'a> {
         let mut attributes = Vec::new();
         let mut links = Vec::new();
         let v = slo_store::encoded::read_span(h.raw(), &mut attributes, Some(&mut links))?;
-        Ok(SpanRef {
-            resource: h.resource(),
-            trace_id: v.trace_id,
-            span_id: v.span_id,
-            parent_span_id: v.parent_span_id,
-            name: v.name,
-            kind: v.kind,
-            start_unix_nano: v.start_unix_nano,
-            end_unix_nano: v.end_unix_nano,
-            status_code: v.status_code,
-            attributes,
-            links,
-        })
+        Ok(SpanRef { resource: h.resource(), v, attributes, links })
     }
 
     fn attr(&self, key: &str) -> Option<&'a str> {
         self.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-    }
-
-    fn duration_ms(&self) -> f64 {
-        self.end_unix_nano.saturating_sub(self.start_unix_nano) as f64 / 1e6
     }
 }
 
@@ -118,7 +102,7 @@ fn is_inference(s: &SpanRef) -> bool {
 
 /// A CLIENT or PRODUCER span: the caller's side of a call.
 fn is_outbound(s: &SpanRef) -> bool {
-    matches!(s.kind, 3 | 4)
+    matches!(s.v.kind, 3 | 4)
 }
 
 /// Lengths of the union of intervals, in ms.
@@ -158,18 +142,18 @@ struct Trace<'s, 'a> {
 
 impl<'s, 'a> Trace<'s, 'a> {
     fn new(spans: &'s [SpanRef<'a>]) -> Self {
-        let by_id = spans.iter().enumerate().map(|(i, s)| (s.span_id, i)).collect();
+        let by_id = spans.iter().enumerate().map(|(i, s)| (s.v.span_id, i)).collect();
         let mut children: HashMap<&[u8], Vec<usize>> = HashMap::new();
         for (i, s) in spans.iter().enumerate() {
-            if !s.parent_span_id.is_empty() {
-                children.entry(s.parent_span_id).or_default().push(i);
+            if !s.v.parent_span_id.is_empty() {
+                children.entry(s.v.parent_span_id).or_default().push(i);
             }
         }
         Trace { spans, by_id, children }
     }
 
     fn parent(&self, i: usize) -> Option<usize> {
-        let p = self.spans[i].parent_span_id;
+        let p = self.spans[i].v.parent_span_id;
         if p.is_empty() {
             return None;
         }
@@ -197,7 +181,7 @@ impl<'s, 'a> Trace<'s, 'a> {
         let mut seen = vec![false; self.spans.len()];
         seen[i] = true;
         while let Some(cur) = stack.pop() {
-            for &c in self.children.get(self.spans[cur].span_id).into_iter().flatten() {
+            for &c in self.children.get(self.spans[cur].v.span_id).into_iter().flatten() {
                 if !seen[c] {
                     seen[c] = true;
                     out.push(c);
@@ -323,7 +307,7 @@ impl Splitter {
                 _ => None,
             })
             .or_else(|| vals.get(&Role::E2e).map(|e| (e - queue).max(0.0)))
-            .unwrap_or_else(|| (t.duration_ms() - queue).max(0.0));
+            .unwrap_or_else(|| (t.v.duration_ms() - queue).max(0.0));
         Some(Split { queue, compute, ttft: vals.get(&Role::Ttft).copied(), source: "attributes" })
     }
 
@@ -332,10 +316,10 @@ impl Splitter {
         let mut c = Vec::new();
         for i in trace.descendants(e) {
             let s = &trace.spans[i];
-            let iv = (s.start_unix_nano, s.end_unix_nano);
-            if self.queue.iter().any(|r| r.is_match(s.name)) {
+            let iv = (s.v.start_unix_nano, s.v.end_unix_nano);
+            if self.queue.iter().any(|r| r.is_match(s.v.name)) {
                 q.push(iv);
-            } else if i != t && self.compute.iter().any(|r| r.is_match(s.name)) {
+            } else if i != t && self.compute.iter().any(|r| r.is_match(s.v.name)) {
                 c.push(iv);
             }
         }
@@ -349,16 +333,16 @@ impl Splitter {
         let below = trace.descendants(e);
         for &i in std::iter::once(&e).chain(below.iter()) {
             let consumer = &trace.spans[i];
-            if consumer.kind != 5 {
+            if consumer.v.kind != 5 {
                 continue;
             }
-            let producer = trace.parent(i).filter(|&p| trace.spans[p].kind == 4).or_else(|| {
-                consumer.links.iter().find_map(|l| trace.by_id.get(l).copied()).filter(|&p| trace.spans[p].kind == 4)
+            let producer = trace.parent(i).filter(|&p| trace.spans[p].v.kind == 4).or_else(|| {
+                consumer.links.iter().find_map(|l| trace.by_id.get(l).copied()).filter(|&p| trace.spans[p].v.kind == 4)
             });
             if let Some(p) = producer {
                 let p = &trace.spans[p];
-                let queue = consumer.start_unix_nano.saturating_sub(p.end_unix_nano) as f64 / 1e6;
-                return Some(Split { queue, compute: consumer.duration_ms(), ttft: None, source: "messaging" });
+                let queue = consumer.v.start_unix_nano.saturating_sub(p.v.end_unix_nano) as f64 / 1e6;
+                return Some(Split { queue, compute: consumer.v.duration_ms(), ttft: None, source: "messaging" });
             }
         }
         None
@@ -367,12 +351,12 @@ impl Splitter {
     fn row(&self, trace: &Trace, t: usize, e: usize) -> RequestRow {
         let ts = &trace.spans[t];
         let env = &trace.spans[e];
-        let duration = env.duration_ms();
+        let duration = env.v.duration_ms();
         let split = self
             .attribute_split(ts)
             .or_else(|| self.child_split(trace, e, t))
             .or_else(|| self.messaging_split(trace, e))
-            .unwrap_or(Split { queue: 0.0, compute: ts.duration_ms(), ttft: None, source: "none" });
+            .unwrap_or(Split { queue: 0.0, compute: ts.v.duration_ms(), ttft: None, source: "none" });
         let queue = split.queue.min(duration);
         let compute = split.compute.min(duration - queue);
         let get =
@@ -385,11 +369,11 @@ impl Splitter {
                 .iter()
                 .any(|k| s.attr(k).and_then(|v| v.parse::<u16>().ok()).is_some_and(|c| c >= 500))
         });
-        let error = env.status_code == 2 || ts.status_code == 2 || http_error;
+        let error = env.v.status_code == 2 || ts.v.status_code == 2 || http_error;
         let [namespace, deployment, replicaset, pod, node] = K8S.map(get);
         RequestRow {
-            time_unix_nano: env.start_unix_nano,
-            trace_id: hex::encode(env.trace_id),
+            time_unix_nano: env.v.start_unix_nano,
+            trace_id: hex::encode(env.v.trace_id),
             service: ts.resource.service.clone(),
             namespace,
             deployment,
@@ -398,7 +382,7 @@ impl Splitter {
             node,
             gpu: any(&GPU_KEYS),
             model: ts.attr("gen_ai.response.model").or_else(|| ts.attr("gen_ai.request.model")).map(str::to_string),
-            operation: ts.attr("gen_ai.operation.name").or(Some(ts.name)).map(str::to_string),
+            operation: ts.attr("gen_ai.operation.name").or(Some(ts.v.name)).map(str::to_string),
             status: if error { "error" } else { "ok" },
             duration_ms: duration,
             queue_ms: queue,

@@ -228,16 +228,8 @@ impl SpansBuilder {
         self.service.append_value(r.service);
         self.status.append_value(schema::status_name(s.status_code));
         self.duration.append_value(s.duration_ms());
-        for (k, v) in &r.attrs {
-            self.resource.keys().append_value(k);
-            self.resource.values().append_value(v);
-        }
-        self.resource.append(true)?;
-        for (k, v) in attrs {
-            self.attrs.keys().append_value(k);
-            self.attrs.values().append_value(v);
-        }
-        self.attrs.append(true)?;
+        crate::rows::append_pairs(&mut self.resource, r.attrs.iter().copied())?;
+        crate::rows::append_pairs(&mut self.attrs, attrs.iter().copied())?;
         self.rows += 1;
         Ok(())
     }

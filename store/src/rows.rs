@@ -57,9 +57,17 @@ pub struct RequestRow {
 }
 
 pub(crate) fn append_map(b: &mut MapBuilder<StringBuilder, StringBuilder>, attrs: &[Attr]) -> Result<()> {
-    for a in attrs {
-        b.keys().append_value(&a.key);
-        b.values().append_value(&a.value);
+    append_pairs(b, attrs.iter().map(|a| (a.key.as_str(), a.value.as_str())))
+}
+
+/// Appends one map value, its entries given as key/value pairs.
+pub(crate) fn append_pairs<'a>(
+    b: &mut MapBuilder<StringBuilder, StringBuilder>,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<()> {
+    for (k, v) in pairs {
+        b.keys().append_value(k);
+        b.values().append_value(v);
     }
     b.append(true)?;
     Ok(())
@@ -152,11 +160,7 @@ impl RequestsBuilder {
         self.input.append_option(r.input_tokens);
         self.output.append_option(r.output_tokens);
         self.source.append_value(r.split_source);
-        for (k, v) in attributes {
-            self.attrs.keys().append_value(k);
-            self.attrs.values().append_value(v);
-        }
-        self.attrs.append(true)?;
+        append_pairs(&mut self.attrs, attributes)?;
         self.rows += 1;
         Ok(())
     }
