@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
+#[cfg(test)]
+use slo_store::SpanRecord;
 use slo_store::encoded::{ResourceView, SpanView};
-use slo_store::{Attr, SpanBatch, SpanRecord};
+use slo_store::{Attr, SpanBatch};
 
 use crate::config::AssemblyConfig;
 
@@ -36,7 +38,9 @@ impl Resource {
     }
 }
 
-/// A span with its resource.
+/// A span with its resource, decoded: what tests build traces from and compare with (the
+/// ingest path reads held spans in place).
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub struct TraceSpan {
     /// Where it came from.
@@ -80,6 +84,7 @@ impl HeldSpan {
     }
 
     /// The span decoded into owned fields.
+    #[cfg(test)]
     pub fn decode(&self) -> Result<TraceSpan, prost::DecodeError> {
         Ok(TraceSpan { resource: self.resource.clone(), span: SpanRecord::decode(&self.raw[..])? })
     }

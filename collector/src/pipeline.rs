@@ -456,7 +456,7 @@ impl Pipeline {
             self.metrics.traces_emitted.get_or_create(&ReasonLabel { reason }).inc();
             self.splitter.each_held_request(spans, |row, attrs| {
                 *sources.entry(row.split_source).or_default() += 1;
-                rows.append(row, attrs.iter().copied())
+                rows.append(&row, attrs.iter().copied())
             })?;
         }
         for (source, n) in sources {

@@ -23,7 +23,9 @@ use slo_store::{Attr, RequestRow};
 
 use slo_store::encoded::SpanView;
 
-use crate::assemble::{HeldSpan, Resource, TraceSpan};
+#[cfg(test)]
+use crate::assemble::TraceSpan;
+use crate::assemble::{HeldSpan, Resource};
 use crate::config::{Role, SplitConfig};
 
 /// Compiled split rules.
@@ -59,6 +61,7 @@ struct SpanRef<'a> {
 }
 
 impl<'a> SpanRef<'a> {
+    #[cfg(test)]
     fn of_record(t: &'a TraceSpan) -> Self {
         let s = &t.span;
         let v = SpanView {
@@ -203,7 +206,9 @@ impl Splitter {
         })
     }
 
-    /// The request rows of one assembled trace.
+    /// The request rows of one assembled trace of decoded spans: the reference the tests
+    /// hold [`Splitter::held_requests`] to.
+    #[cfg(test)]
     pub fn requests(&self, spans: &[TraceSpan]) -> Vec<RequestRow> {
         let refs: Vec<SpanRef> = spans.iter().map(SpanRef::of_record).collect();
         self.rows_for(&refs)
@@ -220,8 +225,7 @@ impl Splitter {
     /// collector's own) is logged and left out of the trace.
     pub fn held_requests(&self, spans: &[HeldSpan]) -> Vec<RequestRow> {
         let mut rows = Vec::new();
-        let _ = self.each_held_request(spans, |row, attrs| {
-            let mut row = row.clone();
+        let _ = self.each_held_request(spans, |mut row, attrs| {
             row.attributes = attrs.iter().map(|(k, v)| Attr { key: k.to_string(), value: v.to_string() }).collect();
             rows.push(row);
             Ok::<_, std::convert::Infallible>(())
@@ -235,7 +239,7 @@ impl Splitter {
     pub fn each_held_request<E>(
         &self,
         spans: &[HeldSpan],
-        mut f: impl FnMut(&RequestRow, &[(&str, &str)]) -> Result<(), E>,
+        mut f: impl FnMut(RequestRow, &[(&str, &str)]) -> Result<(), E>,
     ) -> Result<(), E> {
         let refs: Vec<SpanRef> = spans
             .iter()
@@ -246,7 +250,7 @@ impl Splitter {
             })
             .collect();
         for (t, row) in self.rows_for(&refs) {
-            f(&row, &refs[t].attributes)?;
+            f(row, &refs[t].attributes)?;
         }
         Ok(())
     }
