@@ -174,13 +174,15 @@ pub struct AssemblyStats {
 #[derive(Debug)]
 pub struct Assembler {
     cfg: AssemblyConfig,
-    pending: HashMap<TraceId, Pending>,
+    /// Keyed by trace ids that clients choose, so the hash is keyed too (aHash, random
+    /// keys per process): as resistant to crafted collisions as SipHash, and cheaper.
+    pending: HashMap<TraceId, Pending, ahash::RandomState>,
     /// Trace ids in order of first arrival (may hold ids already emitted).
     arrival: VecDeque<TraceId>,
     /// Trace ids to look at, with when to look (ascending).
     timers: VecDeque<(Instant, TraceId)>,
     pending_spans: usize,
-    emitted: HashSet<TraceId>,
+    emitted: HashSet<TraceId, ahash::RandomState>,
     emitted_order: VecDeque<TraceId>,
     stats: AssemblyStats,
 }
@@ -190,11 +192,11 @@ impl Assembler {
     pub fn new(cfg: AssemblyConfig) -> Self {
         Assembler {
             cfg,
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             arrival: VecDeque::new(),
             timers: VecDeque::new(),
             pending_spans: 0,
-            emitted: HashSet::new(),
+            emitted: HashSet::default(),
             emitted_order: VecDeque::new(),
             stats: AssemblyStats::default(),
         }

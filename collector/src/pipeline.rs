@@ -446,18 +446,22 @@ impl Pipeline {
     fn emit(&mut self, emitted: Emitted) -> Result<()> {
         let mut rows = slo_store::rows::RequestsBuilder::with_capacity(emitted.traces.len());
         let mut sources: HashMap<&'static str, u64> = HashMap::new();
+        let mut reasons = [0u64; 4];
         for (spans, reason) in &emitted.traces {
-            let reason = match reason {
-                Emission::Complete => "complete",
-                Emission::Timeout => "timeout",
-                Emission::Forced => "forced",
-                Emission::Drained => "drained",
-            };
-            self.metrics.traces_emitted.get_or_create(&ReasonLabel { reason }).inc();
+            reasons[match reason {
+                Emission::Complete => 0,
+                Emission::Timeout => 1,
+                Emission::Forced => 2,
+                Emission::Drained => 3,
+            }] += 1;
             self.splitter.each_held_request(spans, |row, attrs| {
                 *sources.entry(row.split_source).or_default() += 1;
-                rows.append(&row, attrs.iter().copied())
+                rows.append(row, attrs.iter().copied())
             })?;
+        }
+        let names = ["complete", "timeout", "forced", "drained"];
+        for (reason, n) in names.into_iter().zip(reasons).filter(|(_, n)| *n > 0) {
+            self.metrics.traces_emitted.get_or_create(&ReasonLabel { reason }).inc_by(n);
         }
         for (source, n) in sources {
             self.metrics.requests_emitted.get_or_create(&vec![("split_source", source)]).inc_by(n);

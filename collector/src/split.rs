@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 
 use regex::{Regex, RegexBuilder};
-use slo_store::{Attr, RequestRow};
+use slo_store::{Attr, RequestRef, RequestRow};
 
 use slo_store::encoded::SpanView;
 
@@ -84,7 +84,7 @@ impl<'a> SpanRef<'a> {
     }
 
     fn of_held(h: &'a HeldSpan) -> Result<Self, slo_store::wire::WireError> {
-        let mut attributes = Vec::new();
+        let mut attributes = Vec::with_capacity(24);
         let mut links = Vec::new();
         let v = slo_store::encoded::read_span(h.raw(), &mut attributes, Some(&mut links))?;
         Ok(SpanRef { resource: h.resource(), v, attributes, links })
@@ -137,22 +137,45 @@ struct Split {
     source: &'static str,
 }
 
+/// Traces up to this many spans are searched linearly rather than through hash maps (most
+/// traces the split sees are one model server span, or a gateway and a server span).
+const SMALL_TRACE: usize = 16;
+
 struct Trace<'s, 'a> {
     spans: &'s [SpanRef<'a>],
+    /// Span ids and parent ids to indexes, for traces over [`SMALL_TRACE`] spans.
+    index: Option<Index<'a>>,
+}
+
+struct Index<'a> {
     by_id: HashMap<&'a [u8], usize>,
     children: HashMap<&'a [u8], Vec<usize>>,
 }
 
 impl<'s, 'a> Trace<'s, 'a> {
     fn new(spans: &'s [SpanRef<'a>]) -> Self {
-        let by_id = spans.iter().enumerate().map(|(i, s)| (s.v.span_id, i)).collect();
+        if spans.len() <= SMALL_TRACE {
+            return Trace { spans, index: None };
+        }
+        let mut by_id = HashMap::with_capacity(spans.len());
+        for (i, s) in spans.iter().enumerate() {
+            by_id.entry(s.v.span_id).or_insert(i);
+        }
         let mut children: HashMap<&[u8], Vec<usize>> = HashMap::new();
         for (i, s) in spans.iter().enumerate() {
             if !s.v.parent_span_id.is_empty() {
                 children.entry(s.v.parent_span_id).or_default().push(i);
             }
         }
-        Trace { spans, by_id, children }
+        Trace { spans, index: Some(Index { by_id, children }) }
+    }
+
+    /// The span with this id (the first, when a client sent duplicates).
+    fn find(&self, id: &[u8]) -> Option<usize> {
+        match &self.index {
+            Some(ix) => ix.by_id.get(id).copied(),
+            None => self.spans.iter().position(|s| s.v.span_id == id),
+        }
     }
 
     fn parent(&self, i: usize) -> Option<usize> {
@@ -160,7 +183,7 @@ impl<'s, 'a> Trace<'s, 'a> {
         if p.is_empty() {
             return None;
         }
-        self.by_id.get(p).copied().filter(|&j| j != i)
+        self.find(p).filter(|&j| j != i)
     }
 
     /// Ancestors of `i`, nearest first (cycle-safe).
@@ -183,12 +206,27 @@ impl<'s, 'a> Trace<'s, 'a> {
         let mut stack = vec![i];
         let mut seen = vec![false; self.spans.len()];
         seen[i] = true;
+        let mut visit = |c: usize, stack: &mut Vec<usize>| {
+            if !seen[c] {
+                seen[c] = true;
+                out.push(c);
+                stack.push(c);
+            }
+        };
         while let Some(cur) = stack.pop() {
-            for &c in self.children.get(self.spans[cur].v.span_id).into_iter().flatten() {
-                if !seen[c] {
-                    seen[c] = true;
-                    out.push(c);
-                    stack.push(c);
+            let id = self.spans[cur].v.span_id;
+            match &self.index {
+                Some(ix) => {
+                    for &c in ix.children.get(id).into_iter().flatten() {
+                        visit(c, &mut stack);
+                    }
+                }
+                None => {
+                    for (c, s) in self.spans.iter().enumerate() {
+                        if !s.v.parent_span_id.is_empty() && s.v.parent_span_id == id {
+                            visit(c, &mut stack);
+                        }
+                    }
                 }
             }
         }
@@ -211,12 +249,10 @@ impl Splitter {
     #[cfg(test)]
     pub fn requests(&self, spans: &[TraceSpan]) -> Vec<RequestRow> {
         let refs: Vec<SpanRef> = spans.iter().map(SpanRef::of_record).collect();
-        self.rows_for(&refs)
+        let mut hex = [0u8; 32];
+        self.rows_for(&refs, &mut hex)
             .into_iter()
-            .map(|(t, mut row)| {
-                row.attributes = spans[t].span.attributes.clone();
-                row
-            })
+            .map(|(t, row)| RequestRow { attributes: spans[t].span.attributes.clone(), ..row.to_row() })
             .collect()
     }
 
@@ -225,21 +261,21 @@ impl Splitter {
     /// collector's own) is logged and left out of the trace.
     pub fn held_requests(&self, spans: &[HeldSpan]) -> Vec<RequestRow> {
         let mut rows = Vec::new();
-        let _ = self.each_held_request(spans, |mut row, attrs| {
-            row.attributes = attrs.iter().map(|(k, v)| Attr { key: k.to_string(), value: v.to_string() }).collect();
-            rows.push(row);
+        let _ = self.each_held_request(spans, |row, attrs| {
+            let attributes = attrs.iter().map(|(k, v)| Attr { key: k.to_string(), value: v.to_string() }).collect();
+            rows.push(RequestRow { attributes, ..row.to_row() });
             Ok::<_, std::convert::Infallible>(())
         });
         rows
     }
 
-    /// Calls `f` with each request row of a held trace (its `attributes` empty) and the
-    /// request span's attributes, read in place: the ingest path appends both to Arrow
-    /// builders without owning a copy of the attributes.
+    /// Calls `f` with each request row of a held trace and the request span's attributes,
+    /// both read in place: the ingest path appends them to Arrow builders without owning a
+    /// copy of any string.
     pub fn each_held_request<E>(
         &self,
         spans: &[HeldSpan],
-        mut f: impl FnMut(RequestRow, &[(&str, &str)]) -> Result<(), E>,
+        mut f: impl FnMut(&RequestRef, &[(&str, &str)]) -> Result<(), E>,
     ) -> Result<(), E> {
         let refs: Vec<SpanRef> = spans
             .iter()
@@ -249,17 +285,19 @@ impl Splitter {
                     .ok()
             })
             .collect();
-        for (t, row) in self.rows_for(&refs) {
-            f(row, &refs[t].attributes)?;
+        let mut hex = [0u8; 32];
+        for (t, row) in self.rows_for(&refs, &mut hex) {
+            f(&row, &refs[t].attributes)?;
         }
         Ok(())
     }
 
-    /// The rows, without attributes, each with the index of its request span.
-    fn rows_for(&self, spans: &[SpanRef]) -> Vec<(usize, RequestRow)> {
+    /// The rows, each with the index of its request span; `hex` holds the trace id's text.
+    fn rows_for<'r>(&self, spans: &'r [SpanRef<'r>], hex: &'r mut [u8; 32]) -> Vec<(usize, RequestRef<'r>)> {
         if spans.is_empty() {
             return Vec::new();
         }
+        let trace_id = slo_store::encoded::hex_into(spans[0].v.trace_id, hex);
         let trace = Trace::new(spans);
         // A caller's own instrumentation (an OpenAI SDK, a load generator) adds CLIENT spans
         // with `gen_ai.*` attributes above the serving system's spans. The request is what the
@@ -270,6 +308,8 @@ impl Splitter {
         }
         let tops: Vec<usize> = if inference.is_empty() {
             (0..spans.len()).filter(|&i| trace.parent(i).is_none()).collect()
+        } else if inference.len() == 1 {
+            inference
         } else {
             inference.iter().copied().filter(|&i| !trace.ancestors(i).iter().any(|a| inference.contains(a))).collect()
         };
@@ -281,38 +321,53 @@ impl Splitter {
             }
             trace.ancestors(i).into_iter().take_while(|&a| !is_outbound(&spans[a])).last().unwrap_or(i)
         };
-        let mut per_root: HashMap<usize, usize> = HashMap::new();
-        for &t in &tops {
-            *per_root.entry(root_of(t)).or_default() += 1;
-        }
+        let roots: Vec<usize> = tops.iter().map(|&t| root_of(t)).collect();
+        let shared: Vec<bool> = if roots.len() <= SMALL_TRACE {
+            roots.iter().map(|r| roots.iter().filter(|&x| x == r).count() > 1).collect()
+        } else {
+            let mut per_root: HashMap<usize, usize> = HashMap::new();
+            for &r in &roots {
+                *per_root.entry(r).or_default() += 1;
+            }
+            roots.iter().map(|r| per_root[r] > 1).collect()
+        };
         tops.iter()
-            .map(|&t| {
-                let r = root_of(t);
-                let e = if per_root[&r] == 1 { r } else { t };
-                (t, self.row(&trace, t, e))
+            .zip(roots.iter().zip(shared))
+            .map(|(&t, (&r, shared))| {
+                let e = if shared { t } else { r };
+                (t, self.row(&trace, t, e, trace_id))
             })
             .collect()
     }
 
     fn attribute_split(&self, t: &SpanRef) -> Option<Split> {
-        let mut vals: HashMap<Role, f64> = HashMap::new();
+        // The first configured attribute of each role that the span carries.
+        let mut vals = [None::<f64>; 6];
+        let slot = |r: Role| match r {
+            Role::Queue => 0,
+            Role::Compute => 1,
+            Role::Prefill => 2,
+            Role::Decode => 3,
+            Role::Ttft => 4,
+            Role::E2e => 5,
+        };
         for a in &self.cfg.attributes {
-            if let Some(v) = t.attr(&a.name).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0)
+            let v = &mut vals[slot(a.role)];
+            if v.is_some() {
+                continue;
+            }
+            if let Some(x) = t.attr(&a.name).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0)
             {
-                vals.entry(a.role).or_insert(v * a.unit.to_ms());
+                *v = Some(x * a.unit.to_ms());
             }
         }
-        let queue = *vals.get(&Role::Queue)?;
-        let compute = vals
-            .get(&Role::Compute)
-            .copied()
-            .or_else(|| match (vals.get(&Role::Prefill), vals.get(&Role::Decode)) {
-                (Some(p), Some(d)) => Some(p + d),
-                _ => None,
-            })
-            .or_else(|| vals.get(&Role::E2e).map(|e| (e - queue).max(0.0)))
+        let [queue, compute, prefill, decode, ttft, e2e] = vals;
+        let queue = queue?;
+        let compute = compute
+            .or_else(|| Some(prefill? + decode?))
+            .or_else(|| e2e.map(|e| (e - queue).max(0.0)))
             .unwrap_or_else(|| (t.v.duration_ms() - queue).max(0.0));
-        Some(Split { queue, compute, ttft: vals.get(&Role::Ttft).copied(), source: "attributes" })
+        Some(Split { queue, compute, ttft, source: "attributes" })
     }
 
     fn child_split(&self, trace: &Trace, e: usize, t: usize) -> Option<Split> {
@@ -340,9 +395,10 @@ impl Splitter {
             if consumer.v.kind != 5 {
                 continue;
             }
-            let producer = trace.parent(i).filter(|&p| trace.spans[p].v.kind == 4).or_else(|| {
-                consumer.links.iter().find_map(|l| trace.by_id.get(l).copied()).filter(|&p| trace.spans[p].v.kind == 4)
-            });
+            let producer = trace
+                .parent(i)
+                .filter(|&p| trace.spans[p].v.kind == 4)
+                .or_else(|| consumer.links.iter().find_map(|l| trace.find(l)).filter(|&p| trace.spans[p].v.kind == 4));
             if let Some(p) = producer {
                 let p = &trace.spans[p];
                 let queue = consumer.v.start_unix_nano.saturating_sub(p.v.end_unix_nano) as f64 / 1e6;
@@ -352,7 +408,7 @@ impl Splitter {
         None
     }
 
-    fn row(&self, trace: &Trace, t: usize, e: usize) -> RequestRow {
+    fn row<'r>(&self, trace: &Trace<'_, 'r>, t: usize, e: usize, trace_id: &'r str) -> RequestRef<'r> {
         let ts = &trace.spans[t];
         let env = &trace.spans[e];
         let duration = env.v.duration_ms();
@@ -363,8 +419,8 @@ impl Splitter {
             .unwrap_or(Split { queue: 0.0, compute: ts.v.duration_ms(), ttft: None, source: "none" });
         let queue = split.queue.min(duration);
         let compute = split.compute.min(duration - queue);
-        let get =
-            |key: &str| ts.resource.attr(key).or_else(|| ts.attr(key)).filter(|v| !v.is_empty()).map(str::to_string);
+        let resource: &'r Resource = ts.resource;
+        let get = |key: &str| resource.attr(key).or_else(|| ts.attr(key)).filter(|v| !v.is_empty());
         let any = |keys: &[&str]| keys.iter().find_map(|k| get(k));
         let int =
             |keys: &[&str]| keys.iter().find_map(|k| ts.attr(k).and_then(|v| v.parse::<f64>().ok())).map(|v| v as i64);
@@ -375,18 +431,18 @@ impl Splitter {
         });
         let error = env.v.status_code == 2 || ts.v.status_code == 2 || http_error;
         let [namespace, deployment, replicaset, pod, node] = K8S.map(get);
-        RequestRow {
+        RequestRef {
             time_unix_nano: env.v.start_unix_nano,
-            trace_id: hex::encode(env.v.trace_id),
-            service: ts.resource.service.clone(),
+            trace_id,
+            service: &resource.service,
             namespace,
             deployment,
             replicaset,
             pod,
             node,
             gpu: any(&GPU_KEYS),
-            model: ts.attr("gen_ai.response.model").or_else(|| ts.attr("gen_ai.request.model")).map(str::to_string),
-            operation: ts.attr("gen_ai.operation.name").or(Some(ts.v.name)).map(str::to_string),
+            model: ts.attr("gen_ai.response.model").or_else(|| ts.attr("gen_ai.request.model")),
+            operation: ts.attr("gen_ai.operation.name").or(Some(ts.v.name)),
             status: if error { "error" } else { "ok" },
             duration_ms: duration,
             queue_ms: queue,
@@ -396,7 +452,6 @@ impl Splitter {
             input_tokens: int(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]),
             output_tokens: int(&["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"]),
             split_source: split.source,
-            attributes: Vec::new(),
         }
     }
 }

@@ -256,7 +256,7 @@ impl SpansBuilder {
 }
 
 /// Hex of an id without allocating (ids are at most 16 bytes).
-pub(crate) fn hex_into<'b>(id: &[u8], buf: &'b mut [u8; 32]) -> &'b str {
+pub fn hex_into<'b>(id: &[u8], buf: &'b mut [u8; 32]) -> &'b str {
     let n = id.len().min(16);
     let out = &mut buf[..n * 2];
     // Cannot fail: the output is exactly twice the input.

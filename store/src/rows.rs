@@ -56,6 +56,111 @@ pub struct RequestRow {
     pub attributes: Vec<Attr>,
 }
 
+impl RequestRow {
+    /// The row's fields, borrowed.
+    pub fn as_ref(&self) -> RequestRef<'_> {
+        RequestRef {
+            time_unix_nano: self.time_unix_nano,
+            trace_id: &self.trace_id,
+            service: &self.service,
+            namespace: self.namespace.as_deref(),
+            deployment: self.deployment.as_deref(),
+            replicaset: self.replicaset.as_deref(),
+            pod: self.pod.as_deref(),
+            node: self.node.as_deref(),
+            gpu: self.gpu.as_deref(),
+            model: self.model.as_deref(),
+            operation: self.operation.as_deref(),
+            status: self.status,
+            duration_ms: self.duration_ms,
+            queue_ms: self.queue_ms,
+            compute_ms: self.compute_ms,
+            other_ms: self.other_ms,
+            ttft_ms: self.ttft_ms,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            split_source: self.split_source,
+        }
+    }
+}
+
+/// A [`RequestRow`] without its attributes, its strings borrowed from wherever they are
+/// held: what the ingest path builds for every request and appends at once, so that no
+/// field is copied into a `String` on the way to its Arrow column.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RequestRef<'a> {
+    /// Start of the request, nanoseconds since the Unix epoch (data time).
+    pub time_unix_nano: u64,
+    /// Trace id, lowercase hex.
+    pub trace_id: &'a str,
+    /// `service.name` of the model server.
+    pub service: &'a str,
+    /// `k8s.namespace.name`.
+    pub namespace: Option<&'a str>,
+    /// `k8s.deployment.name`.
+    pub deployment: Option<&'a str>,
+    /// `k8s.replicaset.name`.
+    pub replicaset: Option<&'a str>,
+    /// `k8s.pod.name`.
+    pub pod: Option<&'a str>,
+    /// `k8s.node.name`.
+    pub node: Option<&'a str>,
+    /// GPU UUID.
+    pub gpu: Option<&'a str>,
+    /// Model name.
+    pub model: Option<&'a str>,
+    /// Operation.
+    pub operation: Option<&'a str>,
+    /// `ok` or `error`.
+    pub status: &'static str,
+    /// End-to-end duration.
+    pub duration_ms: f64,
+    /// Queue time.
+    pub queue_ms: f64,
+    /// Compute time.
+    pub compute_ms: f64,
+    /// The rest.
+    pub other_ms: f64,
+    /// Time to first token.
+    pub ttft_ms: Option<f64>,
+    /// Prompt tokens.
+    pub input_tokens: Option<i64>,
+    /// Generated tokens.
+    pub output_tokens: Option<i64>,
+    /// Which rule produced the split.
+    pub split_source: &'static str,
+}
+
+impl RequestRef<'_> {
+    /// An owned row, with no attributes.
+    pub fn to_row(&self) -> RequestRow {
+        let own = |v: Option<&str>| v.map(str::to_string);
+        RequestRow {
+            time_unix_nano: self.time_unix_nano,
+            trace_id: self.trace_id.to_string(),
+            service: self.service.to_string(),
+            namespace: own(self.namespace),
+            deployment: own(self.deployment),
+            replicaset: own(self.replicaset),
+            pod: own(self.pod),
+            node: own(self.node),
+            gpu: own(self.gpu),
+            model: own(self.model),
+            operation: own(self.operation),
+            status: self.status,
+            duration_ms: self.duration_ms,
+            queue_ms: self.queue_ms,
+            compute_ms: self.compute_ms,
+            other_ms: self.other_ms,
+            ttft_ms: self.ttft_ms,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            split_source: self.split_source,
+            attributes: Vec::new(),
+        }
+    }
+}
+
 pub(crate) fn append_map(b: &mut MapBuilder<StringBuilder, StringBuilder>, attrs: &[Attr]) -> Result<()> {
     append_pairs(b, attrs.iter().map(|a| (a.key.as_str(), a.value.as_str())))
 }
@@ -93,7 +198,7 @@ pub fn spans_batch<'a>(batches: impl IntoIterator<Item = &'a SpanBatch>) -> Resu
 pub fn requests_batch(rows: &[RequestRow]) -> Result<RecordBatch> {
     let mut b = RequestsBuilder::with_capacity(rows.len());
     for r in rows {
-        b.append(r, r.attributes.iter().map(|a| (a.key.as_str(), a.value.as_str())))?;
+        b.append(&r.as_ref(), r.attributes.iter().map(|a| (a.key.as_str(), a.value.as_str())))?;
     }
     b.finish()
 }
@@ -138,18 +243,18 @@ impl RequestsBuilder {
         self.rows
     }
 
-    /// Appends `r`, with `attributes` in place of `r.attributes`.
+    /// Appends `r` with its attributes.
     pub fn append<'a>(
         &mut self,
-        r: &RequestRow,
+        r: &RequestRef<'_>,
         attributes: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<()> {
         self.time.append_value(r.time_unix_nano as i64);
-        self.trace.append_value(&r.trace_id);
-        self.service.append_value(&r.service);
-        let optional = [&r.namespace, &r.deployment, &r.replicaset, &r.pod, &r.node, &r.gpu, &r.model, &r.operation];
+        self.trace.append_value(r.trace_id);
+        self.service.append_value(r.service);
+        let optional = [r.namespace, r.deployment, r.replicaset, r.pod, r.node, r.gpu, r.model, r.operation];
         for (b, v) in self.opt.iter_mut().zip(optional) {
-            b.append_option(v.as_deref());
+            b.append_option(v);
         }
         self.status.append_value(r.status);
         self.f[0].append_value(r.duration_ms);

@@ -27,7 +27,7 @@ pub struct WalPos {
 /// The traces in flight at a flush, by the WAL position their pending spans start at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InFlight {
-    traces: HashMap<TraceId, WalPos>,
+    traces: HashMap<TraceId, WalPos, ahash::RandomState>,
 }
 
 /// A state file that is neither format.
@@ -36,7 +36,7 @@ pub struct InFlight {
 pub struct BadInFlight(usize);
 
 impl InFlight {
-    pub(super) fn new(traces: HashMap<TraceId, WalPos>) -> Self {
+    pub(super) fn new(traces: HashMap<TraceId, WalPos, ahash::RandomState>) -> Self {
         InFlight { traces }
     }
 
