@@ -99,10 +99,10 @@ pub struct Holder {
 }
 
 impl Holder {
-    /// The held span of `s`, a span of `record`; `None` when its ids are not a trace
-    /// span's (it is still in `spans`, it just makes no request row).
-    pub fn hold(&mut self, record: &[u8], r: &ResourceView<'_>, s: &SpanView<'_>) -> Option<(TraceId, HeldSpan)> {
-        let key = record.as_ptr() as usize;
+    /// The held span of `s`, a span of the record (or export) `key` names; `None` when its
+    /// ids are not a trace span's (it is still in `spans`, it just makes no request row).
+    /// Spans of one resource of one record share its [`Resource`].
+    pub fn hold(&mut self, key: usize, r: &ResourceView<'_>, s: &SpanView<'_>) -> Option<(TraceId, HeldSpan)> {
         let resource = match &self.current {
             Some((index, res)) if *index == r.index && self.record == Some(key) => res.clone(),
             _ => {
@@ -128,7 +128,7 @@ pub fn hold_record(record: &[u8]) -> Result<Vec<(TraceId, HeldSpan)>, slo_store:
     let mut holder = Holder::default();
     let mut out = Vec::new();
     slo_store::encoded::visit_spans(record, |r, s, _| {
-        out.extend(holder.hold(record, r, s));
+        out.extend(holder.hold(record.as_ptr() as usize, r, s));
         Ok::<_, slo_store::wire::WireError>(())
     })?;
     Ok(out)

@@ -122,20 +122,20 @@ impl Receiver {
         let c = self.converter.clone();
         let large = payload.is_large();
         let prepare = move || -> Result<_> {
-            let (record, n, accepted, rejected, stats) = match payload {
+            match payload {
                 Payload::Protobuf(bytes) => {
-                    let t = c.transcode(&bytes)?;
-                    (t.record, t.received, t.accepted, t.rejected, t.stats)
+                    let (prepared, t) = Prepared::transcode(&c, &bytes)?;
+                    Ok((prepared.map(Ok), t.received, t.accepted, t.rejected, t.stats))
                 }
                 Payload::Decoded(req) => {
                     let n = spans_in(&req);
                     let (batch, rejected, stats) = c.convert(req);
                     let accepted = batch.span_count();
-                    (prost::Message::encode_to_vec(&batch), n, accepted, rejected, stats)
+                    let record = prost::Message::encode_to_vec(&batch);
+                    let prepared = if accepted > 0 { Some(Prepared::from_record(record.into())) } else { None };
+                    Ok((prepared, n, accepted, rejected, stats))
                 }
-            };
-            let prepared = if accepted > 0 { Some(Prepared::from_record(record.into())) } else { None };
-            Ok((prepared, n, accepted, rejected, stats))
+            }
         };
         let (prepared, n, accepted, rejected, stats) = if large {
             tokio::task::spawn_blocking(prepare)

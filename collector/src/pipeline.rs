@@ -26,9 +26,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::assemble::{Assembler, Emission, Emitted, HeldSpan, Holder, InFlight, TraceId, WalPos};
 use crate::config::CollectorConfig;
+use crate::convert::Converter;
 use crate::error::{Error, Result};
 use crate::metrics::{CollectorMetrics, ReasonLabel};
 use crate::split::Splitter;
+use crate::transcode::Transcoded;
 
 const STARTING: u8 = 0;
 const READY: u8 = 1;
@@ -125,6 +127,30 @@ impl Prepared {
         Ok(p)
     }
 
+    /// Transcodes an OTLP protobuf export and builds its rows and held spans in the same
+    /// pass (the hot path: the record is not read back). `None` when no span was kept.
+    pub fn transcode(c: &Converter, otlp: &[u8]) -> Result<(Option<Prepared>, Transcoded)> {
+        let mut rows = SpansBuilder::with_capacity(otlp.len() / 700 + 1, otlp.len());
+        let mut holder = Holder::default();
+        let mut held = Vec::with_capacity(otlp.len() / 700 + 1);
+        let mut failed = None;
+        let mut t = c.transcode_with(otlp, |r, s, a| {
+            if let Err(e) = rows.append(r, s, a) {
+                failed.get_or_insert(e);
+            }
+            held.extend(holder.hold(0, r, s));
+        })?;
+        if let Some(e) = failed {
+            return Err(storage(e));
+        }
+        if t.accepted == 0 {
+            return Ok((None, t));
+        }
+        let record = Bytes::from(std::mem::take(&mut t.record));
+        let rows = vec![(slo_store::schema::SPANS, rows.finish().map_err(storage)?)];
+        Ok((Some(Prepared { record, rows, held }), t))
+    }
+
     /// The spans rows and held spans, and whether the record also holds samples or changes
     /// (whose rows the caller builds).
     fn spans_of(record: Bytes) -> Result<(Prepared, bool)> {
@@ -133,7 +159,7 @@ impl Prepared {
         let mut held = Vec::with_capacity(record.len() / 700 + 1);
         let cluster = slo_store::encoded::visit_spans(&record, |r, s, a| {
             rows.append(r, s, a)?;
-            held.extend(holder.hold(&record, r, s));
+            held.extend(holder.hold(record.as_ptr() as usize, r, s));
             Ok::<_, slo_store::Error>(())
         })
         .map_err(storage)?;

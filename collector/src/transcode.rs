@@ -6,11 +6,16 @@
 //! string values are copied once, from the request into the record. Span events and the
 //! instrumentation scope are not stored, so they are checked only as far as their framing.
 //! Array and map values (rare) go through prost and [`render`] like the slow path.
+//!
+//! [`Converter::transcode_with`] also hands each kept span to a callback, as
+//! [`slo_store::encoded::visit_spans`] would read it back from the record: the ingest path
+//! builds its `spans` rows and held spans there, so the record is not read again.
 
 use std::fmt::Write as _;
 
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use prost::Message;
+use slo_store::encoded::{ResourceView, SpanView};
 use slo_store::wire::{self, Value, WireError, put_bytes, put_fixed64, put_message, put_varint, put_varint_field};
 
 use crate::convert::{ConvertStats, Converter, Rejected, render, validate};
@@ -52,13 +57,38 @@ struct SpanFields<'a> {
     status_message: &'a str,
 }
 
+/// Where a kept attribute's value is: in the request, or rendered into [`Scratch::rendered`].
+#[derive(Clone)]
+enum Val<'a> {
+    Input(&'a str),
+    Rendered(std::ops::Range<usize>),
+}
+
 /// Scratch space reused from span to span.
 #[derive(Default)]
 struct Scratch<'a> {
     attrs: Vec<&'a [u8]>,
     links: Vec<&'a [u8]>,
     span: Vec<u8>,
-    value: String,
+    /// Values rendered from non-string values (and digests) of the current span.
+    rendered: String,
+    /// The current span's attributes as stored, in order.
+    kept: Vec<(&'a str, Val<'a>)>,
+}
+
+impl Scratch<'_> {
+    fn value<'s>(&'s self, v: &Val<'s>) -> &'s str {
+        match v {
+            Val::Input(s) => s,
+            Val::Rendered(r) => &self.rendered[r.clone()],
+        }
+    }
+}
+
+/// An empty vector of the same allocation, free to hold borrows of another lifetime (the
+/// in-place `collect` keeps the buffer).
+fn recycle<'b>(v: Vec<(&str, &str)>) -> Vec<(&'b str, &'b str)> {
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 fn len_field(b: usize) -> usize {
@@ -80,15 +110,31 @@ fn put_attr(tag: u32, key: &str, value: &str, out: &mut Vec<u8>) {
 impl Converter {
     /// Transcodes an OTLP protobuf `ExportTraceServiceRequest`.
     pub fn transcode(&self, otlp: &[u8]) -> Result<Transcoded> {
-        self.transcode_inner(otlp).map_err(invalid)
+        self.transcode_with(otlp, |_, _, _| {})
     }
 
-    fn transcode_inner(&self, otlp: &[u8]) -> Result<Transcoded, WireError> {
+    /// Transcodes, and calls `each` with every span kept, its resource and its attributes
+    /// exactly as [`slo_store::encoded::visit_spans`] reads them from the record (the
+    /// resource's `index` counts the export's resources, kept or not).
+    pub fn transcode_with(
+        &self,
+        otlp: &[u8],
+        each: impl FnMut(&ResourceView<'_>, &SpanView<'_>, &[(&str, &str)]),
+    ) -> Result<Transcoded> {
+        self.transcode_inner(otlp, each).map_err(invalid)
+    }
+
+    fn transcode_inner(
+        &self,
+        otlp: &[u8],
+        mut each: impl FnMut(&ResourceView<'_>, &SpanView<'_>, &[(&str, &str)]),
+    ) -> Result<Transcoded, WireError> {
         let mut t = Transcoded { record: Vec::with_capacity(otlp.len() + otlp.len() / 4), ..Default::default() };
         let mut scratch = Scratch::default();
         let mut group = Vec::new();
         let mut resource_attrs = Vec::new();
         let mut scopes: Vec<&[u8]> = Vec::new();
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
         let mut ri = 0usize;
         for field in wire::fields(otlp) {
             let (1, v) = field? else { continue };
@@ -112,9 +158,10 @@ impl Converter {
                     match f? {
                         (1, v) => {
                             let at = resource_attrs.len();
+                            scratch.rendered.clear();
                             let kept =
-                                self.attr(2, v.bytes()?, &mut resource_attrs, &mut scratch.value, &mut t.stats)?;
-                            if kept == Some("service.name") && service.is_none() {
+                                self.attr(2, v.bytes()?, &mut resource_attrs, &mut scratch.rendered, &mut t.stats)?;
+                            if kept.is_some_and(|(k, _)| k == "service.name") && service.is_none() {
                                 service = Some((at, resource_attrs.len()));
                             }
                         }
@@ -135,6 +182,13 @@ impl Converter {
             group.clear();
             put_bytes(1, service.as_bytes(), &mut group);
             group.extend_from_slice(&resource_attrs);
+            // The resource as a reader of the record sees it (once per resource: read back).
+            let mut resource = ResourceView { index: ri, service, attrs: Vec::new() };
+            for f in wire::fields(&resource_attrs) {
+                if let (2, v) = f? {
+                    resource.attrs.push(slo_store::encoded::attr(v.bytes()?)?);
+                }
+            }
             let mut kept = 0;
             for (si, scope) in scopes.iter().enumerate() {
                 let mut pi = 0usize;
@@ -146,9 +200,13 @@ impl Converter {
                         (2, v) => {
                             t.received += 1;
                             match self.span(v.bytes()?, &mut scratch, &mut t.stats)? {
-                                Ok(()) => {
+                                Ok(view) => {
                                     put_message(3, &scratch.span, &mut group);
                                     kept += 1;
+                                    let mut p = recycle(std::mem::take(&mut pairs));
+                                    p.extend(scratch.kept.iter().map(|(k, v)| (*k, scratch.value(v))));
+                                    each(&resource, &SpanView { raw: &scratch.span, ..view }, &p);
+                                    pairs = recycle(p);
                                 }
                                 Err(problem) => {
                                     if t.rejected.spans == 0 {
@@ -177,15 +235,16 @@ impl Converter {
     }
 
     /// Reads a `KeyValue`, and unless redaction drops it, appends it as an `Attr` field
-    /// `tag` (2 in a resource, 9 in a span). Returns the key when it was kept.
+    /// `tag` (2 in a resource, 9 in a span). Returns the key and where its value is when it
+    /// was kept (a rendered value is appended to `rendered`).
     fn attr<'a>(
         &self,
         tag: u32,
         raw: &'a [u8],
         out: &mut Vec<u8>,
-        value: &mut String,
+        rendered: &mut String,
         stats: &mut ConvertStats,
-    ) -> Result<Option<&'a str>, WireError> {
+    ) -> Result<Option<(&'a str, Val<'a>)>, WireError> {
         let (mut key, mut any) = ("", None);
         for f in wire::fields(raw) {
             match f? {
@@ -194,31 +253,39 @@ impl Converter {
                 _ => {}
             }
         }
+        let from = rendered.len();
+        let input = match any {
+            Some(any) => self.render_any(any, rendered)?,
+            None => None,
+        };
         let verdict = self.redactor.verdict(key);
         if verdict == Verdict::Drop {
-            stats.redacted += 1;
             // The value is not stored, but a malformed one is still a malformed request.
-            if let Some(any) = any {
-                value.clear();
-                self.render_any(any, value)?;
-            }
+            stats.redacted += 1;
+            rendered.truncate(from);
             return Ok(None);
-        }
-        value.clear();
-        if let Some(any) = any {
-            self.render_any(any, value)?;
         }
         if verdict == Verdict::Hash {
             stats.redacted += 1;
-            put_attr(tag, key, &digest(value), out);
-        } else {
-            put_attr(tag, key, value, out);
+            let d = digest(input.unwrap_or(&rendered[from..]));
+            rendered.truncate(from);
+            rendered.push_str(&d);
         }
-        Ok(Some(key))
+        let val = match input {
+            Some(s) if verdict != Verdict::Hash => Val::Input(s),
+            _ => Val::Rendered(from..rendered.len()),
+        };
+        let value = match &val {
+            Val::Input(s) => s,
+            Val::Rendered(r) => &rendered[r.clone()],
+        };
+        put_attr(tag, key, value, out);
+        Ok(Some((key, val)))
     }
 
-    /// Renders an `AnyValue` as [`render`] does.
-    fn render_any(&self, raw: &[u8], out: &mut String) -> Result<(), WireError> {
+    /// Renders an `AnyValue` as [`render`] does: a string value is returned as it is in the
+    /// request, anything else is appended to `out`.
+    fn render_any<'a>(&self, raw: &'a [u8], out: &mut String) -> Result<Option<&'a str>, WireError> {
         let mut last = None;
         for f in wire::fields(raw) {
             let (tag, v) = f?;
@@ -228,7 +295,7 @@ impl Converter {
         }
         match last {
             None => {}
-            Some((1, v)) => out.push_str(v.str()?),
+            Some((1, v)) => return Ok(Some(v.str()?)),
             Some((2, v)) => out.push_str(if v.varint()? != 0 { "true" } else { "false" }),
             Some((3, v)) => {
                 let _ = write!(out, "{}", v.varint()? as i64);
@@ -248,20 +315,23 @@ impl Converter {
                 render(&any, out, self.max_depth);
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Reads one span into `scratch.span` as an encoded `SpanRecord`; the inner `Err` says
-    /// why the span alone is rejected.
+    /// Reads one span into `scratch.span` as an encoded `SpanRecord`, its stored attributes
+    /// into `scratch.kept`; returns its fields (`raw` left empty), or in the inner `Err` why
+    /// the span alone is rejected.
     fn span<'a>(
         &self,
         raw: &'a [u8],
         scratch: &mut Scratch<'a>,
         stats: &mut ConvertStats,
-    ) -> Result<Result<(), String>, WireError> {
+    ) -> Result<Result<SpanView<'a>, String>, WireError> {
         let mut s = SpanFields::default();
         scratch.attrs.clear();
         scratch.links.clear();
+        scratch.kept.clear();
+        scratch.rendered.clear();
         for f in wire::fields(raw) {
             match f? {
                 (1, v) => s.trace_id = v.bytes()?,
@@ -300,8 +370,9 @@ impl Converter {
             // Still read its attributes: a malformed value fails the request, as in prost.
             let mut sink = Vec::new();
             for a in std::mem::take(&mut scratch.attrs) {
-                self.attr(9, a, &mut sink, &mut scratch.value, &mut ConvertStats::default())?;
+                self.attr(9, a, &mut sink, &mut scratch.rendered, &mut ConvertStats::default())?;
                 sink.clear();
+                scratch.rendered.clear();
             }
             return Ok(Err(problem));
         }
@@ -316,10 +387,13 @@ impl Converter {
         put_fixed64(7, s.end.max(s.start), out);
         put_varint_field(8, s.status_code as i64 as u64, out);
         for a in &scratch.attrs {
-            self.attr(9, a, out, &mut scratch.value, stats)?;
+            if let Some(kept) = self.attr(9, a, out, &mut scratch.rendered, stats)? {
+                scratch.kept.push(kept);
+            }
         }
         if !s.status_message.is_empty() {
             put_attr(9, "otel.status_description", s.status_message, out);
+            scratch.kept.push(("otel.status_description", Val::Input(s.status_message)));
         }
         for link in &scratch.links {
             let (mut tid, mut sid): (&[u8], &[u8]) = (&[], &[]);
@@ -340,7 +414,17 @@ impl Converter {
                 put_bytes(2, sid, out);
             }
         }
-        Ok(Ok(()))
+        Ok(Ok(SpanView {
+            raw: &[],
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            parent_span_id: s.parent,
+            name: s.name,
+            kind: s.kind,
+            start_unix_nano: s.start,
+            end_unix_nano: s.end.max(s.start),
+            status_code: s.status_code,
+        }))
     }
 }
 

@@ -8,6 +8,8 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
+use slo_store::encoded::{ResourceView, SpanView};
+
 use super::count_spans;
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::convert::Converter;
@@ -134,9 +136,33 @@ fn converters() -> Vec<Converter> {
         .collect()
 }
 
+/// A span as a reader of the record sees it, owned: resource index, service and
+/// attributes, the span's encoded bytes and fields, its attributes.
+type Seen = (usize, String, Vec<(String, String)>, Vec<u8>, String, Vec<(String, String)>);
+
+fn seen(r: &ResourceView, s: &SpanView, a: &[(&str, &str)]) -> Seen {
+    let own = |a: &[(&str, &str)]| a.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let fields = format!(
+        "{:?} {:?} {:?} {} {} {} {} {}",
+        s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.start_unix_nano, s.end_unix_nano, s.status_code
+    );
+    (r.index, r.service.to_string(), own(&r.attrs), s.raw.to_vec(), fields, own(a))
+}
+
 fn same(c: &Converter, req: &ExportTraceServiceRequest) {
     let bytes = req.encode_to_vec();
-    let t = c.transcode(&bytes).unwrap();
+    let mut handed = Vec::new();
+    let t = c.transcode_with(&bytes, |r, s, a| handed.push(seen(r, s, a))).unwrap();
+    // What the callback saw is what reading the record back gives (resource indexes aside:
+    // the callback counts resources without kept spans too).
+    let mut read = Vec::new();
+    slo_store::encoded::visit_spans(&t.record, |r, s, a| {
+        read.push(seen(r, s, a));
+        Ok::<_, slo_store::wire::WireError>(())
+    })
+    .unwrap();
+    let strip = |v: Vec<Seen>| v.into_iter().map(|s| (s.1, s.2, s.3, s.4, s.5)).collect::<Vec<_>>();
+    assert_eq!(strip(handed), strip(read), "spans handed over differ from the record's for {req:?}");
     let (batch, rejected, stats) = c.convert(req.clone());
     assert_eq!(t.record, batch.encode_to_vec(), "record differs for {req:?}");
     assert_eq!(t.rejected, rejected);
