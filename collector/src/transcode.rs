@@ -87,8 +87,9 @@ impl Scratch<'_> {
 
 /// An empty vector of the same allocation, free to hold borrows of another lifetime (the
 /// in-place `collect` keeps the buffer).
-fn recycle<'b>(v: Vec<(&str, &str)>) -> Vec<(&'b str, &'b str)> {
-    v.into_iter().filter_map(|_| None).collect()
+fn recycle<'b>(mut v: Vec<(&str, &str)>) -> Vec<(&'b str, &'b str)> {
+    v.clear();
+    v.into_iter().map(|_| ("", "")).collect()
 }
 
 fn len_field(b: usize) -> usize {
