@@ -452,6 +452,7 @@ impl Splitter {
             input_tokens: int(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]),
             output_tokens: int(&["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"]),
             split_source: split.source,
+            attributes: Vec::new(),
         }
     }
 }

@@ -30,6 +30,6 @@ pub mod wire;
 pub use error::{Error, Result};
 pub use metrics::StoreMetrics;
 pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord};
-pub use rows::{RequestRef, RequestRow};
+pub use rows::{Request, RequestRef, RequestRow};
 pub use store::{Derive, FlushJob, Recovery, Store, StoreConfig};
 pub use wal::{FsyncPolicy, Wal};

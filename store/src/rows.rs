@@ -9,31 +9,34 @@ use crate::Result;
 use crate::records::{Attr, SpanBatch};
 use crate::schema;
 
-/// One inference request: a row of the `requests` table.
+/// One inference request: a row of the `requests` table, its text owned ([`RequestRow`]) or
+/// borrowed from wherever it is held ([`RequestRef`]: what the ingest path builds for every
+/// request and appends at once, so that no field is copied into a `String` on its way to
+/// an Arrow column).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct RequestRow {
+pub struct Request<S> {
     /// Start of the request, nanoseconds since the Unix epoch (data time).
     pub time_unix_nano: u64,
     /// Trace id, lowercase hex.
-    pub trace_id: String,
+    pub trace_id: S,
     /// `service.name` of the model server (or the span that stood for the request).
-    pub service: String,
+    pub service: S,
     /// `k8s.namespace.name`.
-    pub namespace: Option<String>,
+    pub namespace: Option<S>,
     /// `k8s.deployment.name`.
-    pub deployment: Option<String>,
+    pub deployment: Option<S>,
     /// `k8s.replicaset.name`.
-    pub replicaset: Option<String>,
+    pub replicaset: Option<S>,
     /// `k8s.pod.name`.
-    pub pod: Option<String>,
+    pub pod: Option<S>,
     /// `k8s.node.name`.
-    pub node: Option<String>,
+    pub node: Option<S>,
     /// GPU UUID, when the span or resource says.
-    pub gpu: Option<String>,
+    pub gpu: Option<S>,
     /// Model name (`gen_ai.response.model`, else `gen_ai.request.model`).
-    pub model: Option<String>,
+    pub model: Option<S>,
     /// `gen_ai.operation.name`, else the span name.
-    pub operation: Option<String>,
+    pub operation: Option<S>,
     /// `ok` or `error`.
     pub status: &'static str,
     /// End-to-end duration.
@@ -52,101 +55,32 @@ pub struct RequestRow {
     pub output_tokens: Option<i64>,
     /// Which rule produced the split: `attributes`, `child_spans`, `messaging` or `none`.
     pub split_source: &'static str,
-    /// Attributes of the request span, for attribute-shift analysis.
+    /// Attributes of the request span, for attribute-shift analysis (empty in a
+    /// [`RequestRef`]: the ingest path hands them to [`RequestsBuilder::append`] apart).
     pub attributes: Vec<Attr>,
 }
 
-impl RequestRow {
-    /// The row's fields, borrowed.
-    pub fn as_ref(&self) -> RequestRef<'_> {
-        RequestRef {
-            time_unix_nano: self.time_unix_nano,
-            trace_id: &self.trace_id,
-            service: &self.service,
-            namespace: self.namespace.as_deref(),
-            deployment: self.deployment.as_deref(),
-            replicaset: self.replicaset.as_deref(),
-            pod: self.pod.as_deref(),
-            node: self.node.as_deref(),
-            gpu: self.gpu.as_deref(),
-            model: self.model.as_deref(),
-            operation: self.operation.as_deref(),
-            status: self.status,
-            duration_ms: self.duration_ms,
-            queue_ms: self.queue_ms,
-            compute_ms: self.compute_ms,
-            other_ms: self.other_ms,
-            ttft_ms: self.ttft_ms,
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            split_source: self.split_source,
-        }
-    }
-}
+/// A request row that owns its text.
+pub type RequestRow = Request<String>;
 
-/// A [`RequestRow`] without its attributes, its strings borrowed from wherever they are
-/// held: what the ingest path builds for every request and appends at once, so that no
-/// field is copied into a `String` on the way to its Arrow column.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct RequestRef<'a> {
-    /// Start of the request, nanoseconds since the Unix epoch (data time).
-    pub time_unix_nano: u64,
-    /// Trace id, lowercase hex.
-    pub trace_id: &'a str,
-    /// `service.name` of the model server.
-    pub service: &'a str,
-    /// `k8s.namespace.name`.
-    pub namespace: Option<&'a str>,
-    /// `k8s.deployment.name`.
-    pub deployment: Option<&'a str>,
-    /// `k8s.replicaset.name`.
-    pub replicaset: Option<&'a str>,
-    /// `k8s.pod.name`.
-    pub pod: Option<&'a str>,
-    /// `k8s.node.name`.
-    pub node: Option<&'a str>,
-    /// GPU UUID.
-    pub gpu: Option<&'a str>,
-    /// Model name.
-    pub model: Option<&'a str>,
-    /// Operation.
-    pub operation: Option<&'a str>,
-    /// `ok` or `error`.
-    pub status: &'static str,
-    /// End-to-end duration.
-    pub duration_ms: f64,
-    /// Queue time.
-    pub queue_ms: f64,
-    /// Compute time.
-    pub compute_ms: f64,
-    /// The rest.
-    pub other_ms: f64,
-    /// Time to first token.
-    pub ttft_ms: Option<f64>,
-    /// Prompt tokens.
-    pub input_tokens: Option<i64>,
-    /// Generated tokens.
-    pub output_tokens: Option<i64>,
-    /// Which rule produced the split.
-    pub split_source: &'static str,
-}
+/// A request row whose text is borrowed.
+pub type RequestRef<'a> = Request<&'a str>;
 
-impl RequestRef<'_> {
-    /// An owned row, with no attributes.
-    pub fn to_row(&self) -> RequestRow {
-        let own = |v: Option<&str>| v.map(str::to_string);
-        RequestRow {
+impl<S> Request<S> {
+    /// The same row with every text field mapped by `f`, and no attributes.
+    pub fn map_text<'s, T>(&'s self, f: impl Fn(&'s S) -> T) -> Request<T> {
+        Request {
             time_unix_nano: self.time_unix_nano,
-            trace_id: self.trace_id.to_string(),
-            service: self.service.to_string(),
-            namespace: own(self.namespace),
-            deployment: own(self.deployment),
-            replicaset: own(self.replicaset),
-            pod: own(self.pod),
-            node: own(self.node),
-            gpu: own(self.gpu),
-            model: own(self.model),
-            operation: own(self.operation),
+            trace_id: f(&self.trace_id),
+            service: f(&self.service),
+            namespace: self.namespace.as_ref().map(&f),
+            deployment: self.deployment.as_ref().map(&f),
+            replicaset: self.replicaset.as_ref().map(&f),
+            pod: self.pod.as_ref().map(&f),
+            node: self.node.as_ref().map(&f),
+            gpu: self.gpu.as_ref().map(&f),
+            model: self.model.as_ref().map(&f),
+            operation: self.operation.as_ref().map(&f),
             status: self.status,
             duration_ms: self.duration_ms,
             queue_ms: self.queue_ms,
@@ -158,6 +92,20 @@ impl RequestRef<'_> {
             split_source: self.split_source,
             attributes: Vec::new(),
         }
+    }
+}
+
+impl RequestRow {
+    /// The row's text borrowed (without its attributes).
+    pub fn as_ref(&self) -> RequestRef<'_> {
+        self.map_text(String::as_str)
+    }
+}
+
+impl RequestRef<'_> {
+    /// An owned copy, with no attributes.
+    pub fn to_row(&self) -> RequestRow {
+        self.map_text(|s| s.to_string())
     }
 }
 
