@@ -16,7 +16,10 @@ use std::fmt::Write as _;
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use prost::Message;
 use slo_store::encoded::{ResourceView, SpanView};
-use slo_store::wire::{self, Value, WireError, put_bytes, put_fixed64, put_message, put_varint, put_varint_field};
+use slo_store::wire::{
+    self, Value, WireError, begin_message, end_message, put_bytes, put_fixed64, put_varint, put_varint_field,
+    varint_len,
+};
 
 use crate::convert::{ConvertStats, Converter, Rejected, render, validate};
 use crate::error::{Error, Result};
@@ -69,7 +72,6 @@ enum Val<'a> {
 struct Scratch<'a> {
     attrs: Vec<&'a [u8]>,
     links: Vec<&'a [u8]>,
-    span: Vec<u8>,
     /// Values rendered from non-string values (and digests) of the current span.
     rendered: String,
     /// The current span's attributes as stored, in order.
@@ -94,10 +96,6 @@ fn recycle<'b>(mut v: Vec<(&str, &str)>) -> Vec<(&'b str, &'b str)> {
 
 fn len_field(b: usize) -> usize {
     if b == 0 { 0 } else { 1 + varint_len(b as u64) + b }
-}
-
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends an `Attr` message as field `tag`.
@@ -132,16 +130,16 @@ impl Converter {
     ) -> Result<Transcoded, WireError> {
         let mut t = Transcoded { record: Vec::with_capacity(otlp.len() + otlp.len() / 4), ..Default::default() };
         let mut scratch = Scratch::default();
-        let mut group = Vec::new();
         let mut resource_attrs = Vec::new();
         let mut scopes: Vec<&[u8]> = Vec::new();
         let mut pairs: Vec<(&str, &str)> = Vec::new();
         let mut ri = 0usize;
         for field in wire::fields(otlp) {
             let (1, v) = field? else { continue };
+            let resource_spans = v.bytes()?;
             let mut resources: Vec<&[u8]> = Vec::new();
             scopes.clear();
-            for f in wire::fields(v.bytes()?) {
+            for f in wire::fields(resource_spans) {
                 match f? {
                     (1, v) => resources.push(v.bytes()?),
                     (2, v) => scopes.push(v.bytes()?),
@@ -180,9 +178,12 @@ impl Converter {
                 },
                 None => "unknown_service",
             };
-            group.clear();
-            put_bytes(1, service.as_bytes(), &mut group);
-            group.extend_from_slice(&resource_attrs);
+            // The group and its spans are written into the record in place (the output is
+            // about the size of the input, so the guessed length widths are mostly right).
+            let record = &mut t.record;
+            let group = begin_message(1, resource_spans.len(), record);
+            put_bytes(1, service.as_bytes(), record);
+            record.extend_from_slice(&resource_attrs);
             // The resource as a reader of the record sees it (once per resource: read back).
             let mut resource = ResourceView { index: ri, service, attrs: Vec::new() };
             for f in wire::fields(&resource_attrs) {
@@ -200,16 +201,19 @@ impl Converter {
                         }
                         (2, v) => {
                             t.received += 1;
-                            match self.span(v.bytes()?, &mut scratch, &mut t.stats)? {
+                            let raw = v.bytes()?;
+                            let open = begin_message(3, raw.len(), record);
+                            match self.span(raw, &mut scratch, record, &mut t.stats)? {
                                 Ok(view) => {
-                                    put_message(3, &scratch.span, &mut group);
+                                    let body = end_message(open, record);
                                     kept += 1;
                                     let mut p = recycle(std::mem::take(&mut pairs));
                                     p.extend(scratch.kept.iter().map(|(k, v)| (*k, scratch.value(v))));
-                                    each(&resource, &SpanView { raw: &scratch.span, ..view }, &p);
+                                    each(&resource, &SpanView { raw: &record[body], ..view }, &p);
                                     pairs = recycle(p);
                                 }
                                 Err(problem) => {
+                                    record.truncate(open.start);
                                     if t.rejected.spans == 0 {
                                         t.rejected.message =
                                             format!("resource_spans[{ri}].scope_spans[{si}].spans[{pi}]: {problem}");
@@ -227,8 +231,10 @@ impl Converter {
                 }
             }
             if kept > 0 {
-                put_message(1, &group, &mut t.record);
+                end_message(group, record);
                 t.accepted += kept;
+            } else {
+                record.truncate(group.start);
             }
             ri += 1;
         }
@@ -319,13 +325,14 @@ impl Converter {
         Ok(None)
     }
 
-    /// Reads one span into `scratch.span` as an encoded `SpanRecord`, its stored attributes
-    /// into `scratch.kept`; returns its fields (`raw` left empty), or in the inner `Err` why
-    /// the span alone is rejected.
+    /// Reads one span and appends it to `out` as the body of an encoded `SpanRecord`
+    /// (nothing when it is rejected), its stored attributes into `scratch.kept`; returns its
+    /// fields (`raw` left empty), or in the inner `Err` why the span alone is rejected.
     fn span<'a>(
         &self,
         raw: &'a [u8],
         scratch: &mut Scratch<'a>,
+        out: &mut Vec<u8>,
         stats: &mut ConvertStats,
     ) -> Result<Result<SpanView<'a>, String>, WireError> {
         let mut s = SpanFields::default();
@@ -377,8 +384,6 @@ impl Converter {
             }
             return Ok(Err(problem));
         }
-        let out = &mut scratch.span;
-        out.clear();
         put_bytes(1, s.trace_id, out);
         put_bytes(2, s.span_id, out);
         put_bytes(3, s.parent, out);

@@ -226,6 +226,54 @@ pub fn put_message(tag: u32, b: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b);
 }
 
+/// An embedded message being written in place (see [`begin_message`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Open {
+    /// Where the field starts (its tag).
+    pub start: usize,
+    len_at: usize,
+    width: usize,
+}
+
+/// Bytes a varint of `v` takes.
+pub fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Starts an embedded message field `tag` whose body is appended next, in place, so it
+/// is not built in a buffer of its own and copied. Room is left for a length of about
+/// `guess` bytes; [`end_message`] writes the real length and moves the body only when
+/// its varint is wider or narrower than that guess. The bytes equal [`put_message`]'s.
+pub fn begin_message(tag: u32, guess: usize, out: &mut Vec<u8>) -> Open {
+    let start = out.len();
+    put_varint(u64::from(tag << 3 | 2), out);
+    let width = varint_len(guess as u64);
+    let len_at = out.len();
+    out.resize(len_at + width, 0);
+    Open { start, len_at, width }
+}
+
+/// Ends a message begun with [`begin_message`]; returns where its body now is.
+pub fn end_message(open: Open, out: &mut Vec<u8>) -> std::ops::Range<usize> {
+    let body = open.len_at + open.width;
+    let len = out.len() - body;
+    let width = varint_len(len as u64);
+    let at = open.len_at + width;
+    if width > open.width {
+        out.resize(out.len() + (width - open.width), 0);
+        out.copy_within(body..body + len, at);
+    } else if width < open.width {
+        out.copy_within(body..body + len, at);
+        out.truncate(at + len);
+    }
+    let mut v = len as u64;
+    for b in &mut out[open.len_at..at] {
+        *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
+        v >>= 7;
+    }
+    at..at + len
+}
+
 /// Appends a varint field unless it is 0.
 pub fn put_varint_field(tag: u32, v: u64, out: &mut Vec<u8>) {
     if v != 0 {
@@ -289,6 +337,26 @@ mod tests {
         put_fixed64(7, 99, &mut out);
         put_message(9, &attr, &mut out);
         assert_eq!(out, span.encode_to_vec());
+    }
+
+    #[test]
+    fn in_place_messages_equal_put_message() {
+        // Every guess, right or wrong in either direction, gives put_message's bytes.
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 20_000] {
+            let body: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut want = vec![9, 9];
+            put_message(3, &body, &mut want);
+            for guess in [0usize, 100, 200, 20_000, 3_000_000] {
+                let mut out = vec![9, 9];
+                let open = begin_message(3, guess, &mut out);
+                assert_eq!(open.start, 2);
+                out.extend_from_slice(&body);
+                let at = end_message(open, &mut out);
+                assert_eq!(out, want, "len {len} guess {guess}");
+                assert_eq!(&out[at], &body[..]);
+            }
+        }
+        assert_eq!((varint_len(0), varint_len(127), varint_len(128), varint_len(u64::MAX)), (1, 1, 2, 10));
     }
 
     #[test]
