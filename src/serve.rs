@@ -12,6 +12,7 @@ use anyhow::Context;
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
 use slo_collector::kube::watch::{self, KubeMetrics, WatchConfig};
+use slo_collector::metrics::FnGauge;
 use slo_collector::otlp::{Receiver, grpc, http};
 use slo_collector::scrape::Discovery;
 use slo_collector::{CollectorMetrics, Pipeline};
@@ -73,6 +74,21 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let kube_ingest = ingest.clone();
     let scrape_ingest = ingest.clone();
     let receiver = Receiver::new(&cfg.collector, ingest, metrics);
+    {
+        let rx = receiver.clone();
+        registry.sub_registry_with_prefix("slo_collector").register_collector(FnGauge::new(
+            "receive_bytes",
+            "bytes of the receive budget held by exports being received, decompressed and decoded",
+            move || rx.receiving_bytes() as i64,
+        ));
+        if slo_collector::metrics::resident_bytes().is_some() {
+            registry.register_collector(FnGauge::new(
+                "process_resident_memory_bytes",
+                "resident memory size in bytes",
+                || slo_collector::metrics::resident_bytes().map_or(0, |b| b as i64),
+            ));
+        }
+    }
     let scrape_health: slo_collector::scrape::Health = Arc::default();
 
     let grpc_listener = bind(&cfg.listen.otlp_grpc, "OTLP/gRPC").await?;

@@ -73,6 +73,12 @@ impl HeldSpan {
         }
     }
 
+    /// Bytes it holds of its own: its encoded span and its fields (the resource is shared
+    /// with the other spans of its resource and not counted).
+    pub fn footprint(&self) -> usize {
+        self.raw.len() + std::mem::size_of::<HeldSpan>()
+    }
+
     /// The span, an encoded `SpanRecord`.
     pub fn raw(&self) -> &[u8] {
         &self.raw
@@ -182,6 +188,7 @@ pub struct Assembler {
     /// Trace ids to look at, with when to look (ascending).
     timers: VecDeque<(Instant, TraceId)>,
     pending_spans: usize,
+    pending_bytes: usize,
     emitted: HashSet<TraceId, ahash::RandomState>,
     emitted_order: VecDeque<TraceId>,
     stats: AssemblyStats,
@@ -196,6 +203,7 @@ impl Assembler {
             arrival: VecDeque::new(),
             timers: VecDeque::new(),
             pending_spans: 0,
+            pending_bytes: 0,
             emitted: HashSet::default(),
             emitted_order: VecDeque::new(),
             stats: AssemblyStats::default(),
@@ -213,6 +221,11 @@ impl Assembler {
     /// Spans waiting.
     pub fn pending_spans(&self) -> usize {
         self.pending_spans
+    }
+
+    /// Bytes the waiting spans hold ([`HeldSpan::footprint`]).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// Traces waiting.
@@ -274,6 +287,7 @@ impl Assembler {
                 self.arrival.push_back(id);
                 Pending { spans: Vec::with_capacity(1), from: pos, first_seen: now, last_seen: now }
             });
+            self.pending_bytes += span.footprint();
             entry.spans.push(span);
             entry.last_seen = now;
             self.pending_spans += 1;
@@ -298,6 +312,7 @@ impl Assembler {
     fn take(&mut self, id: &TraceId) -> Option<Vec<HeldSpan>> {
         let p = self.pending.remove(id)?;
         self.pending_spans -= p.spans.len();
+        self.pending_bytes -= p.spans.iter().map(HeldSpan::footprint).sum::<usize>();
         self.remember(*id);
         Some(p.spans)
     }
@@ -465,6 +480,12 @@ mod tests {
         assert!(out.traces.iter().all(|(_, e)| *e == Emission::Forced));
         assert_eq!(out.traces[0].0[0].decode().unwrap().span.trace_id, vec![1; 16]);
         assert_eq!(a.pending_spans(), 10);
+        // Same-sized spans: the bytes follow the spans in and out.
+        let one = out.traces[0].0[0].footprint();
+        assert!(one > std::mem::size_of::<HeldSpan>());
+        assert_eq!(a.pending_bytes(), 10 * one);
+        assert_eq!(a.poll(t0 + Duration::from_millis(1000)).traces.len(), 10);
+        assert_eq!((a.pending_spans(), a.pending_bytes()), (0, 0));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Self-observability of the collector.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -55,6 +56,8 @@ pub struct CollectorMetrics {
     pub late_spans: Counter,
     /// Spans waiting in trace assembly.
     pub assembly_pending_spans: Gauge,
+    /// Bytes the spans waiting in trace assembly hold.
+    pub assembly_pending_bytes: Gauge,
     /// Records replayed from the WAL at startup.
     pub wal_replayed_records: Counter,
 }
@@ -74,6 +77,7 @@ impl CollectorMetrics {
             traces_emitted: Family::default(),
             late_spans: Counter::default(),
             assembly_pending_spans: Gauge::default(),
+            assembly_pending_bytes: Gauge::default(),
             wal_replayed_records: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("slo_collector");
@@ -92,6 +96,11 @@ impl CollectorMetrics {
         r.register("traces_emitted", "traces emitted by trace assembly, by reason", m.traces_emitted.clone());
         r.register("late_spans", "spans that arrived after their trace was emitted", m.late_spans.clone());
         r.register("assembly_pending_spans", "spans waiting in trace assembly", m.assembly_pending_spans.clone());
+        r.register(
+            "assembly_pending_bytes",
+            "bytes held by spans waiting in trace assembly (their encoded spans and fields)",
+            m.assembly_pending_bytes.clone(),
+        );
         r.register("wal_replayed_records", "WAL records replayed at startup", m.wal_replayed_records.clone());
         m
     }
@@ -99,5 +108,69 @@ impl CollectorMetrics {
     /// Metrics registered nowhere.
     pub fn unregistered() -> Self {
         Self::new(&mut Registry::default())
+    }
+}
+
+/// A gauge read when it is scraped (a budget in use, the process's RSS), for values that
+/// already live elsewhere and would otherwise need a hook at every change.
+pub struct FnGauge {
+    name: &'static str,
+    help: &'static str,
+    read: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl FnGauge {
+    /// A gauge `name` whose value is `read()` at each scrape.
+    pub fn new(name: &'static str, help: &'static str, read: impl Fn() -> i64 + Send + Sync + 'static) -> Box<Self> {
+        Box::new(FnGauge { name, help, read: Box::new(read) })
+    }
+}
+
+impl std::fmt::Debug for FnGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnGauge").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Collector for FnGauge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauge = ConstGauge::new((self.read)());
+        let metric = encoder.encode_descriptor(self.name, self.help, None, gauge.metric_type())?;
+        gauge.encode(metric)
+    }
+}
+
+/// The resident set size of this process in bytes, from `/proc/self/status` (`None` where
+/// there is no procfs).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?.trim();
+    kib.parse::<u64>().ok().map(|k| k * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fn_gauges_are_read_at_scrape_time() {
+        let value = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(7));
+        let mut registry = Registry::default();
+        let v = value.clone();
+        registry.sub_registry_with_prefix("slo_collector").register_collector(FnGauge::new(
+            "receive_bytes",
+            "bytes reserved",
+            move || v.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        let scrape = |r: &Registry| {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, r).unwrap();
+            out
+        };
+        assert!(scrape(&registry).contains("\nslo_collector_receive_bytes 7\n"), "{}", scrape(&registry));
+        value.store(4096, std::sync::atomic::Ordering::Relaxed);
+        assert!(scrape(&registry).contains("\nslo_collector_receive_bytes 4096\n"));
+        // This process has pages of its own: at least its binary's and this test's.
+        assert!(resident_bytes().unwrap() > 1 << 20);
     }
 }

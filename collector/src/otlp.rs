@@ -84,7 +84,7 @@ impl Receiver {
             return Ok(());
         }
         let permit = self.receiving.clone().try_acquire_many_owned(kib).map_err(|_| crate::Error::Overloaded {
-            queued_bytes: (self.receiving_kib - self.receiving.available_permits()) * 1024,
+            queued_bytes: self.receiving_bytes(),
             limit_bytes: self.receiving_kib * 1024,
         })?;
         match held {
@@ -92,6 +92,11 @@ impl Receiver {
             None => *held = Some(permit),
         }
         Ok(())
+    }
+
+    /// Bytes of the receive budget held by exports being received now.
+    pub fn receiving_bytes(&self) -> usize {
+        (self.receiving_kib - self.receiving.available_permits()) * 1024
     }
 
     /// The limits in force.

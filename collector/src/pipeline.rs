@@ -496,6 +496,7 @@ impl Pipeline {
             self.store.append(None, Some(rows.finish()?));
         }
         self.metrics.assembly_pending_spans.set(self.assembler.pending_spans() as i64);
+        self.metrics.assembly_pending_bytes.set(self.assembler.pending_bytes() as i64);
         self.metrics.late_spans.inc_by(self.assembler.take_stats().late_spans);
         Ok(())
     }

@@ -24,6 +24,8 @@ pub struct StoreMetrics {
     pub flushed_rows: Family<TableLabel, Counter>,
     /// Rows held in memory (not yet in a segment).
     pub memory_rows: Gauge,
+    /// Arrow bytes of rows not yet in segments (what `max_memory_bytes` bounds).
+    pub memory_bytes: Gauge,
     /// Segment files listed in the manifest.
     pub segments: Gauge,
     /// Segment files removed by retention.
@@ -40,6 +42,7 @@ impl StoreMetrics {
             flush_errors: Counter::default(),
             flushed_rows: Family::default(),
             memory_rows: Gauge::default(),
+            memory_bytes: Gauge::default(),
             segments: Gauge::default(),
             retention_removed: Counter::default(),
         };
@@ -50,6 +53,11 @@ impl StoreMetrics {
         r.register("flush_errors", "flushes that failed and will be retried", m.flush_errors.clone());
         r.register("flushed_rows", "rows written to Parquet segments", m.flushed_rows.clone());
         r.register("memory_rows", "rows held in memory, not yet in a segment", m.memory_rows.clone());
+        r.register(
+            "memory_bytes",
+            "Arrow bytes of rows not yet in a segment, in memory or being flushed",
+            m.memory_bytes.clone(),
+        );
         r.register("segments", "Parquet segment files in the manifest", m.segments.clone());
         r.register("retention_removed", "segment files removed by retention", m.retention_removed.clone());
         m

@@ -100,6 +100,13 @@ struct State {
     next_flush_id: u64,
 }
 
+impl State {
+    /// Arrow bytes of rows not yet in segments: in memory and frozen for a flush.
+    fn unflushed_bytes(&self) -> usize {
+        self.mem.bytes + self.frozen.iter().map(|f| f.bytes).sum::<usize>()
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     cfg: StoreConfig,
@@ -261,8 +268,10 @@ impl Store {
         if rows > 0 && st.mem_since.is_none() {
             st.mem_since = Some(Instant::now());
         }
+        let bytes = st.unflushed_bytes();
         drop(st);
         self.inner.metrics.memory_rows.set(rows as i64);
+        self.inner.metrics.memory_bytes.set(bytes as i64);
     }
 
     /// Whether the rows in memory are due for a flush (by count or age).
@@ -274,9 +283,7 @@ impl Store {
 
     /// Whether unflushed rows (in memory and being flushed) exceed the memory budget.
     pub fn over_memory_budget(&self) -> bool {
-        let st = self.inner.state.lock();
-        let frozen: usize = st.frozen.iter().map(|f| f.bytes).sum();
-        st.mem.bytes + frozen > self.inner.cfg.max_memory_bytes
+        self.inner.state.lock().unflushed_bytes() > self.inner.cfg.max_memory_bytes
     }
 
     /// Flushes waiting to be written.
@@ -333,6 +340,7 @@ impl Store {
                 let mut st = self.inner.state.lock();
                 st.manifest = manifest;
                 st.frozen.retain(|f| f.id != job.id);
+                self.inner.metrics.memory_bytes.set(st.unflushed_bytes() as i64);
                 self.inner.metrics.segments.set(st.manifest.files.len() as i64);
             }
             for f in &files {

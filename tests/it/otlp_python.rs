@@ -69,6 +69,15 @@ fn check(protocol: &str) {
     assert!(metrics.contains(&accepted), "no {accepted:?} in /metrics:\n{metrics}");
     assert!(metrics.contains(&format!("slo_collector_redacted_attributes_total {traces}")), "{metrics}");
     assert!(metrics.contains("slo_store_wal_append_seconds_count"), "{metrics}");
+    // Where memory goes: each budget's use, next to the process's RSS.
+    let gauge = |name: &str| -> i64 {
+        let line = metrics.lines().find(|l| l.split(' ').next() == Some(name));
+        line.and_then(|l| l.split(' ').nth(1)?.parse().ok()).unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(gauge("process_resident_memory_bytes") > 10 << 20);
+    assert_eq!(gauge("slo_collector_receive_bytes"), 0, "no export is being received");
+    assert_eq!(gauge("slo_store_memory_rows") > 0, gauge("slo_store_memory_bytes") > 0);
+    assert_eq!(gauge("slo_collector_assembly_pending_spans") > 0, gauge("slo_collector_assembly_pending_bytes") > 0);
     // The prompt never reaches storage: not queryable, and not in any file once flushed.
     assert_eq!(server.count("SELECT count(*) FROM spans WHERE attributes['gen_ai.prompt'] IS NOT NULL"), 0);
     let dir = server.data_dir.clone();
