@@ -463,10 +463,13 @@ impl Pipeline {
     /// Rows to the store, spans to the assembler.
     fn process(&mut self, prepared: Vec<(Prepared, WalPos)>) {
         let now = Instant::now();
+        let mut rows = Vec::with_capacity(prepared.len());
         for (p, pos) in prepared {
-            self.store.append_tables(p.rows);
+            rows.extend(p.rows);
             self.assembler.add_held(p.held, pos, now);
         }
+        // One call: the store compacts a step's rows into one batch per table.
+        self.store.append_tables(rows);
     }
 
     fn emit(&mut self, emitted: Emitted) -> Result<()> {

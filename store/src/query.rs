@@ -218,6 +218,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn appended_rows_are_compacted_and_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        let t0 = 1_763_900_000_000_000_000u64;
+        // One-row batches, as small exports make them: builders reserve far more than a row.
+        let batches: Vec<RecordBatch> = (0..50u64)
+            .map(|i| requests_batch(&[row(t0 + i, if i % 2 == 0 { "a" } else { "b" }, i as f64)]).unwrap())
+            .collect();
+        let reserved: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        store.append_tables(batches.into_iter().map(|b| (crate::schema::REQUESTS, b)));
+        let held = store.metrics().memory_bytes.get() as usize;
+        assert!(held > 0 && held * 10 < reserved, "held {held} bytes of the {reserved} reserved");
+        let snap = store.snapshot();
+        assert_eq!(count(&snap.sql("SELECT count(*) FROM requests WHERE model = 'a'").await.unwrap()), 25);
+        let sum = snap.sql("SELECT CAST(sum(duration_ms) AS BIGINT), CAST(min(time) AS BIGINT) FROM requests").await;
+        let sum = sum.unwrap();
+        assert_eq!(count(&sum), (0..50).sum::<i64>());
+        let first = sum[0].column(1).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+        assert_eq!(first, t0 as i64);
+        // A single batch is compacted too.
+        let one = requests_batch(&[row(t0 + 99, "c", 1.0)]).unwrap();
+        let reserved = one.get_array_memory_size();
+        store.append(None, Some(one));
+        let added = store.metrics().memory_bytes.get() as usize - held;
+        assert!(added * 5 < reserved, "added {added} bytes for a batch of {reserved}");
+    }
+
+    #[tokio::test]
     async fn the_readme_query_runs() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();

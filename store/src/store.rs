@@ -100,6 +100,21 @@ struct State {
     next_flush_id: u64,
 }
 
+/// `batches` (one table's, same schema, at least one) copied into one batch with buffers
+/// of exactly the size of their data.
+fn compact(batches: &[RecordBatch]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let Some(first) = batches.first() else {
+        return Err(arrow::error::ArrowError::InvalidArgumentError("no batches to compact".into()));
+    };
+    let schema = first.schema();
+    if batches.len() == 1 {
+        // Concatenating one array returns a slice of it, buffers and all; with an empty
+        // batch beside it, the columns are copied.
+        return arrow::compute::concat_batches(&schema, [first, &RecordBatch::new_empty(schema.clone())]);
+    }
+    arrow::compute::concat_batches(&schema, batches)
+}
+
 impl State {
     /// Arrow bytes of rows not yet in segments: in memory and frozen for a flush.
     fn unflushed_bytes(&self) -> usize {
@@ -250,15 +265,38 @@ impl Store {
 
     /// Adds rows to tables by name (one of [`TABLES`]; a batch for another name is a bug
     /// and is logged and dropped). Visible to queries as soon as this returns.
+    ///
+    /// The batches of each table are copied into one, sized exactly: builders reserve
+    /// ahead (with this workload's exports, about twice what the rows need), and what is
+    /// reserved is what memory holds until the flush. Compacted, the memory budget holds
+    /// twice the rows, and queries and flushes see one batch per call, not one per export.
     pub fn append_tables<'a>(&self, batches: impl IntoIterator<Item = (&'a str, RecordBatch)>) {
-        let mut st = self.inner.state.lock();
-        let mem = &mut st.mem;
+        let mut by_table = Tables::default();
         for (table, b) in batches {
             let Some(i) = table_index(table) else {
                 tracing::error!(table, "rows for a table the store does not have were dropped");
                 continue;
             };
             if b.num_rows() > 0 {
+                by_table[i].push(b);
+            }
+        }
+        let compacted = by_table.map(|batches| {
+            if batches.is_empty() {
+                return batches;
+            }
+            match compact(&batches) {
+                Ok(one) => vec![one],
+                Err(e) => {
+                    tracing::warn!(error = %e, "rows kept as they came: compacting them failed");
+                    batches
+                }
+            }
+        });
+        let mut st = self.inner.state.lock();
+        let mem = &mut st.mem;
+        for (i, batches) in compacted.into_iter().enumerate() {
+            for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
                 mem.rows += b.num_rows();
                 mem.bytes += b.get_array_memory_size();
                 mem.tables[i].push(b);
