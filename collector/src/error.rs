@@ -33,10 +33,10 @@ pub enum Error {
     /// The collector is starting or shutting down.
     #[error("collector is not accepting data ({0})")]
     Unavailable(&'static str),
-    /// The store failed (disk full, I/O error): the data was not acknowledged.
+    /// The configuration is invalid; the message names the setting.
     #[error("configuration: {0}")]
     Config(String),
-
+    /// The store failed (disk full, I/O error): the data was not acknowledged.
     #[error("storage failed: {0}")]
     Storage(String),
     /// A store error outside the ingest path.
