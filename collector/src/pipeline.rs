@@ -105,6 +105,15 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Bytes it holds: its record, its rows' Arrow buffers and its held spans.
+    fn bytes(&self) -> usize {
+        self.record.len()
+            + self.rows.iter().map(|(_, b)| b.get_array_memory_size()).sum::<usize>()
+            + self.held.iter().map(|(_, h)| h.footprint()).sum::<usize>()
+    }
+}
+
+impl Prepared {
     /// Encodes a batch and builds its rows.
     pub fn new(batch: SpanBatch) -> Result<Prepared> {
         let record = batch.encode_to_vec();
@@ -203,8 +212,9 @@ impl Ingest {
         if !self.health.is_ready() {
             return Err(Error::Unavailable(self.health.describe()));
         }
-        // What the batch costs while queued: its record, its rows and its held spans.
-        let kib = (prepared.record.len() * 3 + prepared.held.len() * 160) / 1024 + 1;
+        // What the batch costs while queued: its record, its rows and its held spans,
+        // measured (the rows' buffers as reserved), not estimated from the record.
+        let kib = prepared.bytes() / 1024 + 1;
         let kib = kib.min(self.budget_kib) as u32;
         let permit = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| Error::Overloaded {
             queued_bytes: (self.budget_kib - self.budget.available_permits()) * 1024,
