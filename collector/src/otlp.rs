@@ -44,6 +44,16 @@ impl Payload {
         }
     }
 
+    /// What the export will hold in the ingest queue, estimated before any work.
+    fn expected_queued_bytes(&self) -> usize {
+        match self {
+            Payload::Protobuf(b) => b.len().saturating_mul(crate::pipeline::QUEUED_PER_BODY_BYTE),
+            Payload::Decoded(req) => {
+                prost::Message::encoded_len(req).saturating_mul(crate::pipeline::QUEUED_PER_BODY_BYTE)
+            }
+        }
+    }
+
     fn is_large(&self) -> bool {
         match self {
             Payload::Protobuf(b) => b.len() > BLOCKING_BYTES,
@@ -120,7 +130,7 @@ impl Receiver {
     /// transport counts it, as it counts its other decoding failures).
     pub async fn export(&self, payload: Payload, transport: &'static str) -> Result<Rejected> {
         let started = Instant::now();
-        if let Err(e) = self.ingest.check_room() {
+        if let Err(e) = self.ingest.check_room(payload.expected_queued_bytes()) {
             self.refused(transport, &e);
             self.metrics
                 .spans_refused

@@ -65,13 +65,15 @@ async fn receive(
     body: Body,
     encoding: Encoding,
 ) -> Result<crate::convert::Rejected, Error> {
-    // Shed before reading the body when the queue is nearly full.
-    if let Err(e) = rx.ingest().check_room() {
+    // Shed before reading the body when the queue has no room for it (a compressed body's
+    // length understates it: then only the later checks refuse).
+    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    if let Err(e) = rx.ingest().check_room(declared.unwrap_or(0).saturating_mul(crate::pipeline::QUEUED_PER_BODY_BYTE))
+    {
         rx.refused(TRANSPORT, &e);
         return Err(e);
     }
     let limits = rx.limits().clone();
-    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if let Some(len) = declared
         && len > DRAIN_LIMIT
     {
