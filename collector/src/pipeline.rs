@@ -189,6 +189,11 @@ fn storage(e: slo_store::Error) -> Error {
     Error::Storage(e.to_string())
 }
 
+/// Most bytes of exports one pipeline step commits (one WAL write and fsync) before the
+/// memory budget of unflushed rows is checked again: that budget can be overshot by about
+/// one step. Without it a step took the whole queue (256 MiB by default).
+const STEP_BYTES: usize = 32 << 20;
+
 /// Bytes a queued export holds (record, Arrow rows, held spans) per byte of its OTLP
 /// protobuf body, roughly: measured 4.1 KB queued a span for ~0.85 KB of protobuf with
 /// the benchmark's spans. An estimate for refusing early; the queue charges what a
@@ -422,14 +427,21 @@ impl Pipeline {
         loop {
             let mut group = Vec::new();
             let mut stop = false;
+            let mut bytes = 0;
             match self.rx.recv_timeout(tick) {
-                Ok(Msg::Batch(s)) => group.push(s),
+                Ok(Msg::Batch(s)) => {
+                    bytes += s.prepared.bytes();
+                    group.push(s);
+                }
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => stop = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            while !stop && group.len() < self.max_group {
+            while !stop && group.len() < self.max_group && bytes < STEP_BYTES {
                 match self.rx.try_recv() {
-                    Ok(Msg::Batch(s)) => group.push(s),
+                    Ok(Msg::Batch(s)) => {
+                        bytes += s.prepared.bytes();
+                        group.push(s);
+                    }
                     Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => stop = true,
                     Err(TryRecvError::Empty) => break,
                 }
