@@ -66,6 +66,8 @@ impl Health {
 
 struct Submission {
     prepared: Prepared,
+    /// What it holds ([`Prepared::bytes`]), measured once when it was queued.
+    bytes: usize,
     _permit: OwnedSemaphorePermit,
     ack: oneshot::Sender<Result<(), String>>,
 }
@@ -229,7 +231,8 @@ impl Ingest {
         }
         // What the batch costs while queued: its record, its rows and its held spans,
         // measured (the rows' buffers as reserved), not estimated from the record.
-        let kib = prepared.bytes() / 1024 + 1;
+        let bytes = prepared.bytes();
+        let kib = bytes / 1024 + 1;
         let kib = kib.min(self.budget_kib) as u32;
         let permit = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| Error::Overloaded {
             queued_bytes: (self.budget_kib - self.budget.available_permits()) * 1024,
@@ -238,7 +241,7 @@ impl Ingest {
         self.metrics.queue_bytes.set(((self.budget_kib - self.budget.available_permits()) * 1024) as i64);
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Msg::Batch(Submission { prepared, _permit: permit, ack }))
+            .send(Msg::Batch(Submission { prepared, bytes, _permit: permit, ack }))
             .map_err(|_| Error::Unavailable("stopping"))?;
         match done.await {
             Ok(Ok(())) => Ok(()),
@@ -430,7 +433,7 @@ impl Pipeline {
             let mut bytes = 0;
             match self.rx.recv_timeout(tick) {
                 Ok(Msg::Batch(s)) => {
-                    bytes += s.prepared.bytes();
+                    bytes += s.bytes;
                     group.push(s);
                 }
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => stop = true,
@@ -439,7 +442,7 @@ impl Pipeline {
             while !stop && group.len() < self.max_group && bytes < STEP_BYTES {
                 match self.rx.try_recv() {
                     Ok(Msg::Batch(s)) => {
-                        bytes += s.prepared.bytes();
+                        bytes += s.bytes;
                         group.push(s);
                     }
                     Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => stop = true,
