@@ -73,9 +73,15 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let health = pipeline.health();
     let kube_ingest = ingest.clone();
     let scrape_ingest = ingest.clone();
+    let queue = ingest.clone();
     let receiver = Receiver::new(&cfg.collector, ingest, metrics);
     {
         let rx = receiver.clone();
+        registry.sub_registry_with_prefix("slo_collector").register_collector(FnGauge::new(
+            "queue_bytes",
+            "bytes of the ingest queue budget held by exports queued for the WAL or being written",
+            move || queue.queued_bytes() as i64,
+        ));
         registry.sub_registry_with_prefix("slo_collector").register_collector(FnGauge::new(
             "receive_bytes",
             "bytes of the receive budget held by exports being received, decompressed and decoded",

@@ -46,8 +46,6 @@ pub struct CollectorMetrics {
     pub spans_refused: Family<ExportLabels, Counter>,
     /// Attributes dropped or hashed by redaction.
     pub redacted_attributes: Counter,
-    /// Bytes waiting in the ingest queue.
-    pub queue_bytes: Gauge,
     /// Request rows emitted, by split source.
     pub requests_emitted: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Traces emitted by reason: complete, timeout (no entry span), forced (memory), drained.
@@ -72,7 +70,6 @@ impl CollectorMetrics {
             spans_rejected: Family::default(),
             spans_refused: Family::default(),
             redacted_attributes: Counter::default(),
-            queue_bytes: Gauge::default(),
             requests_emitted: Family::default(),
             traces_emitted: Family::default(),
             late_spans: Counter::default(),
@@ -91,7 +88,6 @@ impl CollectorMetrics {
             "content attributes dropped or hashed before storage",
             m.redacted_attributes.clone(),
         );
-        r.register("queue_bytes", "bytes waiting in the ingest queue", m.queue_bytes.clone());
         r.register("requests_emitted", "request rows emitted, by split source", m.requests_emitted.clone());
         r.register("traces_emitted", "traces emitted by trace assembly, by reason", m.traces_emitted.clone());
         r.register("late_spans", "spans that arrived after their trace was emitted", m.late_spans.clone());

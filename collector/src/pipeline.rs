@@ -84,7 +84,6 @@ pub struct Ingest {
     budget: Arc<Semaphore>,
     budget_kib: usize,
     health: Arc<Health>,
-    metrics: CollectorMetrics,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -203,6 +202,12 @@ const STEP_BYTES: usize = 32 << 20;
 pub const QUEUED_PER_BODY_BYTE: usize = 4;
 
 impl Ingest {
+    /// Bytes of the queue budget held by exports queued or being written now (released as
+    /// the pipeline finishes each one, so read it when needed rather than at admission).
+    pub fn queued_bytes(&self) -> usize {
+        (self.budget_kib - self.budget.available_permits()) * 1024
+    }
+
     /// Refuses early, before any work is spent on an export, when the pipeline is not
     /// accepting or the queue has no room for it: less than 1/64 of its budget free, or
     /// less than `expected` bytes (what the export will hold once prepared, estimated;
@@ -215,10 +220,7 @@ impl Ingest {
         let free = self.budget.available_permits();
         let expected_kib = expected.div_ceil(1024).min(self.budget_kib);
         if free * 64 < self.budget_kib || free < expected_kib {
-            return Err(Error::Overloaded {
-                queued_bytes: (self.budget_kib - free) * 1024,
-                limit_bytes: self.budget_kib * 1024,
-            });
+            return Err(Error::Overloaded { queued_bytes: self.queued_bytes(), limit_bytes: self.budget_kib * 1024 });
         }
         Ok(())
     }
@@ -235,10 +237,9 @@ impl Ingest {
         let kib = bytes / 1024 + 1;
         let kib = kib.min(self.budget_kib) as u32;
         let permit = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| Error::Overloaded {
-            queued_bytes: (self.budget_kib - self.budget.available_permits()) * 1024,
+            queued_bytes: self.queued_bytes(),
             limit_bytes: self.budget_kib * 1024,
         })?;
-        self.metrics.queue_bytes.set(((self.budget_kib - self.budget.available_permits()) * 1024) as i64);
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Msg::Batch(Submission { prepared, bytes, _permit: permit, ack }))
@@ -334,7 +335,7 @@ impl Pipeline {
             wal,
             assembler: Assembler::new(cfg.assembly.clone()),
             splitter,
-            metrics: metrics.clone(),
+            metrics,
             rx,
             flush_tx,
             max_group: cfg.ingest.max_group.max(1),
@@ -356,13 +357,8 @@ impl Pipeline {
             })
             .map_err(|e| Error::Storage(format!("spawn pipeline: {e}")))?;
         let budget_kib = (cfg.ingest.queue_bytes / 1024).max(1);
-        let ingest = Ingest {
-            tx: tx.clone(),
-            budget: Arc::new(Semaphore::new(budget_kib)),
-            budget_kib,
-            health: health.clone(),
-            metrics,
-        };
+        let ingest =
+            Ingest { tx: tx.clone(), budget: Arc::new(Semaphore::new(budget_kib)), budget_kib, health: health.clone() };
         Ok((ingest, PipelineHandle { tx, pipeline: handle, flusher, health }))
     }
 

@@ -76,6 +76,7 @@ fn check(protocol: &str) {
     };
     assert!(gauge("process_resident_memory_bytes") > 10 << 20);
     assert_eq!(gauge("slo_collector_receive_bytes"), 0, "no export is being received");
+    assert_eq!(gauge("slo_collector_queue_bytes"), 0, "every export was written: none is queued");
     assert_eq!(gauge("slo_store_memory_rows") > 0, gauge("slo_store_memory_bytes") > 0);
     assert_eq!(gauge("slo_collector_assembly_pending_spans") > 0, gauge("slo_collector_assembly_pending_bytes") > 0);
     // The prompt never reaches storage: not queryable, and not in any file once flushed.
