@@ -196,9 +196,9 @@ fn storage(e: slo_store::Error) -> Error {
 const STEP_BYTES: usize = 32 << 20;
 
 /// Bytes a queued export holds (record, Arrow rows, held spans) per byte of its OTLP
-/// protobuf body, roughly: with the benchmark's spans, 4.1 KB queued a span (record 780
-/// + rows 2,518 + held span 790 bytes, each measured) for 821 bytes of body (a 164,222-byte
-/// export of 200 spans), about 5. An estimate for refusing early; the queue charges what a
+/// protobuf body, roughly: with the benchmark's spans, 4.1 KB queued a span (record 780,
+/// rows 2,518 and held span 790 bytes, each measured) for 821 bytes of body (a
+/// 164,222-byte export of 200 spans), about 5. An estimate for refusing early; the queue charges what a
 /// prepared export measures.
 pub const QUEUED_PER_BODY_BYTE: usize = 4;
 
