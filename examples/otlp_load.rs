@@ -1,10 +1,11 @@
 //! OTLP load driver for the ingest benchmarks in BENCHMARKS.md.
 //!
-//! Sends realistic vLLM server spans (18 attributes, k8s resource attributes, fresh trace
-//! ids per export) over OTLP/gRPC or OTLP/HTTP protobuf from N concurrent clients for a
-//! fixed time, and reports acknowledged spans per second. With `--pid`, it also reads the
-//! server's CPU time from /proc, so the result is spans per server CPU-second, which is
-//! what stays comparable on a shared 2-core machine (the driver uses the same cores).
+//! Sends realistic vLLM server spans (18 attributes, k8s resource attributes; fresh trace
+//! ids, request ids, token counts and latencies for every span) over OTLP/gRPC or OTLP/HTTP
+//! protobuf from N concurrent clients for a fixed time, and reports acknowledged spans per
+//! second. With `--pid`, it also reads the server's CPU time from /proc, so the result is
+//! spans per server CPU-second, which is what stays comparable on a shared 2-core machine
+//! (the driver uses the same cores).
 //!
 //! cargo run --release --example otlp_load -- --http http://127.0.0.1:4318 --pid $(pidof slo)
 
@@ -106,15 +107,51 @@ fn template(n: usize, worker: usize) -> ExportTraceServiceRequest {
     }
 }
 
+/// Positions of the per-request attributes in `template`'s span.
+const REQUEST_ID: usize = 4;
+const PROMPT_TOKENS: usize = 8;
+const LATENCY_QUEUE: usize = 10;
+
+/// A splitmix64 step: cheap, deterministic per (worker, seq, span).
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Fresh ids, and the values that differ from one real request to the next: request id,
+/// token counts and the latencies that follow from them (queue + prefill + decode = e2e,
+/// queue + prefill = TTFT), and start = end - e2e. Repeating one span's values would let
+/// the server's dictionaries and compression see 200 copies of each, which real traffic
+/// never gives them.
 fn stamp(req: &mut ExportTraceServiceRequest, worker: usize, seq: u64) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     for (i, span) in req.resource_spans[0].scope_spans[0].spans.iter_mut().enumerate() {
+        // Random-looking like real ids, and still unique: `mix` is a bijection, the high
+        // half differs between exports and the low half between the spans of one.
+        let high = mix((worker as u64) << 48 | seq);
+        let low = mix(high ^ i as u64);
         let mut t = [0u8; 16];
-        t[..8].copy_from_slice(&((worker as u64) << 48 | seq).to_be_bytes());
-        t[8..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        t[..8].copy_from_slice(&high.to_be_bytes());
+        t[8..].copy_from_slice(&low.to_be_bytes());
         span.trace_id = t.to_vec();
-        span.span_id = (i as u64 + 1).to_be_bytes().to_vec();
-        span.start_time_unix_nano = now - 2_912_100_000;
+        span.span_id = mix(low).to_be_bytes().to_vec();
+        let r = mix(low ^ 0x5eed);
+        let prompt = 40 + (r & 0xfff) as i64; // 40..4135 tokens
+        let completion = 1 + (r >> 12 & 0x3ff) as i64; // 1..1024 tokens
+        let queue = (r >> 22 & 0xffff) as f64 / 65_536.0 * (r >> 38 & 0x3) as f64 * 0.25; // 0..0.75 s
+        let prefill = prompt as f64 * 0.000_08;
+        let decode = completion as f64 * 0.013;
+        let e2e = queue + prefill + decode;
+        let a = &mut span.attributes;
+        a[REQUEST_ID].value = Some(AnyValue { value: Some(s(&format!("chatcmpl-{:016x}", mix(r)))) });
+        a[PROMPT_TOKENS].value = Some(AnyValue { value: Some(Value::IntValue(prompt)) });
+        a[PROMPT_TOKENS + 1].value = Some(AnyValue { value: Some(Value::IntValue(completion)) });
+        for (k, v) in [queue, queue + prefill, e2e, prefill, decode, prefill + decode].into_iter().enumerate() {
+            a[LATENCY_QUEUE + k].value = Some(AnyValue { value: Some(Value::DoubleValue(v)) });
+        }
+        span.start_time_unix_nano = now - (e2e * 1e9) as u64;
         span.end_time_unix_nano = now;
     }
 }
