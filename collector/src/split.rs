@@ -252,7 +252,16 @@ impl Splitter {
         let mut hex = [0u8; 32];
         self.rows_for(&refs, &mut hex)
             .into_iter()
-            .map(|(t, row)| RequestRow { attributes: spans[t].span.attributes.clone(), ..row.to_row() })
+            .map(|(t, row)| {
+                let attributes = spans[t]
+                    .span
+                    .attributes
+                    .iter()
+                    .filter(|a| !self.in_columns(&row, &a.key, &a.value))
+                    .cloned()
+                    .collect();
+                RequestRow { attributes, ..row.to_row() }
+            })
             .collect()
     }
 
@@ -269,8 +278,8 @@ impl Splitter {
         rows
     }
 
-    /// Calls `f` with each request row of a held trace and the request span's attributes,
-    /// both read in place: the ingest path appends them to Arrow builders without owning a
+    /// Calls `f` with each request row of a held trace and the request span's attributes
+    /// that are not already columns, both read in place: the ingest path appends them to Arrow builders without owning a
     /// copy of any string.
     pub fn each_held_request<E>(
         &self,
@@ -286,10 +295,29 @@ impl Splitter {
             })
             .collect();
         let mut hex = [0u8; 32];
+        let mut kept = Vec::with_capacity(24);
         for (t, row) in self.rows_for(&refs, &mut hex) {
-            f(&row, &refs[t].attributes)?;
+            kept.clear();
+            kept.extend(refs[t].attributes.iter().copied().filter(|&(k, v)| !self.in_columns(&row, k, v)));
+            f(&row, &kept)?;
         }
         Ok(())
+    }
+
+    /// Whether the request span's attribute `key = value` is already in one of `row`'s
+    /// columns, and so left out of `requests.attributes`: the latency attributes a split by
+    /// `attributes` read, and token counts, model and operation names equal to the row's.
+    /// Their raw values stay in `spans`; a copy in every request row would be a third of
+    /// the table's bytes (vLLM's six latencies are 17-digit doubles).
+    fn in_columns(&self, row: &RequestRef, key: &str, value: &str) -> bool {
+        let tokens = || value.parse::<f64>().ok().map(|v| v as i64);
+        match key {
+            "gen_ai.usage.input_tokens" | "gen_ai.usage.prompt_tokens" => tokens() == row.input_tokens,
+            "gen_ai.usage.output_tokens" | "gen_ai.usage.completion_tokens" => tokens() == row.output_tokens,
+            "gen_ai.response.model" | "gen_ai.request.model" => row.model == Some(value),
+            "gen_ai.operation.name" => row.operation == Some(value),
+            _ => row.split_source == "attributes" && self.cfg.attributes.iter().any(|a| a.name == key),
+        }
     }
 
     /// The rows, each with the index of its request span; `hex` holds the trace id's text.

@@ -246,9 +246,33 @@ fn bad_pattern_is_named() {
 }
 
 #[test]
-fn rows_carry_the_request_spans_attributes() {
+fn rows_carry_the_request_spans_attributes_that_are_not_columns() {
     let v = res("vllm");
-    let spans = vec![ts(&v, span(1, None, "llm_request", 2, 0, 100, &[("gen_ai.request.model", "m"), ("x", "y")]))];
+    let attrs = [
+        ("gen_ai.request.model", "m"),
+        ("gen_ai.response.model", "m-2024"),
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.usage.prompt_tokens", "512"),
+        ("gen_ai.usage.input_tokens", "500"),
+        ("gen_ai.usage.completion_tokens", "12"),
+        ("gen_ai.latency.time_in_queue", "0.1"),
+        ("gen_ai.latency.time_in_model_inference", "0.2"),
+        ("gen_ai.request.id", "chatcmpl-1"),
+        ("x", "y"),
+    ];
+    let spans = vec![ts(&v, span(1, None, "llm_request", 2, 0, 1000, &attrs))];
     let got = split_rows(&spans);
-    assert_eq!(got[0].attributes, vec![Attr::new("gen_ai.request.model", "m"), Attr::new("x", "y")]);
+    assert_eq!(got[0].split_source, "attributes");
+    assert_eq!((got[0].input_tokens, got[0].output_tokens), (Some(500), Some(12)));
+    // Left out: the response model (the model column), the operation, the token counts the
+    // columns hold and the latencies the split read. Kept: a request model that differs
+    // from the column, a second input count that disagrees with it, ids, anything else.
+    let keys: Vec<&str> = got[0].attributes.iter().map(|a| a.key.as_str()).collect();
+    assert_eq!(keys, ["gen_ai.request.model", "gen_ai.usage.prompt_tokens", "gen_ai.request.id", "x"]);
+
+    // Without a split by attributes, a lone latency attribute stays.
+    let lone = [("gen_ai.latency.e2e", "1.0"), ("gen_ai.request.model", "m")];
+    let got = split_rows(&[ts(&v, span(1, None, "llm_request", 2, 0, 1000, &lone))]);
+    assert_eq!(got[0].split_source, "none");
+    assert_eq!(got[0].attributes, vec![Attr::new("gen_ai.latency.e2e", "1.0")]);
 }
