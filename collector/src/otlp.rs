@@ -254,3 +254,38 @@ pub fn retry_info() -> ProtoAny {
     let info = RetryInfo { retry_delay: Some(ProtoDuration { seconds: RETRY_AFTER_SECS, nanos: 0 }) };
     ProtoAny { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: info.encode_to_vec() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn receiver(budget_kib: usize, held_kib: usize) -> Arc<Receiver> {
+        let metrics = CollectorMetrics::new(&mut prometheus_client::registry::Registry::default());
+        Receiver::new(&CollectorConfig::default(), Ingest::detached(budget_kib, held_kib), metrics)
+    }
+
+    /// Bytes that are not protobuf: transcoding them fails at once, naming the problem.
+    fn garbage(len: usize) -> Payload {
+        Payload::Protobuf(bytes::Bytes::from(vec![0xff; len]))
+    }
+
+    #[tokio::test]
+    async fn a_queue_without_room_for_an_export_refuses_it_before_reading_it() {
+        // 1 MiB queue, 768 KiB taken: 256 KiB free.
+        let rx = receiver(1024, 768);
+        // 100 KiB of body would hold ~400 KiB queued: refused as overload, so the bytes
+        // were never looked at (they would have failed to decode).
+        let e = rx.export(garbage(100 << 10), "http").await.unwrap_err();
+        assert!(matches!(e, Error::Overloaded { .. }), "{e}");
+        // 10 KiB (~40 KiB queued) fits, so it is read, and refused for what it is.
+        let e = rx.export(garbage(10 << 10), "http").await.unwrap_err();
+        assert!(matches!(e, Error::InvalidPayload(_)), "{e}");
+        // Nearly full (less than 1/64 free): even a tiny export is refused unread.
+        let e = receiver(1024, 1010).export(garbage(16), "grpc").await.unwrap_err();
+        assert!(matches!(e, Error::Overloaded { .. }), "{e}");
+        // An export larger than the whole budget still gets its try on an idle queue.
+        let e = receiver(64, 0).export(garbage(100 << 10), "http").await.unwrap_err();
+        assert!(matches!(e, Error::InvalidPayload(_)), "{e}");
+    }
+}

@@ -226,6 +226,17 @@ impl Ingest {
         Ok(())
     }
 
+    /// An ingest handle with no pipeline behind it, ready, whose queue budget of
+    /// `budget_kib` already has `held_kib` taken (as by exports queued before): for tests
+    /// of what is refused before any work. Nothing submitted to it is ever written.
+    #[cfg(test)]
+    pub(crate) fn detached(budget_kib: usize, held_kib: usize) -> Ingest {
+        let (tx, rx) = mpsc::channel();
+        std::mem::forget(rx);
+        let health = Arc::new(Health { state: AtomicU8::new(READY) });
+        Ingest { tx, budget: Arc::new(Semaphore::new(budget_kib - held_kib)), budget_kib, health }
+    }
+
     /// Queues a prepared batch and waits until it is durable. `Ok` means it may be
     /// acknowledged.
     pub async fn submit(&self, prepared: Prepared) -> Result<()> {
