@@ -3,9 +3,9 @@
 //! Sends realistic vLLM server spans (18 attributes, k8s resource attributes; fresh trace
 //! ids, request ids, token counts and latencies for every span) over OTLP/gRPC or OTLP/HTTP
 //! protobuf from N concurrent clients for a fixed time, and reports acknowledged spans per
-//! second. With `--pid`, it also reads the server's CPU time from /proc, so the result is
-//! spans per server CPU-second, which is what stays comparable on a shared 2-core machine
-//! (the driver uses the same cores).
+//! second and how long acknowledgements took (p50, p99, max). With `--pid`, it also reads
+//! the server's CPU time from /proc, so the result is spans per server CPU-second, which
+//! is what stays comparable on a shared 2-core machine (the driver uses the same cores).
 //!
 //! cargo run --release --example otlp_load -- --http http://127.0.0.1:4318 --pid $(pidof slo)
 
@@ -178,13 +178,19 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut req = template(n, w);
             let mut seq = 0u64;
+            // How long each acknowledged export took, from send to answer.
+            let mut took = Vec::new();
             if let Some(url) = grpc {
                 let mut client = TraceServiceClient::connect(url).await.expect("connect gRPC");
                 while Instant::now() < deadline {
                     seq += 1;
                     stamp(&mut req, w, seq);
+                    let sent = Instant::now();
                     match client.export(req.clone()).await {
-                        Ok(_) => ok.fetch_add(n as u64, Ordering::Relaxed),
+                        Ok(_) => {
+                            took.push(sent.elapsed());
+                            ok.fetch_add(n as u64, Ordering::Relaxed)
+                        }
                         Err(_) => refused.fetch_add(n as u64, Ordering::Relaxed),
                     };
                 }
@@ -194,6 +200,7 @@ async fn main() {
                 while Instant::now() < deadline {
                     seq += 1;
                     stamp(&mut req, w, seq);
+                    let started = Instant::now();
                     let sent = client
                         .post(&url)
                         .header("content-type", "application/x-protobuf")
@@ -201,16 +208,22 @@ async fn main() {
                         .send()
                         .await;
                     match sent {
-                        Ok(r) if r.status().is_success() => ok.fetch_add(n as u64, Ordering::Relaxed),
+                        Ok(r) if r.status().is_success() => {
+                            took.push(started.elapsed());
+                            ok.fetch_add(n as u64, Ordering::Relaxed)
+                        }
                         _ => refused.fetch_add(n as u64, Ordering::Relaxed),
                     };
                 }
             }
+            took
         }));
     }
+    let mut took = Vec::new();
     for t in tasks {
-        t.await.unwrap();
+        took.extend(t.await.unwrap());
     }
+    took.sort_unstable();
     let wall = started.elapsed().as_secs_f64();
     let spans = ok.load(Ordering::Relaxed) as f64;
     let mut line = format!(
@@ -225,6 +238,10 @@ async fn main() {
             spans / cpu,
             cpu / spans * 1e6
         );
+    }
+    if !took.is_empty() {
+        let at = |q: f64| took[((took.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+        line += &format!(" ack_ms_p50={:.0} ack_ms_p99={:.0} ack_ms_max={:.0}", at(0.5), at(0.99), at(1.0));
     }
     println!("{line}");
 }
