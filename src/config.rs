@@ -40,7 +40,8 @@ pub struct StoreSection {
     pub flush_interval_s: u64,
     /// Flush as soon as this many rows are in memory.
     pub flush_rows: usize,
-    /// Unflushed rows may hold at most this many MiB before ingest sheds.
+    /// Unflushed rows may hold at most this many MiB before ingest sheds; a flush starts
+    /// when rows in memory hold half of it.
     pub max_memory_mib: usize,
     /// Keep segments this many hours (by data time); 0 keeps everything.
     pub retention_hours: u64,

@@ -191,6 +191,31 @@ mod tests {
         batches[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)
     }
 
+    #[test]
+    fn a_flush_is_due_at_half_the_memory_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.flush_interval = Duration::from_secs(3600);
+        let batch = requests_batch(&(0..1000).map(|i| row(i, "a", 1.0)).collect::<Vec<_>>()).unwrap();
+        let bytes = batch.get_array_memory_size();
+        // Budget for 3.5 batches: one batch is under half of it, two are over.
+        cfg.max_memory_bytes = bytes * 7 / 2;
+        let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        store.append(None, Some(batch.clone()));
+        assert!(!store.flush_due(), "one batch, under half the budget");
+        store.append(None, Some(batch.clone()));
+        assert!(store.flush_due(), "two batches, over half the budget");
+        assert!(!store.over_memory_budget());
+        // Frozen for the flusher: no longer due, and room for as much again meanwhile.
+        let through = wal.rotate().unwrap();
+        let job = store.freeze(through, through + 1, vec![]);
+        assert!(!store.flush_due());
+        store.append(None, Some(batch.clone()));
+        assert!(!store.over_memory_budget(), "frozen and new rows within the budget");
+        store.write_flush(&job).unwrap();
+        assert!(!store.flush_due());
+    }
+
     #[tokio::test]
     async fn memory_and_segments_are_seen_once_each() {
         let dir = tempfile::tempdir().unwrap();
