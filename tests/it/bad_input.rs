@@ -76,6 +76,9 @@ async fn bad_http_payloads_get_clear_errors_and_cost_nothing() {
         ("truncated protobuf", "application/x-protobuf", None, truncated, 400, "invalid OTLP protobuf"),
         ("garbage json", "application/json", None, b"{\"resourceSpans\": [".to_vec(), 400, "OTLP/JSON"),
         ("wrong content type", "text/plain", None, good.clone(), 415, "unsupported content type"),
+        // Refused before it is read, and larger than the socket buffers: the client is still
+        // sending when the answer is ready, and must get it, not a closed connection.
+        ("wrong content type, 32 MB", "text/plain", None, vec![0x0a; 32 << 20], 415, "unsupported content type"),
         ("unknown encoding", "application/x-protobuf", Some("br"), good.clone(), 415, "content encoding"),
         ("gzip that is not", "application/x-protobuf", Some("gzip"), good.clone(), 400, "gzip"),
         ("gzip bomb", "application/x-protobuf", Some("gzip"), gzip(&vec![0u8; 200 << 20]), 413, "decompressed body"),

@@ -27,14 +27,21 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn traces(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
+async fn traces(State(rx): State<Arc<Receiver>>, headers: HeaderMap, mut body: Body) -> Response {
     // Answer in the encoding the client used; protobuf when it sent something unusable.
     let ct = header_str(&headers, header::CONTENT_TYPE).unwrap_or("");
     let encoding = match Encoding::from_content_type(ct) {
         Ok(e) => e,
-        Err(e) => return failure(&rx, Encoding::Protobuf, e),
+        Err(e) => {
+            drain(&headers, &mut body).await;
+            return failure(&rx, Encoding::Protobuf, e);
+        }
     };
-    match receive(rx.clone(), &headers, body, encoding).await {
+    let received = receive(rx.clone(), &headers, &mut body, encoding).await;
+    if received.is_err() {
+        drain(&headers, &mut body).await;
+    }
+    match received {
         Ok(rejected) => {
             let partial = (rejected.spans > 0).then_some(ExportTracePartialSuccess {
                 rejected_spans: rejected.spans,
@@ -62,11 +69,12 @@ async fn traces(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Body)
 async fn receive(
     rx: Arc<Receiver>,
     headers: &HeaderMap,
-    body: Body,
+    body: &mut Body,
     encoding: Encoding,
 ) -> Result<crate::convert::Rejected, Error> {
-    // Shed before reading the body when the queue has no room for it (a compressed body's
-    // length understates it: then only the later checks refuse).
+    // Shed before holding or decoding the body when the queue has no room for it (its bytes
+    // are then read only to be dropped; a compressed body's length understates it, and
+    // then only the later checks refuse).
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if let Err(e) = rx.ingest().check_room(declared.unwrap_or(0).saturating_mul(crate::pipeline::QUEUED_PER_BODY_BYTE))
     {
@@ -128,10 +136,28 @@ async fn receive(
 /// connection is cut.
 const DRAIN_LIMIT: usize = 256 << 20;
 
+/// Reads what is left of a refused export's body and drops it, holding no more than a
+/// frame at a time, so that a client still sending gets the answer (a 429 with its retry
+/// hint, a 400 naming the problem) rather than a connection closed under it. A body
+/// declared larger than [`DRAIN_LIMIT`] is not read: that connection is cut.
+async fn drain(headers: &HeaderMap, body: &mut Body) {
+    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > DRAIN_LIMIT) {
+        return;
+    }
+    let mut total = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        total += frame.data_ref().map_or(0, |d| d.len());
+        if total > DRAIN_LIMIT {
+            return;
+        }
+    }
+}
+
 /// Reads the body, keeping at most `limit` bytes in memory, reserving them as they come.
 async fn read_body(
     rx: &Receiver,
-    mut body: Body,
+    body: &mut Body,
     limit: usize,
     held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Vec<u8>, Error> {
