@@ -279,8 +279,8 @@ impl Splitter {
     }
 
     /// Calls `f` with each request row of a held trace and the request span's attributes
-    /// that are not already columns, both read in place: the ingest path appends them to Arrow builders without owning a
-    /// copy of any string.
+    /// that are not already columns, both read in place: the ingest path appends them to
+    /// Arrow builders without owning a copy of any string.
     pub fn each_held_request<E>(
         &self,
         spans: &[HeldSpan],
@@ -310,10 +310,11 @@ impl Splitter {
     /// Their raw values stay in `spans`; a copy in every request row would be a third of
     /// the table's bytes (vLLM's six latencies are 17-digit doubles).
     fn in_columns(&self, row: &RequestRef, key: &str, value: &str) -> bool {
-        let tokens = || value.parse::<f64>().ok().map(|v| v as i64);
+        let same_count =
+            |column: Option<i64>| column.is_some() && value.parse::<f64>().ok().map(|v| v as i64) == column;
         match key {
-            "gen_ai.usage.input_tokens" | "gen_ai.usage.prompt_tokens" => tokens() == row.input_tokens,
-            "gen_ai.usage.output_tokens" | "gen_ai.usage.completion_tokens" => tokens() == row.output_tokens,
+            "gen_ai.usage.input_tokens" | "gen_ai.usage.prompt_tokens" => same_count(row.input_tokens),
+            "gen_ai.usage.output_tokens" | "gen_ai.usage.completion_tokens" => same_count(row.output_tokens),
             "gen_ai.response.model" | "gen_ai.request.model" => row.model == Some(value),
             "gen_ai.operation.name" => row.operation == Some(value),
             _ => row.split_source == "attributes" && self.cfg.attributes.iter().any(|a| a.name == key),

@@ -270,9 +270,14 @@ fn rows_carry_the_request_spans_attributes_that_are_not_columns() {
     let keys: Vec<&str> = got[0].attributes.iter().map(|a| a.key.as_str()).collect();
     assert_eq!(keys, ["gen_ai.request.model", "gen_ai.usage.prompt_tokens", "gen_ai.request.id", "x"]);
 
-    // Without a split by attributes, a lone latency attribute stays.
-    let lone = [("gen_ai.latency.e2e", "1.0"), ("gen_ai.request.model", "m")];
+    // Without a split by attributes, a lone latency attribute stays; so does a count that
+    // is not a number (its column is empty).
+    let lone = [("gen_ai.latency.e2e", "1.0"), ("gen_ai.request.model", "m"), ("gen_ai.usage.output_tokens", "n/a")];
     let got = split_rows(&[ts(&v, span(1, None, "llm_request", 2, 0, 1000, &lone))]);
     assert_eq!(got[0].split_source, "none");
-    assert_eq!(got[0].attributes, vec![Attr::new("gen_ai.latency.e2e", "1.0")]);
+    assert_eq!(got[0].output_tokens, None);
+    assert_eq!(
+        got[0].attributes,
+        vec![Attr::new("gen_ai.latency.e2e", "1.0"), Attr::new("gen_ai.usage.output_tokens", "n/a")]
+    );
 }
