@@ -3,9 +3,10 @@
 //! Sends realistic vLLM server spans (18 attributes, k8s resource attributes; fresh trace
 //! ids, request ids, token counts and latencies for every span) over OTLP/gRPC or OTLP/HTTP
 //! protobuf from N concurrent clients for a fixed time, and reports acknowledged spans per
-//! second and how long acknowledgements took (p50, p99, max). With `--pid`, it also reads
-//! the server's CPU time from /proc, so the result is spans per server CPU-second, which
-//! is what stays comparable on a shared 2-core machine (the driver uses the same cores).
+//! second, the bytes of one export's body, and how long acknowledgements took (p50, p99,
+//! max). With `--pid`, it also reads the server's CPU time from /proc, so the result is
+//! spans per server CPU-second, which is what stays comparable on a shared 2-core machine
+//! (the driver uses the same cores).
 //!
 //! cargo run --release --example otlp_load -- --http http://127.0.0.1:4318 --pid $(pidof slo)
 
@@ -226,10 +227,13 @@ async fn main() {
     took.sort_unstable();
     let wall = started.elapsed().as_secs_f64();
     let spans = ok.load(Ordering::Relaxed) as f64;
+    let mut sample = template(args.spans, 0);
+    stamp(&mut sample, 0, 1);
     let mut line = format!(
-        "acked_spans={spans} refused_spans={} wall_s={wall:.2} spans_per_s={:.0}",
+        "acked_spans={spans} refused_spans={} wall_s={wall:.2} spans_per_s={:.0} export_bytes={}",
         refused.load(Ordering::Relaxed),
-        spans / wall
+        spans / wall,
+        sample.encoded_len()
     );
     if let (Some(pid), Some(c0)) = (args.pid, cpu0) {
         let cpu = cpu_seconds(pid) - c0;

@@ -196,10 +196,12 @@ fn storage(e: slo_store::Error) -> Error {
 const STEP_BYTES: usize = 32 << 20;
 
 /// Bytes a queued export holds (record, Arrow rows, held spans) per byte of its OTLP
-/// protobuf body, roughly: with the benchmark's spans, 4.1 KB queued a span (record 780,
-/// rows 2,518 and held span 790 bytes, each measured) for 821 bytes of body (a
-/// 164,222-byte export of 200 spans), about 5. An estimate for refusing early; the queue charges what a
-/// prepared export measures.
+/// protobuf body, roughly. The benchmark's body is 821 bytes a span (`otlp_load` prints
+/// `export_bytes`: 164,194 for 200 spans). What a span holds queued was measured with its
+/// earlier payload, whose latencies were short decimals: 4.1 KB (record 780, rows 2,518,
+/// held span 790 bytes), a ratio of about 5; 17-digit latencies only add to that. So 4
+/// under-estimates: an export it admits may still be refused when it is queued, after
+/// its transcode. The queue charges what a prepared export measures.
 pub const QUEUED_PER_BODY_BYTE: usize = 4;
 
 impl Ingest {
