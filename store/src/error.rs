@@ -37,6 +37,12 @@ pub enum Error {
     /// Parquet could not write or read a segment.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// A statement the read-only query API does not run (the message names its kind).
+    #[error("{0}")]
+    Refused(String),
+    /// A query asked for more than its limits allow (the message names the limit).
+    #[error("{0}")]
+    TooLarge(String),
     /// The query engine rejected or failed a query; the message names the problem.
     #[error("{0}")]
     Query(#[from] datafusion::error::DataFusionError),
@@ -52,7 +58,10 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         use datafusion::error::DataFusionError as E;
         match self {
-            Error::Query(e) => matches!(e.find_root(), E::SQL(..) | E::Plan(..) | E::SchemaError(..)),
+            Error::Refused(_) | Error::TooLarge(_) => true,
+            Error::Query(e) => {
+                matches!(e.find_root(), E::SQL(..) | E::Plan(..) | E::SchemaError(..) | E::ResourcesExhausted(..))
+            }
             _ => false,
         }
     }

@@ -15,14 +15,20 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::SegmentFile;
 use crate::schema;
+
+mod limits;
+mod readonly;
+
+pub use limits::QueryLimits;
 
 /// A consistent view of the store at one moment.
 #[derive(Debug, Clone)]
@@ -101,10 +107,13 @@ impl Snapshot {
         Ok(StoreTable { schema, memory, files })
     }
 
-    /// A DataFusion session with the store's tables registered under their contract names.
-    pub fn session(&self) -> Result<SessionContext> {
+    /// A DataFusion session with the store's tables registered under their contract names,
+    /// bounded by `limits` (its own memory pool, no spill files, guarded functions). URL
+    /// tables stay off: a query reads the registered tables and nothing else.
+    pub fn session(&self, limits: &QueryLimits) -> Result<SessionContext> {
         let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, limits.runtime()?);
+        limits.guard_functions(&ctx)?;
         let path = self.data_dir.canonicalize().unwrap_or_else(|_| self.data_dir.clone());
         let snap = Snapshot { data_dir: path, ..self.clone() };
         for (name, batches) in schema::TABLES.iter().zip(&self.tables) {
@@ -114,11 +123,27 @@ impl Snapshot {
         Ok(ctx)
     }
 
-    /// Runs one SQL statement and collects the result.
+    /// Runs one read-only SQL statement with the default [`QueryLimits`].
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let ctx = self.session()?;
-        let df = ctx.sql(sql).await?;
-        Ok(df.collect().await?)
+        self.query(sql, &QueryLimits::default()).await
+    }
+
+    /// Runs one SQL statement and collects the result, if it only reads (see
+    /// `query/readonly.rs`: anything else is [`Error::Refused`], naming the statement kind)
+    /// and within `limits` ([`Error::TooLarge`] or DataFusion's "Resources exhausted").
+    pub async fn query(&self, sql: &str, limits: &QueryLimits) -> Result<Vec<RecordBatch>> {
+        if sql.len() > limits.sql_bytes {
+            return Err(Error::TooLarge(format!(
+                "the SQL text is {} bytes; at most {} are accepted",
+                sql.len(),
+                limits.sql_bytes
+            )));
+        }
+        readonly::check(sql)?;
+        let ctx = self.session(limits)?;
+        let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let df = ctx.sql_with_options(sql, read_only).await?;
+        limits.collect(df).await
     }
 
     /// Segment files in the view (every table's, and derived files).
@@ -294,6 +319,62 @@ mod tests {
         let err = store.snapshot().sql("SELECT nope FROM requests").await.unwrap_err();
         assert!(err.is_user_error(), "{err}");
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    fn small() -> QueryLimits {
+        QueryLimits { memory_bytes: 16 << 20, result_bytes: 1 << 20, value_bytes: 1 << 20, sql_bytes: 4096 }
+    }
+
+    async fn refused(sql: &str) -> Error {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        let err = store.snapshot().query(sql, &small()).await.expect_err(sql);
+        assert!(err.is_user_error(), "{sql}: {err}");
+        err
+    }
+
+    #[tokio::test]
+    async fn writes_and_file_reads_are_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("cron.csv");
+        let copy = format!("COPY (SELECT 'x' AS line) TO '{}' STORED AS CSV", target.display());
+        assert!(refused(&copy).await.to_string().starts_with("COPY statements are not allowed"));
+        assert!(!target.exists(), "COPY wrote {}", target.display());
+        let ext = "CREATE EXTERNAL TABLE p (a TEXT) STORED AS CSV LOCATION '/etc/passwd'";
+        let err = refused(ext).await.to_string();
+        assert!(err.starts_with("CREATE EXTERNAL TABLE") && !err.contains("records"), "{err}");
+        let url = refused("SELECT * FROM '/etc/passwd'").await.to_string();
+        assert!(url.contains("not found"), "a path is not a table: {url}");
+        let long = format!("SELECT '{}'", "x".repeat(5000));
+        assert!(refused(&long).await.to_string().contains("at most 4096"));
+    }
+
+    #[tokio::test]
+    async fn heavy_queries_fail_with_the_limit_they_hit() {
+        let big = refused("SELECT value FROM range(300000000)").await.to_string();
+        assert!(big.contains("larger than 1 MiB") && big.contains("LIMIT"), "{big}");
+        let repeat = refused("SELECT length(repeat('x', 1000000000))").await.to_string();
+        assert!(repeat.contains("repeat") && repeat.contains("at most 1 MiB"), "{repeat}");
+        let pad = refused("SELECT lpad('x', 2000000000)").await.to_string();
+        assert!(pad.contains("lpad"), "{pad}");
+        let per_batch = refused("SELECT length(repeat('x', 1000 + value)) FROM range(100000)").await.to_string();
+        assert!(per_batch.contains("one batch"), "{per_batch}");
+        let series =
+            refused("SELECT range(DATE '1970-01-01', DATE '2100-01-01', INTERVAL '1 second')").await.to_string();
+        assert!(series.contains("range"), "{series}");
+        let chain = refused("SELECT length(replace(repeat('a', 10000), 'a', repeat('b', 10000)))").await.to_string();
+        assert!(chain.contains("replace") && chain.contains("16 MiB"), "{chain}");
+        let sort = refused("SELECT value FROM range(10000000) ORDER BY value DESC").await.to_string();
+        assert!(sort.contains("Resources exhausted"), "{sort}");
+    }
+
+    #[tokio::test]
+    async fn guarded_functions_still_compute() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        let sql = "SELECT CAST(length(repeat('ab', 3)) + length(lpad('x', 4)) + cardinality(range(5)) \
+                   + length(replace('aa', 'a', 'bc')) AS BIGINT)";
+        assert_eq!(count(&store.snapshot().query(sql, &small()).await.unwrap()), 6 + 4 + 5 + 4);
     }
 
     #[test]
