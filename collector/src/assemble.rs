@@ -3,8 +3,8 @@
 //!
 //! A trace is complete when its entry span (a span without a parent, or a server/consumer
 //! span whose parent is remote) has arrived and no span came for `idle`; it is emitted
-//! regardless `max_wait` after its first span. Beyond `max_pending_spans`, the oldest
-//! traces are emitted early. Spans for a trace already emitted are counted as late; they
+//! regardless `max_wait` after its first span. Beyond `max_pending_spans` or
+//! `max_pending_bytes`, the oldest traces are emitted early. Spans for a trace already emitted are counted as late; they
 //! are in `spans`, but do not change the request row. Time is passed in, so tests drive it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -353,7 +353,7 @@ impl Assembler {
                 None => {} // a later span pushed a later timer
             }
         }
-        while self.pending_spans > self.cfg.max_pending_spans {
+        while self.pending_spans > self.cfg.max_pending_spans || self.pending_bytes > self.cfg.max_pending_bytes {
             let Some(id) = self.arrival.pop_front() else { break };
             if let Some(spans) = self.take(&id) {
                 out.traces.push((spans, Emission::Forced));
@@ -433,7 +433,13 @@ mod tests {
     }
 
     fn cfg() -> AssemblyConfig {
-        AssemblyConfig { idle_ms: 100, max_wait_ms: 1000, max_pending_spans: 10, remember_emitted: 100 }
+        AssemblyConfig {
+            idle_ms: 100,
+            max_wait_ms: 1000,
+            max_pending_spans: 10,
+            max_pending_bytes: usize::MAX,
+            remember_emitted: 100,
+        }
     }
 
     #[test]
@@ -486,6 +492,25 @@ mod tests {
         assert_eq!(a.pending_bytes(), 10 * one);
         assert_eq!(a.poll(t0 + Duration::from_millis(1000)).traces.len(), 10);
         assert_eq!((a.pending_spans(), a.pending_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn the_byte_budget_forces_oldest_out_whatever_the_span_count() {
+        let t0 = Instant::now();
+        let one = {
+            let mut a = Assembler::new(cfg());
+            a.add(&batch(vec![span(1, 1, Some(7), 1)]), t0);
+            a.pending_bytes()
+        };
+        let mut a = Assembler::new(AssemblyConfig { max_pending_spans: 1_000, max_pending_bytes: 3 * one, ..cfg() });
+        for t in 0..8u8 {
+            a.add(&batch(vec![span(t + 1, 1, Some(7), 1)]), t0);
+        }
+        let out = a.poll(t0);
+        assert_eq!(out.traces.len(), 5);
+        assert!(out.traces.iter().all(|(_, e)| *e == Emission::Forced));
+        assert_eq!(out.traces[0].0[0].decode().unwrap().span.trace_id, vec![1; 16], "oldest first");
+        assert_eq!((a.pending_spans(), a.pending_bytes()), (3, 3 * one));
     }
 
     #[test]

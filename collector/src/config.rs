@@ -31,11 +31,38 @@ pub struct OtlpLimits {
     pub max_decompressed_bytes: usize,
     /// Nesting depth of array/map attribute values kept; deeper levels are cut and marked.
     pub max_attribute_depth: usize,
+    /// Spans that started longer ago than this are refused (`partial_success`); 0 takes
+    /// the store's retention (`slo serve`), so nothing is acknowledged only to be removed.
+    pub max_span_age_s: u64,
+    /// Spans that start further in the future than this are refused; 0: no bound.
+    pub max_span_ahead_s: u64,
+    /// Distinct hours of start time one export may touch (each hour is a Parquet segment
+    /// per table at the next flush); spans beyond are refused; 0: no bound.
+    pub max_hours_per_export: usize,
 }
 
 impl Default for OtlpLimits {
     fn default() -> Self {
-        OtlpLimits { max_body_bytes: 16 << 20, max_decompressed_bytes: 64 << 20, max_attribute_depth: 8 }
+        OtlpLimits {
+            max_body_bytes: 16 << 20,
+            max_decompressed_bytes: 64 << 20,
+            max_attribute_depth: 8,
+            max_span_age_s: 0,
+            max_span_ahead_s: 3_600,
+            max_hours_per_export: 48,
+        }
+    }
+}
+
+impl OtlpLimits {
+    /// The time rules, with `retention` standing in for an unset `max_span_age_s`.
+    pub fn time_rules(&self, retention: Option<std::time::Duration>) -> crate::timegate::TimeRules {
+        let secs = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+        crate::timegate::TimeRules {
+            max_age: secs(self.max_span_age_s).or(retention),
+            max_ahead: secs(self.max_span_ahead_s),
+            max_hours_per_export: self.max_hours_per_export,
+        }
     }
 }
 
@@ -51,13 +78,24 @@ pub struct AssemblyConfig {
     /// Spans held while waiting; beyond it the oldest traces are emitted early (counted in
     /// `slo_collector_assembly_forced_total`).
     pub max_pending_spans: usize,
+    /// Bytes the held spans may take (their encoded size plus bookkeeping, as
+    /// `slo_collector_assembly_pending_bytes` shows); beyond it the oldest traces are
+    /// emitted early, as beyond `max_pending_spans`. Large spans whose parents never come
+    /// are bounded by this, not by their count.
+    pub max_pending_bytes: usize,
     /// Trace ids remembered after emission, to recognise (and count) late spans.
     pub remember_emitted: usize,
 }
 
 impl Default for AssemblyConfig {
     fn default() -> Self {
-        AssemblyConfig { idle_ms: 6_000, max_wait_ms: 30_000, max_pending_spans: 2_000_000, remember_emitted: 200_000 }
+        AssemblyConfig {
+            idle_ms: 6_000,
+            max_wait_ms: 30_000,
+            max_pending_spans: 2_000_000,
+            max_pending_bytes: 512 << 20,
+            remember_emitted: 200_000,
+        }
     }
 }
 
@@ -179,8 +217,15 @@ pub struct RedactionConfig {
     /// What to do with content attributes.
     pub mode: RedactionMode,
     /// Attribute keys that hold content; a key matches itself and anything below it
-    /// (`gen_ai.prompt` matches `gen_ai.prompt.0.content`).
+    /// (`gen_ai.prompt` matches `gen_ai.prompt.0.content`), case ignored. Keys of the
+    /// content families (`*.messages`, `*.prompt*`, `*.input`, ...: see `redact.rs`) are
+    /// content whether listed or not.
     pub keys: Vec<String>,
+    /// Keys never redacted, even when a content family matches them (exact, case ignored).
+    pub keep_keys: Vec<String>,
+    /// Span status messages (stored as `otel.status_description`; an exception's text
+    /// can quote a prompt): `keep` (default), `hash` or `drop`.
+    pub status_messages: RedactionMode,
 }
 
 impl Default for RedactionConfig {
@@ -194,13 +239,43 @@ impl Default for RedactionConfig {
             "gen_ai.tool.call.arguments",
             "gen_ai.tool.call.result",
             "gen_ai.content",
+            "gen_ai.request.messages",
+            "gen_ai.tool.definitions",
             "llm.prompts",
+            "llm.completions",
             "llm.input_messages",
             "llm.output_messages",
+            "llm.prompt_template",
+            "llm.request.functions",
             "input.value",
             "output.value",
+            "traceloop.entity.input",
+            "traceloop.entity.output",
+            "retrieval.documents",
+            "reranker.query",
+            "reranker.input_documents",
+            "reranker.output_documents",
+            "embedding.embeddings",
+            "tool.parameters",
+            "ai.prompt",
+            "ai.response.text",
+            "ai.response.object",
+            "ai.response.toolCalls",
+            "ai.toolCall.args",
+            "ai.toolCall.result",
+            "mlflow.spanInputs",
+            "mlflow.spanOutputs",
+            "langfuse.observation.input",
+            "langfuse.observation.output",
+            "langfuse.trace.input",
+            "langfuse.trace.output",
         ];
-        RedactionConfig { mode: RedactionMode::Drop, keys: keys.iter().map(|k| k.to_string()).collect() }
+        RedactionConfig {
+            mode: RedactionMode::Drop,
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            keep_keys: Vec::new(),
+            status_messages: RedactionMode::Keep,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Valu
 use slo_store::{Attr, LinkRef, ResourceSpans, SpanBatch, SpanRecord};
 
 use crate::redact::{Redactor, Verdict, digest};
+use crate::timegate::{TimeGate, TimeRules};
 
 /// Spans rejected from one request, for `partial_success`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -32,12 +33,25 @@ pub struct ConvertStats {
 pub struct Converter {
     pub(crate) redactor: Redactor,
     pub(crate) max_depth: usize,
+    pub(crate) time: TimeRules,
+    pub(crate) clock: fn() -> u64,
 }
 
 impl Converter {
-    /// A converter with a redactor and the attribute nesting limit.
+    /// A converter with a redactor and the attribute nesting limit, that takes any span
+    /// time that fits a timestamp ([`TimeRules::TRUSTED`]).
     pub fn new(redactor: Redactor, max_depth: usize) -> Self {
-        Converter { redactor, max_depth }
+        Converter { redactor, max_depth, time: TimeRules::TRUSTED, clock: crate::timegate::now_ns }
+    }
+
+    /// The same converter refusing span times outside `rules` (from the wall clock).
+    pub fn with_time_rules(self, rules: TimeRules) -> Self {
+        Converter { time: rules, ..self }
+    }
+
+    /// The gate for one export.
+    pub(crate) fn time_gate(&self) -> TimeGate {
+        TimeGate::new(self.time, (self.clock)())
     }
 
     fn attrs(&self, kvs: Vec<KeyValue>, stats: &mut ConvertStats) -> Vec<Attr> {
@@ -66,6 +80,7 @@ impl Converter {
         let mut rejected = Rejected::default();
         let mut stats = ConvertStats::default();
         let mut batch = SpanBatch { resources: Vec::with_capacity(req.resource_spans.len()), ..Default::default() };
+        let mut gate = self.time_gate();
         for (ri, rs) in req.resource_spans.into_iter().enumerate() {
             let resource = self.attrs(rs.resource.map(|r| r.attributes).unwrap_or_default(), &mut stats);
             let service = slo_store::records::find_attr(&resource, "service.name")
@@ -76,8 +91,9 @@ impl Converter {
             for (si, ss) in rs.scope_spans.into_iter().enumerate() {
                 for (pi, span) in ss.spans.into_iter().enumerate() {
                     let ids = (&span.trace_id, &span.span_id, &span.parent_span_id);
+                    let (start, end) = (span.start_time_unix_nano, span.end_time_unix_nano);
                     if let Err(problem) =
-                        validate(ids.0, ids.1, ids.2, span.start_time_unix_nano, span.end_time_unix_nano)
+                        validate(ids.0, ids.1, ids.2, start, end).and_then(|()| gate.check(start, end.max(start)))
                     {
                         if rejected.spans == 0 {
                             rejected.message = format!("resource_spans[{ri}].scope_spans[{si}].spans[{pi}]: {problem}");
@@ -89,7 +105,16 @@ impl Converter {
                     if let Some(status) = &span.status
                         && !status.message.is_empty()
                     {
-                        attributes.push(Attr::new("otel.status_description", status.message.clone()));
+                        match self.redactor.status_verdict() {
+                            Verdict::Keep => {
+                                attributes.push(Attr::new("otel.status_description", status.message.clone()))
+                            }
+                            Verdict::Hash => {
+                                stats.redacted += 1;
+                                attributes.push(Attr::new("otel.status_description", digest(&status.message)));
+                            }
+                            Verdict::Drop => stats.redacted += 1,
+                        }
                     }
                     let links = span
                         .links

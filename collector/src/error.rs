@@ -30,9 +30,9 @@ pub enum Error {
         /// The queue's capacity.
         limit_bytes: usize,
     },
-    /// The collector is starting or shutting down.
+    /// The collector is starting, shutting down, or its WAL cannot be written.
     #[error("collector is not accepting data ({0})")]
-    Unavailable(&'static str),
+    Unavailable(String),
     /// The configuration is invalid; the message names the setting.
     #[error("configuration: {0}")]
     Config(String),

@@ -28,9 +28,11 @@ pub mod redact;
 pub mod replay;
 pub mod scrape;
 pub mod split;
+pub mod timegate;
 pub mod transcode;
 
 pub use config::CollectorConfig;
 pub use error::{Error, Result};
 pub use metrics::CollectorMetrics;
 pub use pipeline::{Health, Ingest, Pipeline, PipelineHandle};
+pub use timegate::TimeRules;

@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::metrics::{CollectorMetrics, ExportLabels, TransportLabel};
 use crate::pipeline::{Ingest, Prepared};
 use crate::redact::Redactor;
+use crate::timegate::TimeRules;
 
 /// Exports above this many spans (or protobuf bytes) are converted off the async workers.
 const BLOCKING_SPANS: usize = 2_000;
@@ -79,10 +80,12 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// A receiver feeding `ingest`.
-    pub fn new(cfg: &CollectorConfig, ingest: Ingest, metrics: CollectorMetrics) -> Arc<Self> {
+    /// A receiver feeding `ingest`, refusing span times outside `time` (see
+    /// [`crate::timegate`]).
+    pub fn new(cfg: &CollectorConfig, time: TimeRules, ingest: Ingest, metrics: CollectorMetrics) -> Arc<Self> {
         Arc::new(Receiver {
-            converter: Converter::new(Redactor::new(&cfg.redaction), cfg.otlp.max_attribute_depth),
+            converter: Converter::new(Redactor::new(&cfg.redaction), cfg.otlp.max_attribute_depth)
+                .with_time_rules(time),
             ingest,
             metrics,
             limits: cfg.otlp.clone(),
@@ -160,7 +163,8 @@ impl Receiver {
         };
         let (prepared, n, accepted, rejected, stats) = if large {
             // Waiting here holds only the body, which the receive budget already counts.
-            let _slot = self.preparing.acquire().await.map_err(|_| crate::Error::Unavailable("shutting down"))?;
+            let _slot =
+                self.preparing.acquire().await.map_err(|_| crate::Error::Unavailable("shutting down".into()))?;
             tokio::task::spawn_blocking(prepare)
                 .await
                 .map_err(|e| crate::Error::Storage(format!("conversion task failed: {e}")))??
@@ -262,7 +266,7 @@ mod tests {
 
     fn receiver(budget_kib: usize, held_kib: usize) -> Arc<Receiver> {
         let metrics = CollectorMetrics::new(&mut prometheus_client::registry::Registry::default());
-        Receiver::new(&CollectorConfig::default(), Ingest::detached(budget_kib, held_kib), metrics)
+        Receiver::new(&CollectorConfig::default(), TimeRules::TRUSTED, Ingest::detached(budget_kib, held_kib), metrics)
     }
 
     /// Bytes that are not protobuf: transcoding them fails at once, naming the problem.

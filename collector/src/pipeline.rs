@@ -41,12 +41,33 @@ const FAILED: u8 = 3;
 #[derive(Debug, Default)]
 pub struct Health {
     state: AtomicU8,
+    /// Why the WAL cannot be written now (a full disk, no file descriptor left); cleared
+    /// when a write or a probe succeeds again.
+    wal_problem: parking_lot::Mutex<Option<String>>,
 }
 
 impl Health {
-    /// Ready to accept data.
+    /// Ready to accept data: running, and the WAL takes writes.
     pub fn is_ready(&self) -> bool {
-        self.state.load(Ordering::Acquire) == READY
+        self.state.load(Ordering::Acquire) == READY && self.wal_problem.lock().is_none()
+    }
+
+    /// Why the service is not ready, in words (`None` when it is).
+    pub fn not_ready_because(&self) -> Option<String> {
+        if let Some(p) = self.wal_problem.lock().as_ref() {
+            return Some(format!("the write-ahead log cannot be written: {p}"));
+        }
+        (self.state.load(Ordering::Acquire) != READY).then(|| self.describe().to_string())
+    }
+
+    fn set_wal_problem(&self, problem: Option<String>) {
+        let mut held = self.wal_problem.lock();
+        match (&*held, &problem) {
+            (None, Some(p)) => tracing::error!(problem = %p, "write-ahead log not writable; not ready, ingest refused"),
+            (Some(_), None) => tracing::info!("write-ahead log writable again; ready"),
+            _ => {}
+        }
+        *held = problem;
     }
 
     /// `starting`, `ready`, `stopping` or `failed`.
@@ -217,8 +238,8 @@ impl Ingest {
     /// see [`QUEUED_PER_BODY_BYTE`]). An export refused only after it was transcoded
     /// costs its whole transcode for nothing.
     pub fn check_room(&self, expected: usize) -> Result<()> {
-        if !self.health.is_ready() {
-            return Err(Error::Unavailable(self.health.describe()));
+        if let Some(why) = self.health.not_ready_because() {
+            return Err(Error::Unavailable(why));
         }
         let free = self.budget.available_permits();
         let expected_kib = expected.div_ceil(1024).min(self.budget_kib);
@@ -235,15 +256,15 @@ impl Ingest {
     pub(crate) fn detached(budget_kib: usize, held_kib: usize) -> Ingest {
         let (tx, rx) = mpsc::channel();
         std::mem::forget(rx);
-        let health = Arc::new(Health { state: AtomicU8::new(READY) });
+        let health = Arc::new(Health { state: AtomicU8::new(READY), ..Default::default() });
         Ingest { tx, budget: Arc::new(Semaphore::new(budget_kib - held_kib)), budget_kib, health }
     }
 
     /// Queues a prepared batch and waits until it is durable. `Ok` means it may be
     /// acknowledged.
     pub async fn submit(&self, prepared: Prepared) -> Result<()> {
-        if !self.health.is_ready() {
-            return Err(Error::Unavailable(self.health.describe()));
+        if let Some(why) = self.health.not_ready_because() {
+            return Err(Error::Unavailable(why));
         }
         // What the batch costs while queued: its record, its rows and its held spans,
         // measured (the rows' buffers as reserved), not estimated from the record.
@@ -257,11 +278,11 @@ impl Ingest {
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Msg::Batch(Submission { prepared, bytes, _permit: permit, ack }))
-            .map_err(|_| Error::Unavailable("stopping"))?;
+            .map_err(|_| Error::Unavailable("stopping".into()))?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Storage(e)),
-            Err(_) => Err(Error::Unavailable("stopping")),
+            Err(_) => Err(Error::Unavailable("stopping".into())),
         }
     }
 }
@@ -318,7 +339,13 @@ pub struct Pipeline {
     flush_tx: SyncSender<FlushRequest>,
     max_group: usize,
     drain_on_exit: bool,
+    health: Arc<Health>,
+    /// While the WAL is not writable: when to probe it (or retry a rotation) next.
+    wal_retry_at: Option<Instant>,
 }
+
+/// How often an unwritable WAL is probed.
+const WAL_RETRY: Duration = Duration::from_secs(1);
 
 impl Pipeline {
     /// Starts the pipeline: replays `recovery` (the pipeline reports ready afterwards), then
@@ -354,6 +381,8 @@ impl Pipeline {
             flush_tx,
             max_group: cfg.ingest.max_group.max(1),
             drain_on_exit,
+            health: health.clone(),
+            wal_retry_at: None,
         };
         let thread_health = health.clone();
         let handle = std::thread::Builder::new()
@@ -490,12 +519,14 @@ impl Pipeline {
         store_metrics.wal_append_seconds.observe(started.elapsed().as_secs_f64());
         if let Err(e) = written {
             tracing::error!(error = %e, exports = group.len(), "WAL write failed; exports refused");
+            self.wal_failed(&e);
             for s in group {
                 let _ = s.ack.send(Err(e.to_string()));
             }
             return Ok(());
         }
         store_metrics.wal_bytes.inc_by(group.iter().map(|s| s.prepared.record.len() as u64 + 8).sum());
+        self.wal_writable();
         let mut prepared = Vec::with_capacity(group.len());
         for (i, s) in group.into_iter().enumerate() {
             let _ = s.ack.send(Ok(()));
@@ -549,9 +580,31 @@ impl Pipeline {
         Ok(())
     }
 
+    fn wal_failed(&mut self, e: &slo_store::Error) {
+        self.health.set_wal_problem(Some(e.to_string()));
+        self.wal_retry_at = Some(Instant::now() + WAL_RETRY);
+    }
+
+    fn wal_writable(&mut self) {
+        if self.wal_retry_at.take().is_some() {
+            self.health.set_wal_problem(None);
+        }
+    }
+
     fn after_step(&mut self) -> Result<()> {
         let polled = self.assembler.poll(Instant::now());
         self.emit(polled)?;
+        // Not ready while the WAL is unwritable, so no export comes to show it is writable
+        // again: probe it.
+        if self.wal_retry_at.is_some_and(|t| Instant::now() >= t) {
+            match self.wal.probe() {
+                Ok(()) => self.wal_writable(),
+                Err(e) => self.wal_failed(&e),
+            }
+        }
+        if self.wal_retry_at.is_some() {
+            return Ok(());
+        }
         let over_budget = self.store.over_memory_budget();
         if self.store.flush_due() || (over_budget && self.store.pending_flushes() == 0) {
             self.flush(Vec::new())?;
@@ -564,8 +617,19 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Rotates the WAL and hands the frozen rows to the flusher. A rotation that fails (no
+    /// file descriptor, a full disk) fails an asked-for flush (`done`); a periodic one is
+    /// left for when the WAL is writable again, and the rows stay in memory and the WAL.
     fn flush(&mut self, done: Vec<oneshot::Sender<Result<(), String>>>) -> Result<()> {
-        let through = self.wal.rotate()?;
+        let through = match self.wal.rotate() {
+            Ok(t) => t,
+            Err(e) if done.is_empty() => {
+                tracing::error!(error = %e, "WAL rotation failed; the flush waits");
+                self.wal_failed(&e);
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let in_flight = self.assembler.in_flight();
         let keep_from = in_flight.keep_from().unwrap_or(through + 1);
         let job = self.store.freeze(through, keep_from, in_flight.encode());

@@ -24,6 +24,7 @@ use slo_store::wire::{
 use crate::convert::{ConvertStats, Converter, Rejected, render, validate};
 use crate::error::{Error, Result};
 use crate::redact::{Verdict, digest};
+use crate::timegate::TimeGate;
 
 /// An export, transcoded.
 #[derive(Debug, Default)]
@@ -130,6 +131,7 @@ impl Converter {
     ) -> Result<Transcoded, WireError> {
         let mut t = Transcoded { record: Vec::with_capacity(otlp.len() + otlp.len() / 4), ..Default::default() };
         let mut scratch = Scratch::default();
+        let mut gate = self.time_gate();
         let mut resource_attrs = Vec::new();
         let mut scopes: Vec<&[u8]> = Vec::new();
         let mut pairs: Vec<(&str, &str)> = Vec::new();
@@ -203,7 +205,7 @@ impl Converter {
                             t.received += 1;
                             let raw = v.bytes()?;
                             let open = begin_message(3, raw.len(), record);
-                            match self.span(raw, &mut scratch, record, &mut t.stats)? {
+                            match self.span(raw, &mut scratch, record, &mut t.stats, &mut gate)? {
                                 Ok(view) => {
                                     let body = end_message(open, record);
                                     kept += 1;
@@ -334,6 +336,7 @@ impl Converter {
         scratch: &mut Scratch<'a>,
         out: &mut Vec<u8>,
         stats: &mut ConvertStats,
+        gate: &mut TimeGate,
     ) -> Result<Result<SpanView<'a>, String>, WireError> {
         let mut s = SpanFields::default();
         scratch.attrs.clear();
@@ -374,7 +377,9 @@ impl Converter {
                 _ => {}
             }
         }
-        if let Err(problem) = validate(s.trace_id, s.span_id, s.parent, s.start, s.end) {
+        let verdict = validate(s.trace_id, s.span_id, s.parent, s.start, s.end)
+            .and_then(|()| gate.check(s.start, s.end.max(s.start)));
+        if let Err(problem) = verdict {
             // Still read its attributes: a malformed value fails the request, as in prost.
             let mut sink = Vec::new();
             for a in std::mem::take(&mut scratch.attrs) {
@@ -398,8 +403,21 @@ impl Converter {
             }
         }
         if !s.status_message.is_empty() {
-            put_attr(9, "otel.status_description", s.status_message, out);
-            scratch.kept.push(("otel.status_description", Val::Input(s.status_message)));
+            const KEY: &str = "otel.status_description";
+            match self.redactor.status_verdict() {
+                Verdict::Keep => {
+                    put_attr(9, KEY, s.status_message, out);
+                    scratch.kept.push((KEY, Val::Input(s.status_message)));
+                }
+                Verdict::Hash => {
+                    stats.redacted += 1;
+                    let from = scratch.rendered.len();
+                    scratch.rendered.push_str(&digest(s.status_message));
+                    put_attr(9, KEY, &scratch.rendered[from..], out);
+                    scratch.kept.push((KEY, Val::Rendered(from..scratch.rendered.len())));
+                }
+                Verdict::Drop => stats.redacted += 1,
+            }
         }
         for link in &scratch.links {
             let (mut tid, mut sid): (&[u8], &[u8]) = (&[], &[]);

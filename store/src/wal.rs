@@ -191,12 +191,15 @@ impl Wal {
             return Ok(());
         }
         if self.torn {
-            self.rotate()?;
+            self.repair()?;
         }
         let path = || segment_path(&self.dir, self.active_id);
         if let Err(e) = self.active.write_all(&self.buf) {
             self.torn = true;
-            return Err(Error::io("append wal", path())(e));
+            let err = Error::io("append wal", path())(e);
+            // Cut the partial record off now, so the segment stays whole for replay.
+            let _ = self.repair();
+            return Err(err);
         }
         self.active_bytes += self.buf.len() as u64;
         self.active_records += count;
@@ -216,6 +219,35 @@ impl Wal {
     }
 
     /// Closes the active segment and starts the next; returns the id of the closed one.
+    /// After a failed write: truncates the active segment back to its last whole record
+    /// and keeps appending to it; only when that fails is a new segment started. (Starting
+    /// one per failure made hundreds of files while a disk was full.)
+    fn repair(&mut self) -> Result<()> {
+        if self.active.set_len(self.active_bytes).is_ok() {
+            self.torn = false;
+            return Ok(());
+        }
+        self.rotate().map(|_| ())
+    }
+
+    /// Whether the log's directory takes a write now: creates, writes 64 KiB to, syncs and
+    /// removes a probe file (not a segment). A full disk or no file descriptor left fails it.
+    pub fn probe(&self) -> Result<()> {
+        let path = self.dir.join("probe.tmp");
+        let result = (|| {
+            let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+            f.write_all(&[0u8; 64 << 10])?;
+            f.sync_data()
+        })();
+        let _ = fs::remove_file(&path);
+        result.map_err(Error::io("probe wal dir", &path))
+    }
+
+    /// Whether the last write failed and the segment is not whole yet.
+    pub fn is_torn(&self) -> bool {
+        self.torn
+    }
+
     pub fn rotate(&mut self) -> Result<u64> {
         if self.policy != FsyncPolicy::Never {
             let path = segment_path(&self.dir, self.active_id);
@@ -277,6 +309,25 @@ mod tests {
         let torn = read_segment(dir.path(), first).unwrap();
         assert_eq!((torn.records, torn.torn_bytes), (vec![b"a".to_vec()], 5));
         assert_eq!(read_segment(dir.path(), first + 1).unwrap().records, vec![b"c".to_vec()]);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_the_segment_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
+        wal.append([b"a".as_slice()]).unwrap();
+        let first = wal.active_id();
+        // Part of a record reached the file before the write failed.
+        let writer = OpenOptions::new().append(true).open(segment_path(dir.path(), first)).unwrap();
+        (&writer).write_all(&[9, 0, 0, 0, 1]).unwrap();
+        wal.torn = true;
+        wal.append([b"c".as_slice()]).unwrap();
+        wal.append([b"d".as_slice()]).unwrap();
+        assert_eq!(wal.active_id(), first, "no new segment per failure");
+        let read = read_segment(dir.path(), first).unwrap();
+        assert_eq!((read.records, read.torn_bytes), (vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()], 0));
+        wal.probe().unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![first], "the probe leaves no file");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! pass ([`crate::transcode`]). Framing, gzip and the message size limit are tonic's.
 //!
 //! tonic answers a payload it cannot decompress with INTERNAL and an oversized one with
-//! OUT_OF_RANGE; OTLP clients (and DESIGN.md) expect INVALID_ARGUMENT and
+//! OUT_OF_RANGE (or, past `max_body_bytes` as sent, with the body limit's error); OTLP clients (and DESIGN.md) expect INVALID_ARGUMENT and
 //! RESOURCE_EXHAUSTED, and treat INTERNAL as retryable, so [`StatusRemap`] rewrites those
 //! two trailers-only answers.
 
@@ -32,12 +32,14 @@ const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Expor
 pub struct GrpcTraces {
     receiver: Arc<Receiver>,
     max_decoding: usize,
+    max_body: usize,
 }
 
 /// The service, ready for `tonic::transport::Server::add_service`.
 pub fn service(receiver: Arc<Receiver>) -> StatusRemap<GrpcTraces> {
     let max_decoding = receiver.limits().max_decompressed_bytes;
-    StatusRemap(GrpcTraces { receiver, max_decoding })
+    let max_body = receiver.limits().max_body_bytes;
+    StatusRemap(GrpcTraces { receiver, max_decoding, max_body })
 }
 
 impl NamedService for GrpcTraces {
@@ -133,6 +135,9 @@ where
         }
         let svc = ExportSvc(self.receiver.clone());
         let max = self.max_decoding;
+        // The same limit on what is sent as OTLP/HTTP's `max_body_bytes` (plus the 5-byte
+        // gRPC frame header); tonic's own limit is on the message after decompression.
+        let req = req.map(|b| http_body_util::Limited::new(b, self.max_body + 5));
         Box::pin(async move {
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);
@@ -182,6 +187,9 @@ fn remap(headers: &mut http::HeaderMap) {
             Code::InvalidArgument
         }
         Some(c) if c == Code::OutOfRange as i32 && message.contains("too%20large") | message.contains("too large") => {
+            Code::ResourceExhausted
+        }
+        Some(_) if message.contains("length%20limit%20exceeded") || message.contains("length limit exceeded") => {
             Code::ResourceExhausted
         }
         _ => return,
