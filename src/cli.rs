@@ -20,6 +20,11 @@ impl Failure {
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
         Failure { code: 2, error: error.into() }
     }
+
+    /// Bad input described by a message: exit 2.
+    pub fn usage_msg(msg: String) -> Self {
+        Failure { code: 2, error: anyhow::anyhow!(msg) }
+    }
 }
 
 impl Failure {
@@ -74,13 +79,13 @@ pub struct ServeArgs {
     /// Data directory [default: ./slo-data].
     #[arg(long, env = "SLO_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// OTLP/gRPC listen address [default: 0.0.0.0:4317].
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
     #[arg(long, env = "SLO_OTLP_GRPC")]
     pub otlp_grpc: Option<String>,
-    /// OTLP/HTTP listen address [default: 0.0.0.0:4318].
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
     #[arg(long, env = "SLO_OTLP_HTTP")]
     pub otlp_http: Option<String>,
-    /// Web and API listen address [default: 0.0.0.0:8080].
+    /// Web and API listen address [default: 127.0.0.1:8080].
     #[arg(long, env = "SLO_HTTP")]
     pub http: Option<String>,
     /// Watch the Kubernetes cluster of this kubeconfig (in a cluster, the service account
@@ -126,6 +131,9 @@ pub struct QueryArgs {
     pub format: OutputFormat,
     /// The SQL statement.
     pub sql: String,
+    /// Token and TLS for --server.
+    #[command(flatten)]
+    pub client: crate::client::ClientArgs,
 }
 
 /// `slo import`.

@@ -24,7 +24,35 @@ pub struct Listen {
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { otlp_grpc: "0.0.0.0:4317".into(), otlp_http: "0.0.0.0:4318".into(), http: "0.0.0.0:8080".into() }
+        // Loopback unless a deployment says otherwise: every port takes data or gives it
+        // away, so reaching beyond the host is a decision (and wants `auth`, `tls`).
+        Listen { otlp_grpc: "127.0.0.1:4317".into(), otlp_http: "127.0.0.1:4318".into(), http: "127.0.0.1:8080".into() }
+    }
+}
+
+/// Bounds on the connections of each listener (`slo_web::listen`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsSection {
+    /// Open connections per listener; at the cap the idlest one is closed for a new one.
+    pub max_per_listener: usize,
+    /// Seconds a connection may sit with no request in flight and no byte moved.
+    pub idle_timeout_s: u64,
+    /// Seconds for HTTP/1 request headers and for a TLS handshake.
+    pub header_read_timeout_s: u64,
+    /// Seconds an OTLP request (reading its body and answering) may take; the web port
+    /// allows `query_timeout_s` plus 10.
+    pub request_timeout_s: u64,
+}
+
+impl Default for ConnectionsSection {
+    fn default() -> Self {
+        ConnectionsSection {
+            max_per_listener: 1024,
+            idle_timeout_s: 60,
+            header_read_timeout_s: 10,
+            request_timeout_s: 60,
+        }
     }
 }
 
@@ -69,14 +97,27 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Listen addresses.
     pub listen: Listen,
+    /// Bearer tokens for ingest and for reading (`SLO_INGEST_TOKENS`, `SLO_READ_TOKENS`
+    /// add to the files).
+    pub auth: slo_web::AuthConfig,
+    /// TLS (and mTLS) on every listener.
+    pub tls: slo_web::TlsConfig,
+    /// Connection bounds per listener.
+    pub connections: ConnectionsSection,
     /// Store.
     pub store: StoreSection,
     /// Collector: limits, assembly, split rules, redaction, ingest queue.
     pub collector: CollectorConfig,
     /// Seconds to drain and flush on SIGTERM before exiting anyway.
     pub shutdown_grace_s: u64,
-    /// Longest a query through the API may run, in seconds.
+    /// Longest a query or explanation through the API may run, in seconds.
     pub query_timeout_s: u64,
+    /// Queries and explanations through the API running at once; more get 429.
+    pub query_max_in_flight: usize,
+    /// MiB one query's operators (sorts, aggregates, joins) may hold.
+    pub query_memory_mib: usize,
+    /// MiB of Arrow data one query may return.
+    pub query_result_mib: usize,
     /// The Kubernetes watch.
     pub kubernetes: KubernetesSection,
     /// Prometheus scraping (static targets and pods the watch discovers).
@@ -135,10 +176,16 @@ impl Default for ServeConfig {
         ServeConfig {
             data_dir: PathBuf::from("./slo-data"),
             listen: Listen::default(),
+            auth: slo_web::AuthConfig::default(),
+            tls: slo_web::TlsConfig::default(),
+            connections: ConnectionsSection::default(),
             store: StoreSection::default(),
             collector: CollectorConfig::default(),
             shutdown_grace_s: 30,
             query_timeout_s: 60,
+            query_max_in_flight: 4,
+            query_memory_mib: slo_store::query::QueryLimits::default().memory_bytes >> 20,
+            query_result_mib: slo_store::query::QueryLimits::default().result_bytes >> 20,
             kubernetes: KubernetesSection::default(),
             scrape: slo_collector::scrape::ScrapeConfig::default(),
             slos: None,

@@ -41,6 +41,9 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Token and TLS for --server.
+    #[command(flatten)]
+    pub client: crate::client::ClientArgs,
 }
 
 /// Runs the command.
@@ -100,7 +103,7 @@ async fn remote(server: &str, args: &ExplainArgs) -> Result<Report, Failure> {
     if let Some(a) = &args.at {
         params.push(("at", a.clone()));
     }
-    let resp = reqwest::Client::new().get(&url).query(&params).send().await.with_context(|| format!("asking {url}"))?;
+    let resp = args.client.client()?.get(&url).query(&params).send().await.with_context(|| format!("asking {url}"))?;
     let status = resp.status();
     let body = resp.bytes().await.with_context(|| format!("reading the answer of {url}"))?;
     if status.is_success() {

@@ -1,7 +1,9 @@
 //! `slo`: SLO analysis for GPU inference on Kubernetes. This file only wires the commands.
 
 mod cli;
+mod client;
 mod config;
+mod doors;
 mod eval;
 mod explain;
 mod import;

@@ -21,7 +21,7 @@ fn format(f: OutputFormat) -> Format {
 pub async fn run(args: QueryArgs) -> Result<(), Failure> {
     let fmt = format(args.format);
     let body = match &args.server {
-        Some(server) => remote(server, &args.sql, fmt).await?,
+        Some(server) => remote(&args.client.client()?, server, &args.sql, fmt).await?,
         None => local(args.data_dir.unwrap_or_else(|| "./slo-data".into()), &args.sql, fmt).await?,
     };
     let mut out = std::io::stdout().lock();
@@ -29,14 +29,14 @@ pub async fn run(args: QueryArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn remote(server: &str, sql: &str, fmt: Format) -> Result<Vec<u8>, Failure> {
+async fn remote(client: &reqwest::Client, server: &str, sql: &str, fmt: Format) -> Result<Vec<u8>, Failure> {
     let url = format!("{}/api/v1/query", server.trim_end_matches('/'));
     let name = match fmt {
         Format::Table => "table",
         Format::Json => "json",
         Format::Csv => "csv",
     };
-    let resp = reqwest::Client::new()
+    let resp = client
         .post(&url)
         .json(&serde_json::json!({ "sql": sql, "format": name }))
         .send()

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cli::{Failure, ServeArgs};
 use crate::config::ServeConfig;
+use crate::doors::Doors;
 
 /// OTLP/gRPC exports decoded at once, across all connections.
 const GRPC_CONCURRENT_EXPORTS: usize = 8;
@@ -74,7 +75,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let kube_ingest = ingest.clone();
     let scrape_ingest = ingest.clone();
     let queue = ingest.clone();
-    let receiver = Receiver::new(&cfg.collector, ingest, metrics);
+    let time_rules = cfg.collector.otlp.time_rules(cfg.store_config().retention);
+    let receiver = Receiver::new(&cfg.collector, time_rules, ingest, metrics);
     {
         let rx = receiver.clone();
         registry.sub_registry_with_prefix("slo_collector").register_collector(FnGauge::new(
@@ -132,31 +134,33 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             token.cancel();
         });
     }
+    let listen_metrics = slo_web::ListenMetrics::new(&mut registry);
+    let doors = Doors::open(&cfg, [&grpc_listener, &http_listener, &web_listener])?;
     {
-        let (token, fail, rx) = (token.clone(), fail.clone(), receiver.clone());
+        let (token, fail, rx, tokens) = (token.clone(), fail.clone(), receiver.clone(), doors.ingest.clone());
+        let mut lc = doors.listen_config(&cfg, "otlp_grpc");
+        // HTTP/2 multiplexes: bound the requests in flight on one connection too.
+        lc.per_connection_requests = Some(32);
+        // The receiver decodes a request's bytes only after this layer, so bound how many
+        // it decodes at once across all connections: at most 8 x max_decompressed_bytes.
+        // Requests beyond wait unread, held back by HTTP/2 flow control.
+        let router = tonic::service::Routes::new(grpc::service(rx))
+            .into_axum_router()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(GRPC_CONCURRENT_EXPORTS));
+        let router = slo_web::Guard::new(tokens, &[]).wrap(router);
+        let metrics = listen_metrics.clone();
         tracker.spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
-            // tonic decodes a request before our handler (and its budgets) sees it, so bound
-            // how many it decodes at once across all connections: at most 8 x
-            // max_decompressed_bytes. Requests beyond wait unread, held back by HTTP/2 flow
-            // control.
-            let served = tonic::transport::Server::builder()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(GRPC_CONCURRENT_EXPORTS))
-                .concurrency_limit_per_connection(32)
-                .max_concurrent_streams(Some(64))
-                .add_service(grpc::service(rx))
-                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
-                .await;
-            if let Err(e) = served {
+            if let Err(e) = slo_web::listen::serve(grpc_listener, router, lc, metrics, token).await {
                 fail(anyhow::anyhow!("OTLP/gRPC server: {e}"));
             }
         });
     }
     {
-        let (token, fail) = (token.clone(), fail.clone());
-        let app = http::router(receiver.clone());
+        let (token, fail, tokens) = (token.clone(), fail.clone(), doors.ingest.clone());
+        let router = slo_web::Guard::new(tokens, &[]).wrap(http::router(receiver.clone()));
+        let (lc, metrics) = (doors.listen_config(&cfg, "otlp_http"), listen_metrics.clone());
         tracker.spawn(async move {
-            if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(token.cancelled_owned()).await {
+            if let Err(e) = slo_web::listen::serve(http_listener, router, lc, metrics, token).await {
                 fail(anyhow::anyhow!("OTLP/HTTP server: {e}"));
             }
         });
@@ -167,10 +171,21 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         let state = slo_web::WebState {
             store: store.clone(),
             registry: Arc::new(registry),
-            ready: Arc::new(
-                move || if ready_health.is_ready() { Ok(()) } else { Err(ready_health.describe().to_string()) },
-            ),
-            query_timeout: Duration::from_secs(cfg.query_timeout_s.max(1)),
+            ready: Arc::new(move || match ready_health.not_ready_because() {
+                None => Ok(()),
+                Some(why) => Err(why),
+            }),
+            runner: slo_web::Runner::new(slo_web::RunnerConfig {
+                timeout: Duration::from_secs(cfg.query_timeout_s.max(1)),
+                max_in_flight: cfg.query_max_in_flight.max(1),
+                limits: slo_store::query::QueryLimits {
+                    memory_bytes: cfg.query_memory_mib.max(1) << 20,
+                    result_bytes: cfg.query_result_mib.max(1) << 20,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .context("starting the query threads")?,
             slos: Arc::new(slos),
             targets: {
                 let health = scrape_health.clone();
@@ -181,14 +196,19 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
                 })
             },
         };
+        let open: &[&'static str] =
+            if cfg.auth.metrics_open { &["/healthz", "/readyz", "/metrics"] } else { &["/healthz", "/readyz"] };
+        let router = slo_web::Guard::new(doors.read.clone(), open).wrap(slo_web::router(state));
+        let mut lc = doors.listen_config(&cfg, "web");
+        lc.request_timeout = Duration::from_secs(cfg.query_timeout_s.max(1) + 10);
+        let metrics = listen_metrics.clone();
         tracker.spawn(async move {
-            if let Err(e) =
-                axum::serve(web_listener, slo_web::router(state)).with_graceful_shutdown(token.cancelled_owned()).await
-            {
+            if let Err(e) = slo_web::listen::serve(web_listener, router, lc, metrics, token).await {
                 fail(anyhow::anyhow!("web server: {e}"));
             }
         });
     }
+    doors.keep_tokens_fresh(&tracker, token.clone());
     let kube_active = cfg.kubernetes.active();
     let (discovery_tx, discovery_rx) = tokio::sync::watch::channel(Arc::new(Discovery::default()));
     if !cfg.scrape.targets.is_empty() || (kube_active && cfg.scrape.discover) {

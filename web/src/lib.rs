@@ -1,9 +1,11 @@
-//! The web side of `slo`: health, readiness, `/metrics`, and the read-only JSON API.
+//! The web side of `slo`: health, readiness, `/metrics`, and the read-only JSON API; and
+//! how every port of the process is served ([`listen`]: connection bounds, timeouts, TLS)
+//! and locked ([`auth`]: bearer tokens).
 //!
-//! Architecture invariant: nothing here writes to the store.
+//! Architecture invariant: nothing here writes to the store or to a file; the query API
+//! runs only queries (see `slo_store::query`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -14,6 +16,14 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use slo_store::Store;
 use slo_store::output::{self, Format};
+
+pub mod auth;
+pub mod listen;
+mod runner;
+
+pub use auth::{AuthConfig, Guard, Tokens};
+pub use listen::{ListenConfig, ListenMetrics, TlsConfig};
+pub use runner::{Refusal, Runner, RunnerConfig};
 
 /// Whether the service is ready, and why not.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -30,8 +40,8 @@ pub struct WebState {
     pub registry: Arc<Registry>,
     /// The readiness check.
     pub ready: Readiness,
-    /// Longest a query may run.
-    pub query_timeout: Duration,
+    /// Where queries and explanations run (own threads, bounded, timed out).
+    pub runner: Runner,
     /// Scrape targets and their health (`/api/v1/targets`).
     pub targets: TargetsStatus,
     /// The SLOs of the config (`/api/v1/explain?slo=NAME`).
@@ -70,7 +80,7 @@ async fn metrics(State(st): State<WebState>) -> Response {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
-    /// One SQL statement over the tables of DESIGN.md section 4.
+    /// One read-only SQL statement over the tables the README lists.
     pub sql: String,
     /// `json` (default), `csv` or `table`.
     #[serde(default)]
@@ -89,15 +99,32 @@ fn error(status: StatusCode, msg: String) -> Response {
     (status, Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
+fn refused(what: &str, r: Refusal) -> Response {
+    match r {
+        Refusal::Busy(n) => {
+            let mut resp =
+                error(StatusCode::TOO_MANY_REQUESTS, format!("{n} queries are running; retry when one has finished"));
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp
+        }
+        Refusal::TimedOut(t) => error(StatusCode::GATEWAY_TIMEOUT, format!("{what} ran past {t:?} and was stopped")),
+        Refusal::Failed(e) => {
+            tracing::error!(error = %e, "{what} task failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} failed: {e}"))
+        }
+    }
+}
+
 async fn run_query(st: WebState, q: QueryRequest) -> Response {
     let format = match q.format.as_deref().unwrap_or("json").parse::<Format>() {
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let snapshot = st.store.snapshot();
-    let result = tokio::time::timeout(st.query_timeout, async move { snapshot.sql(&q.sql).await }).await;
+    let limits = st.runner.limits().clone();
+    let result = st.runner.run(async move { snapshot.query(&q.sql, &limits).await }).await;
     let batches = match result {
-        Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, format!("query ran past {:?}", st.query_timeout)),
+        Err(r) => return refused("query", r),
         Ok(Err(e)) if e.is_user_error() => return error(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "query failed");
@@ -142,9 +169,9 @@ async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) ->
         }
     }
     let source = slo_analyzer::source::Source::new(st.store.snapshot());
-    let result = tokio::time::timeout(st.query_timeout, async move { ex::explain(&source, &query).await }).await;
+    let result = st.runner.run(async move { ex::explain(&source, &query).await }).await;
     match result {
-        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, format!("explain ran past {:?}", st.query_timeout)),
+        Err(r) => refused("explain", r),
         Ok(Err(e)) if e.is_user_error() => error(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "explain failed");
