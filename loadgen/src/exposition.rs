@@ -5,7 +5,7 @@
 //! state ([`DcgmGpu`]) and calls [`render_vllm`] / [`render_dcgm`] to serve a
 //! scrape or to write a Prometheus text file for `slo import`. The output is
 //! byte-for-byte in the style of the real exporters (checked against the real
-//! captures in `shared/fixtures/`), so a scraper cannot tell them apart:
+//! captures in `tests/fixtures/`), so a scraper cannot tell them apart:
 //!
 //! - vLLM is Python `prometheus_client`: labels sorted by name, every value a
 //!   float in Go style (`0.0`, `1.7740114612872875e+09`), counters as a

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod error;
 pub mod exposition;
 pub mod kubeapi;
+pub mod otlp;
 pub mod scenario;
 pub mod sim;
 pub mod simulate;

@@ -99,7 +99,7 @@ pub struct Progress {
     pub generated: u32,
 }
 
-/// One injected change, as the ground truth records it (DESIGN.md section 4).
+/// One injected change, as the ground truth records it (README, "The load generator").
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TruthEntry {
     pub kind: String,

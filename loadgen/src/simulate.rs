@@ -41,6 +41,9 @@ pub struct SimulateArgs {
     /// OTLP transport
     #[arg(long, value_enum, default_value_t = OtlpProtocol::Grpc)]
     pub otlp_protocol: OtlpProtocol,
+    /// Token and CA for --otlp
+    #[command(flatten)]
+    pub otlp_auth: crate::otlp::OtlpAuthArgs,
     /// Write the ground truth JSON here
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
@@ -120,7 +123,7 @@ impl RunSummary {
     }
 }
 
-/// The ground truth of DESIGN.md section 4.
+/// The ground truth (`--truth`; README, "The load generator").
 pub fn truth_json(sim: &Sim) -> String {
     let v = serde_json::json!({
         "scenario": sim.scenario.name,
@@ -196,6 +199,7 @@ pub async fn run(args: SimulateArgs, cancel: CancellationToken) -> Result<RunSum
                 kubeconfig: args.kubeconfig.clone(),
                 otlp: args.otlp.clone(),
                 otlp_protocol: args.otlp_protocol,
+                otlp_auth: args.otlp_auth.load()?,
                 truth: args.truth.clone(),
             };
             run_live(scenario, opts, live, cancel).await?

@@ -44,7 +44,6 @@ mod schedule;
 mod sse;
 mod stats;
 mod telemetry;
-pub(crate) use telemetry::span_exporter;
 #[cfg(test)]
 mod tests;
 
@@ -86,7 +85,7 @@ pub async fn run(args: TargetArgs, cancel: CancellationToken) -> Result<TargetRe
         Some(m) => m.clone(),
         None => client::discover_model(&http, args.base_url(), &headers).await?,
     };
-    let telemetry = Telemetry::new(args.otlp.as_deref(), args.otlp_protocol)?;
+    let telemetry = Telemetry::new(args.otlp.as_deref(), args.otlp_protocol, &args.otlp_auth.load()?)?;
     let shared = Arc::new(Shared {
         endpoint: Endpoint {
             client: http,

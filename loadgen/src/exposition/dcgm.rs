@@ -1,7 +1,7 @@
 //! NVIDIA dcgm-exporter `/metrics`, one page per node.
 //!
 //! Families, HELP texts and label names follow the real captures in
-//! `shared/fixtures/dcgm/` and the exporter's `default-counters.csv`. The
+//! `tests/fixtures/dcgm/` and the exporter's `default-counters.csv`. The
 //! families of the full L4 capture are always rendered; fields that the
 //! default counter set or the L4 capture lacks (XID errors, NVLink bandwidth,
 //! violation counters, clock-event reasons, SM active/occupancy — enabled in

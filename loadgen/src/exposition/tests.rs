@@ -1,4 +1,4 @@
-//! Checks against the real captures in `shared/fixtures/`, parsed with
+//! Checks against the real captures in `tests/fixtures/`, parsed with
 //! `prometheus-parse` (the project's parser), plus a strict line parser for
 //! what `prometheus-parse` cannot check (escapes, timestamps on every line).
 
@@ -14,7 +14,7 @@ use super::*;
 const TS: i64 = 1_774_011_461_288;
 
 fn fixture(path: &str) -> String {
-    let full = format!("{}/../../shared/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    let full = format!("{}/../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e} (shared/ beside the repository)"))
 }
 

@@ -1,7 +1,7 @@
 //! vLLM v1 `/metrics`, as Python `prometheus_client` writes it.
 //!
 //! Families, HELP texts, label names and bucket sets follow the real capture
-//! `shared/fixtures/vllm/vllm-v1_qwen2.5-0.5b_idle_kops.prom`, in its order.
+//! `tests/fixtures/vllm/vllm-v1_qwen2.5-0.5b_idle_kops.prom`, in its order.
 //! Left out on purpose: `python_gc_*`, `python_info` (the Python runtime) and
 //! `http_request*` (the API server's per-handler HTTP metrics); every `vllm:`
 //! family is rendered.

@@ -48,6 +48,7 @@ pub struct LiveOptions {
     pub kubeconfig: PathBuf,
     pub otlp: Option<String>,
     pub otlp_protocol: OtlpProtocol,
+    pub otlp_auth: crate::otlp::OtlpAuth,
     pub truth: Option<PathBuf>,
 }
 
@@ -82,6 +83,7 @@ impl Shared {
 struct Exporter {
     url: String,
     protocol: OtlpProtocol,
+    auth: crate::otlp::OtlpAuth,
     exporters: HashMap<String, Arc<opentelemetry_otlp::SpanExporter>>,
     pending: HashMap<String, (Resource, Vec<SpanData>, Instant)>,
     permits: Arc<Semaphore>,
@@ -91,10 +93,11 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn new(url: &str, protocol: OtlpProtocol) -> Exporter {
+    fn new(url: &str, protocol: OtlpProtocol, auth: crate::otlp::OtlpAuth) -> Exporter {
         Exporter {
             url: url.to_string(),
             protocol,
+            auth,
             exporters: HashMap::new(),
             pending: HashMap::new(),
             permits: Arc::new(Semaphore::new(MAX_EXPORTS_IN_FLIGHT)),
@@ -108,7 +111,7 @@ impl Exporter {
         if let Some(e) = self.exporters.get(key) {
             return Ok(e.clone());
         }
-        let mut e = crate::target::span_exporter(&self.url, self.protocol)?;
+        let mut e = crate::otlp::span_exporter(&self.url, self.protocol, &self.auth)?;
         e.set_resource(resource);
         let e = Arc::new(e);
         self.exporters.insert(key.to_string(), e.clone());
@@ -280,7 +283,7 @@ pub async fn run_live(
         "slo-sim listening http={addr} openai={base}/v1 kubeconfig={} metrics={base}/slo-sim/status",
         live.kubeconfig.display()
     );
-    let mut exporter = live.otlp.as_deref().map(|u| Exporter::new(u, live.otlp_protocol));
+    let mut exporter = live.otlp.as_deref().map(|u| Exporter::new(u, live.otlp_protocol, live.otlp_auth.clone()));
     let started = Instant::now();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

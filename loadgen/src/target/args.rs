@@ -71,6 +71,9 @@ pub struct TargetArgs {
     /// OTLP transport
     #[arg(long, value_enum, default_value_t = OtlpProtocol::Grpc)]
     pub otlp_protocol: OtlpProtocol,
+    /// Token and CA for --otlp
+    #[command(flatten)]
+    pub otlp_auth: crate::otlp::OtlpAuthArgs,
     /// Write the result as JSON to this file
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,

@@ -6,12 +6,11 @@
 //! `slo-loadgen`).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::runtime;
@@ -22,7 +21,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::args::{Api, OtlpProtocol};
 use super::client::Outcome;
 use super::schedule::Planned;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The tracer of a run and, with `--otlp`, its exporter.
 #[derive(Debug)]
@@ -35,11 +34,11 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Sets up tracing; exports to `otlp` when given. Must run inside the tokio runtime.
-    pub fn new(otlp: Option<&str>, protocol: OtlpProtocol) -> Result<Self> {
+    pub fn new(otlp: Option<&str>, protocol: OtlpProtocol, auth: &crate::otlp::OtlpAuth) -> Result<Self> {
         let mut builder = SdkTracerProvider::builder()
             .with_resource(Resource::builder_empty().with_service_name("slo-loadgen").build());
         if let Some(url) = otlp {
-            let exporter = span_exporter(url, protocol)?;
+            let exporter = crate::otlp::span_exporter(url, protocol, auth)?;
             builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter, runtime::Tokio).build());
         }
         let provider = builder.build();
@@ -122,42 +121,5 @@ impl Telemetry {
             Ok(Err(e)) => Some(format!("otlp export: {e}")),
             Err(e) => Some(format!("otlp export: {e}")),
         }
-    }
-}
-
-/// `--otlp` for OTLP/HTTP: a bare `http://host:4318` gets `/v1/traces`.
-/// An OTLP span exporter for `--otlp URL` (gRPC, or HTTP with `/v1/traces` added to a bare
-/// host). Shared by target mode and the simulator's live mode.
-pub(crate) fn span_exporter(url: &str, protocol: OtlpProtocol) -> Result<opentelemetry_otlp::SpanExporter> {
-    let fail = |e: opentelemetry_otlp::ExporterBuildError| Error::Invalid(format!("--otlp {url:?}: {e}"));
-    match protocol {
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(url)
-            .with_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(fail),
-        OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(http_traces_url(url))
-            .with_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(fail),
-    }
-}
-
-fn http_traces_url(url: &str) -> String {
-    let base = url.trim_end_matches('/');
-    let has_path = base.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());
-    if has_path { base.to_owned() } else { format!("{base}/v1/traces") }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn http_otlp_url_gets_the_traces_path() {
-        assert_eq!(super::http_traces_url("http://h:4318"), "http://h:4318/v1/traces");
-        assert_eq!(super::http_traces_url("http://h:4318/"), "http://h:4318/v1/traces");
-        assert_eq!(super::http_traces_url("http://h/x/v1/traces"), "http://h/x/v1/traces");
     }
 }
