@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md section 4). Exit codes: 0 ok, 1 runtime failure, 2 usage or
+//! The command line (README). Exit codes: 0 ok, 1 runtime failure, 2 usage or
 //! bad input.
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! Error budgets and burn rates of an SLO over the multi-window pairs of the SRE workbook
-//! (DESIGN.md section 7), scaled to the SLO period the way Sloth does: each pair alerts
+//! (the SRE workbook's multi-window, multi-burn-rate alerts), scaled to the SLO period the way Sloth does: each pair alerts
 //! when the budget would be spent at a rate that consumes a fixed share of it within the
 //! long window (page: 2% in 1h, 5% in 6h; ticket: 10% in 1d, 10% in 3d), so for 30 days
 //! the factors are the workbook's 14.4, 6, 3 and 1.

@@ -1,5 +1,5 @@
 //! Throughput of the scrape parser (`slo_collector::scrape::parse`) against `prometheus-parse`
-//! 0.2, side by side, on the real fixtures in `shared/fixtures/` and on a synthetic
+//! 0.2, side by side, on the real fixtures in `tests/fixtures/` and on a synthetic
 //! 64-GPU dcgm-exporter page.
 //!
 //! ```text
@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 use prometheus_parse::{Scrape, Value};
 use slo_collector::scrape::{FamilyFilter, Limits, parse};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
 const ROUNDS: usize = 3;
 
 fn fixture(path: &str) -> String {
     let full = format!("{FIXTURES}/{path}");
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e} (shared/ beside the repository)"))
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e} (the repository's tests/fixtures)"))
 }
 
 /// The L4 full scrape's families (HELP, TYPE, value) for 64 H100s on 8 nodes, with the pod

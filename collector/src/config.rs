@@ -152,7 +152,7 @@ pub struct LatencyAttribute {
     pub unit: Unit,
 }
 
-/// The queue/compute split rules (DESIGN.md section 5), in order of trust.
+/// The queue/compute split rules (README, "How a request's latency is split"), in order of trust.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SplitConfig {
@@ -210,7 +210,7 @@ pub enum RedactionMode {
     Keep,
 }
 
-/// Redaction of prompt and completion content before storage (DESIGN.md section 8).
+/// Redaction of prompt and completion content before storage (README, "Configuration").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedactionConfig {

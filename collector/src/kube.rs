@@ -1,5 +1,5 @@
 //! Kubernetes changes: what changed around a regression, normalized into the
-//! `changes` taxonomy of DESIGN.md section 4.
+//! `changes` kinds the README lists ("Tables").
 //!
 //! - [`normalize`] turns Kubernetes Events (core/v1 and events.k8s.io/v1, as watched or
 //!   as saved with `kubectl get events -o json`) into changes by parsing the real message

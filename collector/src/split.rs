@@ -1,5 +1,5 @@
 //! From an assembled trace to `requests` rows: which spans are inference requests, and how
-//! each one's latency splits into queue, compute and other (DESIGN.md section 5).
+//! each one's latency splits into queue, compute and other (README, "How a request's latency is split").
 //!
 //! The request span `T` is the outermost span carrying `gen_ai.*` attributes (or, in a
 //! trace without any, each entry span). Its envelope `E` is the top of `T`'s ancestor chain

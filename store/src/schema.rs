@@ -1,4 +1,4 @@
-//! The Arrow schemas of the tables of DESIGN.md section 4.
+//! The Arrow schemas of the tables the README lists ("Tables").
 //!
 //! These are contracts: `slo query`, the JSON API and every later analysis see exactly these
 //! column names and types. Timestamps are data time in nanoseconds, UTC.

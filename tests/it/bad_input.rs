@@ -1,4 +1,4 @@
-//! Bad input gets a clear error and costs nothing else (DESIGN.md section 8).
+//! Bad input gets a clear error and costs nothing else (README, "Operating it").
 
 use std::io::Write;
 

@@ -3,7 +3,7 @@
 use crate::support::slo;
 
 const EXAMPLE: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/otlp/opentelemetry-proto_examples_trace.json");
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/otlp/opentelemetry-proto_examples_trace.json");
 
 #[test]
 fn official_otlp_json_example_imports_with_16_byte_trace_ids() {

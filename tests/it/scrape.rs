@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::support::{FAST_CONFIG, Server, http_get};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// Exposition quirks the real captures do not have.
 const QUIRKS: &str = "# HELP vllm:num_requests_waiting Number of requests waiting.\n\

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-/// The cause taxonomy (DESIGN.md section 4).
+/// The cause taxonomy (the `changes.kind` values of the README's "Tables").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {

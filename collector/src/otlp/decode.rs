@@ -79,8 +79,8 @@ mod tests {
 
     fn fixture() -> Vec<u8> {
         let path =
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/otlp/opentelemetry-proto_examples_trace.json");
-        std::fs::read(path).expect("shared fixtures beside the repository")
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/otlp/opentelemetry-proto_examples_trace.json");
+        std::fs::read(path).expect("the fixture in tests/fixtures/otlp")
     }
 
     #[test]

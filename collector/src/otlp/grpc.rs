@@ -5,9 +5,9 @@
 //! pass ([`crate::transcode`]). Framing, gzip and the message size limit are tonic's.
 //!
 //! tonic answers a payload it cannot decompress with INTERNAL and an oversized one with
-//! OUT_OF_RANGE (or, past `max_body_bytes` as sent, with the body limit's error); OTLP clients (and DESIGN.md) expect INVALID_ARGUMENT and
-//! RESOURCE_EXHAUSTED, and treat INTERNAL as retryable, so [`StatusRemap`] rewrites those
-//! two trailers-only answers.
+//! OUT_OF_RANGE (or, past `max_body_bytes` as sent, with the body limit's error); OTLP
+//! clients (and the README) expect INVALID_ARGUMENT and RESOURCE_EXHAUSTED, and treat
+//! INTERNAL as retryable, so [`StatusRemap`] rewrites those trailers-only answers.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/k8s-events");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/k8s-events");
 
 /// The `Events:` table of a `kubectl describe` capture: (reason, from, message).
 fn describe_events(file: &str) -> Vec<(String, String, String)> {

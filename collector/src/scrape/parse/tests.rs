@@ -3,11 +3,11 @@ use std::time::Instant;
 use super::*;
 use crate::scrape::FamilyFilter;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
 
 fn fixture(path: &str) -> String {
     let full = format!("{FIXTURES}/{path}");
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e} (shared/ beside the repository)"))
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e} (the repository's tests/fixtures)"))
 }
 
 /// Sample lines counted independently of the parser: neither blank nor a comment.
