@@ -96,7 +96,33 @@ pub struct Server {
     pub grpc: String,
     pub http: String,
     pub web: String,
+    /// Environment for `slo` clients of this server (`SLO_TOKEN`, `SLO_CA_FILE`).
+    pub client_env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// How to start a server beyond its data dir and config.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// More `slo serve` arguments.
+    pub extra: &'a [&'a str],
+    /// Environment of the server (tokens).
+    pub env: Vec<(&'a str, String)>,
+    /// The CA of the server's TLS certificate: URLs are `https://` and clients trust it.
+    pub ca: Option<PathBuf>,
+    /// The token `slo` clients of this server send.
+    pub token: Option<String>,
+}
+
+/// A reqwest client that trusts `ca`.
+pub fn client_trusting(ca: Option<&Path>) -> ::reqwest::Client {
+    let mut b = ::reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(ca) = ca {
+        for c in ::reqwest::Certificate::from_pem_bundle(&std::fs::read(ca).unwrap()).unwrap() {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().unwrap()
 }
 
 impl Server {
@@ -116,6 +142,12 @@ impl Server {
 
     /// Like [`Server::start_in`], with more `slo serve` arguments.
     pub fn start_with(data_dir: &Path, config: &str, extra: &[&str]) -> Server {
+        Server::launch(data_dir, config, Launch { extra, ..Default::default() })
+    }
+
+    /// Starts a server as `launch` says; waits until it is ready.
+    pub fn launch(data_dir: &Path, config: &str, launch: Launch<'_>) -> Server {
+        let extra = launch.extra;
         std::fs::create_dir_all(data_dir).unwrap();
         let cfg = data_dir.with_extension("yaml");
         std::fs::write(&cfg, config).unwrap();
@@ -126,6 +158,7 @@ impl Server {
             .arg("--config")
             .arg(&cfg)
             .args(extra)
+            .envs(launch.env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -140,24 +173,35 @@ impl Server {
                 .unwrap_or_else(|| panic!("no {name} in {line:?}"))
                 .to_string()
         };
+        let scheme = if launch.ca.is_some() { "https" } else { "http" };
+        let mut client_env = Vec::new();
+        if let Some(ca) = &launch.ca {
+            client_env.push(("SLO_CA_FILE".to_string(), ca.display().to_string()));
+        }
+        if let Some(t) = &launch.token {
+            client_env.push(("SLO_TOKEN".to_string(), t.clone()));
+        }
         let s = Server {
-            grpc: format!("http://{}", field("otlp_grpc")),
-            http: format!("http://{}", field("otlp_http")),
-            web: format!("http://{}", field("http")),
+            grpc: format!("{scheme}://{}", field("otlp_grpc")),
+            http: format!("{scheme}://{}", field("otlp_http")),
+            web: format!("{scheme}://{}", field("http")),
             child,
             data_dir: data_dir.to_path_buf(),
+            client_env,
             _tmp: None,
         };
-        s.wait_ready();
+        s.wait_ready(launch.ca.as_deref());
         s
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&self, ca: Option<&Path>) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let client = client_trusting(ca);
         loop {
-            if let Ok(r) = reqwest::blocking_get(&format!("{}/readyz", self.web))
-                && r == 200
-            {
+            let status =
+                rt.block_on(async { client.get(format!("{}/readyz", self.web)).send().await.map(|r| r.status()) });
+            if status.is_ok_and(|s| s == 200) {
                 return;
             }
             assert!(Instant::now() < deadline, "server not ready in 30 s");
@@ -193,7 +237,12 @@ impl Server {
 
     /// `slo query --server` as JSON rows.
     pub fn query(&self, sql: &str) -> Vec<serde_json::Value> {
-        let out = slo(&["query", "--server", &self.web, "--format", "json", sql]);
+        let out = Command::new(BIN)
+            .args(["query", "--server", &self.web, "--format", "json", sql])
+            .envs(self.client_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "query failed: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }

@@ -45,7 +45,9 @@ def exporter(protocol, endpoint):
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=10)
+        # Plain text unless the endpoint is https:// (then the SDK trusts the CA named by
+        # OTEL_EXPORTER_OTLP_CERTIFICATE); OTEL_EXPORTER_OTLP_HEADERS carries a token.
+        return OTLPSpanExporter(endpoint=endpoint, insecure=not endpoint.startswith("https://"), timeout=10)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.exporter.otlp.proto.http import Compression
 

@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 
 /// The bounds of one query. [`Default`] suits a server: a few queries in flight fit in a
 /// few GiB whatever they ask.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct QueryLimits {
     /// Memory the query's operators (sorts, aggregates, joins) may reserve.
     pub memory_bytes: usize,
@@ -51,7 +51,7 @@ pub struct QueryLimits {
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        QueryLimits { memory_bytes: 512 << 20, result_bytes: 64 << 20, value_bytes: 16 << 20, sql_bytes: 256 << 10 }
+        QueryLimits { memory_bytes: 256 << 20, result_bytes: 64 << 20, value_bytes: 16 << 20, sql_bytes: 256 << 10 }
     }
 }
 
@@ -135,12 +135,6 @@ struct Guarded {
     inner: ScalarUDF,
     kind: Growth,
     limits: QueryLimits,
-}
-
-impl std::hash::Hash for QueryLimits {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.memory_bytes, self.result_bytes, self.value_bytes, self.sql_bytes).hash(state)
-    }
 }
 
 impl Guarded {
