@@ -168,7 +168,8 @@ pub(crate) fn validate(trace_id: &[u8], span_id: &[u8], parent: &[u8], start: u6
 /// beyond `depth` replaced by `"…"`.
 pub fn render(v: &AnyValue, out: &mut String, depth: usize) {
     match &v.value {
-        None => {}
+        // `string_value_strindex` belongs to profiles: taken as absent, as the spec asks.
+        None | Some(Value::StringValueStrindex(_)) => {}
         Some(Value::StringValue(s)) => out.push_str(s),
         Some(Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
         Some(Value::IntValue(i)) => {
@@ -236,8 +237,8 @@ fn render_json(v: &AnyValue, out: &mut String, depth: usize) {
         Some(Value::DoubleValue(d)) if !d.is_finite() => {
             let _ = write!(out, "\"{d}\"");
         }
+        Some(Value::StringValueStrindex(_)) | None => out.push_str("null"),
         Some(_) => render(v, out, depth),
-        None => out.push_str("null"),
     }
 }
 

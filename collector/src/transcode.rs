@@ -13,7 +13,9 @@
 
 use std::fmt::Write as _;
 
-use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use prost::Message;
 use slo_store::encoded::{ResourceView, SpanView};
 use slo_store::wire::{
@@ -154,6 +156,7 @@ impl Converter {
             // Resource attributes, redacted; the service is the first `service.name` kept.
             resource_attrs.clear();
             let mut service: Option<(usize, usize)> = None;
+            let mut other_fields = false;
             for resource in resources {
                 for f in wire::fields(resource) {
                     match f? {
@@ -169,8 +172,13 @@ impl Converter {
                         (2, v) => {
                             v.varint()?;
                         }
-                        _ => {}
+                        _ => other_fields = true,
                     }
+                }
+                // `entity_refs` and what later versions add: not stored, but a malformed
+                // one fails the request, as in prost (checked once per resource).
+                if std::mem::take(&mut other_fields) {
+                    check::<Resource>(resource, "a resource does not decode")?;
                 }
             }
             let service = match service {
@@ -199,7 +207,7 @@ impl Converter {
                 for f in wire::fields(scope) {
                     match f? {
                         (1, v) => {
-                            v.bytes()?;
+                            check::<InstrumentationScope>(v.bytes()?, "an instrumentation scope does not decode")?
                         }
                         (2, v) => {
                             t.received += 1;
@@ -259,6 +267,10 @@ impl Converter {
             match f? {
                 (1, v) => key = v.str()?,
                 (2, v) => any = Some(v.bytes()?),
+                // `key_strindex` (profiles): not used, but it must be a varint.
+                (3, v) => {
+                    v.varint()?;
+                }
                 _ => {}
             }
         }
@@ -295,14 +307,30 @@ impl Converter {
     /// Renders an `AnyValue` as [`render`] does: a string value is returned as it is in the
     /// request, anything else is appended to `out`.
     fn render_any<'a>(&self, raw: &'a [u8], out: &mut String) -> Result<Option<&'a str>, WireError> {
-        let mut last = None;
+        // The usual value is one scalar field. Anything else (arrays, maps, a oneof field
+        // set twice, which prost resolves by merging or by keeping the last) is decoded by
+        // prost and rendered like the slow path, so both paths agree on every input.
+        let mut only = None;
+        let mut simple = true;
         for f in wire::fields(raw) {
             let (tag, v) = f?;
-            if (1..=7).contains(&tag) {
-                last = Some((tag, v));
+            if (1..=8).contains(&tag) {
+                simple &= only.is_none() && !matches!(tag, 5 | 6);
+                only = Some((tag, v));
             }
         }
-        match last {
+        if !simple {
+            let any = AnyValue::decode(raw).map_err(|e| {
+                if e.to_string().contains("recursion limit") {
+                    WireError("recursion limit reached")
+                } else {
+                    WireError("invalid attribute value")
+                }
+            })?;
+            render(&any, out, self.max_depth);
+            return Ok(None);
+        }
+        match only {
             None => {}
             Some((1, v)) => return Ok(Some(v.str()?)),
             Some((2, v)) => out.push_str(if v.varint()? != 0 { "true" } else { "false" }),
@@ -311,17 +339,9 @@ impl Converter {
             }
             Some((4, v)) => crate::convert::push_f64(f64::from_bits(v.fixed64()?), out),
             Some((7, v)) => out.push_str(&hex::encode(v.bytes()?)),
+            // `string_value_strindex` belongs to profiles: taken as absent, as the spec asks.
             Some((_, v)) => {
-                // Arrays and maps: rare, nested, so decoded and rendered like the slow path.
-                v.bytes()?;
-                let any = AnyValue::decode(raw).map_err(|e| {
-                    if e.to_string().contains("recursion limit") {
-                        WireError("recursion limit reached")
-                    } else {
-                        WireError("invalid array or map value")
-                    }
-                })?;
-                render(&any, out, self.max_depth);
+                v.varint()?;
             }
         }
         Ok(None)
@@ -359,10 +379,12 @@ impl Converter {
                 (10 | 12 | 14, v) => {
                     v.varint()?;
                 }
-                (11, v) => {
-                    v.bytes()?;
+                (11, v) => check::<Event>(v.bytes()?, "a span event does not decode")?,
+                (13, v) => {
+                    let link = v.bytes()?;
+                    check::<Link>(link, "a span link does not decode")?;
+                    scratch.links.push(link);
                 }
-                (13, v) => scratch.links.push(v.bytes()?),
                 (15, v) => {
                     for g in wire::fields(v.bytes()?) {
                         match g? {
@@ -450,6 +472,13 @@ impl Converter {
             status_code: s.status_code,
         }))
     }
+}
+
+/// Whether `raw` decodes as an `M`: the parts of an export that are not stored (scopes,
+/// events, links' attributes, resource entities) are still checked as prost checks them,
+/// so the protobuf path refuses exactly what the struct path refuses.
+fn check<M: Message + Default>(raw: &[u8], problem: &'static str) -> Result<(), WireError> {
+    M::decode(raw).map(|_| ()).map_err(|_| WireError(problem))
 }
 
 /// The body of the single `Attr` message in `encoded` (tag and length stripped).
