@@ -31,9 +31,9 @@ pub struct Doors {
 }
 
 impl Doors {
-    /// Loads tokens and TLS (every problem is a usage error naming the file or variable),
-    /// raises the file-descriptor limit, and warns about ports open beyond loopback.
-    pub fn open(cfg: &ServeConfig, listeners: [&TcpListener; 3]) -> Result<Doors, Failure> {
+    /// Loads tokens and TLS (every problem is a usage error naming the file or variable)
+    /// and raises the file-descriptor limit. Before any port is bound.
+    pub fn load(cfg: &ServeConfig) -> Result<Doors, Failure> {
         let env = |name: &str| std::env::var(name).ok();
         let ingest = Tokens::load(
             "ingest",
@@ -46,9 +46,14 @@ impl Doors {
             Tokens::load("read", "SLO_READ_TOKENS", env("SLO_READ_TOKENS").as_deref(), &cfg.auth.read_token_files)
                 .map_err(Failure::usage_msg)?;
         let tls = cfg.tls.server_config().map_err(Failure::usage_msg)?;
-        let max_connections = fit_connections(cfg.connections.max_per_listener, listeners.len() as u64);
+        let max_connections = fit_connections(cfg.connections.max_per_listener, 3);
+        Ok(Doors { ingest, read, tls, max_connections })
+    }
+
+    /// Warns, loudly, about each listener that reaches beyond loopback unlocked.
+    pub fn warn_if_open(&self, listeners: [&TcpListener; 3]) {
         let names = ["OTLP/gRPC", "OTLP/HTTP", "web"];
-        for ((l, name), tokens) in listeners.iter().zip(names).zip([&ingest, &ingest, &read]) {
+        for ((l, name), tokens) in listeners.iter().zip(names).zip([&self.ingest, &self.ingest, &self.read]) {
             let Ok(addr) = l.local_addr() else { continue };
             if addr.ip().is_loopback() {
                 continue;
@@ -60,11 +65,10 @@ impl Doors {
                     "LISTENING BEYOND LOOPBACK WITHOUT A TOKEN: anyone who reaches {addr} can {}; set auth tokens (README, \"Locking the doors\")",
                     if name == "web" { "query every table and read /metrics" } else { "write telemetry" }
                 );
-            } else if tls.is_none() {
+            } else if self.tls.is_none() {
                 tracing::warn!(listener = name, %addr, "tokens travel in clear text: set tls.cert_file and tls.key_file");
             }
         }
-        Ok(Doors { ingest, read, tls, max_connections })
     }
 
     /// The listener settings of the config, for the listener `name`.

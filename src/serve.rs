@@ -59,6 +59,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         None => Vec::new(),
     };
     apply_flags(&mut cfg, args);
+    let doors = Doors::load(&cfg)?;
     let mut registry = Registry::default();
     let store_metrics = StoreMetrics::new(&mut registry);
     let metrics = CollectorMetrics::new(&mut registry);
@@ -135,7 +136,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         });
     }
     let listen_metrics = slo_web::ListenMetrics::new(&mut registry);
-    let doors = Doors::open(&cfg, [&grpc_listener, &http_listener, &web_listener])?;
+    doors.warn_if_open([&grpc_listener, &http_listener, &web_listener]);
     {
         let (token, fail, rx, tokens) = (token.clone(), fail.clone(), receiver.clone(), doors.ingest.clone());
         let mut lc = doors.listen_config(&cfg, "otlp_grpc");
@@ -146,7 +147,11 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         // Requests beyond wait unread, held back by HTTP/2 flow control.
         let router = tonic::service::Routes::new(grpc::service(rx))
             .into_axum_router()
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(GRPC_CONCURRENT_EXPORTS));
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(GRPC_CONCURRENT_EXPORTS))
+            .fallback(|| async {
+                // Another gRPC service: UNIMPLEMENTED, as tonic's own server answers.
+                ([("content-type", "application/grpc"), ("grpc-status", "12")], "")
+            });
         let router = slo_web::Guard::new(tokens, &[]).wrap(router);
         let metrics = listen_metrics.clone();
         tracker.spawn(async move {

@@ -252,3 +252,21 @@ fn readyz_follows_whether_the_wal_can_be_written() {
     let segments = std::fs::read_dir(&wal).unwrap().count();
     assert!(segments <= 3, "{segments} WAL segments after the failures");
 }
+
+#[test]
+fn grpc_and_http_refuse_the_same_body_size() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let server = Server::start();
+    // 17 MiB as sent: over max_body_bytes (16 MiB), under max_decompressed_bytes (64 MiB).
+    let mut req = export_request(6, 1);
+    req.resource_spans[0].scope_spans[0].spans[0].attributes.push(kv("blob", &"y".repeat(17 << 20)));
+    assert_eq!(post(&server.http, &req).0, 413);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut client = TraceServiceClient::connect(server.grpc.clone()).await.unwrap();
+        let err = client.export(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+        client.export(export_request(7, 3)).await.expect("the connection still serves");
+    });
+    server.wait_count("SELECT count(*) FROM spans", 3);
+}

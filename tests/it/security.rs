@@ -433,3 +433,64 @@ fn tls_and_client_certificates_on_every_port() {
     assert!(String::from_utf8_lossy(&with.stdout).contains("42"));
     assert!(!without.status.success(), "without a client certificate the query ran");
 }
+
+#[test]
+fn idle_and_slow_connections_are_closed() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!("{FAST_CONFIG}connections:\n  idle_timeout_s: 1\n  header_read_timeout_s: 1\n");
+    let server = Server::start_in(&tmp.path().join("data"), &config);
+    let addr = server.web.trim_start_matches("http://").to_string();
+    let closed_within = |mut s: std::net::TcpStream, limit: Duration| {
+        s.set_read_timeout(Some(limit)).unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 256];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return started.elapsed(),
+                Ok(_) => continue,
+                Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+            }
+        }
+    };
+    // Connected, silent.
+    let silent = std::net::TcpStream::connect(&addr).unwrap();
+    assert!(closed_within(silent, Duration::from_secs(5)) < Duration::from_secs(3));
+    // Headers that never end (slowloris).
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert!(closed_within(slow, Duration::from_secs(5)) < Duration::from_secs(3));
+    // A kept-alive connection after its request.
+    let mut kept = std::net::TcpStream::connect(&addr).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(closed_within(kept, Duration::from_secs(5)) < Duration::from_secs(3));
+}
+
+#[test]
+fn bad_locks_are_refused_at_start_with_the_problem_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = |env: &[(&str, &str)], config: &str| {
+        let cfg = tmp.path().join("c.yaml");
+        std::fs::write(&cfg, config).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .arg("--config")
+            .arg(&cfg)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, err) = serve(&[("SLO_READ_TOKENS", "tooshort")], "");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("SLO_READ_TOKENS") && err.contains("at least 16") && !err.contains("tooshort"), "{err}");
+    let (code, err) = serve(&[], "tls:\n  cert_file: /nonexistent/cert.pem\n  key_file: /nonexistent/key.pem\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    let (code, err) = serve(&[], "auth:\n  ingest_token_files: [/nonexistent/tokens]\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("ingest token file /nonexistent/tokens"), "{err}");
+    assert!(!tmp.path().join("data").exists(), "a refused start touched the data dir");
+}

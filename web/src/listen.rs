@@ -28,7 +28,7 @@ mod tls;
 
 pub use tls::TlsConfig;
 
-use conns::{Admission, Registry, Tracked};
+use conns::{Admission, Registry};
 
 /// How one listener serves.
 #[derive(Debug, Clone)]
@@ -38,7 +38,8 @@ pub struct ListenConfig {
     /// Open connections at most; at the cap the idlest is closed for a new one, and a new
     /// one is refused only when none is idle.
     pub max_connections: usize,
-    /// A connection with no request in flight and no byte moved for this long is closed.
+    /// A connection with no request in flight for this long (since it was accepted or its
+    /// last request) is closed.
     pub idle_timeout: Duration,
     /// HTTP/1 request headers must arrive within this.
     pub header_read_timeout: Duration,
@@ -158,7 +159,7 @@ pub async fn serve(
         let (router, cfg, metrics, registry, acceptor, shutdown) =
             (router.clone(), cfg.clone(), metrics.clone(), registry.clone(), acceptor.clone(), shutdown.clone());
         tracker.spawn(async move {
-            let io = Tracked::new(tcp, conn.clone());
+            let io = tcp;
             let reason = match acceptor {
                 None => connection(TokioIo::new(io), router, &cfg, &conn, &shutdown).await,
                 Some(acceptor) => match tokio::time::timeout(cfg.tls_handshake_timeout, acceptor.accept(io)).await {

@@ -1,21 +1,19 @@
 //! The connections of one listener: how many, which are idle, which to close first.
 //!
-//! Every accepted connection is registered with its last activity (a byte read or written)
-//! and its requests in flight. A connection with no request in flight and no activity for
-//! the idle timeout is closed; when the listener is at its cap, the connection idle the
+//! Every accepted connection is registered with its last activity (accepted, a request
+//! begun or finished) and its requests in flight. Bytes do not count: HTTP/2 keep-alive
+//! pings would keep an unused connection forever. A connection with no request in flight
+//! and no activity for the idle timeout is closed; when the listener is at its cap, the connection idle the
 //! longest is closed to make room for a new one (as Apache's event MPM closes idle
 //! keep-alive connections under load), and only when none is idle is the new one refused.
 //! So idle sockets, however many, cannot keep a working client out.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 /// One connection's shared state.
@@ -23,7 +21,7 @@ use tokio::sync::Notify;
 pub(crate) struct Conn {
     id: u64,
     epoch: Instant,
-    /// Milliseconds since `epoch` of the last byte moved.
+    /// Milliseconds since `epoch` of the last request begun or finished (or the accept).
     last_activity_ms: AtomicU64,
     in_flight: AtomicUsize,
     close: Notify,
@@ -34,7 +32,7 @@ impl Conn {
         self.last_activity_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Milliseconds since the last byte moved, 0 while a request is in flight.
+    /// Milliseconds since the last activity, 0 while a request is in flight.
     pub(crate) fn idle_ms(&self) -> u64 {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return 0;
@@ -44,6 +42,7 @@ impl Conn {
 
     /// Marks a request in flight until the guard is dropped.
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.touch();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
@@ -127,64 +126,6 @@ impl Registry {
     }
 }
 
-/// An I/O stream that records activity on its connection.
-#[derive(Debug)]
-pub(crate) struct Tracked<T> {
-    inner: T,
-    conn: Arc<Conn>,
-}
-
-impl<T> Tracked<T> {
-    pub(crate) fn new(inner: T, conn: Arc<Conn>) -> Self {
-        Tracked { inner, conn }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.conn.touch();
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.conn.touch();
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.conn.touch();
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +137,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         let Admission::Admitted { conn: b, .. } = reg.admit() else { panic!("b") };
         std::thread::sleep(std::time::Duration::from_millis(5));
-        b.touch();
+        drop(b.begin());
         // Full: `a` has been idle longest and is asked to close.
         let Admission::Admitted { evicted, .. } = reg.admit() else { panic!("c") };
         assert!(evicted);
