@@ -172,6 +172,9 @@ fn skip_group(buf: &mut &[u8], tag: u32) -> Result<(), WireError> {
             return Err(WireError("recursion limit reached"));
         }
         let key = read_varint(buf)?;
+        if key > u64::from(u32::MAX) {
+            return Err(WireError("invalid key value"));
+        }
         let t = (key >> 3) as u32;
         if t == 0 {
             return Err(WireError("invalid tag value: 0"));
@@ -373,8 +376,13 @@ mod tests {
         let got: Vec<_> = fields(&group).collect::<Result<_, _>>().unwrap();
         assert_eq!(got, vec![(1, Value::Group), (3, Value::Varint(5))]);
         assert_eq!(err(&[0x0b, 0x10, 0x01]), Some("buffer underflow"));
+        // A key past 32 bits, at the top and inside a group (found by fuzzing).
+        let wide = [0x80, 0x80, 0x80, 0x80, 0x10];
+        assert_eq!(err(&wide), Some("invalid key value"));
+        let in_group = [&[0x0b][..], &wide, &[0x0c]].concat();
+        assert_eq!(err(&in_group), Some("invalid key value"));
         // prost agrees on each (`()`: every field unknown, so skipped as this skips them).
-        for bad in [&[0x0a, 0x05, 1][..], &[0x08], &[0x00, 0x01], &[0x0f], &[0x0b, 0x10, 0x01]] {
+        for bad in [&[0x0a, 0x05, 1][..], &[0x08], &[0x00, 0x01], &[0x0f], &[0x0b, 0x10, 0x01], &wide, &in_group] {
             assert!(<() as Message>::decode(bad).is_err(), "{bad:x?}");
         }
         <() as Message>::decode(&group[..]).unwrap();
