@@ -20,9 +20,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let Ok(req) = decode(&body, Encoding::Json) else { return };
     let c = Converter::new(Redactor::new(&RedactionConfig::default()), 8);
-    let (batch, rejected, _) = c.convert(req);
+    let (batch, _, _) = c.convert(req);
     let record = batch.encode_to_vec();
     let again = slo_store::SpanBatch::decode(record.as_slice()).expect("the record decodes");
     assert_eq!(again.span_count(), batch.span_count());
-    assert!(rejected.spans >= 0);
 });

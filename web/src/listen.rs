@@ -255,8 +255,3 @@ fn timed_out(limit: Duration) -> Response<Body> {
     *resp.status_mut() = StatusCode::REQUEST_TIMEOUT;
     resp
 }
-
-/// Whether an address is loopback only (`127.0.0.0/8`, `::1`, `localhost`).
-pub fn is_loopback(addr: &std::net::SocketAddr) -> bool {
-    addr.ip().is_loopback()
-}
