@@ -82,13 +82,24 @@ pub async fn run(args: ExplainArgs) -> Result<(), Failure> {
 
 /// Explains over a data directory (segments and the unflushed WAL, read-only).
 pub async fn local(dir: &Path, query: &Query) -> Result<Report, Failure> {
+    let source = open_local(dir).await?;
+    explain_with(&source, query).await
+}
+
+/// What the analyzer reads from a data directory (segments and the unflushed WAL,
+/// read-only), to explain it many times over.
+pub async fn open_local(dir: &Path) -> Result<Source, Failure> {
     let store = Store::open_read_only(dir).map_err(Failure::usage)?;
     let replay_store = store.clone();
     tokio::task::spawn_blocking(move || slo_collector::replay::read_only(&replay_store, &CollectorConfig::default()))
         .await
         .context("replaying the WAL")??;
-    let source = Source::new(store.snapshot());
-    explain(&source, query).await.map_err(|e| if e.is_user_error() { Failure::usage(e) } else { e.into() })
+    Ok(Source::new(store.snapshot()))
+}
+
+/// One explanation over an open source; a user error (no such service, no data) exits 2.
+pub async fn explain_with(source: &Source, query: &Query) -> Result<Report, Failure> {
+    explain(source, query).await.map_err(|e| if e.is_user_error() { Failure::usage(e) } else { e.into() })
 }
 
 async fn remote(server: &str, args: &ExplainArgs) -> Result<Report, Failure> {
