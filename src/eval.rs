@@ -140,7 +140,7 @@ pub struct Outcome {
 /// Runs the command.
 pub async fn run(args: EvalArgs) -> Result<(), Failure> {
     let names: Vec<String> = if args.scenarios.is_empty() {
-        BUILTIN.iter().map(|b| b.0.to_string()).collect()
+        BUILTIN.iter().map(|b| b.name.to_string()).collect()
     } else {
         args.scenarios.clone()
     };

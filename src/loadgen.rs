@@ -82,7 +82,7 @@ pub async fn run(args: LoadgenArgs) -> Result<(), Failure> {
 fn scenarios(a: ScenariosArgs) -> Result<(), Failure> {
     if let Some(name) = a.show {
         let text = builtin_yaml(&name).ok_or_else(|| {
-            let names: Vec<&str> = BUILTIN.iter().map(|b| b.0).collect();
+            let names: Vec<&str> = BUILTIN.iter().map(|b| b.name).collect();
             Failure::usage(anyhow::anyhow!(
                 "--show {name:?}: no such built-in scenario (built-ins: {})",
                 names.join(", ")
@@ -94,13 +94,13 @@ fn scenarios(a: ScenariosArgs) -> Result<(), Failure> {
     match a.format {
         Format::Json => {
             let v: Vec<serde_json::Value> =
-                BUILTIN.iter().map(|(n, d, _)| serde_json::json!({"name": n, "description": d})).collect();
+                BUILTIN.iter().map(|b| serde_json::json!({"name": b.name, "description": b.description})).collect();
             println!("{}", serde_json::to_string_pretty(&v).map_err(anyhow::Error::new)?);
         }
         Format::Text => {
-            let width = BUILTIN.iter().map(|b| b.0.len()).max().unwrap_or(0);
-            for (n, d, _) in BUILTIN {
-                println!("{n:width$}  {d}");
+            let width = BUILTIN.iter().map(|b| b.name.len()).max().unwrap_or(0);
+            for b in BUILTIN {
+                println!("{:width$}  {}", b.name, b.description);
             }
         }
     }

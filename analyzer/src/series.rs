@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 
 use crate::changepoint::{self, ChangePoint};
+
+pub mod edge;
 use crate::rollup::{Cell, MINUTE_NS};
 
 /// Requests the median bucket must hold for its p99 to be used.
@@ -98,6 +100,15 @@ impl Series {
         c
     }
 
+    /// The durations of buckets `[a, b)` merged.
+    pub fn merged_duration(&self, a: usize, b: usize) -> crate::sketch::Sketch {
+        let mut d = crate::sketch::Sketch::new();
+        for bucket in &self.buckets[a.min(self.buckets.len())..b.min(self.buckets.len())] {
+            d.merge(&bucket.cell.duration);
+        }
+        d
+    }
+
     /// Start of bucket `i` (or the end of the series for `i == len`).
     pub fn start(&self, i: usize) -> i64 {
         match self.buckets.get(i) {
@@ -120,12 +131,26 @@ pub struct Found {
     pub ongoing: bool,
 }
 
-/// The regression of a p99 series: the earliest upward change point into a level above
-/// both the one before it and the window's first level (the baseline), or the bump that
-/// came back down ([`find_bump`]) when that began earlier — on call, the start of the
-/// trouble is what leads to its cause; an autoscaler that oscillates repeats the same
-/// cause later.
+/// The regression of a p99 series, or `None` when what changed stays within the
+/// service's own normal variation.
+///
+/// Three searches each propose where a regression began: an upward change point into a
+/// level above both the one before it and the window's first level ([`changepoint`]); a
+/// bump that came back down ([`find_bump`]); and a regression still going on at the
+/// window's end, from its requests ([`edge::find_ongoing`]), which needs no buckets after
+/// the onset to be sure. A proposal stands only when its requests' p99 is beyond what the
+/// history before it shows as normal ([`beyond_normal`]); the earliest that stands is the
+/// regression — on call, the start of the trouble is what leads to its cause, and an
+/// autoscaler that oscillates repeats the same cause later.
 pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
+    let mut proposals = from_change_points(p99, cfg);
+    proposals.extend(find_bumps(series, p99, cfg));
+    proposals.extend(edge::find_ongoing(series, p99, cfg));
+    proposals.into_iter().filter(|f| beyond_normal(series, p99, f, cfg)).min_by_key(|f| f.point.index)
+}
+
+/// Upward change points into a level above the one before it and the window's first.
+fn from_change_points(p99: &[f64], cfg: &changepoint::Config) -> Vec<Found> {
     let cps = changepoint::detect(p99, cfg);
     let mut bounds = vec![0];
     bounds.extend(cps.iter().map(|c| c.index));
@@ -133,40 +158,57 @@ pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) 
     let levels: Vec<f64> = bounds.windows(2).map(|w| crate::stats::mean(&p99[w[0]..w[1]])).collect();
     let elevated = |level: f64, base: f64| level > base * (1.0 + cfg.min_relative_change);
     let base = levels[0];
-    let from_cps = cps.iter().enumerate().find_map(|(k, cp)| {
-        let up = cp.mean_after > cp.mean_before && elevated(levels[k + 1], levels[k]) && elevated(levels[k + 1], base);
-        if !up {
-            return None;
-        }
-        let ongoing = levels[k + 1..].iter().all(|l| elevated(*l, base));
-        let end = if ongoing { p99.len() } else { bounds[k + 2] };
-        Some(Found { point: *cp, baseline: (bounds[k], bounds[k + 1]), regressed: (bounds[k + 1], end), ongoing })
-    });
-    let bump = find_bump(series, p99, cfg);
-    match (from_cps, bump) {
-        (Some(a), Some(b)) => Some(if b.point.index < a.point.index { b } else { a }),
-        (a, b) => a.or(b),
-    }
+    cps.iter()
+        .enumerate()
+        .filter_map(|(k, cp)| {
+            let up =
+                cp.mean_after > cp.mean_before && elevated(levels[k + 1], levels[k]) && elevated(levels[k + 1], base);
+            if !up {
+                return None;
+            }
+            let ongoing = levels[k + 1..].iter().all(|l| elevated(*l, base));
+            let end = if ongoing { p99.len() } else { bounds[k + 2] };
+            Some(Found { point: *cp, baseline: (bounds[k], bounds[k + 1]), regressed: (bounds[k + 1], end), ongoing })
+        })
+        .collect()
 }
 
-/// A bump that came back down: the most different interval of the p99 series (circular
+/// Whether a proposed regression is beyond the service's normal variation: the p99 of its
+/// requests is at least the minimum change above the p99 of every request before it, and
+/// above the highest p99 any one bucket before it had (traffic that breathes — diurnal
+/// swings the autoscaler follows, periodic bursts — shows its peaks there first).
+pub fn beyond_normal(series: &Series, p99: &[f64], f: &Found, cfg: &changepoint::Config) -> bool {
+    let start = f.regressed.0;
+    if start < cfg.min_size.max(2) {
+        return false;
+    }
+    let (Some(before), Some(level)) =
+        (series.merged_duration(0, start).quantile(0.99), series.merged_duration(start, f.regressed.1).quantile(0.99))
+    else {
+        return false;
+    };
+    let peak = p99[..start].iter().copied().fold(f64::MIN, f64::max);
+    level >= before * (1.0 + cfg.min_relative_change) && level > peak
+}
+
+/// Bumps that came back down: the most different interval of the p99 series (circular
 /// binary segmentation), tested on the requests themselves, since a few minutes of p99s
-/// are too few points for a t-test: the share of requests above the rest's p99 inside the
-/// interval against the 1% outside (two-proportion z-test), Bonferroni-corrected for the
-/// number of intervals searched, and the interval's p99 level at least the minimum change
-/// above the rest's.
-fn find_bump(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
+/// are too few points for a t-test: the share of requests above the p99 of those before it
+/// inside the interval against the 1% before it (two-proportion z-test), Bonferroni-
+/// corrected for the number of intervals searched, and the interval's p99 level at least
+/// the minimum change above the level before it. Then again before the one found, for as
+/// long as one is significant.
+fn find_bumps(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Vec<Found> {
     // The most different bump, then again before it, for as long as one is significant:
     // the earliest is where the trouble began.
-    let mut earliest = None;
+    let mut found = Vec::new();
     let mut end = p99.len();
-    while let Some(found) = bump_in(series, &p99[..end], cfg) {
-        end = found.point.index;
-        earliest = Some(found);
+    while let Some(mut bump) = bump_in(series, &p99[..end], cfg) {
+        end = bump.point.index;
+        bump.ongoing = bump.regressed.1 == p99.len();
+        found.push(bump);
     }
-    let mut found = earliest?;
-    found.ongoing = found.regressed.1 == p99.len();
-    Some(found)
+    found
 }
 
 /// The most different interval of `p99` (a prefix of the series) if it is a significant
@@ -174,8 +216,9 @@ fn find_bump(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<
 fn bump_in(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
     let n = p99.len();
     let (i, j) = changepoint::best_interval(p99, cfg.min_size.max(2))?;
-    let mut outer = series.merged(0, i);
-    outer.merge(&series.merged(j, n));
+    // Against the requests before the bump only: a slow period at the start of the
+    // window that got faster (an improvement) is no bump.
+    let outer = series.merged(0, i);
     let inner = series.merged(i, j);
     let threshold = outer.duration.quantile(0.99)?;
     let above = |c: &crate::rollup::Cell| (c.duration.count() - c.duration.count_at_or_below(threshold)) as f64;
@@ -190,7 +233,7 @@ fn bump_in(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Fo
     let p = crate::stats::normal_sf(z);
     let intervals = (n * n / 2).max(1) as f64;
     let level_in = crate::stats::mean(&p99[i..j]);
-    let level_out = crate::stats::mean(&p99[..i].iter().chain(&p99[j..]).copied().collect::<Vec<_>>());
+    let level_out = crate::stats::mean(&p99[..i]);
     if z <= 0.0 || p * intervals >= cfg.max_p_value || level_in < level_out * (1.0 + cfg.min_relative_change) {
         return None;
     }

@@ -46,7 +46,7 @@ pub fn load(name_or_path: &str) -> Result<Scenario> {
     }
     let path = Path::new(name_or_path);
     if !path.exists() {
-        let names: Vec<&str> = BUILTIN.iter().map(|b| b.0).collect();
+        let names: Vec<&str> = BUILTIN.iter().map(|b| b.name).collect();
         return Err(Error::Invalid(format!(
             "--scenario {name_or_path:?}: no built-in scenario of that name and no such file (built-ins: {})",
             names.join(", ")

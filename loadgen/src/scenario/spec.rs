@@ -267,6 +267,10 @@ pub struct Workload {
     pub prompt_tokens: Option<TokenDist>,
     #[serde(default)]
     pub output_tokens: Option<TokenDist>,
+    /// Over this long, a growing share of requests (0 at the action, all at its end) draws
+    /// from the new distributions: a drift rather than a step.
+    #[serde(default)]
+    pub ramp: Dur,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -153,6 +153,12 @@ impl Sim {
             && let Some(m) = self.model_index(&w.deployment)
         {
             let mut detail = Vec::new();
+            let ramp = w.ramp.as_nanos_i64();
+            if ramp > 0 {
+                let st = &self.models[m];
+                self.models[m].workload_ramp = Some((self.now, ramp, st.prompt.clone(), st.output.clone()));
+                detail.push(format!("over {}", w.ramp));
+            }
             if let Some(p) = &w.prompt_tokens {
                 detail.push(format!("prompt tokens {} -> {p}", self.models[m].prompt));
                 self.models[m].prompt = p.clone();

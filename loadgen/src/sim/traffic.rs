@@ -34,6 +34,8 @@ pub(crate) struct ModelState {
     pub rate_changes: Vec<(i64, i64, f64, f64)>,
     pub prompt: TokenDist,
     pub output: TokenDist,
+    /// A workload change being ramped in: (start, ramp, old prompt, old output).
+    pub workload_ramp: Option<(i64, i64, TokenDist, TokenDist)>,
     pub endpoints: Vec<usize>,
     pub endpoints_dirty: bool,
     pub rr: usize,
@@ -58,6 +60,7 @@ impl ModelState {
             hpa_samples: VecDeque::new(),
             hpa_pending_truth: None,
             rate_changes: Vec::new(),
+            workload_ramp: None,
             endpoints: Vec::new(),
             endpoints_dirty: true,
             rr: 0,
@@ -128,8 +131,18 @@ impl Sim {
 
     pub(crate) fn on_arrival(&mut self, m: usize, real: bool) {
         if real {
-            let prompt = self.models[m].prompt.sample(&mut self.rng);
-            let output = self.models[m].output.sample(&mut self.rng);
+            let st = &self.models[m];
+            let (mut prompt_dist, mut output_dist) = (&st.prompt, &st.output);
+            if let Some((start, ramp, old_prompt, old_output)) = &st.workload_ramp
+                && self.now < start + ramp
+            {
+                let new_share = (self.now - start) as f64 / (*ramp).max(1) as f64;
+                if self.rng.random::<f64>() >= new_share {
+                    (prompt_dist, output_dist) = (old_prompt, old_output);
+                }
+            }
+            let prompt = prompt_dist.sample(&mut self.rng);
+            let output = output_dist.sample(&mut self.rng);
             let id = self.next_req;
             self.next_req += 1;
             let mut r = Req::new(id, m, self.now, prompt, output);

@@ -1,0 +1,101 @@
+//! A regression still going on at the window's end, found from the requests themselves.
+//!
+//! A change-point test over per-bucket p99s needs several buckets on each side of the
+//! change; minutes after the onset there are one or two. But those minutes hold hundreds of
+//! requests each, and the requests settle it: the share of them above the history's p99 is
+//! 1% while nothing changed. For every start `s` among the last buckets, the requests from
+//! `s` to the end are tested against that share, with the variance scaled by how much the
+//! share already varies from bucket to bucket in the history (a quasi-binomial test:
+//! traffic that breathes — bursts, diurnal swings — widens its own yardstick), and
+//! Bonferroni-corrected for the starts tried. The start with the strongest evidence is the
+//! onset.
+
+use super::{Found, Series};
+use crate::changepoint::{ChangePoint, Config};
+use crate::sketch::Sketch;
+
+/// Buckets of history a start needs before it.
+pub const MIN_HISTORY: usize = 5;
+/// Newest buckets tried as the start of a regression still going on.
+pub const MAX_TRAILING: usize = 10;
+
+/// The share of requests of each bucket above `threshold`: (above, count) per bucket.
+fn above(series: &Series, threshold: f64, a: usize, b: usize) -> Vec<(f64, f64)> {
+    series.buckets[a..b]
+        .iter()
+        .map(|bk| {
+            let d = &bk.cell.duration;
+            ((d.count() - d.count_at_or_below(threshold)) as f64, d.count() as f64)
+        })
+        .collect()
+}
+
+/// How much more the share varies between buckets than a binomial would (>= 1): Pearson's
+/// chi-square over the buckets divided by its degrees of freedom.
+fn dispersion(per_bucket: &[(f64, f64)], p0: f64) -> f64 {
+    if per_bucket.len() < 2 || p0 <= 0.0 || p0 >= 1.0 {
+        return 1.0;
+    }
+    let chi2: f64 = per_bucket
+        .iter()
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(x, n)| {
+            let e = n * p0;
+            (x - e) * (x - e) / (e * (1.0 - p0))
+        })
+        .sum();
+    (chi2 / (per_bucket.len() - 1) as f64).max(1.0)
+}
+
+/// The regression at the end of `series`, if the newest buckets' requests show one.
+pub fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found> {
+    let n = series.buckets.len();
+    if n < MIN_HISTORY + 1 {
+        return None;
+    }
+    let first = (n - MAX_TRAILING.min(n - MIN_HISTORY)).max(MIN_HISTORY);
+    let tries = (n - first) as f64;
+    let mut history = Sketch::new();
+    for b in &series.buckets[..first] {
+        history.merge(&b.cell.duration);
+    }
+    let mut best: Option<(f64, f64, usize)> = None;
+    for s in first..n {
+        if s > first {
+            history.merge(&series.buckets[s - 1].cell.duration);
+        }
+        let Some(threshold) = history.quantile(0.99) else { continue };
+        let past = above(series, threshold, 0, s);
+        let (x0, n0) = past.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let recent = above(series, threshold, s, n);
+        let (x, m) = recent.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        if n0 < 1.0 || m < 1.0 {
+            continue;
+        }
+        let p0 = (x0 / n0).max(0.5 / n0);
+        let phi = dispersion(&past, p0);
+        let se = (phi * p0 * (1.0 - p0) / m).sqrt();
+        let z = (x / m - p0) / se;
+        let p = (crate::stats::normal_sf(z) * tries).min(1.0);
+        let mut recent_cell = Sketch::new();
+        for b in &series.buckets[s..n] {
+            recent_cell.merge(&b.cell.duration);
+        }
+        let level = recent_cell.quantile(0.99).unwrap_or(0.0);
+        if z <= 0.0 || p >= cfg.max_p_value || level < threshold * (1.0 + cfg.min_relative_change) {
+            continue;
+        }
+        if best.is_none_or(|b| z > b.0) {
+            best = Some((z, p, s));
+        }
+    }
+    let (_, p_value, s) = best?;
+    let point = ChangePoint {
+        index: s,
+        mean_before: crate::stats::mean(&p99[..s]),
+        mean_after: crate::stats::mean(&p99[s..]),
+        p_value,
+        energy: crate::changepoint::energy_at(p99, s),
+    };
+    Some(Found { point, baseline: (0, s), regressed: (s, n), ongoing: true })
+}
