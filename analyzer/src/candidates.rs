@@ -459,8 +459,8 @@ pub fn from_metrics(
     let nodes = evidence::distinct(&ctx.after, |r| &*r.node);
     let mut slow: Vec<(GroupComparison, f64)> = Vec::new();
     for n in nodes {
-        let Some(after) = evidence::compare(&ctx.after, n, |r| &*r.node == n) else { continue };
-        let before_ratio = evidence::compare(&ctx.before, n, |r| &*r.node == n).map_or(1.0, |b| b.ratio());
+        let Some(after) = evidence::compare_node(&ctx.after, n) else { continue };
+        let before_ratio = evidence::compare_node(&ctx.before, n).map_or(1.0, |b| b.ratio());
         if after.slower() && after.ratio() / before_ratio > 1.10 {
             slow.push((after, before_ratio));
         }

@@ -150,6 +150,33 @@ pub fn best_interval(x: &[f64], min_size: usize) -> Option<(usize, usize)> {
     best.filter(|b| b.2 > 0.0).map(|(i, j, _)| (i, j))
 }
 
+/// Where an upward drift began: Page's CUSUM (k = 0.5 sd, h = 5 sd) over `x` with the mean
+/// and spread of `x[..baseline_end]`, and the change dated at the last point the sum was
+/// zero before it first crossed `h`. A ramp (prompts lengthening over fifteen minutes)
+/// begins where it begins, where a split between two levels lands in its middle. `None`
+/// without four baseline points or an alarm.
+pub fn drift_start(x: &[f64], baseline_end: usize) -> Option<usize> {
+    let base = &x[..baseline_end.min(x.len())];
+    if base.len() < 4 {
+        return None;
+    }
+    let (mean, var) = stats::mean_var(base)?;
+    // A floor on the spread: per-minute medians over thousands of requests barely move.
+    let sd = var.sqrt().max(mean.abs() * 0.01).max(f64::MIN_POSITIVE);
+    let (k, h) = (0.5 * sd, 5.0 * sd);
+    let mut sum = 0.0;
+    let mut last_zero = 0;
+    for (i, v) in x.iter().enumerate() {
+        sum = (sum + v - mean - k).max(0.0);
+        if sum == 0.0 {
+            last_zero = i + 1;
+        } else if sum > h {
+            return Some(last_zero);
+        }
+    }
+    None
+}
+
 /// A Fenwick tree of counts and sums over value ranks.
 struct Fenwick {
     count: Vec<f64>,

@@ -111,6 +111,25 @@ pub fn compare(rs: &[&Request], group: &str, in_group: impl Fn(&Request) -> bool
     })
 }
 
+/// Compares one node's requests against other nodes' requests *of the same ReplicaSet*,
+/// for every ReplicaSet with enough requests on both sides, and keeps the comparison least
+/// against the node: a slow node is slow for every version it serves, while a rollout that
+/// puts the new (slower) version's pods on some nodes first makes those nodes look slow
+/// only when versions are mixed. `None` when no ReplicaSet runs both on it and elsewhere.
+pub fn compare_node(rs: &[&Request], node: &str) -> Option<GroupComparison> {
+    // Requests without a ReplicaSet (pods not named by one) are one group of their own.
+    let sets: BTreeSet<&str> = rs.iter().map(|r| &*r.replicaset).collect();
+    let mut least: Option<GroupComparison> = None;
+    for set in sets {
+        let mine: Vec<&Request> = rs.iter().copied().filter(|r| &*r.replicaset == set).collect();
+        let Some(c) = compare(&mine, node, |r| &*r.node == node) else { continue };
+        if least.as_ref().is_none_or(|l| c.ratio() < l.ratio()) {
+            least = Some(c);
+        }
+    }
+    least
+}
+
 fn thin(x: &[f64], max: usize) -> Vec<f64> {
     if x.len() <= max {
         return x.to_vec();

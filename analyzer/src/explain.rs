@@ -309,7 +309,11 @@ async fn explain_service(
     let throttle = source.node_throttle(onset - lookback, to).await?;
     let rate_onset = nearest_upward(&series, &series.rates(), found.point.index, &q.detection);
     let tokens = series.quantiles(0.5, |c| &c.input_tokens);
-    let token_onset = nearest_upward(&series, &tokens, found.point.index, &q.detection);
+    // A drift in prompt length begins where it begins; a step is found either way.
+    let token_onset = changepoint::drift_start(&tokens, found.point.index)
+        .filter(|i| i.abs_diff(found.point.index) <= 10)
+        .map(|i| series.start(i))
+        .or_else(|| nearest_upward(&series, &tokens, found.point.index, &q.detection));
     let mut cands: Vec<Candidate> = candidates::from_changes(&ctx, &changes);
     cands.extend(candidates::from_metrics(&ctx, &throttle, rate_onset, token_onset));
     candidates::score(&ctx, &mut cands);

@@ -146,7 +146,14 @@ pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) 
     let mut proposals = from_change_points(p99, cfg);
     proposals.extend(find_bumps(series, p99, cfg));
     proposals.extend(edge::find_ongoing(series, p99, cfg));
-    proposals.into_iter().filter(|f| beyond_normal(series, p99, f, cfg)).min_by_key(|f| f.point.index)
+    let standing: Vec<Found> = proposals.into_iter().filter(|f| beyond_normal(series, p99, f, cfg)).collect();
+    let mut earliest = standing.iter().min_by_key(|f| f.point.index)?.clone();
+    // One incident with its repeats: when a later episode is still going on, so is this.
+    if !earliest.ongoing && standing.iter().any(|f| f.ongoing) {
+        earliest.ongoing = true;
+        earliest.regressed.1 = p99.len();
+    }
+    Some(earliest)
 }
 
 /// Upward change points into a level above the one before it and the window's first.

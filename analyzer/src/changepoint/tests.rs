@@ -107,3 +107,18 @@ proptest! {
         prop_assert!(cps.iter().any(|c| c.index.abs_diff(at) <= 2), "{at}: {cps:?}");
     }
 }
+
+#[test]
+fn a_drift_is_dated_where_it_began_not_mid_ramp() {
+    // 12 flat points around 600, then a ramp to 2400 over 15 points.
+    let mut x: Vec<f64> = (0..12).map(|i| 600.0 + (i % 3) as f64 * 4.0).collect();
+    x.extend((1..=15).map(|i| 600.0 + 120.0 * i as f64));
+    assert_eq!(drift_start(&x, 12), Some(12));
+    // A split between levels lands later than the ramp's start.
+    let cp = detect(&x, &Config::default());
+    assert!(cp.first().is_some_and(|c| c.index > 13), "{cp:?}");
+    // Flat: no drift; too short a baseline: no answer.
+    let flat: Vec<f64> = (0..30).map(|i| 600.0 + (i % 3) as f64 * 4.0).collect();
+    assert_eq!(drift_start(&flat, 12), None);
+    assert_eq!(drift_start(&x, 3), None);
+}
