@@ -494,7 +494,10 @@ pub fn from_metrics(
                 reason_names(reasons).join(", ")
             ));
         }
-        let mut c = mk("gpu_throttle", format!("node/{node}"), time, 1.0, ev);
+        // Without clock-event reasons a slower node is a weaker lead: pods restarting or
+        // warming up there, or a neighbour, slow a node's requests too.
+        let strength = if start.is_some() { 1.0 } else { 0.6 };
+        let mut c = mk("gpu_throttle", format!("node/{node}"), time, strength, ev);
         c.local_ratio = Some(cmp.ratio() / before_ratio);
         out.push(c);
     }

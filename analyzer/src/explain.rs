@@ -251,11 +251,20 @@ async fn explain_service(
     }
     let p99 = series.quantiles(0.99, |c| &c.duration);
     let Some(found) = series::find_regression(&series, &p99, &q.detection) else {
-        let mut r = no_regression(format!(
-            "no significant change in p99 (p < {} and at least {:.0}%)",
-            q.detection.max_p_value,
-            q.detection.min_relative_change * 100.0
-        ));
+        let why = match series::find_improvement(&p99, &q.detection) {
+            Some((i, before, after)) => format!(
+                "p99 improved from {} to {} at {} (no regression after it)",
+                crate::render::ms(before),
+                crate::render::ms(after),
+                rfc3339(series.start(i))
+            ),
+            None => format!(
+                "no significant change in p99 beyond its normal variation (p < {} and at least {:.0}%)",
+                q.detection.max_p_value,
+                q.detection.min_relative_change * 100.0
+            ),
+        };
+        let mut r = no_regression(why);
         r.p99_now_ms = p99.last().map(|v| round(*v, 1));
         return Ok(empty(r, data));
     };
@@ -304,7 +313,8 @@ async fn explain_service(
         after,
     };
     let lookback = 30 * MINUTE_NS;
-    let changes = source.changes(onset - lookback, onset + 2 * series.width + MINUTE_NS).await?;
+    // Nothing after the window's end: `--at` in the past answers as it would have then.
+    let changes = source.changes(onset - lookback, (onset + 2 * series.width + MINUTE_NS).min(to)).await?;
     data.changes_considered = changes.len();
     let throttle = source.node_throttle(onset - lookback, to).await?;
     let rate_onset = nearest_upward(&series, &series.rates(), found.point.index, &q.detection);
@@ -317,6 +327,20 @@ async fn explain_service(
     let mut cands: Vec<Candidate> = candidates::from_changes(&ctx, &changes);
     cands.extend(candidates::from_metrics(&ctx, &throttle, rate_onset, token_onset));
     candidates::score(&ctx, &mut cands);
+    let (before_p99, after_p99) = (q99(&base, |c| &c.duration), q99(&reg, |c| &c.duration));
+    if let Some(why) = faster_rollout(&cands, &ctx, before_p99, after_p99) {
+        let mut r = no_regression(why);
+        r.p99_now_ms = p99.last().map(|v| round(*v, 1));
+        return Ok(Report {
+            service,
+            window,
+            regression: r,
+            causes: Vec::new(),
+            next_steps: Vec::new(),
+            data,
+            slo: None,
+        });
+    }
     let causes: Vec<Cause> = cands
         .iter()
         .take(5)
@@ -338,8 +362,8 @@ async fn explain_service(
         detected: true,
         reason: None,
         onset: Some(rfc3339(onset)),
-        p99_before_ms: Some(q99(&base, |c| &c.duration)),
-        p99_after_ms: Some(q99(&reg, |c| &c.duration)),
+        p99_before_ms: Some(before_p99),
+        p99_after_ms: Some(after_p99),
         p_value: Some(found.point.p_value),
         queue_share: tail.map(|t| round(t.queue_share, 3)),
         compute_share: tail.map(|t| round(t.compute_share, 3)),
@@ -349,6 +373,30 @@ async fn explain_service(
         p99_now_ms: p99.last().map(|v| round(*v, 1)),
     };
     Ok(Report { service, window, regression, causes, next_steps, data, slo: None })
+}
+
+/// A rollout of the service's own deployment in progress at the onset whose new pods
+/// compute faster than the old: the brief rise of p99 while pods are replaced is the
+/// rollout's capacity dip, not a regression, as long as it is modest (under 1.5x).
+fn faster_rollout(cands: &[Candidate], ctx: &Context<'_>, before: f64, after: f64) -> Option<String> {
+    if after >= 1.5 * before {
+        return None;
+    }
+    let c = cands.iter().find(|c| {
+        c.kind == "deploy"
+            && c.object.strip_prefix("deployment/").is_some_and(|d| ctx.deployments.contains(d))
+            && c.local_ratio.is_some_and(|r| r < 0.9)
+            && (ctx.onset - 10 * MINUTE_NS..=ctx.onset + ctx.width).contains(&c.time)
+    })?;
+    Some(format!(
+        "p99 rose from {} to {} while {} rolled out (from {}), but its new pods compute {:.2}x the old ones' time: \
+         the rollout's brief capacity dip, not a regression",
+        crate::render::ms(before),
+        crate::render::ms(after),
+        c.object,
+        rfc3339(c.time),
+        c.local_ratio.unwrap_or(1.0)
+    ))
 }
 
 /// Requests read a side of the onset for the before/after tests. Above it the tests are

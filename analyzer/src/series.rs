@@ -148,12 +148,42 @@ pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) 
     proposals.extend(edge::find_ongoing(series, p99, cfg));
     let standing: Vec<Found> = proposals.into_iter().filter(|f| beyond_normal(series, p99, f, cfg)).collect();
     let mut earliest = standing.iter().min_by_key(|f| f.point.index)?.clone();
+    settle_onset(series, p99, &mut earliest, cfg);
     // One incident with its repeats: when a later episode is still going on, so is this.
-    if !earliest.ongoing && standing.iter().any(|f| f.ongoing) {
+    if !earliest.ongoing && (standing.iter().any(|f| f.ongoing) || edge::still_elevated(series, earliest.baseline, cfg))
+    {
         earliest.ongoing = true;
         earliest.regressed.1 = p99.len();
     }
     Some(earliest)
+}
+
+/// An improvement still in effect: the newest downward change point whose level after it
+/// (to the end) is the minimum change below the level before it, as (index, level before,
+/// level after). A service that got faster has no regression, and says so.
+pub fn find_improvement(p99: &[f64], cfg: &changepoint::Config) -> Option<(usize, f64, f64)> {
+    let cp = changepoint::detect(p99, cfg).into_iter().rev().find(|c| c.mean_after < c.mean_before)?;
+    let after = crate::stats::mean(&p99[cp.index..]);
+    let before = crate::stats::mean(&p99[..cp.index]);
+    (after < before * (1.0 - cfg.min_relative_change)).then_some((cp.index, before, after))
+}
+
+/// Moves a regression's onset to its first bucket that is itself elevated: a split between
+/// two levels, or an interval, can begin a bucket or two before the rise (those buckets
+/// are normal; the level after them carries the test), and the onset is what the causes
+/// are timed against.
+fn settle_onset(series: &Series, p99: &[f64], f: &mut Found, cfg: &changepoint::Config) {
+    while f.regressed.1 - f.regressed.0 > 1 {
+        let start = f.regressed.0;
+        let Some(before) = series.merged_duration(0, start).quantile(0.99) else { return };
+        if p99[start] >= before * (1.0 + cfg.min_relative_change) {
+            return;
+        }
+        f.regressed.0 += 1;
+        f.baseline.1 = f.regressed.0;
+        f.point.index = f.regressed.0;
+        f.point.mean_before = crate::stats::mean(&p99[f.baseline.0..f.baseline.1]);
+    }
 }
 
 /// Upward change points into a level above the one before it and the window's first.

@@ -66,6 +66,7 @@ fn ranked_over(before: Vec<Request>, after: Vec<Request>, changes: &[Change]) ->
         output_tokens: (150.0, 150.0),
     };
     let mut cands = from_changes(&ctx, changes);
+    cands.extend(from_metrics(&ctx, &[], None, None));
     score(&ctx, &mut cands);
     cands
 }
@@ -227,4 +228,44 @@ fn a_step_back_up_at_the_onset_or_a_pod_that_left_midway_gives_nothing_back() {
     assert!((down.strength - (0.5 + 0.5 * 4.0 / 5.0)).abs() < 1e-9, "{down:#?}");
     // A step back to five at -30 s: four pods served after the scale-down, not five.
     assert!(down.evidence.iter().any(|e| e.contains("not yet serving at the onset")), "{:?}", down.evidence);
+}
+
+#[test]
+fn a_rollout_that_reaches_some_nodes_first_makes_no_slow_node() {
+    // Old ReplicaSet on gpu-1 and gpu-2; the new, 1.6x slower one only on gpu-2 so far.
+    let at = |i: i64, rs: &str, node: &str, compute: f64| {
+        let mut r = request(ONSET + i * S, &format!("{rs}-p{}", i % 3), 30.0);
+        (r.replicaset, r.node, r.compute) = (Arc::from(rs), Arc::from(node), compute);
+        r
+    };
+    let before: Vec<Request> =
+        (0..600).map(|i| at(i - 600, "llama-70b-old", if i % 2 == 0 { "gpu-1" } else { "gpu-2" }, 900.0)).collect();
+    let after: Vec<Request> = (0..600)
+        .map(|i| match i % 3 {
+            0 => at(i, "llama-70b-old", "gpu-1", 900.0),
+            1 => at(i, "llama-70b-old", "gpu-2", 900.0),
+            _ => at(i, "llama-70b-new", "gpu-2", 1440.0),
+        })
+        .collect();
+    let refs: Vec<&Request> = after.iter().collect();
+    // Mixed versions: gpu-2 looks slow against everything else ...
+    assert!(evidence::compare(&refs, "gpu-2", |r| &*r.node == "gpu-2").unwrap().slower());
+    // ... but not against the same ReplicaSet elsewhere.
+    assert!(!evidence::compare_node(&refs, "gpu-2").unwrap().slower());
+    drop(refs);
+    let cands = ranked_over(before.clone(), after, &[]);
+    assert!(cands.iter().all(|c| c.kind != "gpu_throttle"), "{cands:?}");
+    // A node that is slow for the version it serves is still found.
+    let throttled: Vec<Request> =
+        (0..600)
+            .map(|i| {
+                if i % 2 == 0 {
+                    at(i, "llama-70b-old", "gpu-1", 900.0)
+                } else {
+                    at(i, "llama-70b-old", "gpu-2", 1500.0)
+                }
+            })
+            .collect();
+    let cands = ranked_over(before, throttled, &[]);
+    assert!(cands.iter().any(|c| c.kind == "gpu_throttle" && c.object == "node/gpu-2"), "{cands:?}");
 }

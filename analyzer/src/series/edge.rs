@@ -47,6 +47,36 @@ fn dispersion(per_bucket: &[(f64, f64)], p0: f64) -> f64 {
     (chi2 / (per_bucket.len() - 1) as f64).max(1.0)
 }
 
+/// The requests of buckets `recent` against those of buckets `history`: the share above
+/// the history's p99 against the history's own share, its variance widened by the
+/// history's dispersion, Bonferroni-corrected for `tries`. `Some((z, p))` when the recent
+/// requests are significantly more often slow and their p99 is the minimum change above.
+fn test(
+    series: &Series,
+    history: (usize, usize),
+    recent: (usize, usize),
+    tries: f64,
+    cfg: &Config,
+) -> Option<(f64, f64)> {
+    let mut past_sketch = Sketch::new();
+    for b in &series.buckets[history.0..history.1] {
+        past_sketch.merge(&b.cell.duration);
+    }
+    let threshold = past_sketch.quantile(0.99)?;
+    let past = above(series, threshold, history.0, history.1);
+    let (x0, n0) = past.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (x, m) = above(series, threshold, recent.0, recent.1).iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    if n0 < 1.0 || m < 1.0 {
+        return None;
+    }
+    let p0 = (x0 / n0).max(0.5 / n0);
+    let se = (dispersion(&past, p0) * p0 * (1.0 - p0) / m).sqrt();
+    let z = (x / m - p0) / se;
+    let p = (crate::stats::normal_sf(z) * tries).min(1.0);
+    let level = series.merged_duration(recent.0, recent.1).quantile(0.99)?;
+    (z > 0.0 && p < cfg.max_p_value && level >= threshold * (1.0 + cfg.min_relative_change)).then_some((z, p))
+}
+
 /// The regression at the end of `series`, if the newest buckets' requests show one.
 pub fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found> {
     let n = series.buckets.len();
@@ -55,36 +85,9 @@ pub fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found>
     }
     let first = (n - MAX_TRAILING.min(n - MIN_HISTORY)).max(MIN_HISTORY);
     let tries = (n - first) as f64;
-    let mut history = Sketch::new();
-    for b in &series.buckets[..first] {
-        history.merge(&b.cell.duration);
-    }
     let mut best: Option<(f64, f64, usize)> = None;
     for s in first..n {
-        if s > first {
-            history.merge(&series.buckets[s - 1].cell.duration);
-        }
-        let Some(threshold) = history.quantile(0.99) else { continue };
-        let past = above(series, threshold, 0, s);
-        let (x0, n0) = past.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-        let recent = above(series, threshold, s, n);
-        let (x, m) = recent.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-        if n0 < 1.0 || m < 1.0 {
-            continue;
-        }
-        let p0 = (x0 / n0).max(0.5 / n0);
-        let phi = dispersion(&past, p0);
-        let se = (phi * p0 * (1.0 - p0) / m).sqrt();
-        let z = (x / m - p0) / se;
-        let p = (crate::stats::normal_sf(z) * tries).min(1.0);
-        let mut recent_cell = Sketch::new();
-        for b in &series.buckets[s..n] {
-            recent_cell.merge(&b.cell.duration);
-        }
-        let level = recent_cell.quantile(0.99).unwrap_or(0.0);
-        if z <= 0.0 || p >= cfg.max_p_value || level < threshold * (1.0 + cfg.min_relative_change) {
-            continue;
-        }
+        let Some((z, p)) = test(series, (0, s), (s, n), tries, cfg) else { continue };
         if best.is_none_or(|b| z > b.0) {
             best = Some((z, p, s));
         }
@@ -98,4 +101,12 @@ pub fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found>
         energy: crate::changepoint::energy_at(p99, s),
     };
     Some(Found { point, baseline: (0, s), regressed: (s, n), ongoing: true })
+}
+
+/// Whether the newest buckets (the last one, two or three) are still slow against a
+/// regression's baseline: an episode that came back down and rose again is one incident
+/// still going on, even where the history's peaks already hold the first episode.
+pub fn still_elevated(series: &Series, baseline: (usize, usize), cfg: &Config) -> bool {
+    let n = series.buckets.len();
+    (1..=3.min(n.saturating_sub(baseline.1))).any(|k| test(series, baseline, (n - k, n), 3.0, cfg).is_some())
 }

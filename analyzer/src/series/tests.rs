@@ -65,3 +65,61 @@ fn a_bump_that_recovered_is_found_and_steady_traffic_is_not() {
     let p99 = flat.quantiles(0.99, |c| &c.duration);
     assert!(find_regression(&flat, &p99, &Config::default()).is_none());
 }
+
+fn found(levels: &[(u64, f64)]) -> Option<Found> {
+    let s = Series::from_minutes(&minutes(levels));
+    let p99 = s.quantiles(0.99, |c| &c.duration);
+    find_regression(&s, &p99, &Config::default())
+}
+
+#[test]
+fn two_minutes_of_a_doubled_p99_are_a_regression_going_on() {
+    let mut levels = vec![(2000, 400.0); 15];
+    levels.extend(vec![(2000, 800.0); 2]);
+    // Too few buckets after the step for a change point; the requests settle it.
+    let s = Series::from_minutes(&minutes(&levels));
+    let p99 = s.quantiles(0.99, |c| &c.duration);
+    assert!(changepoint::detect(&p99, &Config::default()).is_empty());
+    let f = edge::find_ongoing(&s, &p99, &Config::default()).unwrap();
+    assert_eq!((f.point.index, f.ongoing), (15, true));
+    let f = found(&levels).unwrap();
+    assert_eq!((f.point.index, f.regressed, f.ongoing), (15, (15, 17), true));
+    // One minute is enough at this traffic.
+    assert_eq!(found(&levels[..16]).map(|f| f.point.index), Some(15));
+}
+
+#[test]
+fn peaks_the_history_already_had_are_not_a_regression() {
+    // A burst minute every four minutes, 1.5x the p99; the newest minute is one of them.
+    let levels: Vec<(u64, f64)> = (0..21).map(|i| if i % 4 == 0 { (3000, 600.0) } else { (2000, 400.0) }).collect();
+    assert!(found(&levels).is_none(), "{:?}", found(&levels));
+    // The same without the earlier bursts: the last minute is new, and found.
+    let mut calm = vec![(2000, 400.0); 20];
+    calm.push((3000, 600.0));
+    assert_eq!(found(&calm).map(|f| f.point.index), Some(20));
+}
+
+#[test]
+fn a_service_that_got_faster_has_no_regression() {
+    // Slow for 15 minutes (with a slower rollout minute at its end), then fast.
+    let mut levels = vec![(2000, 800.0); 14];
+    levels.push((2000, 880.0));
+    levels.extend(vec![(2000, 400.0); 15]);
+    assert!(found(&levels).is_none(), "{:?}", found(&levels));
+    let s = Series::from_minutes(&minutes(&levels));
+    let p99 = s.quantiles(0.99, |c| &c.duration);
+    let (at, before, after) = find_improvement(&p99, &Config::default()).unwrap();
+    assert_eq!(at, 15);
+    assert!(after < before * 0.6, "{before} -> {after}");
+}
+
+#[test]
+fn an_earlier_episode_is_the_onset_and_a_later_one_keeps_it_going() {
+    // Bump at 12-15, recovery, then a second rise still on at the end.
+    let mut levels = vec![(2000, 400.0); 12];
+    levels.extend(vec![(2000, 1200.0); 4]);
+    levels.extend(vec![(2000, 400.0); 6]);
+    levels.extend(vec![(2000, 1200.0); 3]);
+    let f = found(&levels).unwrap();
+    assert_eq!((f.point.index, f.ongoing, f.regressed), (12, true, (12, 25)));
+}
