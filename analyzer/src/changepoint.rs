@@ -151,8 +151,8 @@ pub fn best_interval(x: &[f64], min_size: usize) -> Option<(usize, usize)> {
 }
 
 /// Where an upward drift began: Page's CUSUM (k = 0.5 sd, h = 5 sd) over `x` with the mean
-/// and spread of `x[..baseline_end]`, and the change dated at the last point the sum was
-/// zero before it first crossed `h`. A ramp (prompts lengthening over fifteen minutes)
+/// and spread of `x[..baseline_end]`, and the change dated at the start of the unbroken
+/// run of points more than 2 sd above the mean that ends where the sum first crosses `h`. A ramp (prompts lengthening over fifteen minutes)
 /// begins where it begins, where a split between two levels lands in its middle. `None`
 /// without four baseline points or an alarm.
 pub fn drift_start(x: &[f64], baseline_end: usize) -> Option<usize> {
@@ -171,7 +171,13 @@ pub fn drift_start(x: &[f64], baseline_end: usize) -> Option<usize> {
         if sum == 0.0 {
             last_zero = i + 1;
         } else if sum > h {
-            return Some(last_zero);
+            // The sum can start points early on noise above the mean; the drift begins
+            // where the unbroken run of points clearly above it (2 sd) that ends here does.
+            let mut start = i;
+            while start > last_zero && x[start - 1] >= mean + 2.0 * sd {
+                start -= 1;
+            }
+            return Some(start);
         }
     }
     None

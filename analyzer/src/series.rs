@@ -170,9 +170,16 @@ pub fn find_improvement(p99: &[f64], cfg: &changepoint::Config) -> Option<(usize
 
 /// Moves a regression's onset to its first bucket that is itself elevated: a split between
 /// two levels, or an interval, can begin a bucket or two before the rise (those buckets
-/// are normal; the level after them carries the test), and the onset is what the causes
-/// are timed against.
+/// are normal; the level after them carries the test) or after it (the most different
+/// interval of a bump may leave out its first, smaller step), and the onset is what the
+/// causes are timed against.
 fn settle_onset(series: &Series, p99: &[f64], f: &mut Found, cfg: &changepoint::Config) {
+    while f.regressed.0 > 0 && edge::bucket_elevated(series, f.regressed.0 - 1, cfg) {
+        f.regressed.0 -= 1;
+        f.baseline.1 = f.regressed.0;
+        f.point.index = f.regressed.0;
+        f.point.mean_before = crate::stats::mean(&p99[f.baseline.0..f.baseline.1]);
+    }
     while f.regressed.1 - f.regressed.0 > 1 {
         let start = f.regressed.0;
         let Some(before) = series.merged_duration(0, start).quantile(0.99) else { return };
@@ -212,8 +219,9 @@ fn from_change_points(p99: &[f64], cfg: &changepoint::Config) -> Vec<Found> {
 
 /// Whether a proposed regression is beyond the service's normal variation: the p99 of its
 /// requests is at least the minimum change above the p99 of every request before it, and
-/// above the highest p99 any one bucket before it had (traffic that breathes — diurnal
-/// swings the autoscaler follows, periodic bursts — shows its peaks there first).
+/// half the minimum change above the highest p99 any one bucket before it had (traffic that
+/// breathes — diurnal swings the autoscaler follows, periodic bursts — shows its peaks
+/// there first, and the next peak is a little higher or lower).
 pub fn beyond_normal(series: &Series, p99: &[f64], f: &Found, cfg: &changepoint::Config) -> bool {
     let start = f.regressed.0;
     if start < cfg.min_size.max(2) {
@@ -225,7 +233,7 @@ pub fn beyond_normal(series: &Series, p99: &[f64], f: &Found, cfg: &changepoint:
         return false;
     };
     let peak = p99[..start].iter().copied().fold(f64::MIN, f64::max);
-    level >= before * (1.0 + cfg.min_relative_change) && level > peak
+    level >= before * (1.0 + cfg.min_relative_change) && level > peak * (1.0 + cfg.min_relative_change / 2.0)
 }
 
 /// Bumps that came back down: the most different interval of the p99 series (circular

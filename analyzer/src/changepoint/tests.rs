@@ -113,8 +113,13 @@ fn a_drift_is_dated_where_it_began_not_mid_ramp() {
     // 12 flat points around 600, then a ramp to 2400 over 15 points.
     let mut x: Vec<f64> = (0..12).map(|i| 600.0 + (i % 3) as f64 * 4.0).collect();
     x.extend((1..=15).map(|i| 600.0 + 120.0 * i as f64));
-    // Within a point of it (the noise of the last flat point may start the sum).
-    assert!(drift_start(&x, 12).is_some_and(|i| (11..=12).contains(&i)), "{:?}", drift_start(&x, 12));
+    assert_eq!(drift_start(&x, 12), Some(12));
+    // A step after a few points just above the mean (noise that starts the sum early) is
+    // dated at the step.
+    let mut step: Vec<f64> = (0..12).map(|i| 600.0 + (i % 3) as f64 * 4.0).collect();
+    step.extend([630.0, 609.0, 598.0]);
+    step.extend([2400.0; 10]);
+    assert_eq!(drift_start(&step, 12), Some(15));
     // A split between levels lands later than the ramp's start.
     let cp = detect(&x, &Config::default());
     assert!(cp.first().is_some_and(|c| c.index > 13), "{cp:?}");

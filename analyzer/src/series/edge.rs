@@ -16,8 +16,9 @@ use crate::sketch::Sketch;
 
 /// Buckets of history a start needs before it.
 pub const MIN_HISTORY: usize = 5;
-/// Newest buckets tried as the start of a regression still going on.
-pub const MAX_TRAILING: usize = 10;
+/// Newest buckets tried as the start of a regression still going on: half an hour of
+/// minutes, so that an incident's onset stays in reach while it goes on.
+pub const MAX_TRAILING: usize = 30;
 
 /// The share of requests of each bucket above `threshold`: (above, count) per bucket.
 fn above(series: &Series, threshold: f64, a: usize, b: usize) -> Vec<(f64, f64)> {
@@ -88,6 +89,12 @@ pub fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found>
     let mut best: Option<(f64, f64, usize)> = None;
     for s in first..n {
         let Some((z, p)) = test(series, (0, s), (s, n), tries, cfg) else { continue };
+        // Going on means the newest buckets too, not a bump inside [s, n) that came back
+        // down (those are `find_bumps`' to find).
+        let newest = (n - 3).max(s);
+        if newest > s && test(series, (0, s), (newest, n), 1.0, cfg).is_none() {
+            continue;
+        }
         if best.is_none_or(|b| z > b.0) {
             best = Some((z, p, s));
         }
@@ -101,6 +108,12 @@ pub fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found>
         energy: crate::changepoint::energy_at(p99, s),
     };
     Some(Found { point, baseline: (0, s), regressed: (s, n), ongoing: true })
+}
+
+/// Whether bucket `k`'s requests alone are significantly slower than those of the buckets
+/// before it (one try).
+pub fn bucket_elevated(series: &Series, k: usize, cfg: &Config) -> bool {
+    k >= MIN_HISTORY && test(series, (0, k), (k, k + 1), 1.0, cfg).is_some()
 }
 
 /// Whether the newest buckets (the last one, two or three) are still slow against a

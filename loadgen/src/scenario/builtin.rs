@@ -5,7 +5,7 @@
 //! and a small `embedder` (2 pods); faults land at 12m of a 30m run. `SERVING`, unlike it
 //! in every name and size, so that nothing keyed to the first helps: namespace `serving`,
 //! two pools (five 4-GPU L40S nodes shared by `qwen-32b` and `gemma-9b`, three 8-GPU A100
-//! nodes for `mixtral-8x7b` at 4 GPUs a pod), other rates and HPA targets. Its scenarios
+//! nodes filled by `mixtral-8x7b` at 4 GPUs a pod), other rates and HPA targets. Its scenarios
 //! cover what the first do not: traffic that breathes (diurnal, bursts) with no fault, an
 //! improvement, too little traffic, power throttling in the second pool, a decoy 20 s
 //! from the cause, a slow drift, and a surge against a pool already at its maximum.
@@ -55,11 +55,11 @@ models:
     traffic: { rate: 25, prompt_tokens: "lognormal:400,0.5", output_tokens: "lognormal:80,0.5" }
   - name: mixtral-8x7b
     model: mistralai/Mixtral-8x7B-Instruct-v0.1
-    replicas: 4
+    replicas: 6
     gpus_per_pod: 4
     pool: a100
-    hpa: { min: 2, max: 6, target: 20 }
-    traffic: { rate: 26, prompt_tokens: "lognormal:1000,0.5", output_tokens: "lognormal:200,0.5" }
+    hpa: { min: 3, max: 6, target: 20 }
+    traffic: { rate: 24, prompt_tokens: "lognormal:1000,0.5", output_tokens: "lognormal:200,0.5" }
 "#;
 
 /// One built-in scenario: a cluster, edits to it, and the injected changes.
