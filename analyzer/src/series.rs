@@ -174,23 +174,28 @@ pub fn find_improvement(p99: &[f64], cfg: &changepoint::Config) -> Option<(usize
 /// interval of a bump may leave out its first, smaller step), and the onset is what the
 /// causes are timed against.
 fn settle_onset(series: &Series, p99: &[f64], f: &mut Found, cfg: &changepoint::Config) {
-    while f.regressed.0 > 0 && edge::bucket_elevated(series, f.regressed.0 - 1, cfg) {
-        f.regressed.0 -= 1;
-        f.baseline.1 = f.regressed.0;
-        f.point.index = f.regressed.0;
-        f.point.mean_before = crate::stats::mean(&p99[f.baseline.0..f.baseline.1]);
+    // One criterion both ways, which depends only on the data before each bucket: the
+    // onset is the start of the run of slow buckets the proposal begins in or next to,
+    // whichever search proposed it and wherever the window ends.
+    let mut start = f.regressed.0;
+    while f.regressed.1 - start > 1 && !edge::bucket_elevated(series, start, cfg) {
+        start += 1;
     }
-    while f.regressed.1 - f.regressed.0 > 1 {
-        let start = f.regressed.0;
-        let Some(before) = series.merged_duration(0, start).quantile(0.99) else { return };
-        if p99[start] >= before * (1.0 + cfg.min_relative_change) {
-            return;
+    // Back over slow buckets, and over one that fell just short between two slow ones (a
+    // rise in two steps, as an HPA removing pods one at a time makes, is one onset).
+    loop {
+        if start > 0 && edge::bucket_elevated(series, start - 1, cfg) {
+            start -= 1;
+        } else if start > 1 && edge::bucket_elevated(series, start - 2, cfg) {
+            start -= 2;
+        } else {
+            break;
         }
-        f.regressed.0 += 1;
-        f.baseline.1 = f.regressed.0;
-        f.point.index = f.regressed.0;
-        f.point.mean_before = crate::stats::mean(&p99[f.baseline.0..f.baseline.1]);
     }
+    f.regressed.0 = start;
+    f.baseline.1 = start;
+    f.point.index = start;
+    f.point.mean_before = crate::stats::mean(&p99[f.baseline.0..start]);
 }
 
 /// Upward change points into a level above the one before it and the window's first.
