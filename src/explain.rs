@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use slo_analyzer::explain::{Query, Report, explain, parse_time, parse_window};
+use slo_analyzer::explain::{Query, Report, explain};
 use slo_analyzer::source::Source;
+use slo_analyzer::text::{parse_time, parse_window};
 use slo_collector::CollectorConfig;
 use slo_store::Store;
 

@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::rollup::{MINUTE_NS, Rollups};
-use crate::source::rfc3339;
 use crate::spec::Slo;
+use crate::text::{rfc3339, window_name};
 
 const HOUR: i64 = 60 * MINUTE_NS;
 
@@ -96,18 +96,6 @@ pub struct SloStatus {
     /// At the 1h burn rate, seconds until the budget is spent (`None` when not burning or
     /// already spent).
     pub time_to_exhaustion_s: Option<f64>,
-}
-
-/// `1h`, `30m`, `3d` for window lengths.
-pub fn window_name(ns: i64) -> String {
-    let m = ns / MINUTE_NS;
-    if m % 1440 == 0 {
-        format!("{}d", m / 1440)
-    } else if m % 60 == 0 {
-        format!("{}h", m / 60)
-    } else {
-        format!("{m}m")
-    }
 }
 
 /// (good, total) of the SLO's requests that started in `[from, to)`.

@@ -19,8 +19,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::evidence::{self, GroupComparison, TailShift};
-use crate::render::ms;
-use crate::source::{Change, NodeThrottle, Request, reason_names, rfc3339};
+use crate::source::{Change, NodeThrottle, Request, reason_names};
+use crate::text::ms;
+use crate::text::{hm, p_text};
 
 const MINUTE: i64 = 60_000_000_000;
 
@@ -93,10 +94,6 @@ fn max_lag_s(kind: &str) -> f64 {
         "gpu_throttle" | "traffic_surge" | "workload_shift" => 300.0,
         _ => 600.0,
     }
-}
-
-fn hm(ns: i64) -> String {
-    rfc3339(ns)[11..19].to_string()
 }
 
 /// The deployment a pod belongs to, by the change's attribute or the pod name's prefix.
@@ -391,11 +388,6 @@ fn compare_fact(group: &str, c: &GroupComparison, rest: &str) -> String {
         c.ratio(),
         p_text(c.p_value)
     )
-}
-
-/// A p-value for people.
-pub fn p_text(p: f64) -> String {
-    if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") }
 }
 
 /// Candidates the data itself suggests: traffic surge, token mix shift, a node whose

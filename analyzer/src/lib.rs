@@ -11,7 +11,8 @@
 //! - [`explain`], [`render`]: the report of `slo explain` and its text form;
 //! - [`spec`], [`burn`]: SLO specs (OpenSLO v1 and a native form), error budgets and
 //!   multi-window burn rates;
-//! - [`source`]: what the analyzer reads from the store's SQL tables.
+//! - [`source`]: what the analyzer reads from the store's SQL tables;
+//! - [`text`]: windows and times parsed from people, numbers and times written for them.
 
 pub mod burn;
 pub mod candidates;
@@ -27,5 +28,6 @@ pub mod sketch;
 pub mod source;
 pub mod spec;
 pub mod stats;
+pub mod text;
 
 pub use error::{Error, Result};

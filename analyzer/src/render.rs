@@ -4,17 +4,7 @@
 use std::fmt::Write;
 
 use crate::explain::Report;
-
-/// Milliseconds for people: `420 ms`, `1.87 s`, `12.5 s`.
-pub fn ms(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.1} s", v / 1000.0)
-    } else if v >= 1000.0 {
-        format!("{:.2} s", v / 1000.0)
-    } else {
-        format!("{v:.0} ms")
-    }
-}
+use crate::text::ms;
 
 fn hm(rfc: &str) -> &str {
     rfc.get(11..19).unwrap_or(rfc)
@@ -70,7 +60,7 @@ fn slo_lines(r: &Report) -> Vec<String> {
         s.name,
         s.objective * 100.0,
         s.sli,
-        crate::burn::window_name(s.period_s * 1_000_000_000),
+        crate::text::window_name(s.period_s * 1_000_000_000),
         if rates.is_empty() { "-".to_string() } else { rates.join(", ") },
         if firing.is_empty() { String::new() } else { format!("; firing: {}", firing.join(", ")) }
     ));
@@ -125,7 +115,7 @@ fn full_text_without_slo(r: &Report) -> String {
         ms(g.p99_before_ms.unwrap_or(0.0)),
         ms(g.p99_after_ms.unwrap_or(0.0)),
         hm(onset),
-        crate::candidates::p_text(g.p_value.unwrap_or(1.0)),
+        crate::text::p_text(g.p_value.unwrap_or(1.0)),
     );
     if let (Some(q), Some(c)) = (g.queue_share, g.compute_share) {
         let dominant = if q >= c { "mostly queue time" } else { "mostly compute time" };

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
-use chrono::{DateTime, SecondsFormat, Utc};
 use slo_store::query::Snapshot;
 
 use crate::columns::{self, f64_at, i64_at, str_at};
@@ -19,15 +18,11 @@ use slo_store::schema::REQUESTS;
 
 use crate::error::Error;
 use crate::rollup::{ROLLUPS, Rollups, minute_of};
+use crate::text::rfc3339;
 
 /// An RFC 3339 literal for SQL from ns since the epoch.
 pub fn sql_time(ns: i64) -> String {
     format!("'{}'", rfc3339(ns))
-}
-
-/// RFC 3339 (seconds, `Z`) of ns since the epoch.
-pub fn rfc3339(ns: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// A SQL string literal.

@@ -31,9 +31,9 @@ use std::path::Path;
 use serde_yaml::Value;
 
 use crate::error::{Error, Result};
-use crate::explain::parse_window;
 use crate::rollup::Cell;
 use crate::sketch::Sketch;
+use crate::text::parse_window;
 
 /// Which latency a latency SLI measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

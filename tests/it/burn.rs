@@ -12,9 +12,10 @@
 use std::fmt::Write;
 use std::process::Command;
 
-use slo_analyzer::burn::{self, PAIRS, window_name};
+use slo_analyzer::burn::{self, PAIRS};
 use slo_analyzer::rollup::{Cell, MINUTE_NS, Rollups};
 use slo_analyzer::spec::{Sli, Slo};
+use slo_analyzer::text::window_name;
 
 const TOTAL_PER_MIN: u64 = 600;
 

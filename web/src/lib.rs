@@ -149,11 +149,11 @@ struct ExplainRequest {
 
 async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) -> Response {
     use slo_analyzer::explain as ex;
-    let window = match ex::parse_window(q.window.as_deref().unwrap_or("1h")) {
+    let window = match slo_analyzer::text::parse_window(q.window.as_deref().unwrap_or("1h")) {
         Ok(w) => w,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let at = match q.at.as_deref().map(ex::parse_time).transpose() {
+    let at = match q.at.as_deref().map(slo_analyzer::text::parse_time).transpose() {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
