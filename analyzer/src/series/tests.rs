@@ -43,9 +43,7 @@ fn partial_buckets_at_the_edges_are_dropped() {
 fn a_step_that_stays_is_an_ongoing_regression() {
     let mut levels = vec![(2000, 400.0); 15];
     levels.extend(vec![(2000, 1400.0); 15]);
-    let s = Series::from_minutes(&minutes(&levels));
-    let p99 = s.quantiles(0.99, |c| &c.duration);
-    let f = find_regression(&s, &p99, &Config::default()).unwrap();
+    let f = found(&levels).unwrap();
     assert_eq!(f.point.index, 15);
     assert!(f.ongoing);
     assert_eq!(f.regressed, (15, 30));
@@ -56,14 +54,10 @@ fn a_bump_that_recovered_is_found_and_steady_traffic_is_not() {
     let mut levels = vec![(2000, 400.0); 12];
     levels.extend(vec![(2000, 1200.0); 4]);
     levels.extend(vec![(2000, 400.0); 14]);
-    let s = Series::from_minutes(&minutes(&levels));
-    let p99 = s.quantiles(0.99, |c| &c.duration);
-    let f = find_regression(&s, &p99, &Config::default()).unwrap();
+    let f = found(&levels).unwrap();
     assert_eq!((f.point.index, f.regressed), (12, (12, 16)));
     assert!(!f.ongoing);
-    let flat = Series::from_minutes(&minutes(&vec![(2000, 400.0); 30]));
-    let p99 = flat.quantiles(0.99, |c| &c.duration);
-    assert!(find_regression(&flat, &p99, &Config::default()).is_none());
+    assert!(found(&vec![(2000, 400.0); 30]).is_none());
 }
 
 fn found(levels: &[(u64, f64)]) -> Option<Found> {
