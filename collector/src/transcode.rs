@@ -263,10 +263,21 @@ impl Converter {
         stats: &mut ConvertStats,
     ) -> Result<Option<(&'a str, Val<'a>)>, WireError> {
         let (mut key, mut any) = ("", None);
+        // A value given more than once is merged, as prost merges it: decoding the
+        // concatenated bodies is that merge (every body must decode, not just the last).
+        let mut merged: Option<Vec<u8>> = None;
         for f in wire::fields(raw) {
             match f? {
                 (1, v) => key = v.str()?,
-                (2, v) => any = Some(v.bytes()?),
+                (2, v) => {
+                    let body = v.bytes()?;
+                    match (&mut merged, any) {
+                        (Some(m), _) => m.extend_from_slice(body),
+                        (None, Some(first)) => merged = Some([first, body].concat()),
+                        (None, None) => {}
+                    }
+                    any = Some(body);
+                }
                 // `key_strindex` (profiles): not used, but it must be a varint.
                 (3, v) => {
                     v.varint()?;
@@ -275,9 +286,13 @@ impl Converter {
             }
         }
         let from = rendered.len();
-        let input = match any {
-            Some(any) => self.render_any(any, rendered)?,
-            None => None,
+        let input = match (&merged, any) {
+            (Some(m), _) => {
+                self.render_decoded(m, rendered)?;
+                None
+            }
+            (None, Some(any)) => self.render_any(any, rendered)?,
+            (None, None) => None,
         };
         let verdict = self.redactor.verdict(key);
         if verdict == Verdict::Drop {
@@ -304,6 +319,19 @@ impl Converter {
         Ok(Some((key, val)))
     }
 
+    /// Decodes an `AnyValue` with prost and renders it as the struct path does.
+    fn render_decoded(&self, raw: &[u8], out: &mut String) -> Result<(), WireError> {
+        let any = AnyValue::decode(raw).map_err(|e| {
+            if e.to_string().contains("recursion limit") {
+                WireError("recursion limit reached")
+            } else {
+                WireError("invalid attribute value")
+            }
+        })?;
+        render(&any, out, self.max_depth);
+        Ok(())
+    }
+
     /// Renders an `AnyValue` as [`render`] does: a string value is returned as it is in the
     /// request, anything else is appended to `out`.
     fn render_any<'a>(&self, raw: &'a [u8], out: &mut String) -> Result<Option<&'a str>, WireError> {
@@ -320,14 +348,7 @@ impl Converter {
             }
         }
         if !simple {
-            let any = AnyValue::decode(raw).map_err(|e| {
-                if e.to_string().contains("recursion limit") {
-                    WireError("recursion limit reached")
-                } else {
-                    WireError("invalid attribute value")
-                }
-            })?;
-            render(&any, out, self.max_depth);
+            self.render_decoded(raw, out)?;
             return Ok(None);
         }
         match only {

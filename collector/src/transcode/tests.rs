@@ -332,3 +332,53 @@ fn profile_string_indexes_are_absent_values_on_both_paths() {
     assert_eq!(value("strindex").as_deref(), Some(""));
     assert_eq!(value("array").as_deref(), Some("[null,\"x\"]"));
 }
+
+/// A `KeyValue` whose value is given twice: prost merges the two (so the first must decode
+/// too, and two arrays become one), and so must the transcoder (found by fuzzing: a
+/// malformed first value was skipped because only the last was read).
+#[test]
+fn a_value_given_twice_is_merged_as_prost_merges_it() {
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag << 3 | 2];
+        prost::encoding::encode_varint(body.len() as u64, &mut out);
+        out.extend_from_slice(body);
+        out
+    }
+    let any = |v: Value| AnyValue { value: Some(v) }.encode_to_vec();
+    let array = |items: &[&str]| {
+        any(Value::ArrayValue(ArrayValue { values: items.iter().map(|v| AnyValue { value: s(v) }).collect() }))
+    };
+    let span = |attr: Vec<u8>| {
+        let mut b = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "s".into(),
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        b.extend(msg(9, &attr));
+        b
+    };
+    let export = |attr: Vec<u8>| msg(1, &msg(2, &msg(2, &span(attr))));
+    let key = msg(1, b"k");
+    // Well formed: a string then an int (the last wins), two arrays (one array of both).
+    for (what, value) in [
+        ("string then int", [msg(2, &any(Value::StringValue("a".into()))), msg(2, &any(Value::IntValue(7)))].concat()),
+        ("two arrays", [msg(2, &array(&["a", "b"])), msg(2, &array(&["c"]))].concat()),
+    ] {
+        let bytes = export([key.clone(), value].concat());
+        let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        for c in converters() {
+            let t = c.transcode(&bytes).unwrap();
+            let (batch, _, _) = c.convert(req.clone());
+            assert_eq!(t.record, batch.encode_to_vec(), "{what}: record differs");
+        }
+    }
+    // A malformed first value with a good last one: refused by both.
+    let bad_first = export([key, msg(2, &[0x0e]), msg(2, &any(Value::IntValue(7)))].concat());
+    assert!(ExportTraceServiceRequest::decode(bad_first.as_slice()).is_err(), "prost took it");
+    let err = converters()[0].transcode(&bad_first).expect_err("transcoded a malformed first value");
+    assert!(err.to_string().contains("invalid"), "{err}");
+}
