@@ -129,6 +129,44 @@ pub struct Found {
     pub regressed: (usize, usize),
     /// Whether the latest bucket is still regressed.
     pub ongoing: bool,
+    /// Whether it is large or long enough to call a regression ([`material`]); one that is
+    /// not is reported as being watched, not as a regression.
+    pub material: bool,
+}
+
+/// A rise this many times its baseline p99 is a regression from its first bucket.
+pub const MATERIAL_AT_ONCE: f64 = 1.5;
+/// ... this many times, once it has lasted [`MATERIAL_SHORT_S`].
+pub const MATERIAL_SHORT: f64 = 1.25;
+/// Seconds a rise must last at [`MATERIAL_SHORT`].
+pub const MATERIAL_SHORT_S: i64 = 120;
+/// Seconds after which any rise beyond normal is a regression.
+pub const MATERIAL_SUSTAINED_S: i64 = 180;
+
+/// Whether a rise beyond normal is large or long enough to be a regression: 1.5x its
+/// baseline at once, 1.25x for two minutes, or the minimum change (10%) for three. Traffic
+/// that breathes, a rollout's capacity dip and an autoscaler one step behind rising load
+/// all lift p99 by 10-40% for a minute or two and then settle; an on-call engineer paged
+/// for those stops trusting the page (as an alert's `for:` clause and a burn-rate alert's
+/// two windows keep them quiet). Measured on the built-in scenarios (BENCHMARKS.md).
+pub fn material(series: &Series, f: &Found, cfg: &changepoint::Config) -> bool {
+    let (ratio, seconds) = size_of(series, f);
+    // Settled onto its run of slow buckets, it is still the minimum change above the
+    // requests before it.
+    ratio >= 1.0 + cfg.min_relative_change
+        && (ratio >= MATERIAL_AT_ONCE
+            || (ratio >= MATERIAL_SHORT && seconds >= MATERIAL_SHORT_S)
+            || seconds >= MATERIAL_SUSTAINED_S)
+}
+
+/// A regression's size: the p99 of its requests over that of the requests before it, and
+/// how long it has lasted in seconds.
+pub fn size_of(series: &Series, f: &Found) -> (f64, i64) {
+    let (a, b) = f.regressed;
+    let before = series.merged_duration(0, a).quantile(0.99).unwrap_or(0.0);
+    let level = series.merged_duration(a, b).quantile(0.99).unwrap_or(0.0);
+    let ratio = if before > 0.0 { level / before } else { 0.0 };
+    (ratio, (b - a) as i64 * series.width / 1_000_000_000)
 }
 
 /// The regression of a p99 series, or `None` when what changed stays within the
@@ -146,16 +184,29 @@ pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) 
     let mut proposals = from_change_points(p99, cfg);
     proposals.extend(find_bumps(series, p99, cfg));
     proposals.extend(edge::find_ongoing(series, p99, cfg));
-    let standing: Vec<Found> = proposals.into_iter().filter(|f| beyond_normal(series, p99, f, cfg)).collect();
-    let mut earliest = standing.iter().min_by_key(|f| f.point.index)?.clone();
-    settle_onset(series, p99, &mut earliest, cfg);
-    // One incident with its repeats: when a later episode is still going on, so is this.
-    if !earliest.ongoing && (standing.iter().any(|f| f.ongoing) || edge::still_elevated(series, earliest.baseline, cfg))
-    {
-        earliest.ongoing = true;
-        earliest.regressed.1 = p99.len();
-    }
-    Some(earliest)
+    let mut standing: Vec<Found> = proposals.into_iter().filter(|f| beyond_normal(series, p99, f, cfg)).collect();
+    standing.sort_by_key(|f| f.point.index);
+    let settled: Vec<Found> = standing
+        .iter()
+        .map(|f| {
+            let proposed = f.point.index;
+            let mut f = f.clone();
+            settle_onset(series, p99, &mut f, cfg);
+            // One incident with its repeats: when a later episode is still going on, so is
+            // this.
+            let later_ongoing = standing.iter().any(|g| g.ongoing && g.point.index >= proposed);
+            if !f.ongoing && (later_ongoing || edge::still_elevated(series, f.baseline, cfg)) {
+                f.ongoing = true;
+                f.regressed.1 = p99.len();
+            }
+            f.material = material(series, &f, cfg);
+            f
+        })
+        .collect();
+    // The earliest regression; when none is material yet, the earliest rise being watched
+    // that still stands once settled (a later proposal can settle into a run of buckets
+    // that are only just slow).
+    settled.iter().find(|f| f.material).or_else(|| settled.iter().find(|f| beyond_normal(series, p99, f, cfg))).cloned()
 }
 
 /// An improvement still in effect: the newest downward change point whose level after it
@@ -193,6 +244,11 @@ fn settle_onset(series: &Series, p99: &[f64], f: &mut Found, cfg: &changepoint::
         }
     }
     f.regressed.0 = start;
+    // Settled back past its baseline's start (a later episode whose run of slow buckets
+    // reaches back): the baseline is then everything before it.
+    if start <= f.baseline.0 {
+        f.baseline.0 = 0;
+    }
     f.baseline.1 = start;
     f.point.index = start;
     f.point.mean_before = crate::stats::mean(&p99[f.baseline.0..start]);
@@ -217,7 +273,13 @@ fn from_change_points(p99: &[f64], cfg: &changepoint::Config) -> Vec<Found> {
             }
             let ongoing = levels[k + 1..].iter().all(|l| elevated(*l, base));
             let end = if ongoing { p99.len() } else { bounds[k + 2] };
-            Some(Found { point: *cp, baseline: (bounds[k], bounds[k + 1]), regressed: (bounds[k + 1], end), ongoing })
+            Some(Found {
+                point: *cp,
+                baseline: (bounds[k], bounds[k + 1]),
+                regressed: (bounds[k + 1], end),
+                ongoing,
+                material: false,
+            })
         })
         .collect()
 }
@@ -294,7 +356,7 @@ fn bump_in(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Fo
         p_value: (p * intervals).min(1.0),
         energy: changepoint::energy_at(&p99[..j], i),
     };
-    Some(Found { point, baseline: (0, i), regressed: (i, j), ongoing: j == n })
+    Some(Found { point, baseline: (0, i), regressed: (i, j), ongoing: j == n, material: false })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::evidence;
 use crate::rollup::{Cell, MINUTE_NS, Rollups};
 use crate::series::{self, Found, Series};
 use crate::source::{Request, Source};
-use crate::text::{ms, rfc3339};
+use crate::text::{hm, ms, rfc3339};
 
 /// The service asked about, or the one whose p99 rose most; a service without requests
 /// in the window is a usage error naming the ones there are.
@@ -56,17 +56,33 @@ pub fn detect(series: &Series, p99: &[f64], cfg: &Config) -> std::result::Result
             series::MIN_BUCKETS
         ))));
     }
-    if let Some(found) = series::find_regression(series, p99, cfg) {
-        return Ok(found);
+    let found = series::find_regression(series, p99, cfg);
+    if let Some(found) = found.iter().find(|f| f.material) {
+        return Ok(found.clone());
     }
-    let why = match series::find_improvement(p99, cfg) {
-        Some((i, before, after)) => format!(
+    let why = match (found, series::find_improvement(p99, cfg)) {
+        // A rise beyond normal, too small and short so far: said, with what would make it one.
+        (Some(f), _) => {
+            let (ratio, seconds) = series::size_of(series, &f);
+            format!(
+                "watching: p99 {:.2}x its baseline since {} ({} min, {}); a regression at {}x, at {}x for {} min, or after {} min",
+                ratio,
+                hm(series.start(f.regressed.0)),
+                seconds / 60,
+                if f.ongoing { "still up" } else { "since recovered" },
+                series::MATERIAL_AT_ONCE,
+                series::MATERIAL_SHORT,
+                series::MATERIAL_SHORT_S / 60,
+                series::MATERIAL_SUSTAINED_S / 60
+            )
+        }
+        (None, Some((i, before, after))) => format!(
             "p99 improved from {} to {} at {} (no regression after it)",
             ms(before),
             ms(after),
             rfc3339(series.start(i))
         ),
-        None => format!(
+        (None, None) => format!(
             "no significant change in p99 beyond its normal variation (p < {} and at least {:.0}%)",
             cfg.max_p_value,
             cfg.min_relative_change * 100.0
@@ -208,13 +224,26 @@ fn detail_span(minutes: &BTreeMap<i64, Cell>, onset: i64, lo: i64, hi: i64, cap:
     (from.min(lo.max(onset - MINUTE_NS)), to.max(hi.min(onset + MINUTE_NS)))
 }
 
-/// The upward change point of `values` nearest to bucket `index` (within 10 buckets).
+/// The upward change point of `values` nearest to bucket `index` (within 10 buckets),
+/// moved back to the first bucket of the rise: a split between two levels can fall after a
+/// bucket that is already part way up (a surge that began inside a minute), and when the
+/// rise began is what it is timed by.
 fn nearest_upward(series: &Series, values: &[f64], index: usize, cfg: &Config) -> Option<i64> {
-    changepoint::detect(values, cfg)
+    let cp = changepoint::detect(values, cfg)
         .into_iter()
         .filter(|c| c.mean_after > c.mean_before && c.index.abs_diff(index) <= 10)
-        .min_by_key(|c| c.index.abs_diff(index))
-        .map(|c| series.start(c.index))
+        .min_by_key(|c| c.index.abs_diff(index))?;
+    Some(series.start(rise_start(values, cp.index, cp.mean_before, cfg)))
+}
+
+/// The first bucket of the run before `at` whose values are all at least the minimum
+/// change above `before`.
+fn rise_start(values: &[f64], at: usize, before: f64, cfg: &Config) -> usize {
+    let mut k = at;
+    while k > 0 && values[k - 1] > before * (1.0 + cfg.min_relative_change) {
+        k -= 1;
+    }
+    k
 }
 
 /// The service whose p99 rose most (relative) in the window.
@@ -234,6 +263,31 @@ fn pick_service(all: &crate::rollup::Rollups, from: i64, to: i64, cfg: &Config) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rise_is_timed_from_its_first_bucket_part_way_up() {
+        let cfg = Config::default();
+        let m = MINUTE_NS;
+        let series = |per_minute: &[u64]| {
+            let minutes: BTreeMap<i64, Cell> = per_minute
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (i as i64 * m, Cell { count: n, ..Cell::default() }))
+                .collect();
+            Series::from_minutes(&minutes)
+        };
+        // A surge that began inside minute 12 (2,200 a minute, then 5,400): that minute is
+        // part way up, and the surge is timed from it, not from the first full minute.
+        let mut counts = vec![2200; 12];
+        counts.push(3700);
+        counts.extend(vec![5400; 6]);
+        let s = series(&counts);
+        assert_eq!(nearest_upward(&s, &s.rates(), 12, &cfg), Some(12 * m));
+        // A minute within the minimum change of the level before is not part of the rise.
+        counts[12] = 2300;
+        let s = series(&counts);
+        assert_eq!(nearest_upward(&s, &s.rates(), 12, &cfg), Some(13 * m));
+    }
 
     #[test]
     fn detail_span_keeps_the_nearest_minutes_under_the_cap() {

@@ -107,7 +107,7 @@ pub fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found>
         p_value,
         energy: crate::changepoint::energy_at(p99, s),
     };
-    Some(Found { point, baseline: (0, s), regressed: (s, n), ongoing: true })
+    Some(Found { point, baseline: (0, s), regressed: (s, n), ongoing: true, material: false })
 }
 
 /// Whether bucket `k`'s requests alone are significantly slower than those of the buckets
