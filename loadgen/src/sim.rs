@@ -16,7 +16,7 @@ mod controllers;
 pub mod engine;
 mod gpu;
 mod hpa;
-mod names;
+pub(crate) mod names;
 mod objects;
 mod stats;
 #[cfg(test)]

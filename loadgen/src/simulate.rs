@@ -5,6 +5,7 @@
 mod files;
 mod live;
 mod openai;
+mod progress;
 pub mod spans;
 
 use std::path::PathBuf;

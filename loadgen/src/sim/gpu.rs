@@ -121,6 +121,9 @@ impl Sim {
                 let mut power = IDLE_W + (limit - IDLE_W) * (0.2 * util + 0.8 * gpu.sm_active);
                 let mut thermal_extra = 0.0;
                 let mut clock = if util > 0.0 || loaded { gpu.max_clock_mhz } else { 345 };
+                // The clock this GPU would run at unthrottled: an idle GPU's base clock is
+                // not a throttle, and the fault takes effect when a clock actually drops.
+                let unthrottled = clock;
                 gpu.reasons = 0;
                 if let Some((c, reason, ref mut recorded)) = gpu.throttle {
                     match reason {
@@ -139,7 +142,7 @@ impl Sim {
                             }
                         }
                     }
-                    if clock < gpu.max_clock_mhz && !*recorded {
+                    if clock < unthrottled && !*recorded {
                         *recorded = true;
                         throttled_now.push(format!("{}/{}", n, g));
                     }

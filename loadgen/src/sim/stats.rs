@@ -125,6 +125,15 @@ impl Sim {
         Some(out)
     }
 
+    /// How many pods of model `name` serve requests now.
+    pub fn serving_pods(&self, name: &str) -> usize {
+        self.scenario
+            .models
+            .iter()
+            .position(|m| m.name == name)
+            .map_or(0, |m| self.models[m].pods.iter().filter(|&&p| self.pods[p].is_serving()).count())
+    }
+
     /// Scrape targets of the moment: (path, namespace/pod or node) for every page.
     pub fn metrics_targets(&self) -> Vec<String> {
         let mut t: Vec<String> = self

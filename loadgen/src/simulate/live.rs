@@ -288,6 +288,7 @@ pub async fn run_live(
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut live_pods: Vec<String> = Vec::new();
+    let mut progress = super::progress::Progress::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -301,6 +302,9 @@ pub async fn run_live(
             let out = sim.drain();
             if out.objects.iter().any(|o| matches!(o, ObjectChange::Delete { .. })) {
                 live_pods = sim.metrics_targets();
+            }
+            for line in progress.update(&sim, out.requests.len(), live.speed) {
+                eprintln!("{line}");
             }
             out
         };
