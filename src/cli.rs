@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// is used without this flag).
     #[arg(long, env = "SLO_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Time the watch by `wall` (this machine's clock) or `data` (the cluster's own
+    /// timestamps: for the load generator's simulated cluster) [default: wall].
+    #[arg(long, value_name = "wall|data", value_parser = parse_clock)]
+    pub kube_clock: Option<slo_collector::kube::watch::ClockKind>,
     /// Scrape this Prometheus `/metrics` URL (repeatable; adds to the config's targets).
     #[arg(long = "scrape", value_name = "URL")]
     pub scrape: Vec<String>,
@@ -203,6 +207,14 @@ pub fn chain_text(error: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
+}
+
+fn parse_clock(s: &str) -> Result<slo_collector::kube::watch::ClockKind, String> {
+    match s {
+        "wall" => Ok(slo_collector::kube::watch::ClockKind::Wall),
+        "data" => Ok(slo_collector::kube::watch::ClockKind::Data),
+        other => Err(format!("{other:?} is not a clock: wall or data")),
+    }
 }
 
 #[cfg(test)]

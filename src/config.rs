@@ -140,6 +140,9 @@ pub struct KubernetesSection {
     /// Object kinds to diff: Deployment, ReplicaSet, HorizontalPodAutoscaler, Node, Pod,
     /// ScaledObject (KEDA; skipped where the CRD is not installed).
     pub kinds: Vec<String>,
+    /// `wall` (this machine's clock; real clusters) or `data` (the cluster's own
+    /// timestamps: the load generator's simulated cluster, faster than real time).
+    pub clock: slo_collector::kube::watch::ClockKind,
 }
 
 impl Default for KubernetesSection {
@@ -149,6 +152,7 @@ impl Default for KubernetesSection {
             kubeconfig: None,
             events: true,
             kinds: slo_collector::kube::Watched::ALL.iter().map(|k| k.kind().to_string()).collect(),
+            clock: Default::default(),
         }
     }
 }
@@ -242,6 +246,13 @@ mod tests {
         std::fs::write(&p, "store:\n  fsynk: never\n").unwrap();
         let e = ServeConfig::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("fsynk") && e.contains("c.yaml"), "{e}");
+        // The watch's clock: `data` taken, anything else named with what is allowed.
+        std::fs::write(&p, "kubernetes:\n  clock: data\n").unwrap();
+        let c = ServeConfig::load(Some(&p)).unwrap();
+        assert_eq!(c.kubernetes.clock, slo_collector::kube::watch::ClockKind::Data);
+        std::fs::write(&p, "kubernetes:\n  clock: sundial\n").unwrap();
+        let e = ServeConfig::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("sundial") && e.contains("wall") && e.contains("data"), "{e}");
     }
 
     #[test]

@@ -44,6 +44,9 @@ fn apply_flags(cfg: &mut ServeConfig, args: ServeArgs) {
     if let Some(k) = args.kubeconfig {
         cfg.kubernetes.kubeconfig = Some(k);
     }
+    if let Some(c) = args.kube_clock {
+        cfg.kubernetes.clock = c;
+    }
     cfg.scrape.targets.extend(args.scrape.into_iter().map(slo_collector::scrape::config::StaticTarget::Url));
 }
 
@@ -234,6 +237,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             kinds: kube_kinds,
             events: cfg.kubernetes.events,
             discovery: Some(discovery_tx),
+            clock: cfg.kubernetes.clock,
         };
         let (token, fail, store, health) = (token.clone(), fail.clone(), store.clone(), health.clone());
         tracker.spawn(async move {

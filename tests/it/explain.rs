@@ -147,3 +147,103 @@ fn eval_finds_the_scale_down_and_the_control_stays_quiet() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p.to_str().unwrap().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The verdict a user acts on: detected, onset, and the likely cause (kind, object). The
+/// less likely ones below it may differ: live, a Deployment's scale can reach the watch
+/// before the HPA change that made it, on a clock (the cluster's own) that read an earlier
+/// document's time, and be kept as a change of its own.
+fn verdict(r: &serde_json::Value) -> String {
+    let top = &r["causes"][0];
+    format!(
+        "detected={} onset={} ongoing={} cause={} {}",
+        r["regression"]["detected"], r["regression"]["onset"], r["regression"]["ongoing"], top["kind"], top["object"]
+    )
+}
+
+/// The README's live flow and the file mode give the same answer: the same scenario and
+/// seed simulated live against `slo serve` (OTLP, the Kubernetes API behind the kubeconfig,
+/// scrapes of the simulator's `/metrics`) and written with `--out` then imported, explained
+/// at the same moments, minutes into the incident and at its end.
+#[test]
+fn a_live_run_explains_as_its_files_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Live timestamps run ahead of the wall clock: start far enough back to stay behind it.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let start_s = (now - 40 * 60) / 60 * 60;
+    let iso = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let start = iso(start_s);
+    let run = ["--scenario", "hpa-scale-down", "--seed", "1", "--start", &start, "--duration", "20m"];
+
+    // The server first, its kubeconfig pointing where the simulator will listen, so that
+    // it watches from the simulator's first moment and receives its first span.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let cluster = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sim",
+        "clusters": [{"name": "sim", "cluster": {"server": format!("http://127.0.0.1:{port}")}}],
+        "users": [{"name": "sim", "user": {}}],
+        "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "sim", "namespace": "inference"}}],
+    });
+    std::fs::write(&kubeconfig, cluster.to_string()).unwrap();
+    let config = format!("{}scrape:\n  interval_s: 1\n", crate::support::FAST_CONFIG);
+    let live_data = tmp.path().join("live");
+    let server = Server::start_with(
+        &live_data,
+        &config,
+        &["--kubeconfig", kubeconfig.to_str().unwrap(), "--kube-clock", "data"],
+    );
+    let sim = crate::support::Sim::start_on(
+        &format!("127.0.0.1:{port}"),
+        &[&run[..], &["--speed", "40", "--otlp", &server.grpc]].concat(),
+    );
+    let summary = sim.wait(std::time::Duration::from_secs(120));
+    assert!(summary.contains("took effect") && summary.contains("the cause"), "no progress line: {summary}");
+    let n: i64 = summary
+        .split(" requests (")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {summary}"));
+    server.wait_count("SELECT count(*) FROM requests", n);
+
+    let out = tmp.path().join("files");
+    let made = slo(&[&["loadgen", "simulate"][..], &run[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let file_data = tmp.path().join("imported");
+    let mut import = vec!["import".to_string(), "--data-dir".into(), file_data.to_str().unwrap().into()];
+    import.extend(files_under(&out.join("traces")));
+    import.push(out.join("kube").join("watch.jsonl").to_str().unwrap().into());
+    import.extend(files_under(&out.join("metrics")));
+    let imported = slo(&import.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+
+    for minutes in [16, 19] {
+        let at = iso(start_s + minutes * 60);
+        let ask = |from: &[&str]| {
+            let (code, json, err) =
+                explain(&[from, &["--service", "llama-70b", "--at", &at, "--format", "json"]].concat());
+            assert_eq!(code, 0, "{err}");
+            serde_json::from_str::<serde_json::Value>(&json).unwrap()
+        };
+        let live = ask(&["--server", &server.web]);
+        let file = ask(&["--data-dir", file_data.to_str().unwrap()]);
+        assert_eq!(verdict(&live), verdict(&file), "at {at}: live\n{live:#}\nfiles\n{file:#}");
+        assert_eq!(live["causes"][0]["object"], "hpa/llama-70b", "at {at}: {live:#}");
+        assert_eq!(live["causes"][0]["kind"], "scale_down");
+    }
+}

@@ -23,10 +23,15 @@ pub struct Sim {
 impl Sim {
     /// Starts `slo loadgen simulate --listen 127.0.0.1:0` with a kubeconfig written.
     pub fn start(args: &[&str]) -> Sim {
+        Sim::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts `slo loadgen simulate --listen LISTEN` with a kubeconfig written.
+    pub fn start_on(listen: &str, args: &[&str]) -> Sim {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let mut child = Command::new(BIN)
-            .args(["loadgen", "simulate", "--listen", "127.0.0.1:0"])
+            .args(["loadgen", "simulate", "--listen", listen])
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(args)

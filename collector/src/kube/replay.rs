@@ -42,7 +42,7 @@ fn is_event(v: &Value) -> bool {
 }
 
 /// The latest timestamp an object carries.
-fn latest_time(v: &Value) -> i64 {
+pub(crate) fn latest_time(v: &Value) -> i64 {
     let mut t = 0;
     let mut visit = |x: Option<&str>| {
         if let Some(n) = x.and_then(ts) {

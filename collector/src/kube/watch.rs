@@ -91,6 +91,55 @@ pub struct WatchConfig {
     pub events: bool,
     /// Where to publish scrape targets and GPU placement.
     pub discovery: Option<tokio::sync::watch::Sender<std::sync::Arc<crate::scrape::Discovery>>>,
+    /// Which clock times holds and undated changes.
+    pub clock: ClockKind,
+}
+
+/// The watch's clock: what "now" is when an HPA change waits for its Event, an Event is
+/// judged older than the watch, or a change the objects do not date (a Deployment's
+/// `spec.replicas`) is stamped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockKind {
+    /// This machine's clock: a real cluster's timestamps are on it (give or take skew).
+    #[default]
+    Wall,
+    /// The cluster's own: the latest timestamp its objects and Events carry, plus the wall
+    /// time since that one arrived — as a replay of saved documents does. For a cluster
+    /// whose clock is not this one: the load generator's simulated cluster, which runs
+    /// faster than real time and from any start.
+    Data,
+}
+
+/// "Now" for the tracker, by [`ClockKind`].
+#[derive(Debug)]
+struct Clock {
+    kind: ClockKind,
+    latest: i64,
+    at: std::time::Instant,
+}
+
+impl Clock {
+    fn new(kind: ClockKind) -> Clock {
+        Clock { kind, latest: 0, at: std::time::Instant::now() }
+    }
+
+    /// Takes the times a document carries.
+    fn observe(&mut self, v: &serde_json::Value) {
+        let t = super::replay::latest_time(v);
+        if self.kind == ClockKind::Data && t > self.latest {
+            self.latest = t;
+            self.at = std::time::Instant::now();
+        }
+    }
+
+    fn now(&self) -> i64 {
+        match self.kind {
+            ClockKind::Wall => now_ns(),
+            ClockKind::Data if self.latest == 0 => 0,
+            ClockKind::Data => self.latest.saturating_add(self.at.elapsed().as_nanos() as i64),
+        }
+    }
 }
 
 /// A kube client from a kubeconfig file, or in-cluster / `$KUBECONFIG` when `None`.
@@ -186,8 +235,19 @@ pub async fn stored_keys(store: &Store) -> Result<HashSet<String>> {
 /// Whether the API server serves a resource (a list of one item does not fail with 404).
 async fn installed(client: &Client, src: Source) -> bool {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &src.resource());
-    let listed = api.list(&kube::api::ListParams::default().limit(1)).await;
-    !matches!(listed, Err(kube::Error::Api(e)) if e.code == 404)
+    // Until the API server answers (it may start after slo does): a connection error says
+    // nothing about the resource, and taking it for "installed" lists a missing CRD forever.
+    for _ in 0..20 {
+        match api.list(&kube::api::ListParams::default().limit(1)).await {
+            Err(kube::Error::Api(e)) => return e.code != 404,
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::debug!(resource = src.name(), error = %e, "API server not answering yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    true
 }
 
 /// Runs until `stop`: watches, diffs, stores changes, saves the baseline.
@@ -229,18 +289,19 @@ pub async fn run(
         })
         .collect();
     let mut merged = futures::stream::select_all(streams);
+    let mut clock = Clock::new(cfg.clock);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_save = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             item = merged.next() => match item {
-                Some((src, event)) => handle(&mut tracker, src, event, &metrics),
+                Some((src, event)) => handle(&mut tracker, &mut clock, src, event, &metrics),
                 None => break,
             },
             _ = tick.tick() => {}
         }
-        let changes = tracker.take(now_ns());
+        let changes = tracker.take(clock.now());
         store_changes(&ingest, changes, &mut seen, &metrics, &stop).await?;
         store_samples(&ingest, tracker.take_samples(), &stop).await?;
         metrics.objects.set(tracker.objects() as i64);
@@ -253,13 +314,14 @@ pub async fn run(
         }
     }
     // Release what is held rather than leave it to the next start, then save.
-    let changes = tracker.take(now_ns() + HOLD_NS);
+    let changes = tracker.take(clock.now() + HOLD_NS);
     store_changes(&ingest, changes, &mut seen, &metrics, &CancellationToken::new()).await?;
     save(&state_path, &mut tracker).await
 }
 
 fn handle(
     tracker: &mut Tracker,
+    clock: &mut Clock,
     src: Source,
     event: std::result::Result<Event<DynamicObject>, watcher::Error>,
     metrics: &KubeMetrics,
@@ -274,19 +336,28 @@ fn handle(
         }
     };
     metrics.events.get_or_create(&label).inc();
-    let now = now_ns();
+    let mut seen = |v: serde_json::Value| {
+        clock.observe(&v);
+        (v, clock.now())
+    };
     let result = match (src, event) {
         (Source::Object(k), Event::Init) => {
             tracker.begin_list(k);
             Ok(())
         }
         (Source::Object(k), Event::InitDone) => {
-            tracker.end_list(k, now);
+            tracker.end_list(k, clock.now());
             Ok(())
         }
-        (Source::Object(k), Event::InitApply(o) | Event::Apply(o)) => value(&o).and_then(|v| tracker.apply(k, &v, now)),
-        (Source::Object(k), Event::Delete(o)) => value(&o).and_then(|v| tracker.delete(k, &v, now)),
-        (_, Event::InitApply(o) | Event::Apply(o)) => value(&o).and_then(|v| tracker.event(&v, now)),
+        (Source::Object(k), Event::InitApply(o) | Event::Apply(o)) => {
+            value(&o).map(&mut seen).and_then(|(v, now)| tracker.apply(k, &v, now))
+        }
+        (Source::Object(k), Event::Delete(o)) => {
+            value(&o).map(&mut seen).and_then(|(v, now)| tracker.delete(k, &v, now))
+        }
+        (_, Event::InitApply(o) | Event::Apply(o)) => {
+            value(&o).map(&mut seen).and_then(|(v, now)| tracker.event(&v, now))
+        }
         _ => Ok(()),
     };
     if let Err(e) = result {
