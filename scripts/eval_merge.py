@@ -27,8 +27,14 @@ def at(run, minutes):
     return next((p for p in t if p["offset_s"] >= minutes * 60), t[-1])
 
 
+def effect(r):
+    """Whether the run's fault measurably moved p99 (older outputs: an onset from the data)."""
+    return r["has_cause"] and r.get("effect", r["onset_from"] == "data")
+
+
 def row(name, runs):
-    cause = [r for r in runs if r["has_cause"]]
+    cause = [r for r in runs if effect(r)]
+    no_effect = sum(1 for r in runs if r["has_cause"] and not effect(r))
     pct = lambda n: f"{100 * n / len(cause):.0f}%" if cause else "-"
     top1 = [pct(sum(at(r, m)["top1"] for r in cause)) for m in OFFSETS + [None]]
     firsts = sorted(r["first_top1_s"] for r in cause if r["first_top1_s"] is not None)
@@ -36,7 +42,7 @@ def row(name, runs):
     first = f"{p(0.5)} / {p(0.9)}" if firsts else "-"
     flips = sum(r["flips"] for r in runs) / len(runs)
     return (f"| {name} | {len(runs)} | " + " | ".join(top1) + f" | {pct(sum(r['top3'] for r in cause))} | "
-            f"{sum(r['decoy_first'] for r in runs)} | {sum(r['false_alarm'] for r in runs)} | {first} | "
+            f"{sum(r['decoy_first'] for r in runs)} | {sum(r['false_alarm'] for r in runs)} | {no_effect} | {first} | "
             f"{sum(1 for r in cause if r['first_top1_s'] is None)} | {flips:.2f} | "
             f"{median([r['explain_ms'] for r in runs]):.0f} |")
 
@@ -45,19 +51,19 @@ def main():
     runs = [r for path in sys.argv[1:] for r in json.load(open(path))["runs"]]
     names = list(dict.fromkeys(r["scenario"] for r in runs))
     cols = [f"+{m} min" for m in OFFSETS] + ["end"]
-    print("| scenario | runs | " + " | ".join(cols) + " | top-3 end | decoy first | false alarm | "
+    print("| scenario | runs | " + " | ".join(cols) + " | top-3 end | decoy first | false alarm | no effect | "
           "first top-1 s (median / p90) | never | flips/run | explain ms |")
     print("|---" * (len(cols) + 10) + "|")
     for n in names:
         print(row(n, [r for r in runs if r["scenario"] == n]))
     print(row("**all**", runs))
-    cause = [r for r in runs if r["has_cause"]]
+    cause = [r for r in runs if effect(r)]
     quiet = [r for r in runs if not r["has_cause"]]
-    print(f"\ntop-1 at the end {sum(r['top1'] for r in cause)} of {len(cause)} runs with a cause; "
+    print(f"\ntop-1 at the end {sum(r['top1'] for r in cause)} of {len(cause)} runs whose fault moved p99; "
           f"runs without a cause quiet at every moment {sum(not r['false_alarm'] for r in quiet)} of {len(quiet)}")
     for r in runs:
         wrong = [p["offset_s"] // 60 for p in r["timeline"] if (p["detected"] and not p["top1"]) or
-                 (r["has_cause"] and not p["detected"])]
+                 (effect(r) and not p["detected"])]
         if wrong:
             firsts = sorted({p["ranked_first"] for p in r["timeline"] if p["detected"] and not p["top1"]} - {None})
             print(f"miss: {r['scenario']} seed {r['seed']} at minutes {wrong}: {', '.join(firsts) or 'not detected'}")

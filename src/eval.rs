@@ -105,6 +105,10 @@ pub struct Outcome {
     pub seed: u64,
     /// Whether the truth has a causal change.
     pub has_cause: bool,
+    /// Whether the causal change measurably moved p99 (a minute after it at least
+    /// [`ONSET_RATIO`] x the median minute before it). A fault without an effect is
+    /// scored apart: finding no regression there is a right answer, not a miss.
+    pub effect: bool,
     /// Whether a regression was detected at the end of the run.
     pub detected: bool,
     /// Top-ranked cause is the causal one, at the end of the run.
@@ -183,6 +187,8 @@ pub async fn run(args: EvalArgs) -> Result<(), Failure> {
 fn progress(o: &Outcome) -> String {
     let verdict = if !o.has_cause {
         if o.false_alarm { "FALSE ALARM" } else { "quiet" }
+    } else if !o.effect {
+        "no effect in the data"
     } else if o.top1 {
         "top-1"
     } else if o.top3 {
@@ -391,6 +397,7 @@ fn score(
         scenario: name.to_string(),
         seed,
         has_cause: causal.is_some(),
+        effect: causal.is_some() && onset.1 == "data",
         detected: end.detected,
         top1: end.top1,
         top3: end.top3,
@@ -442,5 +449,44 @@ mod tests {
         // detected, onset moved by 2 minutes, first cause changed.
         assert_eq!(flips(&timeline), 3);
         assert_eq!(flips(&timeline[..1]), 0);
+    }
+
+    /// A fault that never moved p99 is counted apart, not as a miss: there explain is right
+    /// to find nothing.
+    #[test]
+    fn faults_without_an_effect_are_left_out_of_top1() {
+        let run = |seed: u64, effect: bool, top1: bool| {
+            let mut pt = p(top1, top1.then_some("scale_down hpa/x"), None);
+            pt.top1 = top1;
+            Outcome {
+                scenario: "s".into(),
+                seed,
+                has_cause: true,
+                effect,
+                detected: top1,
+                top1,
+                top3: top1,
+                decoy_first: false,
+                onset_error_s: None,
+                ranked_first: None,
+                onset: String::new(),
+                onset_from: if effect { "data" } else { "truth" },
+                timeline: vec![pt],
+                false_alarm: false,
+                first_top1_s: top1.then_some(0),
+                flips: 0,
+                explain_ms: 1.0,
+                prepare_s: 1.0,
+            }
+        };
+        let table = Table::of(&[run(1, true, true), run(2, true, true), run(3, false, false)]);
+        let text = table.render();
+        let row = text.lines().find(|l| l.starts_with("all ")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        // +1..+10 min and the end: 100% over the two runs with an effect; one without.
+        assert!(cells[2..8].iter().all(|c| *c == "100%"), "{text}");
+        assert_eq!(cells[11], "1", "{text}");
+        let table = Table::of(&[run(1, true, true), run(2, true, false)]);
+        assert!(table.render().lines().find(|l| l.starts_with("all ")).unwrap().contains("50%"));
     }
 }

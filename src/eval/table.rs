@@ -27,6 +27,8 @@ struct Row {
     decoy_first: usize,
     /// Runs without a cause that reported a regression at any moment.
     false_alarms: usize,
+    /// Runs with a cause that did not measurably move p99 (left out of the top-1 figures).
+    no_effect: usize,
     /// Seconds after the onset of the first correct answer: median, p90 (over the runs
     /// that gave one).
     first_top1_s: Option<[i64; 2]>,
@@ -60,7 +62,7 @@ fn offsets() -> impl Iterator<Item = Option<i64>> {
 
 impl Row {
     fn of(scenario: &str, runs: &[&Outcome]) -> Row {
-        let caused: Vec<&Outcome> = runs.iter().copied().filter(|o| o.has_cause).collect();
+        let caused: Vec<&Outcome> = runs.iter().copied().filter(|o| o.has_cause && o.effect).collect();
         let share = |n: usize| if caused.is_empty() { 0.0 } else { n as f64 / caused.len() as f64 };
         let mut firsts: Vec<i64> = caused.iter().filter_map(|o| o.first_top1_s).collect();
         firsts.sort_unstable();
@@ -74,6 +76,7 @@ impl Row {
             top3: share(caused.iter().filter(|o| o.top3).count()),
             decoy_first: runs.iter().filter(|o| o.decoy_first).count(),
             false_alarms: runs.iter().filter(|o| o.false_alarm).count(),
+            no_effect: runs.iter().filter(|o| o.has_cause && !o.effect).count(),
             first_top1_s: (!firsts.is_empty()).then(|| [pick(0.5), pick(0.9)]),
             never_top1: caused.iter().filter(|o| o.first_top1_s.is_none()).count(),
             mean_flips: runs.iter().map(|o| o.flips as f64).sum::<f64>() / runs.len().max(1) as f64,
@@ -131,8 +134,8 @@ impl Table {
             o.push_str(&format!("{:>6}", format!("+{m}m")));
         }
         o.push_str(&format!(
-            " {:>6} {:>6} {:>5} {:>5} {:>13} {:>6} {:>6} {:>8}\n",
-            "end", "top-3", "decoy", "false", "1st top-1 s", "never", "flips", "expl ms"
+            " {:>6} {:>6} {:>5} {:>5} {:>6} {:>13} {:>6} {:>6} {:>8}\n",
+            "end", "top-3", "decoy", "false", "no eff", "1st top-1 s", "never", "flips", "expl ms"
         ));
         for r in self.rows.iter().chain(std::iter::once(&self.total)) {
             let acc = |v: f64| if r.with_cause == 0 { "-".to_string() } else { format!("{:.0}%", v * 100.0) };
@@ -141,11 +144,12 @@ impl Table {
                 o.push_str(&format!("{:>6}", acc(*v)));
             }
             o.push_str(&format!(
-                " {:>6} {:>6} {:>5} {:>5} {:>13} {:>6} {:>6.2} {:>8.0}\n",
+                " {:>6} {:>6} {:>5} {:>5} {:>6} {:>13} {:>6} {:>6.2} {:>8.0}\n",
                 acc(r.top1[OFFSETS_MIN.len()]),
                 acc(r.top3),
                 r.decoy_first,
                 r.false_alarms,
+                r.no_effect,
                 r.first_top1_s.map_or("-".into(), |[a, b]| format!("{a} / {b}")),
                 r.never_top1,
                 r.mean_flips,
@@ -153,7 +157,8 @@ impl Table {
             ));
         }
         o.push_str(
-            "top-1 at minutes after the onset and at the end; 1st top-1: median / p90 seconds after the onset\n",
+            "top-1 at minutes after the onset and at the end, over the runs whose fault moved p99 (no eff: \
+             those whose did not, left out); 1st top-1: median / p90 seconds after the onset\n",
         );
         o
     }
