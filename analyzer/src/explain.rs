@@ -234,8 +234,13 @@ async fn explain_service(
     let (cands, considered) = chain::rank(source, &ctx, &series, &found, to, &q.detection).await?;
     report.data.changes_considered = considered;
     let regression = chain::regression(&series, &p99, &found, &ctx);
-    if let Some(why) =
-        faster_rollout(&cands, &ctx, regression.p99_before_ms.unwrap_or(0.0), regression.p99_after_ms.unwrap_or(0.0))
+    let mut rollouts = cands.clone();
+    if !found.ongoing {
+        later_rollout_ratio(source, &ctx, &mut rollouts, &minutes, to).await?;
+    }
+    let (before, after) = (regression.p99_before_ms.unwrap_or(0.0), regression.p99_after_ms.unwrap_or(0.0));
+    if let Some(why) = faster_rollout(&rollouts, &ctx, before, after)
+        .or_else(|| rollout_dip(&rollouts, &ctx, &found, before, after, series.width))
     {
         report.regression = no_regression(why);
         report.regression.p99_now_ms = regression.p99_now_ms;
@@ -260,6 +265,86 @@ async fn explain_service(
         .collect();
     report.next_steps = report.causes.first().map(next_steps).unwrap_or_default();
     Ok(report)
+}
+
+/// A bump that came back down while the service's own deployment rolled out: its new
+/// pods may not have served inside the bump (a rollout's first pods load for minutes), so
+/// they are compared with the old ones over the requests after it too — up to 15 minutes
+/// after the deploy, at most [`chain::DETAIL_PER_SIDE`] requests — into the candidate's
+/// `local_ratio`, when the onset's own requests did not settle it.
+async fn later_rollout_ratio(
+    source: &Source,
+    ctx: &Context<'_>,
+    cands: &mut [Candidate],
+    minutes: &std::collections::BTreeMap<i64, crate::rollup::Cell>,
+    to: i64,
+) -> Result<()> {
+    let Some(c) = cands.iter_mut().find(|c| {
+        c.kind == "deploy"
+            && c.local_ratio.is_none()
+            && c.object.strip_prefix("deployment/").is_some_and(|d| ctx.deployments.contains(d))
+            && (ctx.onset - 10 * MINUTE_NS..=ctx.onset + ctx.width).contains(&c.time)
+    }) else {
+        return Ok(());
+    };
+    let from = c.time;
+    let mut until = from;
+    let mut taken = 0;
+    for (&m, cell) in minutes.range(from.div_euclid(MINUTE_NS) * MINUTE_NS..to.min(from + 15 * MINUTE_NS)) {
+        if taken + cell.count > chain::DETAIL_PER_SIDE {
+            break;
+        }
+        taken += cell.count;
+        until = (m + MINUTE_NS).min(to);
+    }
+    if until <= from {
+        return Ok(());
+    }
+    let later = source.requests(ctx.service, from, until).await?;
+    let later: Vec<&crate::source::Request> = later.iter().collect();
+    let old = crate::evidence::distinct(&ctx.before, |r| &*r.replicaset);
+    let Some(new_rs) = crate::evidence::distinct(&later, |r| &*r.replicaset).into_iter().find(|rs| !old.contains(rs))
+    else {
+        return Ok(());
+    };
+    let new_rs = new_rs.to_string();
+    if let Some(cmp) = crate::evidence::compare(&later, &new_rs, |r| *r.replicaset == *new_rs) {
+        c.local_ratio = Some(cmp.ratio());
+    }
+    Ok(())
+}
+
+/// A small rise still going on while the service's own deployment rolls out and its new
+/// pods have not served enough to be compared: a rolling update takes pods out of service
+/// by design, and until the new ones serve nothing tells a slower version from that
+/// capacity dip. Watched, not called a regression, below [`series::MATERIAL_SHORT`].
+fn rollout_dip(
+    cands: &[Candidate],
+    ctx: &Context<'_>,
+    found: &crate::series::Found,
+    before: f64,
+    after: f64,
+    width: i64,
+) -> Option<String> {
+    if !found.ongoing || after >= crate::series::MATERIAL_SHORT * before {
+        return None;
+    }
+    let c = cands.iter().find(|c| {
+        c.kind == "deploy"
+            && c.local_ratio.is_none()
+            && c.object.strip_prefix("deployment/").is_some_and(|d| ctx.deployments.contains(d))
+            && (ctx.onset - 10 * MINUTE_NS..=ctx.onset + ctx.width).contains(&c.time)
+    })?;
+    let minutes = (found.regressed.1 - found.regressed.0) as i64 * width / MINUTE_NS;
+    Some(format!(
+        "watching: p99 {} -> {} ({:.2}x) for {minutes} min while {} rolls out (from {}); its new pods have not \
+         served enough to compare: a rollout's capacity dip until they do, a regression if they are slower",
+        ms(before),
+        ms(after),
+        after / before.max(f64::MIN_POSITIVE),
+        c.object,
+        rfc3339(c.time),
+    ))
 }
 
 /// A rollout of the service's own deployment in progress at the onset whose new pods
@@ -326,5 +411,72 @@ fn next_steps(c: &Cause) -> Vec<String> {
             "keep warm capacity (minReplicas) or pre-pull images on the GPU nodes".into(),
         ],
         _ => vec![format!("kubectl describe {}{ns}", c.object)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::changepoint::ChangePoint;
+    use crate::series::Found;
+
+    const S: i64 = 1_000_000_000;
+    const ONSET: i64 = 1_763_820_720 * S;
+
+    fn ctx() -> Context<'static> {
+        Context {
+            service: "qwen-32b",
+            deployments: BTreeSet::from(["qwen-32b".to_string()]),
+            namespace: "serving".into(),
+            onset: ONSET,
+            width: 60 * S,
+            tail: None,
+            before: Vec::new(),
+            after: Vec::new(),
+            rate: (1.0, 1.0),
+            input_tokens: (800.0, 800.0),
+            output_tokens: (150.0, 150.0),
+        }
+    }
+
+    fn deploy(local_ratio: Option<f64>) -> Candidate {
+        Candidate {
+            kind: "deploy".into(),
+            object: "deployment/qwen-32b".into(),
+            time: ONSET + 60 * S,
+            namespace: "serving".into(),
+            source: "changes",
+            evidence: Vec::new(),
+            timing: 1.0,
+            scope: 1.0,
+            mechanism: 1.0,
+            strength: 0.4,
+            local_ratio,
+            began: None,
+            score: 0.5,
+        }
+    }
+
+    fn found(ongoing: bool) -> Found {
+        let point = ChangePoint { index: 11, mean_before: 10_000.0, mean_after: 11_500.0, p_value: 0.0, energy: 0.0 };
+        Found { point, baseline: (0, 11), regressed: (11, 14), ongoing, material: true }
+    }
+
+    /// A small rise still going on while the service's own rollout has no new pods to
+    /// compare is watched; a large one, one that came back down, a rollout whose new pods
+    /// were compared, or a deploy of something else is not this.
+    #[test]
+    fn a_small_rise_during_the_services_own_rollout_is_watched_until_its_pods_serve() {
+        let (c, f) = (ctx(), found(true));
+        let why = rollout_dip(&[deploy(None)], &c, &f, 10_000.0, 11_500.0, 60 * S).expect("watched");
+        assert!(why.starts_with("watching: p99 10.0 s -> 11.5 s (1.15x) for 3 min while deployment/qwen-32b"), "{why}");
+        assert!(rollout_dip(&[deploy(None)], &c, &f, 10_000.0, 13_000.0, 60 * S).is_none(), "1.3x is called");
+        assert!(rollout_dip(&[deploy(None)], &c, &found(false), 10_000.0, 11_500.0, 60 * S).is_none());
+        assert!(rollout_dip(&[deploy(Some(1.4))], &c, &f, 10_000.0, 11_500.0, 60 * S).is_none());
+        let mut other = deploy(None);
+        other.object = "deployment/gemma-9b".into();
+        assert!(rollout_dip(&[other], &c, &f, 10_000.0, 11_500.0, 60 * S).is_none());
     }
 }
