@@ -213,6 +213,7 @@ fn a_live_run_explains_as_its_files_do() {
     );
     let summary = sim.wait(std::time::Duration::from_secs(120));
     assert!(summary.contains("took effect") && summary.contains("the cause"), "no progress line: {summary}");
+    assert!(!summary.contains(" 0 scrapes"), "the server scraped the simulator's pages: {summary}");
     let n: i64 = summary
         .split(" requests (")
         .next()

@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub sim: Mutex<Sim>,
     pub waiters: Mutex<HashMap<u64, mpsc::UnboundedSender<Update>>>,
     pub next_external: AtomicU64,
+    /// `/metrics` pages served (the run's scrapes, as `--out` counts those it writes).
+    pub scrapes: AtomicU64,
 }
 
 impl Shared {
@@ -177,11 +179,17 @@ impl Exporter {
 
 async fn pod_metrics(State(shared): State<Arc<Shared>>, Path((ns, pod)): Path<(String, String)>) -> Response {
     let text = shared.sim.lock().render_pod_metrics(&ns, &pod, None);
+    if text.is_some() {
+        shared.scrapes.fetch_add(1, Ordering::Relaxed);
+    }
     metrics_response(text, &format!("no running model-server pod {ns}/{pod}"))
 }
 
 async fn node_metrics(State(shared): State<Arc<Shared>>, Path(node): Path<String>) -> Response {
     let text = shared.sim.lock().render_node_metrics(&node, None);
+    if text.is_some() {
+        shared.scrapes.fetch_add(1, Ordering::Relaxed);
+    }
     metrics_response(text, &format!("no reachable node {node}"))
 }
 
@@ -266,6 +274,7 @@ pub async fn run_live(
         sim: Mutex::new(sim),
         waiters: Mutex::new(HashMap::new()),
         next_external: AtomicU64::new(1),
+        scrapes: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/pods/{ns}/{pod}/metrics", get(pod_metrics))
@@ -358,6 +367,7 @@ pub async fn run_live(
     }
     server.abort();
     summary.wall_s = started.elapsed().as_secs_f64();
+    summary.scrapes = shared.scrapes.load(Ordering::Relaxed);
     let sim = shared.sim.lock();
     summary.finish(&sim);
     if let Some(t) = &live.truth {
