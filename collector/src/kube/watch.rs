@@ -133,6 +133,15 @@ impl Clock {
         }
     }
 
+    /// The reading holds expire by, taken at a tick and used from the next one: `None` on
+    /// the wall clock (now, always); on the data clock its reading, a tick or two behind,
+    /// so that a burst of documents from one moment of the cluster arriving over several
+    /// watches (a Deployment's new size, then the HPA status that made it) is all applied
+    /// before the time they carry releases what they hold.
+    fn release_at(&self) -> Option<i64> {
+        (self.kind == ClockKind::Data).then(|| self.now())
+    }
+
     fn now(&self) -> i64 {
         match self.kind {
             ClockKind::Wall => now_ns(),
@@ -292,6 +301,9 @@ pub async fn run(
     let mut clock = Clock::new(cfg.clock);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_save = std::time::Instant::now();
+    // On the data clock, holds expire by the clock's reading one tick ago (see
+    // `Clock::release_at`): a burst straddling a tick still lands before its time counts.
+    let (mut release_at, mut last_reading) = (clock.release_at(), clock.release_at());
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -299,9 +311,12 @@ pub async fn run(
                 Some((src, event)) => handle(&mut tracker, &mut clock, src, event, &metrics),
                 None => break,
             },
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                release_at = last_reading;
+                last_reading = clock.release_at();
+            }
         }
-        let changes = tracker.take(clock.now());
+        let changes = tracker.take(release_at.unwrap_or_else(|| clock.now()));
         store_changes(&ingest, changes, &mut seen, &metrics, &stop).await?;
         store_samples(&ingest, tracker.take_samples(), &stop).await?;
         metrics.objects.set(tracker.objects() as i64);
