@@ -117,11 +117,16 @@ struct Clock {
     kind: ClockKind,
     latest: i64,
     at: std::time::Instant,
+    /// Readings taken at ticks, the newest last, back to [`RELEASE_LAG`] ago.
+    readings: std::collections::VecDeque<(std::time::Instant, i64)>,
 }
+
+/// How far behind the data clock's release reading runs, in wall time.
+const RELEASE_LAG: Duration = Duration::from_secs(3);
 
 impl Clock {
     fn new(kind: ClockKind) -> Clock {
-        Clock { kind, latest: 0, at: std::time::Instant::now() }
+        Clock { kind, latest: 0, at: std::time::Instant::now(), readings: Default::default() }
     }
 
     /// Takes the times a document carries.
@@ -133,13 +138,22 @@ impl Clock {
         }
     }
 
-    /// The reading holds expire by, taken at a tick and used from the next one: `None` on
-    /// the wall clock (now, always); on the data clock its reading, a tick or two behind,
-    /// so that a burst of documents from one moment of the cluster arriving over several
-    /// watches (a Deployment's new size, then the HPA status that made it) is all applied
-    /// before the time they carry releases what they hold.
-    fn release_at(&self) -> Option<i64> {
-        (self.kind == ClockKind::Data).then(|| self.now())
+    /// The reading holds expire by until the next tick: `None` on the wall clock (now,
+    /// always); on the data clock, its reading [`RELEASE_LAG`] of wall time ago, so that
+    /// the documents of one moment of the cluster, arriving over several watches (a
+    /// Deployment's new size, then the HPA status that made it), are all applied before
+    /// the time they carry releases what they hold.
+    fn release_at(&mut self) -> Option<i64> {
+        if self.kind != ClockKind::Data {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        self.readings.push_back((now, self.now()));
+        while self.readings.get(1).is_some_and(|(at, _)| now.duration_since(*at) >= RELEASE_LAG) {
+            self.readings.pop_front();
+        }
+        let (at, reading) = self.readings[0];
+        Some(if now.duration_since(at) >= RELEASE_LAG { reading } else { 0 })
     }
 
     fn now(&self) -> i64 {
@@ -301,9 +315,7 @@ pub async fn run(
     let mut clock = Clock::new(cfg.clock);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_save = std::time::Instant::now();
-    // On the data clock, holds expire by the clock's reading one tick ago (see
-    // `Clock::release_at`): a burst straddling a tick still lands before its time counts.
-    let (mut release_at, mut last_reading) = (clock.release_at(), clock.release_at());
+    let mut release_at = clock.release_at();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -311,10 +323,7 @@ pub async fn run(
                 Some((src, event)) => handle(&mut tracker, &mut clock, src, event, &metrics),
                 None => break,
             },
-            _ = tick.tick() => {
-                release_at = last_reading;
-                last_reading = clock.release_at();
-            }
+            _ = tick.tick() => release_at = clock.release_at(),
         }
         let changes = tracker.take(release_at.unwrap_or_else(|| clock.now()));
         store_changes(&ingest, changes, &mut seen, &metrics, &stop).await?;
