@@ -257,18 +257,17 @@ fn malformed_exports_are_refused_with_the_problem_named() {
     assert!(err(&req.encode_to_vec()).contains("recursion"), "{}", err(&req.encode_to_vec()));
 }
 
-/// A field of an unstored part (scope, event, link, resource entity) with the wrong wire
-/// type: prost refuses the export, and so must the transcoder (found by fuzzing).
-#[test]
-fn malformed_unstored_parts_are_refused_as_prost_refuses_them() {
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag << 3 | 2];
-        prost::encoding::encode_varint(body.len() as u64, &mut out);
-        out.extend_from_slice(body);
-        out
-    }
-    let bad = [0x08u8, 0x01]; // field 1 as a varint, where each of these wants bytes or fixed64
-    let span = Span {
+/// A length-delimited field `tag` holding `body`, as protobuf encodes it.
+fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag << 3 | 2];
+    prost::encoding::encode_varint(body.len() as u64, &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The smallest valid span, encoded.
+fn minimal_span() -> Vec<u8> {
+    Span {
         trace_id: vec![1; 16],
         span_id: vec![2; 8],
         name: "s".into(),
@@ -276,7 +275,15 @@ fn malformed_unstored_parts_are_refused_as_prost_refuses_them() {
         end_time_unix_nano: 2,
         ..Default::default()
     }
-    .encode_to_vec();
+    .encode_to_vec()
+}
+
+/// A field of an unstored part (scope, event, link, resource entity) with the wrong wire
+/// type: prost refuses the export, and so must the transcoder (found by fuzzing).
+#[test]
+fn malformed_unstored_parts_are_refused_as_prost_refuses_them() {
+    let bad = [0x08u8, 0x01]; // field 1 as a varint, where each of these wants bytes or fixed64
+    let span = minimal_span();
     let span_with = |tag: u8| [span.clone(), msg(tag, &bad)].concat();
     // Export { resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans { scope, spans }] }] }
     let export = |resource_spans: Vec<u8>| msg(1, &resource_spans);
@@ -338,29 +345,11 @@ fn profile_string_indexes_are_absent_values_on_both_paths() {
 /// malformed first value was skipped because only the last was read).
 #[test]
 fn a_value_given_twice_is_merged_as_prost_merges_it() {
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag << 3 | 2];
-        prost::encoding::encode_varint(body.len() as u64, &mut out);
-        out.extend_from_slice(body);
-        out
-    }
     let any = |v: Value| AnyValue { value: Some(v) }.encode_to_vec();
     let array = |items: &[&str]| {
         any(Value::ArrayValue(ArrayValue { values: items.iter().map(|v| AnyValue { value: s(v) }).collect() }))
     };
-    let span = |attr: Vec<u8>| {
-        let mut b = Span {
-            trace_id: vec![1; 16],
-            span_id: vec![2; 8],
-            name: "s".into(),
-            start_time_unix_nano: 1,
-            end_time_unix_nano: 2,
-            ..Default::default()
-        }
-        .encode_to_vec();
-        b.extend(msg(9, &attr));
-        b
-    };
+    let span = |attr: Vec<u8>| [minimal_span(), msg(9, &attr)].concat();
     let export = |attr: Vec<u8>| msg(1, &msg(2, &msg(2, &span(attr))));
     let key = msg(1, b"k");
     // Well formed: a string then an int (the last wins), two arrays (one array of both).
