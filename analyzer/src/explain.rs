@@ -234,17 +234,17 @@ async fn explain_service(
     let (cands, considered) = chain::rank(source, &ctx, &series, &found, to, &q.detection).await?;
     report.data.changes_considered = considered;
     let regression = chain::regression(&series, &p99, &found, &ctx);
-    let mut rollouts = cands.clone();
-    if !found.ongoing {
-        later_rollout_ratio(source, &ctx, &mut rollouts, &minutes, to).await?;
-    }
     let (before, after) = (regression.p99_before_ms.unwrap_or(0.0), regression.p99_after_ms.unwrap_or(0.0));
-    if let Some(why) = faster_rollout(&rollouts, &ctx, before, after)
-        .or_else(|| rollout_dip(&rollouts, &ctx, &found, before, after, series.width))
-    {
-        report.regression = no_regression(why);
-        report.regression.p99_now_ms = regression.p99_now_ms;
-        return Ok(report);
+    if let Some(c) = own_rollout(&cands, &ctx) {
+        let ratio = match c.local_ratio {
+            None if !found.ongoing => later_rollout_ratio(source, &ctx, c, &minutes, to).await?,
+            r => r,
+        };
+        if let Some(why) = rollout_verdict(c, ratio, &found, before, after, series.width) {
+            report.regression = no_regression(why);
+            report.regression.p99_now_ms = regression.p99_now_ms;
+            return Ok(report);
+        }
     }
     report.regression = regression;
     report.causes = cands
@@ -267,108 +267,78 @@ async fn explain_service(
     Ok(report)
 }
 
+/// A rollout of the service's own deployment at the onset (from ten minutes before it to
+/// the end of its bucket): the candidate the rollout verdicts below are about.
+fn own_rollout<'c>(cands: &'c [Candidate], ctx: &Context<'_>) -> Option<&'c Candidate> {
+    cands.iter().find(|c| {
+        c.kind == "deploy"
+            && c.object.strip_prefix("deployment/").is_some_and(|d| ctx.deployments.contains(d))
+            && (ctx.onset - 10 * MINUTE_NS..=ctx.onset + ctx.width).contains(&c.time)
+    })
+}
+
 /// A bump that came back down while the service's own deployment rolled out: its new
 /// pods may not have served inside the bump (a rollout's first pods load for minutes), so
-/// they are compared with the old ones over the requests after it too — up to 15 minutes
-/// after the deploy, at most [`chain::DETAIL_PER_SIDE`] requests — into the candidate's
-/// `local_ratio`, when the onset's own requests did not settle it.
+/// they are compared with the old ones over the requests from the deploy on — up to 15
+/// minutes, at most [`chain::DETAIL_PER_SIDE`] requests — as the new ReplicaSet's compute
+/// over the old one's.
 async fn later_rollout_ratio(
     source: &Source,
     ctx: &Context<'_>,
-    cands: &mut [Candidate],
+    rollout: &Candidate,
     minutes: &std::collections::BTreeMap<i64, crate::rollup::Cell>,
     to: i64,
-) -> Result<()> {
-    let Some(c) = cands.iter_mut().find(|c| {
-        c.kind == "deploy"
-            && c.local_ratio.is_none()
-            && c.object.strip_prefix("deployment/").is_some_and(|d| ctx.deployments.contains(d))
-            && (ctx.onset - 10 * MINUTE_NS..=ctx.onset + ctx.width).contains(&c.time)
-    }) else {
-        return Ok(());
-    };
-    let from = c.time;
-    let mut until = from;
-    let mut taken = 0;
-    for (&m, cell) in minutes.range(from.div_euclid(MINUTE_NS) * MINUTE_NS..to.min(from + 15 * MINUTE_NS)) {
-        if taken + cell.count > chain::DETAIL_PER_SIDE {
-            break;
-        }
-        taken += cell.count;
-        until = (m + MINUTE_NS).min(to);
-    }
+) -> Result<Option<f64>> {
+    let from = rollout.time;
+    let (_, until) = chain::detail_span(minutes, from, from, to.min(from + 15 * MINUTE_NS), chain::DETAIL_PER_SIDE);
     if until <= from {
-        return Ok(());
+        return Ok(None);
     }
     let later = source.requests(ctx.service, from, until).await?;
     let later: Vec<&crate::source::Request> = later.iter().collect();
     let old = crate::evidence::distinct(&ctx.before, |r| &*r.replicaset);
-    let Some(new_rs) = crate::evidence::distinct(&later, |r| &*r.replicaset).into_iter().find(|rs| !old.contains(rs))
-    else {
-        return Ok(());
-    };
-    let new_rs = new_rs.to_string();
-    if let Some(cmp) = crate::evidence::compare(&later, &new_rs, |r| *r.replicaset == *new_rs) {
-        c.local_ratio = Some(cmp.ratio());
-    }
-    Ok(())
+    let new_rs = crate::evidence::distinct(&later, |r| &*r.replicaset).into_iter().find(|rs| !old.contains(rs));
+    Ok(new_rs.and_then(|rs| crate::evidence::compare(&later, rs, |r| *r.replicaset == *rs)).map(|c| c.ratio()))
 }
 
-/// A small rise still going on while the service's own deployment rolls out and its new
-/// pods have not served enough to be compared: a rolling update takes pods out of service
-/// by design, and until the new ones serve nothing tells a slower version from that
-/// capacity dip. Watched, not called a regression, below [`series::MATERIAL_SHORT`].
-fn rollout_dip(
-    cands: &[Candidate],
-    ctx: &Context<'_>,
+/// The service's own rollout at the onset, with its new pods' compute over the old ones'
+/// (`ratio`, when they served enough to compare), says the rise is no regression:
+/// - new pods compute under 0.9x the old: the rollout's capacity dip while pods are
+///   replaced, as long as it is modest (under 1.5x);
+/// - no new pods to compare yet and the rise still going on and under
+///   [`series::MATERIAL_SHORT`]: a rolling update takes pods out of service by design,
+///   and until the new ones serve nothing tells a slower version from that dip; watched.
+fn rollout_verdict(
+    c: &Candidate,
+    ratio: Option<f64>,
     found: &crate::series::Found,
     before: f64,
     after: f64,
     width: i64,
 ) -> Option<String> {
-    if !found.ongoing || after >= crate::series::MATERIAL_SHORT * before {
-        return None;
+    match ratio {
+        Some(r) if r < 0.9 && after < 1.5 * before => Some(format!(
+            "p99 rose from {} to {} while {} rolled out (from {}), but its new pods compute {r:.2}x the old ones' \
+             time: the rollout's brief capacity dip, not a regression",
+            ms(before),
+            ms(after),
+            c.object,
+            rfc3339(c.time),
+        )),
+        None if found.ongoing && after < crate::series::MATERIAL_SHORT * before => {
+            let minutes = (found.regressed.1 - found.regressed.0) as i64 * width / MINUTE_NS;
+            Some(format!(
+                "watching: p99 {} -> {} ({:.2}x) for {minutes} min while {} rolls out (from {}); its new pods have \
+                 not served enough to compare: a rollout's capacity dip until they do, a regression if they are slower",
+                ms(before),
+                ms(after),
+                after / before.max(f64::MIN_POSITIVE),
+                c.object,
+                rfc3339(c.time),
+            ))
+        }
+        _ => None,
     }
-    let c = cands.iter().find(|c| {
-        c.kind == "deploy"
-            && c.local_ratio.is_none()
-            && c.object.strip_prefix("deployment/").is_some_and(|d| ctx.deployments.contains(d))
-            && (ctx.onset - 10 * MINUTE_NS..=ctx.onset + ctx.width).contains(&c.time)
-    })?;
-    let minutes = (found.regressed.1 - found.regressed.0) as i64 * width / MINUTE_NS;
-    Some(format!(
-        "watching: p99 {} -> {} ({:.2}x) for {minutes} min while {} rolls out (from {}); its new pods have not \
-         served enough to compare: a rollout's capacity dip until they do, a regression if they are slower",
-        ms(before),
-        ms(after),
-        after / before.max(f64::MIN_POSITIVE),
-        c.object,
-        rfc3339(c.time),
-    ))
-}
-
-/// A rollout of the service's own deployment in progress at the onset whose new pods
-/// compute faster than the old: the brief rise of p99 while pods are replaced is the
-/// rollout's capacity dip, not a regression, as long as it is modest (under 1.5x).
-fn faster_rollout(cands: &[Candidate], ctx: &Context<'_>, before: f64, after: f64) -> Option<String> {
-    if after >= 1.5 * before {
-        return None;
-    }
-    let c = cands.iter().find(|c| {
-        c.kind == "deploy"
-            && c.object.strip_prefix("deployment/").is_some_and(|d| ctx.deployments.contains(d))
-            && c.local_ratio.is_some_and(|r| r < 0.9)
-            && (ctx.onset - 10 * MINUTE_NS..=ctx.onset + ctx.width).contains(&c.time)
-    })?;
-    Some(format!(
-        "p99 rose from {} to {} while {} rolled out (from {}), but its new pods compute {:.2}x the old ones' time: \
-         the rollout's brief capacity dip, not a regression",
-        ms(before),
-        ms(after),
-        c.object,
-        rfc3339(c.time),
-        c.local_ratio.unwrap_or(1.0)
-    ))
 }
 
 fn next_steps(c: &Cause) -> Vec<String> {
@@ -465,18 +435,22 @@ mod tests {
     }
 
     /// A small rise still going on while the service's own rollout has no new pods to
-    /// compare is watched; a large one, one that came back down, a rollout whose new pods
-    /// were compared, or a deploy of something else is not this.
+    /// compare is watched; a large one, one that came back down, or a rollout whose new
+    /// pods were compared and are not faster is not this; new pods faster is a dip.
     #[test]
-    fn a_small_rise_during_the_services_own_rollout_is_watched_until_its_pods_serve() {
-        let (c, f) = (ctx(), found(true));
-        let why = rollout_dip(&[deploy(None)], &c, &f, 10_000.0, 11_500.0, 60 * S).expect("watched");
+    fn a_rise_during_the_services_own_rollout_is_a_dip_or_watched_until_its_pods_serve() {
+        let (c, f, d) = (ctx(), found(true), deploy(None));
+        assert!(std::ptr::eq(own_rollout(std::slice::from_ref(&d), &c).unwrap(), &d));
+        let why = rollout_verdict(&d, None, &f, 10_000.0, 11_500.0, 60 * S).expect("watched");
         assert!(why.starts_with("watching: p99 10.0 s -> 11.5 s (1.15x) for 3 min while deployment/qwen-32b"), "{why}");
-        assert!(rollout_dip(&[deploy(None)], &c, &f, 10_000.0, 13_000.0, 60 * S).is_none(), "1.3x is called");
-        assert!(rollout_dip(&[deploy(None)], &c, &found(false), 10_000.0, 11_500.0, 60 * S).is_none());
-        assert!(rollout_dip(&[deploy(Some(1.4))], &c, &f, 10_000.0, 11_500.0, 60 * S).is_none());
+        assert!(rollout_verdict(&d, None, &f, 10_000.0, 13_000.0, 60 * S).is_none(), "1.3x is called");
+        assert!(rollout_verdict(&d, None, &found(false), 10_000.0, 11_500.0, 60 * S).is_none());
+        assert!(rollout_verdict(&d, Some(1.4), &f, 10_000.0, 11_500.0, 60 * S).is_none());
+        let why = rollout_verdict(&d, Some(0.6), &found(false), 10_000.0, 12_000.0, 60 * S).expect("a dip");
+        assert!(why.contains("new pods compute 0.60x"), "{why}");
+        assert!(rollout_verdict(&d, Some(0.6), &f, 10_000.0, 16_000.0, 60 * S).is_none(), "1.6x is called");
         let mut other = deploy(None);
         other.object = "deployment/gemma-9b".into();
-        assert!(rollout_dip(&[other], &c, &f, 10_000.0, 11_500.0, 60 * S).is_none());
+        assert!(own_rollout(&[other], &c).is_none());
     }
 }

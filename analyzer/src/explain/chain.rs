@@ -202,7 +202,7 @@ pub const DETAIL_PER_SIDE: u64 = 150_000;
 
 /// The span `[from, to)` within `[lo, hi)` around `onset`, in whole minutes, that holds at
 /// most `cap` requests a side by the minute counts (at least one minute a side).
-fn detail_span(minutes: &BTreeMap<i64, Cell>, onset: i64, lo: i64, hi: i64, cap: u64) -> (i64, i64) {
+pub(super) fn detail_span(minutes: &BTreeMap<i64, Cell>, onset: i64, lo: i64, hi: i64, cap: u64) -> (i64, i64) {
     let mut from = onset;
     let mut taken = 0;
     for (&m, c) in minutes.range(lo..onset).rev() {

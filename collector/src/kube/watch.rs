@@ -131,8 +131,11 @@ impl Clock {
 
     /// Takes the times a document carries.
     fn observe(&mut self, v: &serde_json::Value) {
+        if self.kind != ClockKind::Data {
+            return;
+        }
         let t = super::replay::latest_time(v);
-        if self.kind == ClockKind::Data && t > self.latest {
+        if t > self.latest {
             self.latest = t;
             self.at = std::time::Instant::now();
         }
