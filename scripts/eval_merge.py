@@ -61,6 +61,15 @@ def main():
     quiet = [r for r in runs if not r["has_cause"]]
     print(f"\ntop-1 at the end {sum(r['top1'] for r in cause)} of {len(cause)} runs whose fault moved p99; "
           f"runs without a cause quiet at every moment {sum(not r['false_alarm'] for r in quiet)} of {len(quiet)}")
+    levels = []
+    for level in ["high", "medium", "low"]:
+        ps = [p for r in cause for p in r["timeline"]
+              if p["detected"] and p["ranked_first"] and p.get("confidence") == level]
+        if ps:
+            right = sum(p["top1"] for p in ps)
+            levels.append(f"{level} {right} of {len(ps)} ({100 * right / len(ps):.1f}%)")
+    if levels:
+        print("answers right (top-1) by their confidence, every minute: " + ", ".join(levels))
     for r in runs:
         wrong = [p["offset_s"] // 60 for p in r["timeline"] if (p["detected"] and not p["top1"]) or
                  (effect(r) and not p["detected"])]

@@ -10,6 +10,10 @@
 //! onset is found in the data: the first minute at or after the causal change whose p99 is
 //! at least [`ONSET_RATIO`] times the median minute before it (the change's own time where
 //! no minute is). How an answer changes from one minute to the next is counted as flips.
+//!
+//! A run with two causal changes (two causes at once) is timed from the earlier one; its
+//! top-1 is right when either is ranked first, its top-3 only when both are in the first
+//! three.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -84,9 +88,9 @@ pub struct Point {
     pub at: String,
     /// A regression was detected.
     pub detected: bool,
-    /// The causal change is ranked first.
+    /// A causal change is ranked first.
     pub top1: bool,
-    /// ... among the first three.
+    /// Every causal change (at most three) is among the first three.
     pub top3: bool,
     /// A decoy (causal: false) was ranked first.
     pub decoy_first: bool,
@@ -94,6 +98,8 @@ pub struct Point {
     pub ranked_first: Option<String>,
     /// The onset reported.
     pub onset: Option<String>,
+    /// The answer's confidence level, with a regression.
+    pub confidence: Option<String>,
 }
 
 /// One run's outcome.
@@ -111,13 +117,13 @@ pub struct Outcome {
     pub effect: bool,
     /// Whether a regression was detected at the end of the run.
     pub detected: bool,
-    /// Top-ranked cause is the causal one, at the end of the run.
+    /// Top-ranked cause is a causal one, at the end of the run.
     pub top1: bool,
-    /// The causal one is among the first three, at the end of the run.
+    /// Every causal one is among the first three, at the end of the run.
     pub top3: bool,
     /// A decoy (causal: false) was ranked first at the end of the run.
     pub decoy_first: bool,
-    /// |reported onset - causal change time| at the end of the run, seconds.
+    /// |reported onset - the earliest causal change's time| at the end of the run, seconds.
     pub onset_error_s: Option<f64>,
     /// What was ranked first at the end of the run.
     pub ranked_first: Option<String>,
@@ -302,7 +308,7 @@ async fn simulate_and_import(name: &str, seed: u64, out: &Path, cfg: &ServeConfi
 
 /// When the trouble began, by the data: see [`ONSET_RATIO`].
 async fn onset(source: &Source, truth: &Truth, start: i64, end: i64) -> Result<(i64, &'static str), Failure> {
-    let Some(causal) = truth.injected.iter().find(|i| i.causal) else {
+    let Some(causal) = first_causal(truth) else {
         let t = match truth.injected.first() {
             Some(i) => ns(&i.time)?,
             None => start + (end - start) * 2 / 5,
@@ -329,18 +335,25 @@ async fn onset(source: &Source, truth: &Truth, start: i64, end: i64) -> Result<(
     })
 }
 
+/// The earliest causal change (by its time: the truth lists them in order of the actions).
+fn first_causal(truth: &Truth) -> Option<&Injected> {
+    truth.injected.iter().filter(|i| i.causal).min_by_key(|i| ns(&i.time).unwrap_or(i64::MAX))
+}
+
 fn point(truth: &Truth, offset_s: i64, at: i64, r: &Report) -> Point {
-    let causal = truth.injected.iter().find(|i| i.causal);
+    let causal: Vec<&Injected> = truth.injected.iter().filter(|i| i.causal).collect();
     let is = |c: &slo_analyzer::explain::Cause, i: &Injected| c.kind == i.kind && c.object == i.object;
+    let first3 = &r.causes[..r.causes.len().min(3)];
     Point {
         offset_s,
         at: rfc3339(at),
         detected: r.regression.detected,
-        top1: causal.is_some_and(|i| r.causes.first().is_some_and(|c| is(c, i))),
-        top3: causal.is_some_and(|i| r.causes.iter().take(3).any(|c| is(c, i))),
+        top1: r.causes.first().is_some_and(|c| causal.iter().any(|i| is(c, i))),
+        top3: !causal.is_empty() && causal.iter().take(3).all(|i| first3.iter().any(|c| is(c, i))),
         decoy_first: r.causes.first().is_some_and(|c| truth.injected.iter().any(|i| !i.causal && is(c, i))),
         ranked_first: r.causes.first().map(|c| format!("{} {}", c.kind, c.object)),
         onset: r.regression.onset.clone(),
+        confidence: r.confidence.as_ref().map(|c| c.level.clone()),
     }
 }
 
@@ -387,7 +400,7 @@ fn score(
     explain_ms: f64,
     prepare_s: f64,
 ) -> anyhow::Result<Outcome> {
-    let causal = truth.injected.iter().find(|i| i.causal);
+    let causal = first_causal(truth);
     let end = timeline.last().cloned().context("a run has at least its end")?;
     let onset_error_s = match (causal, &r.regression.onset) {
         (Some(i), Some(onset)) => Some(((ns(onset)? - ns(&i.time)?) as f64 / 1e9).abs()),
@@ -429,6 +442,7 @@ mod tests {
             decoy_first: false,
             ranked_first: first.map(str::to_string),
             onset: onset.map(str::to_string),
+            confidence: None,
         }
     }
 

@@ -12,8 +12,10 @@ use crate::source::Source;
 use crate::text::{ms, rfc3339};
 
 mod chain;
+mod confidence;
 
 pub use chain::DETAIL_PER_SIDE;
+pub use confidence::{Basis, Confidence};
 
 /// What to explain.
 #[derive(Debug, Clone)]
@@ -109,6 +111,10 @@ pub struct Cause {
     pub source: String,
     /// The factors of the score: timing, scope, mechanism, strength.
     pub factors: [f64; 4],
+    /// For a cause of a second rise inside the regression (two causes at once): that rise,
+    /// `p99 rose again from HH:MM:SS: X -> Y (xR), N min after the onset` (bucket means).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_worse: Option<String>,
 }
 
 /// What the data was.
@@ -135,6 +141,9 @@ pub struct Report {
     pub regression: Regression,
     /// Causes, most likely first (at most five).
     pub causes: Vec<Cause>,
+    /// How sure the ranking is and what would settle it (with a regression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
     /// What to look at next.
     pub next_steps: Vec<String>,
     /// What it was computed from.
@@ -212,6 +221,7 @@ async fn explain_service(
         window: Window { from: rfc3339(from), to: rfc3339(to) },
         regression: no_regression(String::new()),
         causes: Vec::new(),
+        confidence: None,
         next_steps: Vec::new(),
         data: DataSummary {
             requests: minutes.values().map(|c| c.count).sum(),
@@ -231,8 +241,15 @@ async fn explain_service(
     };
     let detail = chain::read_detail(source, &report.service, &minutes, &series, &found).await?;
     let ctx = chain::context(&report.service, &detail, &series, &found);
-    let (cands, considered) = chain::rank(source, &ctx, &series, &found, to, &q.detection).await?;
+    let (mut cands, considered) = chain::rank(source, &ctx, &series, &found, to, &q.detection).await?;
     report.data.changes_considered = considered;
+    let mut made_worse = None;
+    if let Some(step) = chain::later_step(&p99, &found) {
+        let detail = chain::read_detail(source, &report.service, &minutes, &series, &step).await?;
+        let later_ctx = chain::context(&report.service, &detail, &series, &step);
+        let (later, _) = chain::rank(source, &later_ctx, &series, &step, to, &q.detection).await?;
+        made_worse = add_later_cause(&mut cands, later, &ctx, later_ctx.onset, &step.point);
+    }
     let regression = chain::regression(&series, &p99, &found, &ctx);
     let (before, after) = (regression.p99_before_ms.unwrap_or(0.0), regression.p99_after_ms.unwrap_or(0.0));
     if let Some(c) = own_rollout(&cands, &ctx) {
@@ -261,10 +278,70 @@ async fn explain_service(
             evidence: c.evidence.clone(),
             source: c.source.to_string(),
             factors: [round(c.timing, 3), round(c.scope, 3), round(c.mechanism, 3), round(c.strength, 3)],
+            made_worse: None,
         })
         .collect();
+    let basis = Basis {
+        lasted: series.start(found.regressed.1) - ctx.onset,
+        requests: series.merged(found.regressed.0, found.regressed.1).count,
+        untested: cands
+            .first()
+            .is_some_and(|c| matches!(c.kind.as_str(), "deploy" | "gpu_throttle") && c.local_ratio.is_none()),
+    };
     report.next_steps = report.causes.first().map(next_steps).unwrap_or_default();
+    if let Some((at, text)) = made_worse
+        && let Some(c) = report.causes.get_mut(at)
+    {
+        c.made_worse = Some(text);
+        let more = next_steps(c).into_iter().next().filter(|s| !report.next_steps.contains(s));
+        report.next_steps.extend(more);
+    }
+    report.confidence = Some(confidence::judge(&report.causes, basis));
     Ok(report)
+}
+
+/// The least score a second rise's cause needs to be named.
+const LATER_MIN_SCORE: f64 = 0.7;
+
+/// The cause of a second rise inside the regression ([`chain::later_step`]): one that
+/// happened after the onset's bucket, other than the first cause, scoring at least
+/// [`LATER_MIN_SCORE`] against the rise (a node that merely looks slower while a rollout
+/// moves pods scores about 0.6 there). Its score is at most the first's, and it is ranked
+/// among the others by it. An entry of the same kind and object timed against the onset
+/// gives way to it (an autoscaler's earlier step is not what made it worse). Returns its
+/// rank (0-based) and what the rise was, for [`Cause::made_worse`].
+fn add_later_cause(
+    cands: &mut Vec<Candidate>,
+    later: Vec<Candidate>,
+    ctx: &Context<'_>,
+    step_onset: i64,
+    p: &crate::changepoint::ChangePoint,
+) -> Option<(usize, String)> {
+    let same = |a: &Candidate, b: &Candidate| a.kind == b.kind && a.object == b.object;
+    let mut c = later.into_iter().find(|c| {
+        c.score >= LATER_MIN_SCORE
+            && c.began.unwrap_or(c.time) >= ctx.onset + ctx.width
+            && cands.first().is_none_or(|top| !same(top, c))
+    })?;
+    if let Some(top) = cands.first() {
+        c.score = c.score.min(top.score);
+    }
+    // Its facts were timed against the second rise, not the regression's onset.
+    for e in &mut c.evidence {
+        *e = e.replace("the onset", "the second rise");
+    }
+    cands.retain(|x| !same(x, &c));
+    let at = cands.len().min(1) + cands.iter().skip(1).take_while(|x| x.score > c.score).count();
+    cands.insert(at, c);
+    let text = format!(
+        "p99 rose again from {}: {} -> {} (x{:.2}), {} min after the onset",
+        crate::text::hm(step_onset),
+        ms(p.mean_before),
+        ms(p.mean_after),
+        p.mean_after / p.mean_before.max(f64::MIN_POSITIVE),
+        (step_onset - ctx.onset) / MINUTE_NS,
+    );
+    Some((at, text))
 }
 
 /// A rollout of the service's own deployment at the onset (from ten minutes before it to
@@ -432,6 +509,53 @@ mod tests {
     fn found(ongoing: bool) -> Found {
         let point = ChangePoint { index: 11, mean_before: 10_000.0, mean_after: 11_500.0, p_value: 0.0, energy: 0.0 };
         Found { point, baseline: (0, 11), regressed: (11, 14), ongoing, material: true }
+    }
+
+    /// Two causes at once: the scale-down that came 3 minutes into a rollout's regression
+    /// is ranked second, in place of the HPA's earlier step, at most as likely as the first,
+    /// its facts timed against the second rise; one inside the onset's bucket, the first
+    /// cause again, or a weak one is not.
+    #[test]
+    fn the_cause_of_a_second_rise_is_ranked_second() {
+        let c = ctx();
+        let step = ChangePoint { index: 17, mean_before: 15_500.0, mean_after: 25_700.0, p_value: 0.0, energy: 0.0 };
+        let scale_down = |time: i64, score: f64| {
+            let mut d = deploy(None);
+            d.kind = "scale_down".into();
+            d.object = "hpa/qwen-32b".into();
+            d.time = time;
+            d.score = score;
+            d.evidence = vec!["at the onset".into()];
+            d
+        };
+        let first = vec![deploy(Some(1.4)), scale_down(ONSET - 900 * S, 0.3)];
+        let mut cands = first.clone();
+        let text = add_later_cause(&mut cands, vec![scale_down(ONSET + 180 * S, 0.99)], &c, ONSET + 180 * S, &step);
+        let (at, text) = text.expect("the second rise's cause");
+        assert_eq!(
+            (at, text.as_str()),
+            (1, "p99 rose again from 14:15:00: 15.5 s -> 25.7 s (x1.66), 3 min after the onset")
+        );
+        assert_eq!(cands.len(), 2);
+        assert_eq!((cands[1].kind.as_str(), cands[1].time, cands[1].score), ("scale_down", ONSET + 180 * S, 0.5));
+        assert_eq!(cands[1].evidence, ["at the second rise"]);
+        // Ranked by its score among the others.
+        let mut cands = vec![deploy(Some(1.4)), scale_down(ONSET - 900 * S, 0.45)];
+        cands[1].kind = "cold_start".into();
+        let (at, _) = add_later_cause(&mut cands, vec![scale_down(ONSET + 180 * S, 0.75)], &c, ONSET + 180 * S, &step)
+            .expect("the second rise's cause");
+        assert_eq!((at, cands[at].score), (1, 0.5));
+        cands[0].score = 0.9;
+        let mut again = vec![cands[0].clone(), scale_down(ONSET - 900 * S, 0.8)];
+        again[1].kind = "cold_start".into();
+        let (at, _) = add_later_cause(&mut again, vec![scale_down(ONSET + 180 * S, 0.75)], &c, ONSET + 180 * S, &step)
+            .expect("the second rise's cause");
+        assert_eq!(at, 2, "below a rival that scores more");
+        for later in [scale_down(ONSET + 30 * S, 0.99), deploy(None), scale_down(ONSET + 180 * S, 0.6)] {
+            let mut cands = first.clone();
+            assert!(add_later_cause(&mut cands, vec![later], &c, ONSET + 180 * S, &step).is_none());
+            assert_eq!(cands, first);
+        }
     }
 
     /// A small rise still going on while the service's own rollout has no new pods to

@@ -17,11 +17,14 @@ fn pct(v: f64) -> String {
 /// Lines are cut to this many columns.
 pub const COLUMNS: usize = 100;
 
-/// Renders the report as text: at most 24 lines of [`COLUMNS`] columns.
+/// The most lines the text has: one screen.
+pub const LINES: usize = 24;
+
+/// Renders the report as text: at most [`LINES`] lines of [`COLUMNS`] columns.
 pub fn text(r: &Report) -> String {
     let full = full_text(r);
     let mut o = String::new();
-    for line in full.lines().take(24) {
+    for line in full.lines().take(LINES) {
         if line.chars().count() > COLUMNS {
             o.extend(line.chars().take(COLUMNS - 3));
             o.push_str("...");
@@ -132,27 +135,31 @@ fn full_text_without_slo(r: &Report) -> String {
             for e in top.evidence.iter().take(5) {
                 let _ = writeln!(o, "  - {e}");
             }
+            confidence(&mut o, r.confidence.as_ref());
         }
         None => {
             let _ =
                 writeln!(o, "\nno candidate cause: no change in the cluster and no shift in the data before the onset");
+            confidence(&mut o, r.confidence.as_ref());
         }
     }
-    if r.causes.len() > 1 {
-        let _ = writeln!(o, "\nless likely:");
-        for c in r.causes.iter().skip(1).take(4) {
-            let why = c.evidence.first().map(String::as_str).unwrap_or("");
-            let _ = writeln!(o, "  {}. {} {} at {} ({:.2}) {why}", c.rank, c.kind, c.object, hm(&c.time), c.score);
+    let worse = r.causes.iter().skip(1).find(|c| c.made_worse.is_some());
+    if let Some(c) = worse {
+        let _ = writeln!(o, "\nthen made worse by: {} {} at {} (score {:.2})", c.kind, c.object, hm(&c.time), c.score);
+        let _ = writeln!(o, "  - {}", c.made_worse.as_deref().unwrap_or_default());
+        for e in c.evidence.iter().take(2) {
+            let _ = writeln!(o, "  - {e}");
         }
     }
+    let mut tail = String::new();
     if !r.next_steps.is_empty() {
-        let _ = writeln!(o, "\nnext:");
+        let _ = writeln!(tail, "\nnext:");
         for s in &r.next_steps {
-            let _ = writeln!(o, "  {s}");
+            let _ = writeln!(tail, "  {s}");
         }
     }
     let _ = writeln!(
-        o,
+        tail,
         "\n{} requests in {} buckets of {} s, {} changes; window {} - {} UTC",
         r.data.requests,
         r.data.buckets,
@@ -161,5 +168,26 @@ fn full_text_without_slo(r: &Report) -> String {
         r.window.from.replace('T', " ").trim_end_matches('Z'),
         hm(&r.window.to)
     );
+    // The rivals get the lines the screen has left (a blank and a heading, then one each).
+    let room = LINES.saturating_sub(o.lines().count() + tail.lines().count() + 2).min(4);
+    let rest: Vec<_> = r.causes.iter().skip(1).filter(|c| c.made_worse.is_none()).take(room).collect();
+    if !rest.is_empty() {
+        let _ = writeln!(o, "\nless likely:");
+        for c in rest {
+            let why = c.evidence.first().map(String::as_str).unwrap_or("");
+            let _ = writeln!(o, "  {}. {} {} at {} ({:.2}) {why}", c.rank, c.kind, c.object, hm(&c.time), c.score);
+        }
+    }
+    o.push_str(&tail);
     o
+}
+
+/// `confidence: medium (the regression is 2 min old); would settle it: 1 more min of data`.
+fn confidence(o: &mut String, c: Option<&crate::explain::Confidence>) {
+    let Some(c) = c else { return };
+    let why = if c.because.is_empty() { String::new() } else { format!(" ({})", c.because.join("; ")) };
+    let _ = writeln!(o, "  confidence: {}{why}", c.level);
+    if let Some(s) = &c.settle {
+        let _ = writeln!(o, "  would settle it: {s}");
+    }
 }

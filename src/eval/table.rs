@@ -9,6 +9,34 @@ use super::{EvalArgs, OFFSETS_MIN, Outcome, Point};
 pub struct Table {
     rows: Vec<Row>,
     total: Row,
+    /// Per confidence level: answers that named a cause (every minute of every run whose
+    /// fault moved p99) and how many of them were right (top-1).
+    confidence: Vec<Level>,
+}
+
+/// How often an answer of one confidence level was right.
+#[derive(Debug, Clone, Serialize)]
+struct Level {
+    level: String,
+    answers: usize,
+    right: usize,
+}
+
+impl Level {
+    fn of(outcomes: &[Outcome]) -> Vec<Level> {
+        ["high", "medium", "low"]
+            .iter()
+            .map(|level| {
+                let points = outcomes
+                    .iter()
+                    .filter(|o| o.has_cause && o.effect)
+                    .flat_map(|o| &o.timeline)
+                    .filter(|p| p.detected && p.ranked_first.is_some() && p.confidence.as_deref() == Some(*level));
+                let (answers, right) = points.fold((0, 0), |(n, r), p| (n + 1, r + usize::from(p.top1)));
+                Level { level: level.to_string(), answers, right }
+            })
+            .collect()
+    }
 }
 
 /// One scenario's figures (or all runs').
@@ -99,7 +127,7 @@ impl Table {
             .iter()
             .map(|n| Row::of(n, &outcomes.iter().filter(|o| o.scenario == *n).collect::<Vec<_>>()))
             .collect();
-        Table { rows, total: Row::of("all", &outcomes.iter().collect::<Vec<_>>()) }
+        Table { rows, total: Row::of("all", &outcomes.iter().collect::<Vec<_>>()), confidence: Level::of(outcomes) }
     }
 
     /// What falls short of the thresholds in `args`, one sentence each.
@@ -160,6 +188,17 @@ impl Table {
             "top-1 at minutes after the onset and at the end, over the runs whose fault moved p99 (no eff: \
              those whose did not, left out); 1st top-1: median / p90 seconds after the onset\n",
         );
+        let levels: Vec<String> = self
+            .confidence
+            .iter()
+            .filter(|l| l.answers > 0)
+            .map(|l| {
+                format!("{} {} of {} ({:.1}%)", l.level, l.right, l.answers, 100.0 * l.right as f64 / l.answers as f64)
+            })
+            .collect();
+        if !levels.is_empty() {
+            o.push_str(&format!("answers right (top-1) by their confidence, every minute: {}\n", levels.join(", ")));
+        }
         o
     }
 }

@@ -93,6 +93,32 @@ pub fn detect(series: &Series, p99: &[f64], cfg: &Config) -> std::result::Result
     Err(Box::new(r))
 }
 
+/// A second rise inside the regression: the first bucket, at least two after the onset,
+/// that begins two buckets in a row at [`series::MATERIAL_AT_ONCE`] times the median
+/// bucket p99 since the onset. Two causes at once rarely land in the same minute (a
+/// rollout and the scale-down its new HPA target brings, a node lost while a surge is
+/// absorbed), and a level that jumps again inside a regression is what the second did. A
+/// change-point test over a handful of minutes as noisy as an oscillating autoscaler makes
+/// them would not call it; two minutes at 1.5x, each a p99 over hundreds of requests, is
+/// not noise. Returned as the regression it would be on its own: the first regressed
+/// level as its baseline.
+pub fn later_step(p99: &[f64], found: &Found) -> Option<Found> {
+    let (a, b) = found.regressed;
+    let k = (a + 2..b.min(p99.len()).saturating_sub(1)).find(|&k| {
+        let level = crate::stats::median(&p99[a..k]).unwrap_or(f64::INFINITY);
+        p99[k] >= series::MATERIAL_AT_ONCE * level && p99[k + 1] >= series::MATERIAL_AT_ONCE * level
+    })?;
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len().max(1) as f64;
+    let point = changepoint::ChangePoint {
+        index: k,
+        mean_before: mean(&p99[a..k]),
+        mean_after: mean(&p99[k..b]),
+        p_value: found.point.p_value,
+        energy: 0.0,
+    };
+    Some(Found { point, baseline: (a, k), regressed: (k, b), ongoing: found.ongoing, material: true })
+}
+
 /// Request detail around the onset: at most 15 minutes and [`DETAIL_PER_SIDE`] requests a
 /// side, the nearest to the onset.
 pub async fn read_detail(
@@ -287,6 +313,27 @@ mod tests {
         counts[12] = 2300;
         let s = series(&counts);
         assert_eq!(nearest_upward(&s, &s.rates(), 12, &cfg), Some(13 * m));
+    }
+
+    /// Two causes at once (two-causes, seed 1): a slower rollout lifts p99 from 14:14, and
+    /// the scale-down its new HPA target brings doubles it again at 14:17.
+    #[test]
+    fn a_second_rise_inside_the_regression_is_its_own_step() {
+        let mut p99 = vec![11.2, 10.6, 10.6, 10.8, 11.0, 9.8, 11.1, 10.4, 11.5, 10.6, 10.3, 10.7, 11.1, 11.1];
+        p99.extend([12.3, 16.3, 18.1, 38.6, 40.4, 36.4, 18.5, 14.5, 15.4, 13.9, 13.1, 16.3, 25.7, 33.8, 41.1, 27.2]);
+        let point =
+            changepoint::ChangePoint { index: 14, mean_before: 10.7, mean_after: 24.0, p_value: 0.0, energy: 0.0 };
+        let found = Found { point, baseline: (0, 14), regressed: (14, 30), ongoing: true, material: true };
+        let step = later_step(&p99, &found).expect("the second rise");
+        assert_eq!(step.point.index, 17, "{step:?}");
+        assert_eq!((step.baseline, step.regressed), ((14, 17), (17, 30)));
+        // A regression at one level has no second step.
+        let flat: Vec<f64> = (0..30).map(|i| if i < 14 { 10.0 } else { 20.0 + (i % 3) as f64 }).collect();
+        assert!(later_step(&flat, &found).is_none());
+        // Nor one whose jump lasts a single bucket.
+        let mut blip = flat.clone();
+        blip[20] = 60.0;
+        assert!(later_step(&blip, &found).is_none());
     }
 
     #[test]

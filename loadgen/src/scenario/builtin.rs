@@ -8,7 +8,8 @@
 //! nodes filled by `mixtral-8x7b` at 4 GPUs a pod), other rates and HPA targets. Its scenarios
 //! cover what the first do not: traffic that breathes (diurnal, bursts) with no fault, an
 //! improvement, too little traffic, power throttling in the second pool, a decoy 20 s
-//! from the cause, a slow drift, and a surge against a pool already at its maximum.
+//! from the cause, a slow drift, a surge against a pool already at its maximum, and two
+//! causes at once.
 
 use super::Scenario;
 
@@ -214,6 +215,14 @@ pub const BUILTIN: &[Builtin] = &[
         cluster: SERVING,
         edits: &[("nodes: 5, max_nodes: 7", "nodes: 5, max_nodes: 5")],
         actions: "[{ at: 12m, traffic: { deployment: qwen-32b, factor: 1.8, ramp: 30s } }]",
+    },
+    Builtin {
+        name: "two-causes",
+        description: "one upgrade ships a 1.4x slower qwen-32b and raises its HPA target 20 -> 45: the rollout and the scale-down both slow it",
+        cluster: SERVING,
+        edits: &[],
+        actions: "[{ at: 12m, deploy: { deployment: qwen-32b, compute_factor: 1.4 } },
+          { at: 12m, set_hpa: { deployment: qwen-32b, target: 45 } }]",
     },
 ];
 
