@@ -56,6 +56,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// See it work: slo serve and a simulated GPU cluster with a fault, explained as it happens.
+    Demo(crate::demo::DemoArgs),
     /// Run the collector, store and web API (OTLP gRPC :4317, OTLP HTTP :4318, web :8080).
     Serve(ServeArgs),
     /// Run one SQL query over the tables `requests` and `spans`.
@@ -164,7 +166,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    crate::telemetry::init(matches!(cli.command, Command::Serve(_)));
+    crate::telemetry::init(match cli.command {
+        Command::Serve(_) => crate::telemetry::SERVE,
+        Command::Demo(_) => crate::telemetry::DEMO,
+        _ => crate::telemetry::ONE_SHOT,
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("slo-worker").build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -180,6 +186,7 @@ pub fn main() -> ExitCode {
             Command::Loadgen(args) => crate::loadgen::run(args).await,
             Command::Explain(args) => crate::explain::run(args).await,
             Command::Eval(args) => crate::eval::run(args).await,
+            Command::Demo(args) => crate::demo::run(args).await,
         }
     });
     match result {

@@ -41,7 +41,7 @@ fn convert(e: slo_loadgen::Error) -> Failure {
 }
 
 /// Cancelled on Ctrl-C or SIGTERM: the run stops, flushes what it produced and reports.
-fn ctrl_c() -> CancellationToken {
+pub(crate) fn ctrl_c() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {

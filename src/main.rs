@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod config;
+mod demo;
 mod doors;
 mod eval;
 mod explain;

@@ -1,11 +1,19 @@
 //! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info` for serve, `warn`
-//! for one-shot commands, whose stdout is data).
+//! for one-shot commands, whose stdout is data, and errors only for the demo, whose
+//! simulated cluster churns pods by design: a scrape of a pod just deleted, or the watch
+//! connecting a moment before the simulator listens, is not news there).
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the subscriber once.
-pub fn init(serving: bool) {
-    let default = if serving { "info" } else { "warn" };
+/// The default filter of `slo serve`.
+pub const SERVE: &str = "info";
+/// ... of one-shot commands.
+pub const ONE_SHOT: &str = "warn";
+/// ... of `slo demo`.
+pub const DEMO: &str = "error,kube_runtime=off,kube_client=off";
+
+/// Installs the subscriber once, with `default` unless `RUST_LOG` is set.
+pub fn init(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();

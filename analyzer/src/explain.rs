@@ -87,6 +87,10 @@ pub struct Regression {
     /// p99 of the newest bucket, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_now_ms: Option<f64>,
+    /// Set when the regression began before the window asked about and was found by
+    /// looking further back ([`LOOKBACK`]): what the window alone showed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One ranked cause.
@@ -172,6 +176,7 @@ pub(crate) fn no_regression(reason: String) -> Regression {
         compute_p99_ms: None,
         ongoing: None,
         p99_now_ms: None,
+        note: None,
     }
 }
 
@@ -198,8 +203,45 @@ pub async fn explain(source: &Source, q: &Query) -> Result<Report> {
         None => None,
     };
     let mut report = explain_service(source, q, service_arg, from, to).await?;
+    if let Some(older) = older_regression(source, q, &report, from, to).await? {
+        report = older;
+    }
     report.slo = slo;
     Ok(report)
+}
+
+/// How far back a regression older than the window is looked for: a day and two hours,
+/// so that the same hours yesterday (where the data reaches that far) are in the history
+/// a rise is judged against, and a daily peak is its normal variation, not a regression.
+pub const LOOKBACK: i64 = 26 * 60 * MINUTE_NS;
+
+/// A regression still going on that began before the window: a window that shows no
+/// change can sit entirely inside one (a slow deploy 78 minutes ago, still slow). Where
+/// the window alone found nothing beyond normal variation, the last [`LOOKBACK`] is
+/// explained; a regression there that is still going on and began before the window is
+/// the answer, with a note of what the window alone showed.
+async fn older_regression(source: &Source, q: &Query, report: &Report, from: i64, to: i64) -> Result<Option<Report>> {
+    let quiet = !report.regression.detected
+        && report.regression.reason.as_deref().is_some_and(|r| r.starts_with("no significant change"));
+    if !quiet || q.window >= LOOKBACK {
+        return Ok(None);
+    }
+    let long = explain_service(source, q, Some(report.service.clone()), to - LOOKBACK, to).await?;
+    let onset = long.regression.onset.as_deref().and_then(|o| crate::text::parse_time(o).ok());
+    match onset {
+        Some(onset) if long.regression.detected && long.regression.ongoing == Some(true) && onset < from => {
+            let mut long = long;
+            let m = (to - onset) / MINUTE_NS;
+            let ago = if m >= 60 { format!("{}h {}m", m / 60, m % 60) } else { format!("{m} min") };
+            long.regression.note = Some(format!(
+                "began {ago} before the end of the {} window asked about, which shows no change: looked back {}",
+                crate::text::window_name(q.window),
+                crate::text::window_name(LOOKBACK)
+            ));
+            Ok(Some(long))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The chain ARCHITECTURE.md draws, one named step each: which service, is there a

@@ -120,6 +120,9 @@ fn full_text_without_slo(r: &Report) -> String {
         hm(onset),
         crate::text::p_text(g.p_value.unwrap_or(1.0)),
     );
+    if let Some(note) = &g.note {
+        let _ = writeln!(o, "  {note}");
+    }
     if let (Some(q), Some(c)) = (g.queue_share, g.compute_share) {
         let dominant = if q >= c { "mostly queue time" } else { "mostly compute time" };
         let _ = writeln!(o, "  slow tail's increase: {} queue, {} compute ({dominant})", pct(q), pct(c));

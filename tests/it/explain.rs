@@ -26,6 +26,8 @@ fn eval_finds_the_scale_down_and_the_control_stays_quiet() {
         "hpa-scale-down",
         "--scenario",
         "control",
+        "--scenario",
+        "slow-deploy",
         "--seeds",
         "1",
         "--keep",
@@ -39,12 +41,34 @@ fn eval_finds_the_scale_down_and_the_control_stays_quiet() {
     assert!(out.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let runs = v["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 3);
     assert_eq!(runs[0]["scenario"], "hpa-scale-down");
     assert_eq!(runs[0]["top1"], true, "{}", runs[0]);
     assert!(runs[0]["onset_error_s"].as_f64().unwrap() <= 180.0, "{}", runs[0]);
     assert_eq!(runs[1]["scenario"], "control");
     assert_eq!(runs[1]["detected"], false, "{}", runs[1]);
+
+    // A window inside a regression that began before it (the slow rollout at 14:12, a
+    // 12-minute window ending at 14:30) shows no change; the regression is still reported,
+    // found by looking further back, with a note of what the window alone showed.
+    let slow = tmp.path().join("slow-deploy-1").join("data");
+    let (code, json, err) = explain(&[
+        "--data-dir",
+        slow.to_str().unwrap(),
+        "--service",
+        "llama-70b",
+        "--window",
+        "12m",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(r["regression"]["detected"], true, "{r:#}");
+    assert_eq!(r["regression"]["onset"], "2026-11-22T14:12:00Z", "{r:#}");
+    let note = r["regression"]["note"].as_str().unwrap_or_default();
+    assert!(note.starts_with("began 18 min before the end of the 12m window asked about"), "{r:#}");
+    assert_eq!(r["causes"][0]["object"], "deployment/llama-70b", "{r:#}");
 
     let data = tmp.path().join("hpa-scale-down-1").join("data");
     let data = data.to_str().unwrap();

@@ -218,6 +218,7 @@ pub fn regression(series: &Series, p99: &[f64], found: &Found, ctx: &Context<'_>
         compute_p99_ms: Some([q99(&base, |c| &c.compute), q99(&reg, |c| &c.compute)]),
         ongoing: Some(found.ongoing),
         p99_now_ms: p99.last().map(|v| round(*v, 1)),
+        note: None,
     }
 }
 

@@ -13,10 +13,19 @@ pub(super) fn same_rescale(change: i64, event: i64) -> bool {
     (change - event).abs() <= 60 * SEC
 }
 
+/// How much later than a Deployment scale's stamp (when it was seen) the HPA rescale that
+/// made it may be timed: see [`Tracker::scaled_by_hpa`].
+pub(super) const LATE_HPA_NS: i64 = 300 * SEC;
+
 impl Tracker {
     /// Whether an HPA change (released or still held) set this Deployment's replicas.
     pub(super) fn scaled_by_hpa(&self, namespace: &str, deployment: &str, to: &str, at: i64) -> bool {
-        let near = |t: i64| (t - at).abs() <= 60 * SEC;
+        // A Deployment's new size carries no time of its own: it is stamped when seen. On
+        // the data clock (a simulated cluster many times faster than real time) that
+        // stamp can trail the HPA's own `lastScaleTime` by minutes of cluster time when
+        // the HPA's status reaches the watch a moment after the Deployment; the HPA never
+        // rescales long before the Deployment shows it.
+        let near = |t: i64| (-60 * SEC..=LATE_HPA_NS).contains(&(t - at));
         self.st.recent_hpa.iter().any(|(n, d, t, when)| n == namespace && d == deployment && t == to && near(*when))
             || self.st.held.iter().any(|h| {
                 matches!(&h.what, HeldFor::Reason { namespace: n, to: t, .. } if n == namespace && t == to)

@@ -120,6 +120,35 @@ fn rollout_progress_becomes_samples() {
     assert!(t.take_samples().is_empty());
 }
 
+/// The live test's sequence on the data clock (a simulated cluster at 40x): the
+/// Deployment's new size arrives first and is stamped by a clock that trails the cluster
+/// (its document carries no newer time), the HPA status a moment later with its own
+/// `lastScaleTime` two cluster minutes on; both are released by the same take. One change,
+/// the HPA's, not a Deployment scale of its own at the earlier stamp.
+#[test]
+fn a_deployment_scale_stamped_before_the_hpa_rescale_that_made_it_is_that_rescale() {
+    let mut t = watching(&[
+        (Watched::HorizontalPodAutoscaler, hpa(5, T0 - 600 * SEC)),
+        (Watched::Deployment, deployment(5, 3)),
+    ]);
+    let seen = T0 + 2 * SEC;
+    let scaled = T0 + 120 * SEC;
+    t.apply(Watched::Deployment, &deployment(4, 4), seen).unwrap();
+    t.apply(Watched::HorizontalPodAutoscaler, &hpa(4, scaled), scaled).unwrap();
+    let out = t.take(scaled + HOLD_NS);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].object.as_str(), out[0].time_unix_nano), ("hpa/llama", scaled));
+    // An HPA rescale to that size long after it is another occurrence: the scale is kept.
+    let mut t = watching(&[
+        (Watched::HorizontalPodAutoscaler, hpa(5, T0 - 600 * SEC)),
+        (Watched::Deployment, deployment(5, 3)),
+    ]);
+    t.apply(Watched::Deployment, &deployment(4, 4), seen).unwrap();
+    let late = seen + 600 * SEC;
+    t.apply(Watched::HorizontalPodAutoscaler, &hpa(4, late), late).unwrap();
+    assert_eq!(t.take(late + HOLD_NS).len(), 2);
+}
+
 #[test]
 fn a_manual_deployment_scale_is_kept() {
     let mut t = watching(&[(Watched::Deployment, deployment(3, 1))]);
