@@ -86,6 +86,12 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         return Err(Failure::usage_msg(format!("--speed {}: must be a number above 0", args.speed)));
     }
     let scenario = slo_loadgen::scenario::load(&args.scenario).map_err(Failure::usage)?;
+    // The one port a user picks: refused before anything is written.
+    drop(
+        std::net::TcpListener::bind(&args.http)
+            .with_context(|| format!("--http {}: cannot listen there", args.http))
+            .map_err(Failure::usage)?,
+    );
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
         None => {

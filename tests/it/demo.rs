@@ -82,3 +82,25 @@ fn the_demo_explains_the_injected_cause_and_stops_on_ctrl_c() {
     assert!(data.join("data").is_dir() && data.join("truth.json").is_file(), "the data directory is kept");
     assert!(std::net::TcpStream::connect(&http).is_err(), "nothing listens on {http} after the demo stopped");
 }
+
+/// Bad input to the demo is refused before anything is written: a port already taken, an
+/// unknown scenario, a speed of zero.
+#[test]
+fn the_demo_refuses_bad_input_before_writing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tmp.path().join("demo");
+    let dir_arg = dir.to_str().unwrap();
+    for (args, says) in [
+        (vec!["--http", addr.as_str()], "--http "),
+        (vec!["--scenario", "no-such-scenario"], "--scenario \"no-such-scenario\""),
+        (vec!["--speed", "0"], "--speed 0"),
+    ] {
+        let out = crate::support::slo(&[&["demo", "--data-dir", dir_arg][..], &args[..]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!dir.exists(), "{args:?} wrote {}", dir.display());
+    }
+}
