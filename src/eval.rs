@@ -71,7 +71,9 @@ pub struct EvalArgs {
     #[arg(long, default_value = "1h")]
     pub window: String,
     /// Keep each run's files and data directory under DIR (default: a temporary directory).
-    /// A run already imported there is explained again, not simulated again.
+    /// A run already imported there from the same scenario text and seed is explained
+    /// again, not simulated again (a changed scenario is simulated afresh; a changed
+    /// simulator needs a fresh DIR).
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
     /// Output format.
@@ -256,10 +258,13 @@ async fn run_one(name: &str, seed: u64, dir: &Path, window: i64) -> Result<Outco
     let out = dir.join("run");
     let mut cfg = ServeConfig::load(None).map_err(Failure::usage)?;
     cfg.data_dir = dir.join("data");
+    // The marker holds what the run was made from: a kept run of another scenario text
+    // (a built-in edited since, a file changed) is not explained as if it were this one.
     let imported = dir.join("imported");
-    if !imported.exists() {
+    let made_from = format!("seed {seed}\n{}", scenario_text(name)?);
+    if std::fs::read_to_string(&imported).ok().as_deref() != Some(made_from.as_str()) {
         simulate_and_import(name, seed, &out, &cfg).await?;
-        std::fs::write(&imported, b"").with_context(|| format!("writing {}", imported.display()))?;
+        std::fs::write(&imported, &made_from).with_context(|| format!("writing {}", imported.display()))?;
     }
     let truth: Truth = serde_json::from_slice(&std::fs::read(out.join("truth.json")).context("reading truth.json")?)
         .context("decoding truth.json")?;
@@ -281,6 +286,16 @@ async fn run_one(name: &str, seed: u64, dir: &Path, window: i64) -> Result<Outco
     let explain_ms = t.elapsed().as_secs_f64() * 1e3;
     timeline.push(point(&truth, (end - onset) / 1_000_000_000, end, &report));
     Ok(score(name, seed, &truth, &report, timeline, (rfc3339(onset), onset_from), explain_ms, prepare_s)?)
+}
+
+/// The text a scenario is made from: a built-in's YAML, or the file's.
+fn scenario_text(name: &str) -> Result<String, Failure> {
+    match slo_loadgen::scenario::builtin_yaml(name) {
+        Some(text) => Ok(text),
+        None => {
+            std::fs::read_to_string(name).with_context(|| format!("reading scenario {name}")).map_err(Failure::usage)
+        }
+    }
 }
 
 /// The run's files under `out`, imported into `cfg.data_dir`; the traces and scrapes are

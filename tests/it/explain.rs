@@ -272,3 +272,45 @@ fn a_live_run_explains_as_its_files_do() {
         assert_eq!(live["causes"][0]["kind"], "scale_down");
     }
 }
+
+/// `slo eval --keep` explains a kept run again only when it was made from the same
+/// scenario text and seed: an edited scenario file is simulated afresh.
+#[test]
+fn eval_keep_simulates_again_when_the_scenario_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = tmp.path().join("keep");
+    let file = tmp.path().join("quiet.yaml");
+    let shown = slo(&["loadgen", "scenarios", "--show", "control"]);
+    let text = String::from_utf8(shown.stdout).unwrap().replace("duration: 30m", "duration: 12m");
+    std::fs::write(&file, &text).unwrap();
+    let run = || {
+        let out = slo(&[
+            "eval",
+            "--scenario",
+            file.to_str().unwrap(),
+            "--seeds",
+            "1",
+            "--keep",
+            keep.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["runs"][0].clone()
+    };
+    // The one run directory (named by the scenario argument and the seed).
+    let marker = || {
+        let run = std::fs::read_dir(&keep).unwrap().next().unwrap().unwrap().path();
+        std::fs::read_to_string(run.join("imported")).unwrap()
+    };
+    run();
+    let first = marker();
+    assert!(first.starts_with("seed 1\n") && first.contains("duration: 12m"), "{first}");
+    run();
+    assert_eq!(marker(), first, "the same text: explained again");
+    std::fs::write(&file, text.replace("duration: 12m", "duration: 11m")).unwrap();
+    let again = run();
+    assert!(marker().contains("duration: 11m"), "an edited scenario is simulated again");
+    assert_eq!(again["timeline"].as_array().unwrap().last().unwrap()["at"], "2026-11-22T14:11:00Z", "{again}");
+}
