@@ -41,6 +41,19 @@ actions:
     }
 }
 
+/// Fuzzing found a pool of 1,111,111,224 nodes that validation reported and then listed by
+/// name to check the actions' nodes: a billion strings. It is reported, and nothing more.
+#[test]
+fn a_pool_too_large_is_reported_without_listing_its_nodes() {
+    let text = builtin::builtin_yaml("gpu-throttle")
+        .unwrap()
+        .replace("nodes: 4, max_nodes: 6", "nodes: 1111111224, max_nodes: 6");
+    let err = Scenario::from_yaml(&text).unwrap_err();
+    assert!(err.contains("pools[0].nodes: must be in 1..=1000"), "{err}");
+    // Nodes are still known by name: the throttled node of the valid scenario.
+    assert!(builtin("gpu-throttle").is_some());
+}
+
 #[test]
 fn unknown_fields_and_bad_values_are_named() {
     let err = Scenario::from_yaml("name: x\nservice: m\npools: []\nmodels: []\nbogus: 1\n").unwrap_err();
