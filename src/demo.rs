@@ -63,18 +63,6 @@ fn free_port() -> Result<u16, Failure> {
     Ok(l.local_addr().context("reading a bound port")?.port())
 }
 
-/// The kubeconfig the server watches: the simulator's API, which listens there once it
-/// starts (the watch retries until then).
-fn kubeconfig(port: u16, namespace: &str) -> String {
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Config", "current-context": "slo-demo",
-        "clusters": [{"name": "slo-demo", "cluster": {"server": format!("http://127.0.0.1:{port}")}}],
-        "users": [{"name": "slo-demo", "user": {}}],
-        "contexts": [{"name": "slo-demo", "context": {"cluster": "slo-demo", "user": "slo-demo", "namespace": namespace}}],
-    })
-    .to_string()
-}
-
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -103,7 +91,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let (api_port, grpc_port, otlp_http_port) = (free_port()?, free_port()?, free_port()?);
     let (config, kube) = (dir.join("slo.yaml"), dir.join("sim.kubeconfig"));
     write(&config, CONFIG)?;
-    write(&kube, &kubeconfig(api_port, &scenario.namespace))?;
+    // The server reads it at start; the simulator listens there a moment later (the watch
+    // retries until then) and writes the same file again.
+    slo_loadgen::kubeapi::write_kubeconfig(&kube, &format!("http://127.0.0.1:{api_port}"), &scenario.namespace)
+        .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
 
     let cancel = crate::loadgen::ctrl_c();
     let serve_args = ServeArgs {

@@ -222,7 +222,7 @@ pub const LOOKBACK: i64 = 26 * 60 * MINUTE_NS;
 /// the answer, with a note of what the window alone showed.
 async fn older_regression(source: &Source, q: &Query, report: &Report, from: i64, to: i64) -> Result<Option<Report>> {
     let quiet = !report.regression.detected
-        && report.regression.reason.as_deref().is_some_and(|r| r.starts_with("no significant change"));
+        && report.regression.reason.as_deref().is_some_and(|r| r.starts_with(chain::NO_CHANGE));
     if !quiet || q.window >= LOOKBACK {
         return Ok(None);
     }
@@ -285,13 +285,6 @@ async fn explain_service(
     let ctx = chain::context(&report.service, &detail, &series, &found);
     let (mut cands, considered) = chain::rank(source, &ctx, &series, &found, to, &q.detection).await?;
     report.data.changes_considered = considered;
-    let mut made_worse = None;
-    if let Some(step) = chain::later_step(&p99, &found) {
-        let detail = chain::read_detail(source, &report.service, &minutes, &series, &step).await?;
-        let later_ctx = chain::context(&report.service, &detail, &series, &step);
-        let (later, _) = chain::rank(source, &later_ctx, &series, &step, to, &q.detection).await?;
-        made_worse = add_later_cause(&mut cands, later, &ctx, later_ctx.onset, &step.point);
-    }
     let regression = chain::regression(&series, &p99, &found, &ctx);
     let (before, after) = (regression.p99_before_ms.unwrap_or(0.0), regression.p99_after_ms.unwrap_or(0.0));
     if let Some(c) = own_rollout(&cands, &ctx) {
@@ -306,6 +299,14 @@ async fn explain_service(
         }
     }
     report.regression = regression;
+    // Read and ranked only once the answer is a regression.
+    let mut made_worse = None;
+    if let Some(step) = chain::later_step(&p99, &found) {
+        let detail = chain::read_detail(source, &report.service, &minutes, &series, &step).await?;
+        let later_ctx = chain::context(&report.service, &detail, &series, &step);
+        let (later, _) = chain::rank(source, &later_ctx, &series, &step, to, &q.detection).await?;
+        made_worse = add_later_cause(&mut cands, later, &ctx, later_ctx.onset, &step.point);
+    }
     report.causes = cands
         .iter()
         .take(5)

@@ -45,6 +45,11 @@ pub async fn resolve_service(
     }
 }
 
+/// How the answer begins when nothing in the window is beyond normal variation (not
+/// watching a rise, not an improvement, not too little data): what the lookback past the
+/// window keys on.
+pub const NO_CHANGE: &str = "no significant change in p99";
+
 /// The regression in the series, or the answer that there is none and why: too little
 /// data, an improvement, or nothing beyond the service's normal variation.
 pub fn detect(series: &Series, p99: &[f64], cfg: &Config) -> std::result::Result<Found, Box<Regression>> {
@@ -83,7 +88,7 @@ pub fn detect(series: &Series, p99: &[f64], cfg: &Config) -> std::result::Result
             rfc3339(series.start(i))
         ),
         (None, None) => format!(
-            "no significant change in p99 beyond its normal variation (p < {} and at least {:.0}%)",
+            "{NO_CHANGE} beyond its normal variation (p < {} and at least {:.0}%)",
             cfg.max_p_value,
             cfg.min_relative_change * 100.0
         ),
