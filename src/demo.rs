@@ -140,6 +140,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let explain_url = format!("{web}/api/v1/explain?service={service}");
     println!(
         "slo demo: scenario {} ({}), seed {}, {}x: {} min of cluster time in about {:.0} s\n  \
+         dashboard: {web}/services/{service}\n  \
          explain: {explain_url}\n  \
          or:      slo explain --server {web} --service {service}\n  \
          data:    {} (kept; Ctrl-C stops the demo)",

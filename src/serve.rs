@@ -195,6 +195,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             })
             .context("starting the query threads")?,
             slos: Arc::new(slos),
+            verdicts: slo_web::Verdicts::default(),
             targets: {
                 let health = scrape_health.clone();
                 Arc::new(move || {

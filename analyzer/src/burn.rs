@@ -158,3 +158,75 @@ pub fn status(slo: &Slo, rollups: &Rollups, at: i64) -> SloStatus {
         time_to_exhaustion_s,
     }
 }
+
+/// Budget remaining at the end of each `step` over `(from, to]`, the last point at `to`:
+/// at each point `t`, the
+/// share of the budget left over the period ending at `t` (`None` where the period holds
+/// no requests). One pass over the minutes with running sums, so a month of points costs
+/// what one status does. `rollups` must cover `[from - period, to)`.
+pub fn budget_series(slo: &Slo, rollups: &Rollups, from: i64, to: i64, step: i64) -> Vec<(i64, Option<f64>)> {
+    let budget = 1.0 - slo.objective;
+    let minutes = rollups.minutes(&slo.service, slo.model.as_deref(), from - slo.period, to);
+    let per_minute: Vec<(i64, f64, f64)> = minutes
+        .iter()
+        .map(|(m, c)| {
+            let (g, t) = slo.sli.good_total(c);
+            (*m, g, t)
+        })
+        .collect();
+    let mut out = Vec::new();
+    let (mut good, mut total) = (0.0, 0.0);
+    let (mut head, mut tail) = (0, 0);
+    let step = step.max(MINUTE_NS);
+    let mut t = to - (to - from - 1).max(0) / step * step;
+    while t <= to {
+        while head < per_minute.len() && per_minute[head].0 < t {
+            good += per_minute[head].1;
+            total += per_minute[head].2;
+            head += 1;
+        }
+        while tail < head && per_minute[tail].0 < t - slo.period {
+            good -= per_minute[tail].1;
+            total -= per_minute[tail].2;
+            tail += 1;
+        }
+        let left = (total > 0.5).then(|| 1.0 - (total - good) / (total * budget));
+        out.push((t, left));
+        t += step;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollup::Cell;
+    use crate::spec::Sli;
+
+    #[test]
+    fn the_budget_series_agrees_with_the_status_at_every_point() {
+        let slo = Slo {
+            name: "s".into(),
+            service: "svc".into(),
+            model: None,
+            objective: 0.99,
+            period: 60 * MINUTE_NS,
+            sli: Sli::Errors,
+        };
+        let mut r = Rollups::new();
+        let t0 = 10_000 * MINUTE_NS;
+        for m in 0..180 {
+            let errors = if (100..110).contains(&m) { 3 } else { 0 };
+            r.insert("svc", "", t0 + m * MINUTE_NS, Cell { count: 100, errors, ..Cell::default() });
+        }
+        let series = budget_series(&slo, &r, t0 + 60 * MINUTE_NS, t0 + 180 * MINUTE_NS, 7 * MINUTE_NS);
+        assert_eq!(series.len(), 18, "points every 7 min back from the end, inside (from, to]");
+        for (t, left) in series {
+            let want = status(&slo, &r, t).budget_remaining;
+            match (left, want) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "at {t}: {a} vs {b}"),
+                other => panic!("at {t}: {other:?}"),
+            }
+        }
+    }
+}

@@ -11,9 +11,11 @@
 //! - [`explain`], [`render`]: the report of `slo explain` and its text form;
 //! - [`spec`], [`burn`]: SLO specs (OpenSLO v1 and a native form), error budgets and
 //!   multi-window burn rates;
+//! - [`board`]: what the dashboard charts: series, one line per service, changes by service;
 //! - [`source`]: what the analyzer reads from the store's SQL tables;
 //! - [`text`]: windows and times parsed from people, numbers and times written for them.
 
+pub mod board;
 pub mod burn;
 pub mod candidates;
 pub mod changepoint;

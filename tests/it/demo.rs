@@ -52,6 +52,8 @@ fn the_demo_explains_the_injected_cause_and_stops_on_ctrl_c() {
             }
         }
     };
+    let page = wait_for(&|l| l.contains("dashboard: http://"));
+    assert!(page.ends_with(&format!("dashboard: http://{http}/services/llama-70b")), "{page}");
     let url = wait_for(&|l| l.contains("explain: http://"));
     assert!(url.contains(&format!("http://{http}/api/v1/explain?service=llama-70b")), "{url}");
     wait_for(&|l| l.contains("took effect") && l.contains("the cause"));
@@ -65,6 +67,11 @@ fn the_demo_explains_the_injected_cause_and_stops_on_ctrl_c() {
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["causes"][0]["kind"], "scale_down", "{report:#}");
     assert_eq!(report["causes"][0]["object"], "hpa/llama-70b", "{report:#}");
+    // And on the page the demo printed: the explain panel names it first.
+    let (status, html) = http_get(&format!("http://{http}/services/llama-70b"));
+    assert_eq!(status, 200, "{html}");
+    let first = html.split("<li class=\"cause\">").nth(1).unwrap_or_default();
+    assert!(first.contains("<b class=\"obj\">hpa&#x2F;llama-70b</b>"), "{first}");
 
     Command::new("kill").args(["-INT", &pid]).status().unwrap();
     let stop = Instant::now() + Duration::from_secs(30);

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod burn;
+mod dashboard;
 mod demo;
 mod durability;
 mod explain;

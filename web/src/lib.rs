@@ -1,4 +1,6 @@
-//! The web side of `slo`: health, readiness, `/metrics`, and the read-only JSON API; and
+//! The web side of `slo`: health, readiness, `/metrics`, the read-only JSON API and the
+//! dashboard's pages ([`pages`]: templates, [`chart`]: server-drawn SVG, [`gather`]: what
+//! each page reads); and
 //! how every port of the process is served ([`listen`]: connection bounds, timeouts, TLS)
 //! and locked ([`auth`]: bearer tokens).
 //!
@@ -18,12 +20,19 @@ use slo_store::Store;
 use slo_store::output::{self, Format};
 
 pub mod auth;
+pub mod chart;
+mod filters;
+pub mod gather;
 pub mod listen;
+pub mod pages;
+pub mod params;
 mod runner;
+pub mod verdicts;
 
 pub use auth::{AuthConfig, Guard, Tokens};
 pub use listen::{ListenConfig, ListenMetrics, TlsConfig};
 pub use runner::{Refusal, Runner, RunnerConfig};
+pub use verdicts::Verdicts;
 
 /// Whether the service is ready, and why not.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -46,6 +55,8 @@ pub struct WebState {
     pub targets: TargetsStatus,
     /// The SLOs of the config (`/api/v1/explain?slo=NAME`).
     pub slos: Arc<Vec<slo_analyzer::spec::Slo>>,
+    /// Explain reports the pages reuse a short while.
+    pub verdicts: Verdicts,
 }
 
 /// The routes of the web port.
@@ -57,6 +68,8 @@ pub fn router(state: WebState) -> Router {
         .route("/api/v1/query", get(query_get).post(query_post))
         .route("/api/v1/explain", get(explain))
         .route("/api/v1/targets", get(|State(st): State<WebState>| async move { Json((st.targets)()) }))
+        .merge(pages::routes())
+        .fallback(pages::not_found)
         .with_state(state)
 }
 

@@ -1,0 +1,182 @@
+//! The query parameters of the dashboard's pages and its JSON endpoints, read by hand so
+//! that a bad or unknown one is refused with a 400 that names it (not serde's wording).
+
+use std::collections::BTreeMap;
+
+use slo_analyzer::rollup::MINUTE_NS;
+use slo_analyzer::text::{parse_time, parse_window, window_name};
+
+/// Longest range a page or series may cover: long enough for an SLO period of 30 days
+/// plus a margin, short enough that one request cannot ask for years of buckets.
+pub const MAX_RANGE: i64 = 35 * 1440 * MINUTE_NS;
+
+/// A parameter that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadParam(pub String);
+
+impl std::fmt::Display for BadParam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The parameters of one request: known names only, each at most once.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    values: BTreeMap<String, String>,
+}
+
+impl Params {
+    /// Reads the raw query string, accepting only `allowed` names.
+    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Params, BadParam> {
+        let mut values = BTreeMap::new();
+        for (k, v) in form_urlencoded(raw.unwrap_or("")) {
+            if !allowed.contains(&k.as_str()) {
+                return Err(BadParam(format!(
+                    "unknown parameter {k:?} (this page takes: {})",
+                    if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+                )));
+            }
+            if values.insert(k.clone(), v).is_some() {
+                return Err(BadParam(format!("parameter {k:?} is given twice")));
+            }
+        }
+        Ok(Params { values })
+    }
+
+    /// The value of `name`; an empty value counts as absent (an empty form field).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The range asked for: `window` (default `default_window`) ending at `at` (`None`:
+    /// the live view, ending at the newest data).
+    pub fn range(&self, default_window: i64) -> Result<RangeAsked, BadParam> {
+        let window = match self.get("window") {
+            Some(w) => parse_window(w).map_err(|e| BadParam(format!("parameter \"window\": {e}")))?,
+            None => default_window,
+        };
+        if window > MAX_RANGE {
+            return Err(BadParam(format!(
+                "parameter \"window\": {} is longer than the longest range, {}",
+                window_name(window),
+                window_name(MAX_RANGE)
+            )));
+        }
+        let at = match self.get("at") {
+            Some(a) => Some(parse_time(a.trim()).map_err(|e| BadParam(format!("parameter \"at\": {e}")))?),
+            None => None,
+        };
+        Ok(RangeAsked { window, at })
+    }
+}
+
+/// A range before it is placed on the data: a length and, unless live, its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RangeAsked {
+    /// Length, ns.
+    pub window: i64,
+    /// End, ns; `None` is the live view (the newest data).
+    pub at: Option<i64>,
+}
+
+impl RangeAsked {
+    /// `[from, to)` given the newest minute's end; the end is put on a whole minute.
+    pub fn place(&self, newest_end: i64) -> (i64, i64) {
+        let to = self
+            .at
+            .map_or(newest_end, |t| t.div_euclid(MINUTE_NS) * MINUTE_NS + MINUTE_NS * i64::from(t % MINUTE_NS != 0));
+        (to - self.window, to)
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` pairs (`+` is a space, `%XX` a byte);
+/// bytes that are not UTF-8 become U+FFFD.
+pub fn form_urlencoded(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Percent-encodes a value for a URL's query or path.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_repeated_and_bad_parameters_are_named() {
+        let e = Params::parse(Some("windw=1h"), &["window", "at"]).unwrap_err();
+        assert!(e.0.contains("\"windw\"") && e.0.contains("window, at"), "{e}");
+        let e = Params::parse(Some("at=1&at=2"), &["at"]).unwrap_err();
+        assert!(e.0.contains("twice"), "{e}");
+        let p = Params::parse(Some("window=1x"), &["window"]).unwrap();
+        assert!(p.range(MINUTE_NS).unwrap_err().0.starts_with("parameter \"window\""));
+        let p = Params::parse(Some("at=yesterday"), &["at"]).unwrap();
+        assert!(p.range(MINUTE_NS).unwrap_err().0.starts_with("parameter \"at\""));
+        let p = Params::parse(Some("window=400d"), &["window"]).unwrap();
+        assert!(p.range(MINUTE_NS).unwrap_err().0.contains("longest"));
+    }
+
+    #[test]
+    fn values_are_decoded_and_empty_ones_are_absent() {
+        let p = Params::parse(Some("at=2026-12-04T10%3A00%3A00Z&window=&object=a+b%2"), &["at", "window", "object"])
+            .unwrap();
+        assert_eq!(p.get("at"), Some("2026-12-04T10:00:00Z"));
+        assert_eq!(p.get("window"), None);
+        assert_eq!(p.get("object"), Some("a b%2"));
+        let r = p.range(60 * MINUTE_NS).unwrap();
+        assert_eq!(r.window, 60 * MINUTE_NS);
+        let (from, to) = r.place(0);
+        assert_eq!(to - from, 60 * MINUTE_NS);
+        assert_eq!(to, parse_time("2026-12-04T10:00:00Z").unwrap());
+        assert_eq!(encode("a b/é"), "a%20b%2F%C3%A9");
+    }
+
+    #[test]
+    fn a_time_inside_a_minute_ends_the_range_after_that_minute() {
+        let r = RangeAsked { window: MINUTE_NS, at: Some(parse_time("2026-12-04T10:00:30Z").unwrap()) };
+        assert_eq!(r.place(0).1, parse_time("2026-12-04T10:01:00Z").unwrap());
+    }
+}

@@ -1,0 +1,72 @@
+//! The explain reports the pages show, kept a short while: a live page refreshes every
+//! few seconds and the overview needs one report per service, while one explanation over
+//! an hour at 1,000 requests/s costs a few hundred ms. A live report is reused for
+//! [`LIVE_TTL`], one at a fixed `at` for [`FIXED_TTL`] (late data can still arrive for a
+//! past moment, so it is not kept for ever); at most [`CAPACITY`] are kept.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use slo_analyzer::explain::Report;
+
+/// How long a live report is reused.
+pub const LIVE_TTL: Duration = Duration::from_secs(10);
+/// How long a report at a fixed `at` is reused.
+pub const FIXED_TTL: Duration = Duration::from_secs(300);
+/// Reports kept at most.
+pub const CAPACITY: usize = 256;
+
+/// What a report answers: service, end (`None`: live) and window, ns.
+pub type Key = (String, Option<i64>, i64);
+
+/// A report, or the message of the user error that stood in its place ("there are no
+/// requests ...").
+pub type Verdict = Result<Arc<Report>, String>;
+
+/// The cache.
+#[derive(Debug, Default, Clone)]
+pub struct Verdicts {
+    inner: Arc<Mutex<HashMap<Key, (Instant, Verdict)>>>,
+}
+
+impl Verdicts {
+    /// A fresh report for `key`, if one is kept.
+    pub fn get(&self, key: &Key) -> Option<Verdict> {
+        let map = self.inner.lock();
+        let (at, v) = map.get(key)?;
+        let ttl = if key.1.is_none() { LIVE_TTL } else { FIXED_TTL };
+        (at.elapsed() < ttl).then(|| v.clone())
+    }
+
+    /// Keeps `verdict` for `key`, dropping stale entries (and the oldest when full).
+    pub fn put(&self, key: Key, verdict: Verdict) {
+        let mut map = self.inner.lock();
+        map.retain(|k, (at, _)| at.elapsed() < if k.1.is_none() { LIVE_TTL } else { FIXED_TTL });
+        if map.len() >= CAPACITY
+            && let Some(oldest) = map.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(key, (Instant::now(), verdict));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_reports_are_returned_and_the_cache_stays_bounded() {
+        let v = Verdicts::default();
+        let key = ("svc".to_string(), Some(1), 60);
+        assert!(v.get(&key).is_none());
+        v.put(key.clone(), Err("no requests".into()));
+        assert_eq!(v.get(&key), Some(Err("no requests".into())));
+        for i in 0..(CAPACITY as i64 + 10) {
+            v.put(("svc".to_string(), Some(i + 10), 60), Err(String::new()));
+        }
+        assert!(v.inner.lock().len() <= CAPACITY);
+    }
+}
