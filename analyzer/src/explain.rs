@@ -150,6 +150,9 @@ pub struct Report {
     pub confidence: Option<Confidence>,
     /// What to look at next.
     pub next_steps: Vec<String>,
+    /// What the slow requests since the onset have in common (with a regression).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub common: Vec<crate::common::Common>,
     /// What it was computed from.
     pub data: DataSummary,
     /// The SLO asked about: budget, burn rates, alert conditions.
@@ -265,6 +268,7 @@ async fn explain_service(
         causes: Vec::new(),
         confidence: None,
         next_steps: Vec::new(),
+        common: Vec::new(),
         data: DataSummary {
             requests: minutes.values().map(|c| c.count).sum(),
             buckets: series.buckets.len(),
@@ -299,6 +303,7 @@ async fn explain_service(
         }
     }
     report.regression = regression;
+    report.common = crate::common::common(&ctx.before, &ctx.after);
     // Read and ranked only once the answer is a regression.
     let mut made_worse = None;
     if let Some(step) = chain::later_step(&p99, &found) {

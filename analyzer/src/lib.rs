@@ -8,6 +8,7 @@
 //! - [`series`]: per-bucket series of a service and the regression in them;
 //! - [`candidates`], [`evidence`]: candidate causes and the before/after tests that score
 //!   them;
+//! - [`common`]: what the slow requests have in common (BubbleUp);
 //! - [`explain`], [`render`]: the report of `slo explain` and its text form;
 //! - [`spec`], [`burn`]: SLO specs (OpenSLO v1 and a native form), error budgets and
 //!   multi-window burn rates;
@@ -20,6 +21,7 @@ pub mod burn;
 pub mod candidates;
 pub mod changepoint;
 pub mod columns;
+pub mod common;
 pub mod error;
 pub mod evidence;
 pub mod explain;

@@ -85,6 +85,12 @@ fn the_dashboard_shows_the_incident_and_its_cause_in_a_real_browser() {
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["regression"]["detected"], true, "{report:#}");
     assert_eq!(report["causes"][0]["object"], "deployment/llama-70b", "{report:#}");
+    // What the slow requests have in common: the rollout's new ReplicaSet, named by the truth.
+    let new_rs = deploy["detail"].as_str().unwrap().rsplit("new replicaset ").next().unwrap().to_string();
+    assert_eq!(report["common"][0]["attribute"], "replicaset", "{report:#}");
+    assert_eq!(report["common"][0]["value"], new_rs.as_str(), "{report:#}");
+    assert!(report["common"][0]["slow_share"].as_f64().unwrap() > 0.9, "{report:#}");
+    assert_eq!(report["common"][0]["baseline_share"], 0.0, "{report:#}");
     let (code, body) = http_get(&format!("{web}/api/v1/services"));
     assert_eq!(code, 200, "{body}");
     let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -168,6 +174,8 @@ fn the_dashboard_shows_the_incident_and_its_cause_in_a_real_browser() {
             assert!(service["charts"][id].as_i64().unwrap() >= least, "{id} drawn with data: {service:#}");
         }
         assert_eq!(service["causes"][0], "deployment/llama-70b", "the explain panel as the API: {service:#}");
+        let first = service["common"][0].as_str().unwrap_or_default();
+        assert!(first.starts_with(&format!("replicaset {new_rs} ")), "what the slow requests share: {service:#}");
         assert!(service["verdict"].as_str().unwrap().starts_with("p99 regression"), "{service:#}");
         let markers = service["markers"].as_array().unwrap();
         assert!(

@@ -65,6 +65,8 @@ def look(d, base, out, path, n):
     page["markers"] = [{"kind": g.get_attribute("data-kind"), "t": int(g.get_attribute("data-t"))}
                        for g in d.find_elements(By.CSS_SELECTOR, "figure#latency g.marker")]
     page["causes"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "li.cause .obj")]
+    page["common"] = [" ".join(td.text for td in tr.find_elements(By.CSS_SELECTOR, "td"))
+                      for tr in d.find_elements(By.CSS_SELECTOR, "table.common tbody tr")]
     v = d.find_elements(By.CSS_SELECTOR, "h2.verdict")
     page["verdict"] = v[0].text if v else None
     e = d.find_elements(By.CSS_SELECTOR, "#error")

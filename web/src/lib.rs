@@ -151,7 +151,8 @@ async fn run_query(st: WebState, q: QueryRequest) -> Response {
     }
 }
 
-/// `GET /api/v1/explain?service=S&at=RFC3339&window=1h`: the report of `slo explain`.
+/// `GET /api/v1/explain?service=S&at=RFC3339&window=1h`: the report of `slo explain` (a
+/// service's kept for the pages' while: [`verdicts`]).
 #[derive(Debug, Deserialize)]
 struct ExplainRequest {
     service: Option<String>,
@@ -181,15 +182,39 @@ async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) ->
             }
         }
     }
+    // A service's report without an SLO is the one the pages show: kept a while and shared
+    // with them, so the page and the API give the same answer at the same moment.
+    let key = match (&query.service, &query.slo) {
+        (Some(s), None) => Some((s.clone(), query.at, query.window)),
+        _ => None,
+    };
+    if let Some(k) = &key {
+        match st.verdicts.get(k) {
+            Some(Ok(report)) => return Json(report.as_ref()).into_response(),
+            Some(Err(msg)) => return error(StatusCode::BAD_REQUEST, msg),
+            None => {}
+        }
+    }
     let source = slo_analyzer::source::Source::new(st.store.snapshot());
     let result = st.runner.run(async move { ex::explain(&source, &query).await }).await;
     match result {
         Err(r) => refused("explain", r),
-        Ok(Err(e)) if e.is_user_error() => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) if e.is_user_error() => {
+            if let Some(k) = key {
+                st.verdicts.put(k, Err(e.to_string()));
+            }
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "explain failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
-        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Ok(report)) => {
+            let report = Arc::new(report);
+            if let Some(k) = key {
+                st.verdicts.put(k, Ok(report.clone()));
+            }
+            Json(report.as_ref()).into_response()
+        }
     }
 }

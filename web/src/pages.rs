@@ -419,6 +419,9 @@ fn report_for_template(r: &slo_analyzer::explain::Report) -> Value {
     } else if let Some(o) = v.as_object_mut() {
         o.insert("confidence".into(), Value::Null);
     }
+    if let Some(o) = v.as_object_mut() {
+        o.entry("common").or_insert_with(|| json!([]));
+    }
     if let Some(causes) = v["causes"].as_array_mut() {
         for c in causes {
             fill(c, &["made_worse"], Value::Null);

@@ -112,6 +112,10 @@ fn report() -> Arc<slo_analyzer::explain::Report> {
         ],
         "confidence": { "level": "medium", "because": ["the regression is 2 minutes old"], "settle": "wait 3 minutes" },
         "next_steps": ["kubectl rollout undo deployment/llama-70b -n inference"],
+        "common": [
+            { "attribute": "replicaset", "value": "llama-70b-x8b7569rl5", "slow_share": 0.97, "baseline_share": 0.0, "of": [360, 27000] },
+            { "attribute": "node", "value": "gpu-h100-5", "slow_share": 0.41, "baseline_share": 0.12, "of": [360, 27000] }
+        ],
         "data": { "requests": 36000, "buckets": 60, "bucket_seconds": 60, "changes_considered": 3 }
     });
     Arc::new(serde_json::from_value(json).unwrap())
@@ -158,6 +162,7 @@ fn the_service_page_matches_its_snapshot() {
     assert_eq!(html.matches("class=\"marker m-deploy\"").count(), 5, "the deploy on every chart");
     assert!(html.contains("p99 regression: 3.01 s → 9.05 s, since 14:15:00, ongoing"));
     assert!(html.contains("made worse at 14:20"));
+    assert!(html.contains("What the slow requests have in common") && html.contains("<b>llama-70b-x8b7569rl5</b>"));
     check("service.html", &html);
 }
 
