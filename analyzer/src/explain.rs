@@ -153,6 +153,10 @@ pub struct Report {
     /// What the slow requests since the onset have in common (with a regression).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub common: Vec<crate::common::Common>,
+    /// p99, queue and compute per ReplicaSet, node and pod, before and since the onset
+    /// (with a regression).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary: Vec<crate::canary::Row>,
     /// What it was computed from.
     pub data: DataSummary,
     /// The SLO asked about: budget, burn rates, alert conditions.
@@ -269,6 +273,7 @@ async fn explain_service(
         confidence: None,
         next_steps: Vec::new(),
         common: Vec::new(),
+        canary: Vec::new(),
         data: DataSummary {
             requests: minutes.values().map(|c| c.count).sum(),
             buckets: series.buckets.len(),
@@ -304,6 +309,7 @@ async fn explain_service(
     }
     report.regression = regression;
     report.common = crate::common::common(&ctx.before, &ctx.after);
+    report.canary = crate::canary::table(&ctx.before, &ctx.after);
     // Read and ranked only once the answer is a regression.
     let mut made_worse = None;
     if let Some(step) = chain::later_step(&p99, &found) {

@@ -8,7 +8,8 @@
 //! - [`series`]: per-bucket series of a service and the regression in them;
 //! - [`candidates`], [`evidence`]: candidate causes and the before/after tests that score
 //!   them;
-//! - [`common`]: what the slow requests have in common (BubbleUp);
+//! - [`common`]: what the slow requests have in common (BubbleUp); [`canary`]: p99 per
+//!   ReplicaSet, node and pod before and after the onset;
 //! - [`explain`], [`render`]: the report of `slo explain` and its text form;
 //! - [`spec`], [`burn`]: SLO specs (OpenSLO v1 and a native form), error budgets and
 //!   multi-window burn rates;
@@ -18,6 +19,7 @@
 
 pub mod board;
 pub mod burn;
+pub mod canary;
 pub mod candidates;
 pub mod changepoint;
 pub mod columns;

@@ -91,6 +91,13 @@ fn the_dashboard_shows_the_incident_and_its_cause_in_a_real_browser() {
     assert_eq!(report["common"][0]["value"], new_rs.as_str(), "{report:#}");
     assert!(report["common"][0]["slow_share"].as_f64().unwrap() > 0.9, "{report:#}");
     assert_eq!(report["common"][0]["baseline_share"], 0.0, "{report:#}");
+    // The canary table: since the onset the new ReplicaSet's p99 is far above the old one's.
+    let sets: Vec<&serde_json::Value> =
+        report["canary"].as_array().unwrap().iter().filter(|r| r["by"] == "replicaset").collect();
+    let p99_after = |new: bool| {
+        sets.iter().find(|r| (r["value"] == new_rs.as_str()) == new).unwrap()["after"]["p99_ms"].as_f64().unwrap()
+    };
+    assert!(p99_after(true) > 1.5 * p99_after(false), "{sets:#?}");
     let (code, body) = http_get(&format!("{web}/api/v1/services"));
     assert_eq!(code, 200, "{body}");
     let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -174,6 +181,11 @@ fn the_dashboard_shows_the_incident_and_its_cause_in_a_real_browser() {
             assert!(service["charts"][id].as_i64().unwrap() >= least, "{id} drawn with data: {service:#}");
         }
         assert_eq!(service["causes"][0], "deployment/llama-70b", "the explain panel as the API: {service:#}");
+        let canary = service["canary"].as_array().unwrap();
+        assert!(
+            canary.iter().any(|r| r.as_str().unwrap().starts_with(&format!("replicaset {new_rs} "))),
+            "the new ReplicaSet beside the old in the canary table: {canary:?}"
+        );
         let first = service["common"][0].as_str().unwrap_or_default();
         assert!(first.starts_with(&format!("replicaset {new_rs} ")), "what the slow requests share: {service:#}");
         assert!(service["verdict"].as_str().unwrap().starts_with("p99 regression"), "{service:#}");

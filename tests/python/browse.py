@@ -67,6 +67,8 @@ def look(d, base, out, path, n):
     page["causes"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "li.cause .obj")]
     page["common"] = [" ".join(td.text for td in tr.find_elements(By.CSS_SELECTOR, "td"))
                       for tr in d.find_elements(By.CSS_SELECTOR, "table.common tbody tr")]
+    page["canary"] = [" ".join(td.text for td in tr.find_elements(By.CSS_SELECTOR, "td"))
+                      for tr in d.find_elements(By.CSS_SELECTOR, "table.canary tbody tr")]
     v = d.find_elements(By.CSS_SELECTOR, "h2.verdict")
     page["verdict"] = v[0].text if v else None
     e = d.find_elements(By.CSS_SELECTOR, "#error")

@@ -421,6 +421,7 @@ fn report_for_template(r: &slo_analyzer::explain::Report) -> Value {
     }
     if let Some(o) = v.as_object_mut() {
         o.entry("common").or_insert_with(|| json!([]));
+        o.entry("canary").or_insert_with(|| json!([]));
     }
     if let Some(causes) = v["causes"].as_array_mut() {
         for c in causes {

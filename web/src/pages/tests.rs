@@ -112,6 +112,12 @@ fn report() -> Arc<slo_analyzer::explain::Report> {
         ],
         "confidence": { "level": "medium", "because": ["the regression is 2 minutes old"], "settle": "wait 3 minutes" },
         "next_steps": ["kubectl rollout undo deployment/llama-70b -n inference"],
+        "canary": [
+            { "by": "replicaset", "value": "llama-70b-x8b7569rl5", "before": null,
+              "after": { "requests": 800, "p99_ms": 37400.0, "queue_p99_ms": 21000.0, "compute_p99_ms": 16000.0 } },
+            { "by": "replicaset", "value": "llama-70b-5d8f7c9b6", "before": { "requests": 27000, "p99_ms": 14100.0, "queue_p99_ms": 40.0, "compute_p99_ms": 14000.0 },
+              "after": { "requests": 2000, "p99_ms": 20100.0, "queue_p99_ms": 9000.0, "compute_p99_ms": 14000.0 } }
+        ],
         "common": [
             { "attribute": "replicaset", "value": "llama-70b-x8b7569rl5", "slow_share": 0.97, "baseline_share": 0.0, "of": [360, 27000] },
             { "attribute": "node", "value": "gpu-h100-5", "slow_share": 0.41, "baseline_share": 0.12, "of": [360, 27000] }
@@ -163,6 +169,10 @@ fn the_service_page_matches_its_snapshot() {
     assert!(html.contains("p99 regression: 3.01 s → 9.05 s, since 14:15:00, ongoing"));
     assert!(html.contains("made worse at 14:20"));
     assert!(html.contains("What the slow requests have in common") && html.contains("<b>llama-70b-x8b7569rl5</b>"));
+    assert!(
+        html.contains(r#"<td>llama-70b-x8b7569rl5 <span class="pill new">new</span></td>"#),
+        "the new ReplicaSet marked"
+    );
     check("service.html", &html);
 }
 
