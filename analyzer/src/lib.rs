@@ -13,6 +13,7 @@
 //! - [`explain`], [`render`]: the report of `slo explain` and its text form;
 //! - [`spec`], [`burn`]: SLO specs (OpenSLO v1 and a native form), error budgets and
 //!   multi-window burn rates;
+//! - [`gpus`]: the GPUs of a service's nodes (clock, utilization, temperature, power, pod);
 //! - [`board`]: what the dashboard charts: series, one line per service, changes by service;
 //! - [`source`]: what the analyzer reads from the store's SQL tables;
 //! - [`text`]: windows and times parsed from people, numbers and times written for them.
@@ -27,6 +28,7 @@ pub mod common;
 pub mod error;
 pub mod evidence;
 pub mod explain;
+pub mod gpus;
 pub mod render;
 pub mod rollup;
 pub mod series;

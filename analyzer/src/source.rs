@@ -227,6 +227,45 @@ impl Source {
             .map_err(|e| Error::Data(format!("request detail task failed: {e}")))?
     }
 
+    /// Per GPU, metric and minute in `[from, to)`: the mean of the dashboard's GPU gauges
+    /// ([`crate::gpus::METRICS`]) and the pod the GPU was attributed to, with how.
+    pub async fn gpu_minutes(&self, from: i64, to: i64) -> Result<Vec<crate::gpus::GpuMinute>> {
+        let metrics: Vec<String> = crate::gpus::METRICS.iter().map(|m| sql_str(m)).collect();
+        let sql = format!(
+            "SELECT node, gpu, metric, date_trunc('minute', time) AS minute, avg(value) AS v, \
+             max(pod) AS pod, max(attribution) AS attribution FROM samples \
+             WHERE metric IN ({}) AND time >= {} AND time < {} AND gpu IS NOT NULL AND node IS NOT NULL \
+             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            metrics.join(", "),
+            sql_time(from),
+            sql_time(to)
+        );
+        let mut out = Vec::new();
+        for b in self.sql_in(from, to, &sql).await? {
+            let s = |n: &str| columns::strings(&b, n);
+            let (node, gpu, metric, pod, how) = (s("node")?, s("gpu")?, s("metric")?, s("pod")?, s("attribution")?);
+            let minute = columns::times(&b, "minute")?;
+            let v = columns::floats(&b, "v")?;
+            for i in 0..b.num_rows() {
+                let (Some(n), Some(g), Some(m), Some(t), Some(v)) =
+                    (str_at(&node, i), str_at(&gpu, i), str_at(&metric, i), i64_at(&minute, i), f64_at(&v, i))
+                else {
+                    continue;
+                };
+                out.push(crate::gpus::GpuMinute {
+                    node: n.to_string(),
+                    gpu: g.to_string(),
+                    metric: m.to_string(),
+                    minute: t,
+                    value: v,
+                    pod: str_at(&pod, i).unwrap_or("").to_string(),
+                    attribution: str_at(&how, i).unwrap_or("").to_string(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Per (node, minute): how many GPUs reported a throttle reason (dcgm-exporter's
     /// `DCGM_FI_DEV_CLOCKS_EVENT_REASONS`), in `[from, to)`.
     pub async fn node_throttle(&self, from: i64, to: i64) -> Result<Vec<NodeThrottle>> {

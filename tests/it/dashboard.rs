@@ -13,7 +13,7 @@ use crate::support::{Server, http_get, slo};
 
 const CONFIG: &str = "store:\n  retention_hours: 0\nslos:\n  - { name: llama-70b-latency, service: llama-70b, objective: 99%, window: 28d,\n      latency: { metric: duration, threshold: 20s } }\n";
 
-/// Simulates the scenario into `dir/files` and imports its traces and watch stream into
+/// Simulates the scenario into `dir/files` and imports its traces, watch stream and scrapes into
 /// `dir/data`; returns the truth.
 fn incident(dir: &Path) -> serde_json::Value {
     let files = dir.join("files");
@@ -36,6 +36,13 @@ fn incident(dir: &Path) -> serde_json::Value {
     traces.sort();
     args.extend(traces.iter().map(|p| p.display().to_string()));
     args.push(files.join("kube").join("watch.jsonl").display().to_string());
+    // The scrapes (dcgm-exporter and vLLM pages): one directory per target.
+    let mut scrapes: Vec<PathBuf> = Vec::new();
+    for target in std::fs::read_dir(files.join("metrics")).unwrap() {
+        scrapes.extend(std::fs::read_dir(target.unwrap().path()).unwrap().map(|e| e.unwrap().path()));
+    }
+    scrapes.sort();
+    args.extend(scrapes.iter().map(|p| p.display().to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = slo(&refs);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -185,6 +192,11 @@ fn the_dashboard_shows_the_incident_and_its_cause_in_a_real_browser() {
         assert!(
             canary.iter().any(|r| r.as_str().unwrap().starts_with(&format!("replicaset {new_rs} "))),
             "the new ReplicaSet beside the old in the canary table: {canary:?}"
+        );
+        let gpus = service["gpus"].as_array().unwrap();
+        assert!(
+            gpus.iter().any(|g| g.as_str().unwrap().contains(" llama-70b-") && g.as_str().unwrap().contains(" MHz")),
+            "the GPU panel shows the GPUs of llama-70b's pods: {gpus:?}"
         );
         let first = service["common"][0].as_str().unwrap_or_default();
         assert!(first.starts_with(&format!("replicaset {new_rs} ")), "what the slow requests share: {service:#}");

@@ -69,6 +69,8 @@ def look(d, base, out, path, n):
                       for tr in d.find_elements(By.CSS_SELECTOR, "table.common tbody tr")]
     page["canary"] = [" ".join(td.text for td in tr.find_elements(By.CSS_SELECTOR, "td"))
                       for tr in d.find_elements(By.CSS_SELECTOR, "table.canary tbody tr")]
+    page["gpus"] = [" ".join(td.text for td in tr.find_elements(By.CSS_SELECTOR, "td"))
+                    for tr in d.find_elements(By.CSS_SELECTOR, "table.gpus tbody tr")]
     v = d.find_elements(By.CSS_SELECTOR, "h2.verdict")
     page["verdict"] = v[0].text if v else None
     e = d.find_elements(By.CSS_SELECTOR, "#error")

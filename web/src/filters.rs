@@ -37,6 +37,14 @@ pub fn register(t: &mut Tera) {
     t.register_filter("enc", |v: &Value, _: &HashMap<String, Value>| -> Result<Value> {
         Ok(Value::String(crate::params::encode(v.as_str().unwrap_or(""))))
     });
+    t.register_filter("truncate_id", |v: &Value, _: &HashMap<String, Value>| -> Result<Value> {
+        let s = v.as_str().unwrap_or("");
+        Ok(Value::String(if s.chars().count() > 14 {
+            format!("{}…", s.chars().take(12).collect::<String>())
+        } else {
+            s.to_string()
+        }))
+    });
     t.register_filter("mclass", |v: &Value, _: &HashMap<String, Value>| -> Result<Value> {
         Ok(Value::String(crate::chart::marker_class(v.as_str().unwrap_or("")).to_string()))
     });

@@ -237,7 +237,15 @@ pub struct ServiceView {
     pub slos: Vec<SloStatus>,
     /// When it last had requests, if not in the range.
     pub last_seen: Option<String>,
+    /// The GPUs of its nodes over the last [`GPU_RANGE`] of the range.
+    pub gpus: Vec<slo_analyzer::gpus::Gpu>,
+    /// Start of the GPU panel's range, RFC 3339.
+    pub gpus_from: String,
 }
+
+/// How far back the GPU panel looks from the end of the range: samples are scraped every
+/// few seconds, so the panel reads at most an hour of them.
+pub const GPU_RANGE: i64 = 60 * MINUTE_NS;
 
 /// Services with requests in the last `reach` before `to`, for "no service named X" and
 /// "last seen" messages.
@@ -302,7 +310,21 @@ pub async fn service(ctx: &Ctx, service: &str, asked: RangeAsked) -> Result<Serv
         let long = ctx.source.rollups(Some(service), range.to_ns - slo_reach(&own), range.to_ns).await?;
         own.iter().map(|s| burn::status(s, &long, range.to_ns)).collect()
     };
-    Ok(ServiceView { service: service.to_string(), range, series, changes, report, report_error, slos, last_seen })
+    let gpus_from = range.from_ns.max(range.to_ns - GPU_RANGE);
+    let rows = ctx.source.gpu_minutes(gpus_from, range.to_ns).await?;
+    let gpus = slo_analyzer::gpus::panel(service, &rows, gpus_from, range.to_ns);
+    Ok(ServiceView {
+        service: service.to_string(),
+        range,
+        series,
+        changes,
+        report,
+        report_error,
+        slos,
+        last_seen,
+        gpus,
+        gpus_from: rfc3339(gpus_from),
+    })
 }
 
 /// `/changes`: the timeline.

@@ -378,6 +378,8 @@ pub fn service_html(v: &gather::ServiceView) -> Result<String, String> {
     let api = api_url(&format!("/api/v1/services/{}", crate::params::encode(&v.service)), &v.range);
     let mut ctx = base_context("service", Some(&v.range), &api, String::new());
     ctx.insert("charts", &service_charts(v));
+    let gpu_sparks: Vec<String> = v.gpus.iter().map(|g| chart::sparkline(&g.sm_clock)).collect();
+    ctx.insert("gpu_sparks", &gpu_sparks);
     ctx.insert("total", &v.series.points.iter().map(|p| p.requests).sum::<u64>());
     ctx.insert("page", v);
     ctx.insert("report", &v.report.as_deref().map(report_for_template));

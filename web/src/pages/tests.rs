@@ -161,6 +161,21 @@ fn the_service_page_matches_its_snapshot() {
         report_error: None,
         slos: vec![slo_analyzer::burn::status(&slo(), &rollups, r.to_ns)],
         last_seen: None,
+        gpus: slo_analyzer::gpus::panel(
+            "llama-70b",
+            &[slo_analyzer::gpus::GpuMinute {
+                node: "gpu-h100-3".into(),
+                gpu: "GPU-5f1b2c3d-0000-4000-8000-000000000003".into(),
+                metric: "DCGM_FI_DEV_SM_CLOCK".into(),
+                minute: r.to_ns - MINUTE_NS,
+                value: 1410.0,
+                pod: "llama-70b-x8b7569rl5-gxvg9".into(),
+                attribution: "exporter_labels".into(),
+            }],
+            r.to_ns - 60 * MINUTE_NS,
+            r.to_ns,
+        ),
+        gpus_from: r.from.clone(),
         range: r,
     };
     let html = service_html(&v).unwrap();
