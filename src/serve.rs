@@ -207,6 +207,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         };
         let open: &[&'static str] =
             if cfg.auth.metrics_open { &["/healthz", "/readyz", "/metrics"] } else { &["/healthz", "/readyz"] };
+        tracker.spawn(slo_web::keep_warm(state.clone(), token.clone()));
         let router = slo_web::Guard::new(doors.read.clone(), open).wrap(slo_web::router(state));
         let mut lc = doors.listen_config(&cfg, "web");
         lc.request_timeout = Duration::from_secs(cfg.query_timeout_s.max(1) + 10);

@@ -59,6 +59,30 @@ pub struct WebState {
     pub verdicts: Verdicts,
 }
 
+/// Explains again, ahead of expiry, the live views someone is watching
+/// ([`Verdicts::due`]), one at a time on the query runner, until `cancel`.
+pub async fn keep_warm(state: WebState, cancel: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for (service, at, window) in state.verdicts.due() {
+            let source = slo_analyzer::source::Source::new(state.store.snapshot());
+            let q = slo_analyzer::explain::Query::new(Some(service.clone()), at, window);
+            match state.runner.run(async move { slo_analyzer::explain::explain(&source, &q).await }).await {
+                Ok(Ok(r)) => state.verdicts.put((service, at, window), Ok(Arc::new(r))),
+                Ok(Err(e)) if e.is_user_error() => state.verdicts.put((service, at, window), Err(e.to_string())),
+                Ok(Err(e)) => tracing::warn!(error = %e, service, "explaining a watched view failed"),
+                // Busy or timed out: the page explains it itself when it comes.
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 /// The routes of the web port.
 pub fn router(state: WebState) -> Router {
     Router::new()

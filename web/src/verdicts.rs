@@ -3,6 +3,10 @@
 //! an hour at 1,000 requests/s costs a few hundred ms. A live report is reused for
 //! [`LIVE_TTL`], one at a fixed `at` for [`FIXED_TTL`] (late data can still arrive for a
 //! past moment, so it is not kept for ever); at most [`CAPACITY`] are kept.
+//!
+//! A live view someone is watching (asked for within [`WATCHED_FOR`]) is explained again
+//! ahead of its expiry by [`keep_warm`](crate::keep_warm), so a page that reloads every
+//! 15 s does not pay for the explanation on its reload.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +21,10 @@ pub const LIVE_TTL: Duration = Duration::from_secs(10);
 pub const FIXED_TTL: Duration = Duration::from_secs(300);
 /// Reports kept at most.
 pub const CAPACITY: usize = 256;
+/// How long after it was last asked for a live view is kept warm.
+pub const WATCHED_FOR: Duration = Duration::from_secs(120);
+/// How long before its expiry a watched live report is explained again.
+pub const AHEAD: Duration = Duration::from_secs(4);
 
 /// What a report answers: service, end (`None`: live) and window, ns.
 pub type Key = (String, Option<i64>, i64);
@@ -29,11 +37,18 @@ pub type Verdict = Result<Arc<Report>, String>;
 #[derive(Debug, Default, Clone)]
 pub struct Verdicts {
     inner: Arc<Mutex<HashMap<Key, (Instant, Verdict)>>>,
+    watched: Arc<Mutex<HashMap<Key, Instant>>>,
 }
 
 impl Verdicts {
     /// A fresh report for `key`, if one is kept.
     pub fn get(&self, key: &Key) -> Option<Verdict> {
+        if key.1.is_none() {
+            let mut w = self.watched.lock();
+            if w.len() < CAPACITY || w.contains_key(key) {
+                w.insert(key.clone(), Instant::now());
+            }
+        }
         let map = self.inner.lock();
         let (at, v) = map.get(key)?;
         let ttl = if key.1.is_none() { LIVE_TTL } else { FIXED_TTL };
@@ -53,6 +68,17 @@ impl Verdicts {
     }
 }
 
+impl Verdicts {
+    /// Live views asked for within [`WATCHED_FOR`] whose report expires within [`AHEAD`]
+    /// (or is missing); views no longer watched are forgotten.
+    pub fn due(&self) -> Vec<Key> {
+        let mut w = self.watched.lock();
+        w.retain(|_, at| at.elapsed() < WATCHED_FOR);
+        let map = self.inner.lock();
+        w.keys().filter(|k| map.get(*k).is_none_or(|(at, _)| at.elapsed() + AHEAD >= LIVE_TTL)).cloned().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +94,21 @@ mod tests {
             v.put(("svc".to_string(), Some(i + 10), 60), Err(String::new()));
         }
         assert!(v.inner.lock().len() <= CAPACITY);
+    }
+
+    #[test]
+    fn a_watched_live_view_is_due_before_it_expires_and_a_fixed_one_never() {
+        let v = Verdicts::default();
+        let live = ("svc".to_string(), None, 60);
+        let fixed = ("svc".to_string(), Some(5), 60);
+        assert!(v.due().is_empty());
+        assert!(v.get(&live).is_none() && v.get(&fixed).is_none());
+        assert_eq!(v.due(), vec![live.clone()], "asked for and missing: due");
+        v.put(live.clone(), Err(String::new()));
+        assert!(v.due().is_empty(), "fresh: not due");
+        v.inner.lock().get_mut(&live).unwrap().0 -= LIVE_TTL - AHEAD + Duration::from_millis(10);
+        assert_eq!(v.due(), vec![live.clone()], "about to expire: due");
+        v.watched.lock().get_mut(&live).unwrap().clone_from(&(Instant::now() - WATCHED_FOR));
+        assert!(v.due().is_empty(), "no longer watched");
     }
 }
