@@ -134,6 +134,8 @@ fn the_dashboard_shows_the_incident_and_its_cause_in_a_real_browser() {
         ("/api/v1/services?window=0m", 400, "window"),
         ("/api/v1/slos/nope", 404, "nope"),
         ("/api/v1/services/llama-70b?window=1h&window=2h", 400, "twice"),
+        ("/services/llama-70b?at=1677-09-21T00:12:44Z", 400, "between 1970 and 2200"),
+        ("/api/v1/explain?service=llama-70b&at=2262-04-11T23:47:16Z", 400, "between 1970 and 2200"),
     ] {
         let (code, body) = http_get(&format!("{web}{path}"));
         assert_eq!(code, status, "{path}: {body}");

@@ -192,6 +192,12 @@ async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) ->
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let at = match q.at.as_deref().map(slo_analyzer::text::parse_time).transpose() {
+        Ok(Some(t)) if !(params::EARLIEST_AT..=params::LATEST_AT).contains(&t) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("at {:?} is not between 1970 and 2200", q.at.unwrap_or_default()),
+            );
+        }
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };

@@ -10,6 +10,12 @@ use slo_analyzer::text::{parse_time, parse_window, window_name};
 /// plus a margin, short enough that one request cannot ask for years of buckets.
 pub const MAX_RANGE: i64 = 35 * 1440 * MINUTE_NS;
 
+/// The earliest `at`: 1970-01-01 (ns since the epoch), so that a range and the SLO
+/// periods before it never leave the i64 range.
+pub const EARLIEST_AT: i64 = 0;
+/// The latest `at`: 2200-01-01.
+pub const LATEST_AT: i64 = 7_258_118_400_000_000_000;
+
 /// A parameter that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadParam(pub String);
@@ -64,7 +70,13 @@ impl Params {
             )));
         }
         let at = match self.get("at") {
-            Some(a) => Some(parse_time(a.trim()).map_err(|e| BadParam(format!("parameter \"at\": {e}")))?),
+            Some(a) => {
+                let t = parse_time(a.trim()).map_err(|e| BadParam(format!("parameter \"at\": {e}")))?;
+                if !(EARLIEST_AT..=LATEST_AT).contains(&t) {
+                    return Err(BadParam(format!("parameter \"at\": {a:?} is not between 1970 and 2200")));
+                }
+                Some(t)
+            }
             None => None,
         };
         Ok(RangeAsked { window, at })
@@ -83,6 +95,8 @@ pub struct RangeAsked {
 impl RangeAsked {
     /// `[from, to)` given the newest minute's end; the end is put on a whole minute.
     pub fn place(&self, newest_end: i64) -> (i64, i64) {
+        // On the minute, or the end of the minute it falls in; `at` is bounded by
+        // [`Params::range`], so this cannot overflow.
         let to = self
             .at
             .map_or(newest_end, |t| t.div_euclid(MINUTE_NS) * MINUTE_NS + MINUTE_NS * i64::from(t % MINUTE_NS != 0));
@@ -172,6 +186,50 @@ mod tests {
         assert_eq!(to - from, 60 * MINUTE_NS);
         assert_eq!(to, parse_time("2026-12-04T10:00:00Z").unwrap());
         assert_eq!(encode("a b/é"), "a%20b%2F%C3%A9");
+    }
+
+    #[test]
+    fn hostile_query_strings_are_refused_or_read_never_a_panic() {
+        let long = "a".repeat(100_000);
+        let cases = [
+            "%",
+            "%%",
+            "%z",
+            "%zz",
+            "%e9",
+            "at=%ff%fe%00",
+            "=",
+            "&&&",
+            "window=%",
+            "at=%25",
+            "window=1h%00",
+            "window=9999999999999999999d",
+            "window=-1h",
+            "window=1h1h1h1h",
+            "at=2026-13-40T99:99:99Z",
+            "at=+275760-09-13T00:00:00Z",
+            "at=1970-01-01T00:00:00Z",
+            "at=2262-04-11T23:47:16Z",
+            "at=1677-09-21T00:12:44Z",
+            "at=2199-12-31T23:59:59Z",
+            long.as_str(),
+        ];
+        for raw in cases {
+            if let Ok(p) = Params::parse(Some(raw), &["window", "at", "a"])
+                && let Ok(r) = p.range(60 * MINUTE_NS)
+            {
+                let (from, to) = r.place(i64::MAX / 2);
+                assert!(from <= to, "{raw}");
+            }
+        }
+        let p = Params::parse(Some("at=%ff%fe"), &["at"]).unwrap();
+        assert_eq!(p.get("at"), Some("\u{fffd}\u{fffd}"), "bytes that are not UTF-8 are replaced");
+        assert!(p.range(MINUTE_NS).unwrap_err().0.starts_with("parameter \"at\""));
+        for far in ["2262-04-11T23:47:16Z", "1677-09-21T00:12:44Z", "1969-12-31T23:59:59Z"] {
+            let p = Params::parse(Some(&format!("at={far}")), &["at"]).unwrap();
+            assert!(p.range(MINUTE_NS).unwrap_err().0.contains("between 1970 and 2200"), "{far}");
+        }
+        assert_eq!(slo_analyzer::text::rfc3339(LATEST_AT), "2200-01-01T00:00:00Z");
     }
 
     #[test]
