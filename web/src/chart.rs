@@ -19,6 +19,9 @@ const RIGHT: f64 = 12.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 22.0;
 
+/// Changes a grouped marker's title lists at most.
+pub const MARKER_LINES: usize = 6;
+
 /// How a chart's values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -237,19 +240,30 @@ impl Chart<'_> {
                 let _ = write!(out, r#"<circle class="dot {}" cx="{cx:.1}" cy="{cy:.1}" r="3"/>"#, l.class);
             }
         }
-        // Change markers.
-        for c in self.markers {
-            if c.t_ms < t0 || c.t_ms > t1 {
-                continue;
+        // Change markers: changes of one kind within one bucket share a marker (a rollout
+        // starts ten pods cold in the same minute), placed at the first, all in its title.
+        let mut groups: Vec<(usize, &ChangeView, Vec<&ChangeView>)> = Vec::new();
+        for c in self.markers.iter().filter(|c| c.t_ms >= t0 && c.t_ms <= t1) {
+            let bucket = ((c.t_ms - t0) / self.step_ms.max(1)) as usize;
+            match groups.iter_mut().find(|(b, first, _)| *b == bucket && first.kind == c.kind) {
+                Some((_, _, all)) => all.push(c),
+                None => groups.push((bucket, c, vec![c])),
             }
-            let xx = x(c.t_ms);
+        }
+        for (_, first, all) in &groups {
+            let xx = x(first.t_ms);
+            let mut title: Vec<String> = all.iter().take(MARKER_LINES).map(|c| marker_title(c)).collect();
+            if all.len() > MARKER_LINES {
+                title.push(format!("and {} more {}", all.len() - MARKER_LINES, first.kind));
+            }
             let _ = write!(
                 out,
-                r#"<g class="marker {}" data-kind="{}" data-t="{}"><title>{}</title><line x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{:.1}"/><rect x="{:.1}" y="{TOP}" width="6" height="{:.1}"/></g>"#,
-                marker_class(&c.kind),
-                esc(&c.kind),
-                c.t_ms,
-                esc(&marker_title(c)),
+                r#"<g class="marker {}" data-kind="{}" data-t="{}" data-count="{}"><title>{}</title><line x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{:.1}"/><rect x="{:.1}" y="{TOP}" width="6" height="{:.1}"/></g>"#,
+                marker_class(&first.kind),
+                esc(&first.kind),
+                first.t_ms,
+                all.len(),
+                esc(&title.join("\n")),
                 H - BOTTOM,
                 xx - 3.0,
                 H - TOP - BOTTOM
@@ -353,6 +367,12 @@ mod tests {
         assert_eq!(d.matches('M').count(), 2, "the gap breaks the line: {d}");
         assert!(svg.contains("no requests"), "the gap's hover says so");
         assert!(svg.contains(r#"class="band""#));
+
+        // Ten cold starts in one minute are one marker that lists them.
+        let colds: Vec<ChangeView> = (0..10).map(|i| change("cold_start", t[2] + i * 1000, "pod ready")).collect();
+        let svg = Chart { markers: &colds, ..c.clone() }.render();
+        assert_eq!(svg.matches(r#"class="marker "#).count(), 1);
+        assert!(svg.contains(r#"data-count="10""#) && svg.contains("and 4 more cold_start"));
     }
 
     #[test]
