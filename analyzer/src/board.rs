@@ -15,8 +15,9 @@ use crate::rollup::{Cell, MINUTE_NS, Rollups};
 use crate::source::Change;
 use crate::text::rfc3339;
 
-/// The bucket width for a range: about 60 to 170 points whatever the range, on whole
-/// minutes so that buckets are merges of whole rollup cells.
+/// The bucket width for a range, on whole minutes so that buckets are merges of whole
+/// rollup cells: 60 to 170 buckets for the picker's ranges (1h, 6h, 24h, 7d) and longer
+/// ones; a range just past a step's end gets fewer (3h 1m: 37 of 5 minutes).
 pub fn step_for(range: i64) -> i64 {
     let minutes = (range / MINUTE_NS).max(1);
     let step = match minutes {
@@ -275,6 +276,12 @@ impl ChangeFilter {
     }
 }
 
+/// Whether `name` is one of `service`'s objects by the way Kubernetes names them: the
+/// service's name and a dash (`llama-70b-x8b7569rl5`, `llama-70b-x8b7569rl5-gxvg9`).
+pub fn named_after(service: &str, name: &str) -> bool {
+    name.strip_prefix(service).is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// Whether a change belongs on `service`'s charts: its own objects (the Deployment, HPA
 /// or ScaledObject, ReplicaSets and pods named after it, or an HPA whose target is it),
 /// and every node-level change (a node lost or added, a GPU throttled), since the
@@ -285,7 +292,7 @@ pub fn belongs_to(service: &str, c: &Change) -> bool {
     if kind == "node" {
         return true;
     }
-    let named = |n: &str| n == service || n.strip_prefix(service).is_some_and(|rest| rest.starts_with('-'));
+    let named = |n: &str| n == service || named_after(service, n);
     named(name) || c.attributes.get("target").is_some_and(|t| named(t)) || c.attributes.values().any(|v| v == service)
 }
 
@@ -307,11 +314,12 @@ mod tests {
 
     #[test]
     fn steps_give_between_60_and_170_buckets() {
+        // The picker's ranges and a month.
         for (range, want) in [(60, 1), (360, 5), (1440, 10), (7 * 1440, 60), (30 * 1440, 254)] {
             let step = step_for(range * MINUTE_NS) / MINUTE_NS;
             assert_eq!(step, want, "range {range} min");
             let n = range / step;
-            assert!((24..=180).contains(&n) || range == 60, "{range} min in {n} buckets");
+            assert!((60..=170).contains(&n), "{range} min in {n} buckets");
         }
     }
 

@@ -42,8 +42,7 @@ pub struct Row {
 
 fn p99(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 * 0.99).ceil() as usize).clamp(1, v.len()) - 1;
-    (v[i] * 100.0).round() / 100.0
+    (crate::stats::quantile_sorted(&v, 0.99).unwrap_or(0.0) * 100.0).round() / 100.0
 }
 
 fn side(rs: &[&Request]) -> Option<Side> {

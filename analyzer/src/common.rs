@@ -68,7 +68,7 @@ pub fn common(before: &[&Request], after: &[&Request]) -> Vec<Common> {
         return Vec::new();
     }
     durations.sort_by(f64::total_cmp);
-    let p99 = durations[(durations.len() as f64 * 0.99) as usize - 1];
+    let Some(p99) = crate::stats::quantile_sorted(&durations, 0.99) else { return Vec::new() };
     let slow: Vec<&Request> = after.iter().copied().filter(|r| r.duration > p99).collect();
     if slow.len() < MIN_SLOW {
         return Vec::new();

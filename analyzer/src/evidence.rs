@@ -32,7 +32,7 @@ fn tail(rs: &[&Request]) -> Option<(f64, f64, f64)> {
     }
     let mut d: Vec<f64> = rs.iter().map(|r| r.duration).collect();
     d.sort_by(f64::total_cmp);
-    let threshold = d[((d.len() - 1) as f64 * 0.99).floor() as usize];
+    let threshold = crate::stats::quantile_sorted(&d, 0.99)?;
     let t: Vec<&&Request> = rs.iter().filter(|r| r.duration >= threshold).collect();
     let n = t.len() as f64;
     Some((

@@ -64,15 +64,10 @@ pub struct Gpu {
     pub sm_clock: Vec<Option<f64>>,
 }
 
-/// Whether `pod` is one of `service`'s (named after it, as Deployments name their pods).
-fn serves(service: &str, pod: &str) -> bool {
-    pod.strip_prefix(service).is_some_and(|rest| rest.starts_with('-'))
-}
-
 /// The GPUs of every node where one of `service`'s pods held a GPU in `[from, to)`.
 pub fn panel(service: &str, rows: &[GpuMinute], from: i64, to: i64) -> Vec<Gpu> {
     let nodes: std::collections::BTreeSet<&str> =
-        rows.iter().filter(|r| serves(service, &r.pod)).map(|r| r.node.as_str()).collect();
+        rows.iter().filter(|r| crate::board::named_after(service, &r.pod)).map(|r| r.node.as_str()).collect();
     let minutes = ((to - from) / MINUTE_NS).max(0) as usize;
     let mut gpus: BTreeMap<(&str, &str), Gpu> = BTreeMap::new();
     let mut newest: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
@@ -132,8 +127,8 @@ pub fn panel(service: &str, rows: &[GpuMinute], from: i64, to: i64) -> Vec<Gpu> 
     // The service's own GPUs first, the slowest busy clock first among them: a throttled
     // GPU under its pods is what this panel is for.
     out.sort_by(|a, b| {
-        (!serves(service, &a.pod))
-            .cmp(&!serves(service, &b.pod))
+        (!crate::board::named_after(service, &a.pod))
+            .cmp(&!crate::board::named_after(service, &b.pod))
             .then(a.sm_clock_min_mhz.unwrap_or(f64::MAX).total_cmp(&b.sm_clock_min_mhz.unwrap_or(f64::MAX)))
             .then_with(|| (&a.node, &a.gpu).cmp(&(&b.node, &b.gpu)))
     });

@@ -29,6 +29,13 @@ pub fn median(x: &[f64]) -> Option<f64> {
     Some(if s.len() % 2 == 1 { s[m] } else { (s[m - 1] + s[m]) / 2.0 })
 }
 
+/// The `q` quantile of values sorted ascending: the value at rank `floor((n - 1) * q)`
+/// (`None` when empty). Every p99 of request detail uses this one rank.
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    Some(sorted[((last as f64 * q).floor() as usize).min(last)])
+}
+
 /// Welch's two-sample t-test: the two-sided p-value that `a` and `b` have the same mean.
 /// `None` with fewer than two values on a side. Two constant, different samples give 0;
 /// two constant, equal ones give 1.
