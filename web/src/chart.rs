@@ -76,10 +76,9 @@ pub struct Chart<'a> {
     pub markers: &'a [ChangeView],
     /// A shaded span (the regression since its onset), ms.
     pub band: Option<(i64, i64)>,
-    /// Where the y axis ends at least (1.0 for budgets).
+    /// Where the y axis ends at least (1.0 for budgets); it starts at 0, or below where a
+    /// value is negative (a budget overspent).
     pub y_max: Option<f64>,
-    /// Where the y axis starts (budgets go below zero).
-    pub y_min: Option<f64>,
 }
 
 /// Escapes text for HTML and SVG.
@@ -159,10 +158,7 @@ impl Chart<'_> {
         let span = (t1 - t0).max(1) as f64;
         let x = |t: i64| LEFT + (t - t0) as f64 / span * (W - LEFT - RIGHT);
         let max = self.lines.iter().flat_map(|l| l.values.iter().flatten()).fold(0.0f64, |a, b| a.max(*b));
-        let y_min = self
-            .y_min
-            .unwrap_or(0.0)
-            .min(self.lines.iter().flat_map(|l| l.values.iter().flatten()).fold(0.0f64, |a, b| a.min(*b)));
+        let y_min = self.lines.iter().flat_map(|l| l.values.iter().flatten()).fold(0.0f64, |a, b| a.min(*b));
         let y_top = nice(max.max(self.y_max.unwrap_or(0.0)) * 1.05);
         let y_bottom = if y_min < 0.0 { -nice(-y_min * 1.05) } else { 0.0 };
         let y = |v: f64| TOP + (y_top - v) / (y_top - y_bottom) * (H - TOP - BOTTOM);
@@ -355,7 +351,6 @@ mod tests {
             markers: &markers,
             band: Some((t[6], t[9] + 60_000)),
             y_max: None,
-            y_min: None,
         };
         let svg = c.render();
         assert!(svg.contains(r#"data-points="9""#));

@@ -15,7 +15,7 @@ use slo_analyzer::spec::Slo;
 use slo_analyzer::text::{rfc3339, window_name};
 
 use crate::params::RangeAsked;
-use crate::verdicts::{Verdict, Verdicts};
+use crate::verdicts::{Key, Verdict, Verdicts};
 
 /// Why a page could not be gathered.
 #[derive(Debug)]
@@ -141,13 +141,20 @@ pub async fn verdict(ctx: &Ctx, service: &str, asked: RangeAsked) -> Result<Verd
     if let Some(v) = ctx.verdicts.get(&key) {
         return Ok(v);
     }
-    let q = explain::Query::new(Some(service.to_string()), asked.at, asked.window);
-    let v = match explain::explain(&ctx.source, &q).await {
+    Ok(explain_into(&ctx.source, &ctx.verdicts, key).await?)
+}
+
+/// Explains `key` (service, end, window) and keeps the answer in `verdicts`, a user error
+/// ("there are no requests ...") as its message: the one place a kept report is made, for
+/// the pages, `/api/v1/explain` and [`crate::keep_warm`].
+pub async fn explain_into(source: &Source, verdicts: &Verdicts, key: Key) -> slo_analyzer::Result<Verdict> {
+    let q = explain::Query::new(Some(key.0.clone()), key.1, key.2);
+    let v = match explain::explain(source, &q).await {
         Ok(r) => Ok(Arc::new(r)),
         Err(e) if e.is_user_error() => Err(e.to_string()),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
-    ctx.verdicts.put(key, v.clone());
+    verdicts.put(key, v.clone());
     Ok(v)
 }
 
@@ -429,13 +436,23 @@ pub async fn slo(ctx: &Ctx, name: &str, asked: RangeAsked) -> Result<SloView, Fa
     Ok(SloView { range, status, service: spec.service.clone(), budget, step_s: step / 1_000_000_000 })
 }
 
-/// `/api/v1/slos`: every SLO at the end of the range.
-pub async fn slo_list(ctx: &Ctx, asked: RangeAsked) -> Result<(Range, Vec<SloStatus>), Failure> {
+/// `/slos` and `/api/v1/slos`: every SLO at the end of the range.
+#[derive(Debug, Clone, Serialize)]
+pub struct SloList {
+    /// The range.
+    pub range: Range,
+    /// Each SLO's status at its end.
+    pub slos: Vec<SloStatus>,
+}
+
+/// Gathers the SLO list.
+pub async fn slo_list(ctx: &Ctx, asked: RangeAsked) -> Result<SloList, Failure> {
     let range = place(ctx, asked).await?;
     let all: Vec<&Slo> = ctx.slos.iter().collect();
     if all.is_empty() {
-        return Ok((range, Vec::new()));
+        return Ok(SloList { range, slos: Vec::new() });
     }
     let rollups = ctx.source.rollups(None, range.to_ns - slo_reach(&all), range.to_ns).await?;
-    Ok((range.clone(), ctx.slos.iter().map(|s| burn::status(s, &rollups, range.to_ns)).collect()))
+    let slos = ctx.slos.iter().map(|s| burn::status(s, &rollups, range.to_ns)).collect();
+    Ok(SloList { range, slos })
 }

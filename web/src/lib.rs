@@ -69,12 +69,11 @@ pub async fn keep_warm(state: WebState, cancel: tokio_util::sync::CancellationTo
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for (service, at, window) in state.verdicts.due() {
+        for key in state.verdicts.due() {
             let source = slo_analyzer::source::Source::new(state.store.snapshot());
-            let q = slo_analyzer::explain::Query::new(Some(service.clone()), at, window);
-            match state.runner.run(async move { slo_analyzer::explain::explain(&source, &q).await }).await {
-                Ok(Ok(r)) => state.verdicts.put((service, at, window), Ok(Arc::new(r))),
-                Ok(Err(e)) if e.is_user_error() => state.verdicts.put((service, at, window), Err(e.to_string())),
+            let (verdicts, service) = (state.verdicts.clone(), key.0.clone());
+            match state.runner.run(async move { gather::explain_into(&source, &verdicts, key).await }).await {
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, service, "explaining a watched view failed"),
                 // Busy or timed out: the page explains it itself when it comes.
                 Err(_) => break,
@@ -218,33 +217,26 @@ async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) ->
         (Some(s), None) => Some((s.clone(), query.at, query.window)),
         _ => None,
     };
-    if let Some(k) = &key {
-        match st.verdicts.get(k) {
-            Some(Ok(report)) => return Json(report.as_ref()).into_response(),
-            Some(Err(msg)) => return error(StatusCode::BAD_REQUEST, msg),
-            None => {}
-        }
-    }
     let source = slo_analyzer::source::Source::new(st.store.snapshot());
-    let result = st.runner.run(async move { ex::explain(&source, &query).await }).await;
+    let result = match key {
+        Some(k) => {
+            let kept = st.verdicts.get(&k);
+            let verdicts = st.verdicts.clone();
+            match kept {
+                Some(v) => Ok(Ok(v)),
+                None => st.runner.run(async move { gather::explain_into(&source, &verdicts, k).await }).await,
+            }
+        }
+        None => st.runner.run(async move { ex::explain(&source, &query).await.map(|r| Ok(Arc::new(r))) }).await,
+    };
     match result {
         Err(r) => refused("explain", r),
-        Ok(Err(e)) if e.is_user_error() => {
-            if let Some(k) = key {
-                st.verdicts.put(k, Err(e.to_string()));
-            }
-            error(StatusCode::BAD_REQUEST, e.to_string())
-        }
+        Ok(Ok(Ok(report))) => Json(report.as_ref()).into_response(),
+        Ok(Ok(Err(msg))) => error(StatusCode::BAD_REQUEST, msg),
+        Ok(Err(e)) if e.is_user_error() => error(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "explain failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        }
-        Ok(Ok(report)) => {
-            let report = Arc::new(report);
-            if let Some(k) = key {
-                st.verdicts.put(k, Ok(report.clone()));
-            }
-            Json(report.as_ref()).into_response()
         }
     }
 }

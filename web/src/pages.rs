@@ -101,7 +101,15 @@ impl Problem {
     /// The problem as JSON `{"error": ...}`.
     pub fn json(&self) -> Response {
         let (status, msg) = self.status_and_message();
-        with_headers((status, axum::Json(json!({ "error": msg }))).into_response(), "no-store")
+        self.retry_hint(with_headers((status, axum::Json(json!({ "error": msg }))).into_response(), "no-store"))
+    }
+
+    /// Shed work (429) says when to come back, as the query API does.
+    fn retry_hint(&self, mut r: Response) -> Response {
+        if matches!(self, Problem::Refused(Refusal::Busy(_))) {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 
     /// The problem as a page.
@@ -111,7 +119,7 @@ impl Problem {
         ctx.insert("status", &format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")));
         ctx.insert("message", &msg);
         match render("error.html", &ctx) {
-            Ok(html) => with_headers((status, axum::response::Html(html)).into_response(), "no-store"),
+            Ok(html) => self.retry_hint(with_headers((status, axum::response::Html(html)).into_response(), "no-store")),
             Err(e) => (status, e).into_response(),
         }
     }
@@ -300,19 +308,7 @@ pub fn service_charts(v: &gather::ServiceView) -> Vec<String> {
     });
     let col = |f: fn(&slo_analyzer::board::Point) -> Option<f64>| s.points.iter().map(f).collect::<Vec<_>>();
     let mk = |id, title, unit, lines| {
-        Chart {
-            id,
-            title,
-            unit,
-            t_ms: t_ms.clone(),
-            step_ms,
-            lines,
-            markers: &v.changes,
-            band,
-            y_max: None,
-            y_min: None,
-        }
-        .render()
+        Chart { id, title, unit, t_ms: t_ms.clone(), step_ms, lines, markers: &v.changes, band, y_max: None }.render()
     };
     vec![
         mk(
@@ -490,11 +486,10 @@ pub fn changes_html(v: &gather::ChangesView) -> Result<String, String> {
 // ---------------------------------------------------------------------------------------
 // SLOs.
 
-async fn slos_data(st: &WebState, raw: Option<String>) -> Result<Value, Problem> {
+async fn slos_data(st: &WebState, raw: Option<String>) -> Result<gather::SloList, Problem> {
     let p = Params::parse(raw.as_deref(), &["window", "at"])?;
     let asked = p.range(HOUR)?;
-    let (range, slos) = gathered(st, move |ctx| async move { gather::slo_list(&ctx, asked).await }).await?;
-    Ok(json!({ "range": range, "slos": slos }))
+    gathered(st, move |ctx| async move { gather::slo_list(&ctx, asked).await }).await
 }
 
 async fn slos_json(State(st): State<WebState>, RawQuery(raw): RawQuery) -> Response {
@@ -504,37 +499,15 @@ async fn slos_json(State(st): State<WebState>, RawQuery(raw): RawQuery) -> Respo
 async fn slos_page(State(st): State<WebState>, RawQuery(raw): RawQuery) -> Response {
     match slos_data(&st, raw).await {
         Err(p) => p.page(),
-        Ok(v) => {
-            let range: gather::Range = match serde_json::from_value::<RangeJson>(v["range"].clone()) {
-                Ok(r) => r.into(),
-                Err(e) => return Problem::Internal(e.to_string()).page(),
-            };
-            html_of("slos.html", slos_html(&range, &v["slos"]))
-        }
+        Ok(list) => html_of("slos.html", slos_html(&list)),
     }
 }
 
 /// The SLO list's HTML.
-pub fn slos_html(range: &gather::Range, slos: &Value) -> Result<String, String> {
-    let mut ctx = base_context("slos", Some(range), &api_url("/api/v1/slos", range), String::new());
-    ctx.insert("slos", slos);
+pub fn slos_html(list: &gather::SloList) -> Result<String, String> {
+    let mut ctx = base_context("slos", Some(&list.range), &api_url("/api/v1/slos", &list.range), String::new());
+    ctx.insert("slos", &list.slos);
     render("slos.html", &ctx)
-}
-
-/// A range read back from its JSON (the SLO list answers JSON first).
-#[derive(serde::Deserialize)]
-struct RangeJson {
-    from: String,
-    to: String,
-    window: String,
-    at: Option<String>,
-    live: bool,
-}
-
-impl From<RangeJson> for gather::Range {
-    fn from(r: RangeJson) -> gather::Range {
-        gather::Range { from: r.from, to: r.to, window: r.window, at: r.at, live: r.live, from_ns: 0, to_ns: 0 }
-    }
 }
 
 async fn slo_data(st: &WebState, name: String, raw: Option<String>) -> Result<gather::SloView, Problem> {
@@ -573,7 +546,6 @@ pub fn slo_html(v: &gather::SloView) -> Result<String, String> {
         markers: &[],
         band: None,
         y_max: Some(1.0),
-        y_min: None,
     };
     ctx.insert("chart", &chart.render());
     ctx.insert("page", v);

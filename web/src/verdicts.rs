@@ -21,6 +21,9 @@ pub const LIVE_TTL: Duration = Duration::from_secs(10);
 pub const FIXED_TTL: Duration = Duration::from_secs(300);
 /// Reports kept at most.
 pub const CAPACITY: usize = 256;
+/// Live views kept warm at most: each costs an explanation every few seconds, and any
+/// reader can ask for a new one (another service name, another window).
+pub const WATCHED_MAX: usize = 16;
 /// How long after it was last asked for a live view is kept warm.
 pub const WATCHED_FOR: Duration = Duration::from_secs(120);
 /// How long before its expiry a watched live report is explained again.
@@ -45,7 +48,7 @@ impl Verdicts {
     pub fn get(&self, key: &Key) -> Option<Verdict> {
         if key.1.is_none() {
             let mut w = self.watched.lock();
-            if w.len() < CAPACITY || w.contains_key(key) {
+            if w.len() < WATCHED_MAX || w.contains_key(key) {
                 w.insert(key.clone(), Instant::now());
             }
         }
@@ -110,5 +113,9 @@ mod tests {
         assert_eq!(v.due(), vec![live.clone()], "about to expire: due");
         v.watched.lock().get_mut(&live).unwrap().clone_from(&(Instant::now() - WATCHED_FOR));
         assert!(v.due().is_empty(), "no longer watched");
+        for i in 0..(2 * WATCHED_MAX as i64) {
+            v.get(&("svc".to_string(), None, 60 + i));
+        }
+        assert_eq!(v.due().len(), WATCHED_MAX, "at most WATCHED_MAX live views are kept warm");
     }
 }

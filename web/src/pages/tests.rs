@@ -253,7 +253,7 @@ fn the_slo_pages_match_their_snapshots() {
     let html = slo_html(&v).unwrap();
     assert!(html.contains("id=\"budget\" data-points=\"60\""), "an hour of budget points in two hours");
     check("slo.html", &html);
-    let list = slos_html(&r, &serde_json::to_value(vec![status]).unwrap()).unwrap();
+    let list = slos_html(&gather::SloList { range: r, slos: vec![status] }).unwrap();
     check("slos.html", &list);
 }
 
@@ -265,6 +265,11 @@ fn error_pages_name_the_problem_and_escape_it() {
     assert!(resp.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("default-src 'none'"));
     let resp = Problem::Bad("parameter \"window\": bad".into()).json();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+    for resp in [Problem::Refused(Refusal::Busy(4)).json(), Problem::Refused(Refusal::Busy(4)).page()] {
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1", "shed work says when to come back");
+    }
     let mut ctx = base_context("", None, "", String::new());
     ctx.insert("status", "404 Not Found");
     ctx.insert("message", "no service named \"<script>x</script>\"");
