@@ -66,6 +66,8 @@ enum Command {
     Import(ImportArgs),
     /// Why a service's p99 regressed: the change point and its causes, ranked with evidence.
     Explain(crate::explain::ExplainArgs),
+    /// Prometheus recording and alerting rules (burn rates, absent data, p99 regression) from the SLOs.
+    Rules(crate::rules::RulesArgs),
     /// Score `slo explain` against the load generator's ground truth (scenarios x seeds).
     Eval(crate::eval::EvalArgs),
     /// GPU inference load generator: a simulated cluster with known faults, or load against a real endpoint.
@@ -186,6 +188,7 @@ pub fn main() -> ExitCode {
             Command::Loadgen(args) => crate::loadgen::run(args).await,
             Command::Explain(args) => crate::explain::run(args).await,
             Command::Eval(args) => crate::eval::run(args).await,
+            Command::Rules(args) => crate::rules::run(args).await,
             Command::Demo(args) => crate::demo::run(args).await,
         }
     });

@@ -10,6 +10,7 @@ mod explain;
 mod import;
 mod loadgen;
 mod query;
+mod rules;
 mod serve;
 mod telemetry;
 

@@ -65,7 +65,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let doors = Doors::load(&cfg)?;
     let mut registry = Registry::default();
     let store_metrics = StoreMetrics::new(&mut registry);
-    let metrics = CollectorMetrics::new(&mut registry);
+    let metrics = CollectorMetrics::with_sli(&mut registry, &crate::rules::sli_bounds(&slos));
     let kube_metrics = KubeMetrics::new(&mut registry);
     let kube_kinds = cfg.kubernetes.watched().map_err(Failure::usage)?;
     let store_cfg = cfg.store_config();

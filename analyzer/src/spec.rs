@@ -35,6 +35,9 @@ use crate::rollup::Cell;
 use crate::sketch::Sketch;
 use crate::text::parse_window;
 
+pub mod alerting;
+pub use alerting::Alerting;
+
 /// Which latency a latency SLI measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatencyMetric {
@@ -130,6 +133,8 @@ pub struct Slo {
     pub period: i64,
     /// What makes a request good.
     pub sli: Sli,
+    /// How it pages (`slo rules`).
+    pub alerting: Alerting,
 }
 
 /// Loads every SLO of a file; a file without any is an error.
@@ -267,7 +272,8 @@ fn native(s: &Value) -> std::result::Result<Slo, String> {
         (Some(_), Some(_)) => return Err(": has both latency and errors; one SLI per SLO".into()),
         (None, None) => return Err(": needs an SLI: latency: {metric, threshold} or errors: {}".into()),
     };
-    Ok(Slo { name, service, model, objective, period, sli })
+    let alerting = alerting::native(s.get("alerting"))?;
+    Ok(Slo { name, service, model, objective, period, sli, alerting })
 }
 
 fn openslo(v: &Value) -> std::result::Result<Slo, String> {
@@ -345,7 +351,8 @@ fn openslo(v: &Value) -> std::result::Result<Slo, String> {
     } else {
         return Err(at(".indicator.spec: needs thresholdMetric or ratioMetric".into()));
     };
-    Ok(Slo { name, service, model: None, objective, period, sli })
+    let alerting = alerting::openslo(v.get("metadata")).map_err(|e| format!("SLO {name:?}: {e}"))?;
+    Ok(Slo { name, service, model: None, objective, period, sli, alerting })
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod redact;
 pub mod replay;
 pub mod scrape;
+pub mod sli;
 pub mod split;
 pub mod timegate;
 pub mod transcode;

@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::sli::{SliBounds, SliMetrics};
+
 /// Labels of an export outcome.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExportLabels {
@@ -58,11 +60,19 @@ pub struct CollectorMetrics {
     pub assembly_pending_bytes: Gauge,
     /// Records replayed from the WAL at startup.
     pub wal_replayed_records: Counter,
+    /// The SLI metrics the SLO rules read (`slo_requests_total`, `slo_request_*_seconds`).
+    pub sli: SliMetrics,
 }
 
 impl CollectorMetrics {
-    /// Metrics registered under `slo_collector_*`.
+    /// Metrics registered under `slo_collector_*`, and SLI metrics with the default buckets.
     pub fn new(registry: &mut Registry) -> Self {
+        Self::with_sli(registry, &SliBounds::default())
+    }
+
+    /// Metrics registered under `slo_collector_*`, and SLI metrics whose buckets include
+    /// `sli`'s SLO thresholds.
+    pub fn with_sli(registry: &mut Registry, sli: &SliBounds) -> Self {
         let m = CollectorMetrics {
             exports: Family::default(),
             export_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 18))),
@@ -76,6 +86,7 @@ impl CollectorMetrics {
             assembly_pending_spans: Gauge::default(),
             assembly_pending_bytes: Gauge::default(),
             wal_replayed_records: Counter::default(),
+            sli: SliMetrics::new(registry, sli),
         };
         let r = registry.sub_registry_with_prefix("slo_collector");
         r.register("exports", "OTLP export requests by transport and outcome", m.exports.clone());

@@ -552,6 +552,7 @@ impl Pipeline {
         let mut rows = slo_store::rows::RequestsBuilder::with_capacity(emitted.traces.len());
         let mut sources: HashMap<&'static str, u64> = HashMap::new();
         let mut reasons = [0u64; 4];
+        let mut sli = self.metrics.sli.batch();
         for (spans, reason) in &emitted.traces {
             reasons[match reason {
                 Emission::Complete => 0,
@@ -561,6 +562,7 @@ impl Pipeline {
             }] += 1;
             self.splitter.each_held_request(spans, |row, attrs| {
                 *sources.entry(row.split_source).or_default() += 1;
+                sli.observe(row);
                 rows.append(row, attrs.iter().copied())
             })?;
         }

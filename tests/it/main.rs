@@ -1,6 +1,7 @@
 //! End-to-end tests of the `slo` binary: real processes, real clients, loopback only.
 //! One test binary for the whole package (every test binary links DataFusion).
 
+mod alerts;
 mod bad_input;
 mod burn;
 mod dashboard;

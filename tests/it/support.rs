@@ -358,3 +358,27 @@ pub fn export_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
         }],
     }
 }
+
+/// Debian's promtool, or `None` (skip) where it is missing and CI does not require it.
+pub fn promtool() -> Option<&'static str> {
+    let bin = ["/usr/bin/promtool", "/usr/local/bin/promtool"].into_iter().find(|p| Path::new(p).exists());
+    if bin.is_none() {
+        assert!(
+            std::env::var_os("SLO_REQUIRE_PROMETHEUS").is_none(),
+            "promtool is not installed (.ci/run installs it)"
+        );
+        eprintln!("promtool not installed; skipping");
+    }
+    bin
+}
+
+/// Runs `promtool args` in `dir` and fails the test with its output unless it succeeds.
+pub fn promtool_ok(promtool: &str, args: &[&str], dir: &Path) {
+    let out = Command::new(promtool).args(args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -91,6 +91,7 @@ fn slo() -> Slo {
         objective: 0.99,
         period: 28 * 1440 * MINUTE_NS,
         sli: Sli::Latency { metric: LatencyMetric::Duration, threshold_ms: 5000.0 },
+        alerting: Default::default(),
     }
 }
 
