@@ -118,6 +118,11 @@ pub struct ServeConfig {
     pub query_memory_mib: usize,
     /// MiB of Arrow data one query may return.
     pub query_result_mib: usize,
+    /// Seconds between two rounds of the continuous analyzer, which explains every service
+    /// with recent requests and exports its verdict (`slo_regression_active`).
+    pub analyze_every_s: u64,
+    /// The Alertmanager receiver: where explained alerts are forwarded, its bounds.
+    pub alerts: slo_web::alerts::AlertsConfig,
     /// The Kubernetes watch.
     pub kubernetes: KubernetesSection,
     /// Prometheus scraping (static targets and pods the watch discovers).
@@ -190,6 +195,8 @@ impl Default for ServeConfig {
             query_max_in_flight: 4,
             query_memory_mib: slo_store::query::QueryLimits::default().memory_bytes >> 20,
             query_result_mib: slo_store::query::QueryLimits::default().result_bytes >> 20,
+            analyze_every_s: 60,
+            alerts: Default::default(),
             kubernetes: KubernetesSection::default(),
             scrape: slo_collector::scrape::ScrapeConfig::default(),
             slos: None,

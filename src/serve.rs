@@ -139,6 +139,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         });
     }
     let listen_metrics = slo_web::ListenMetrics::new(&mut registry);
+    let regression_metrics = slo_web::RegressionMetrics::new(&mut registry);
+    cfg.alerts.check().map_err(Failure::usage_msg)?;
+    let (alerts, alert_queue) = slo_web::alerts::Alerts::open(&cfg.data_dir.join("alerts"), &cfg.alerts, &mut registry)
+        .with_context(|| format!("opening the alert log in {}", cfg.data_dir.join("alerts").display()))?;
     doors.warn_if_open([&grpc_listener, &http_listener, &web_listener]);
     {
         let (token, fail, rx, tokens) = (token.clone(), fail.clone(), receiver.clone(), doors.ingest.clone());
@@ -196,6 +200,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             .context("starting the query threads")?,
             slos: Arc::new(slos),
             verdicts: slo_web::Verdicts::default(),
+            alerts,
             targets: {
                 let health = scrape_health.clone();
                 Arc::new(move || {
@@ -208,6 +213,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         let open: &[&'static str] =
             if cfg.auth.metrics_open { &["/healthz", "/readyz", "/metrics"] } else { &["/healthz", "/readyz"] };
         tracker.spawn(slo_web::keep_warm(state.clone(), token.clone()));
+        let every = Duration::from_secs(cfg.analyze_every_s.max(1));
+        tracker.spawn(slo_web::watch::run(state.clone(), regression_metrics, every, token.clone()));
+        tracker.spawn(slo_web::alerts::run(state.clone(), alert_queue, cfg.alerts.clone(), token.clone()));
         let router = slo_web::Guard::new(doors.read.clone(), open).wrap(slo_web::router(state));
         let mut lc = doors.listen_config(&cfg, "web");
         lc.request_timeout = Duration::from_secs(cfg.query_timeout_s.max(1) + 10);

@@ -50,8 +50,11 @@ fn slo_lines(r: &Report) -> Vec<String> {
     let Some(s) = &r.slo else { return Vec::new() };
     let mut out = Vec::new();
     let burn = |w: &str| s.burn.iter().find(|b| b.window == w).and_then(|b| b.burn_rate);
-    let rates: Vec<String> =
-        ["5m", "1h", "6h"].iter().filter_map(|w| burn(w).map(|b| format!("{w} {b:.1}x"))).collect();
+    // The current rate and the page alerts' long windows (1h and 6h for 30 days).
+    let mut shown = vec!["5m"];
+    shown.extend(s.alerts.iter().filter(|a| a.severity == "page").map(|a| a.windows[0].as_str()));
+    shown.dedup();
+    let rates: Vec<String> = shown.iter().filter_map(|w| burn(w).map(|b| format!("{w} {b:.1}x"))).collect();
     let firing: Vec<String> = s
         .alerts
         .iter()

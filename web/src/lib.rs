@@ -4,8 +4,9 @@
 //! how every port of the process is served ([`listen`]: connection bounds, timeouts, TLS)
 //! and locked ([`auth`]: bearer tokens).
 //!
-//! Architecture invariant: nothing here writes to the store or to a file; the query API
-//! runs only queries (see `slo_store::query`).
+//! Architecture invariant: nothing here writes to the store; the query API runs only
+//! queries (see `slo_store::query`). The one file written is the alert log
+//! ([`alerts::log`]), under the data directory.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use slo_store::Store;
 use slo_store::output::{self, Format};
 
+pub mod alerts;
 pub mod auth;
 pub mod chart;
 mod filters;
@@ -28,11 +30,13 @@ pub mod pages;
 pub mod params;
 mod runner;
 pub mod verdicts;
+pub mod watch;
 
 pub use auth::{AuthConfig, Guard, Tokens};
 pub use listen::{ListenConfig, ListenMetrics, TlsConfig};
 pub use runner::{Refusal, Runner, RunnerConfig};
 pub use verdicts::Verdicts;
+pub use watch::RegressionMetrics;
 
 /// Whether the service is ready, and why not.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -57,6 +61,8 @@ pub struct WebState {
     pub slos: Arc<Vec<slo_analyzer::spec::Slo>>,
     /// Explain reports the pages reuse a short while.
     pub verdicts: Verdicts,
+    /// Alerts received from Alertmanager, with their explanations.
+    pub alerts: alerts::Alerts,
 }
 
 /// Explains again, ahead of expiry, the live views someone is watching
@@ -90,6 +96,10 @@ pub fn router(state: WebState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/query", get(query_get).post(query_post))
         .route("/api/v1/explain", get(explain))
+        .route(
+            "/api/v1/alerts",
+            get(alerts::list).post(alerts::receive).layer(axum::extract::DefaultBodyLimit::max(alerts::MAX_BODY)),
+        )
         .route("/api/v1/targets", get(|State(st): State<WebState>| async move { Json((st.targets)()) }))
         .merge(pages::routes())
         .fallback(pages::not_found)
