@@ -10,6 +10,13 @@
 //!   SLO threshold of that metric, so "the share of requests at or under 2 s" is a bucket,
 //!   exact, for every SLO in the config.
 //!
+//! A new (service, model) pair's series appear at zero, and its first requests are held
+//! back until `/metrics` has been read twice since (or [`MAX_HELD`] requests are held):
+//! Prometheus's `increase()` starts from a series' first sample, so a counter born at the
+//! size of its first batch (an SDK exports every 5 s) would lose that batch from every
+//! SLO period that holds it. Without a scraper, nothing is lost either: past the bound the
+//! held requests are counted.
+//!
 //! Series per (service, model): 2 counters + 4 x (bounds + 3) histogram series; with the
 //! defaults and no extra threshold, 2 + 4 x 20 = 82. The pairs are bounded by
 //! [`SliBounds::max_pairs`]: past it, requests of a new pair count under `model="_other"`
@@ -18,6 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,6 +42,9 @@ pub const DEFAULT_BOUNDS_S: [f64; 17] =
 
 /// The label value standing for pairs past the bound.
 pub const OTHER: &str = "_other";
+
+/// Requests held back across all new pairs at most (about 40 bytes each).
+pub const MAX_HELD: usize = 200_000;
 
 /// Which latency a histogram holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +151,31 @@ pub struct SliMetrics {
     admitted: Arc<Mutex<HashSet<SliLabels>>>,
     slo_services: Arc<HashSet<String>>,
     max_pairs: usize,
+    /// Times `/metrics` was read.
+    scrapes: Arc<AtomicU64>,
+    /// New pairs: the scrape count at their birth and the requests held back.
+    held: Arc<Mutex<HashMap<SliLabels, HeldPair>>>,
+}
+
+/// A new pair: the scrape count at its birth and its requests held back.
+type HeldPair = (u64, Vec<Held>);
+
+/// A request held back: outcome and the four latencies in seconds (TTFT NaN when none).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    error: bool,
+    secs: [f64; 4],
+}
+
+/// Counts reads of the registry it is registered in (it encodes nothing).
+#[derive(Debug)]
+struct ScrapeMark(Arc<AtomicU64>);
+
+impl prometheus_client::collector::Collector for ScrapeMark {
+    fn encode(&self, _: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for SliMetrics {
@@ -152,6 +188,19 @@ struct Handles {
     ok: Counter,
     error: Counter,
     latency: [Histogram; 4],
+    /// Held back (a new pair not yet scraped at zero): its labels.
+    held: Option<SliLabels>,
+}
+
+impl Handles {
+    fn count(&self, h: Held) {
+        if h.error { &self.error } else { &self.ok }.inc();
+        for (m, v) in self.latency.iter().zip(h.secs) {
+            if !v.is_nan() {
+                m.observe(v);
+            }
+        }
+    }
 }
 
 impl SliMetrics {
@@ -164,7 +213,10 @@ impl SliMetrics {
             admitted: Arc::default(),
             slo_services: Arc::new(bounds.slo_services.clone()),
             max_pairs: bounds.max_pairs.max(1),
+            scrapes: Arc::default(),
+            held: Arc::default(),
         };
+        registry.register_collector(Box::new(ScrapeMark(m.scrapes.clone())));
         let r = registry.sub_registry_with_prefix("slo");
         r.register("requests", "inference requests by service, model and outcome (ok, error)", m.requests.clone());
         let help = [
@@ -185,16 +237,38 @@ impl SliMetrics {
         m
     }
 
-    /// The labels a request counts under: its own, or the overflow pair past the bound.
+    /// The labels a request counts under: its own, or the overflow pair past the bound;
+    /// a pair seen for the first time is held back.
     fn admit(&self, service: &str, model: &str) -> SliLabels {
         let own = SliLabels { service: service.to_string(), model: model.to_string() };
         let mut admitted = self.admitted.lock();
-        if admitted.contains(&own) || admitted.len() < self.max_pairs {
-            admitted.insert(own.clone());
-            return own;
+        let labels = if admitted.contains(&own) || admitted.len() < self.max_pairs {
+            own
+        } else {
+            let service = if self.slo_services.contains(service) { service } else { OTHER };
+            SliLabels { service: service.to_string(), model: OTHER.to_string() }
+        };
+        if admitted.insert(labels.clone()) {
+            self.held.lock().insert(labels.clone(), (self.scrapes.load(Ordering::Relaxed), Vec::new()));
         }
-        let service = if self.slo_services.contains(service) { service } else { OTHER };
-        SliLabels { service: service.to_string(), model: OTHER.to_string() }
+        labels
+    }
+
+    /// Counts the requests of new pairs whose zero series have been read twice since their
+    /// birth (the first read may have started before it).
+    fn release(&self) {
+        let now = self.scrapes.load(Ordering::Relaxed);
+        let due: Vec<(SliLabels, Vec<Held>)> = {
+            let mut held = self.held.lock();
+            let keys: Vec<SliLabels> =
+                held.iter().filter(|(_, (born, _))| now >= born + 2).map(|(k, _)| k.clone()).collect();
+            keys.into_iter().filter_map(|k| held.remove(&k).map(|(_, v)| (k, v))).collect()
+        };
+        // The lock is let go first: `handles` takes it again.
+        for (labels, requests) in due {
+            let h = self.handles(labels);
+            requests.into_iter().for_each(|r| h.count(r));
+        }
     }
 
     fn handles(&self, labels: SliLabels) -> Handles {
@@ -204,11 +278,13 @@ impl SliMetrics {
         let ok = self.requests.get_or_create(&outcome("ok")).clone();
         let error = self.requests.get_or_create(&outcome("error")).clone();
         let latency = SliMetric::ALL.map(|m| self.latency[m.index()].get_or_create(&labels).clone());
-        Handles { ok, error, latency }
+        let held = self.held.lock().contains_key(&labels).then(|| labels.clone());
+        Handles { ok, error, latency, held }
     }
 
     /// A recorder for one batch of emitted requests: it looks each pair's series up once.
     pub fn batch(&self) -> SliBatch<'_> {
+        self.release();
         SliBatch { m: self, pairs: HashMap::new() }
     }
 }
@@ -237,14 +313,22 @@ impl SliBatch<'_> {
                 self.pairs.entry((r.service.to_string(), model.to_string())).or_insert(handles)
             }
         };
-        if r.status == "error" { &h.error } else { &h.ok }.inc();
         let secs = |ms: f64| ms / 1000.0;
-        h.latency[SliMetric::Duration.index()].observe(secs(r.duration_ms));
-        if let Some(t) = r.ttft_ms {
-            h.latency[SliMetric::Ttft.index()].observe(secs(t));
+        let req = Held {
+            error: r.status == "error",
+            secs: [secs(r.duration_ms), r.ttft_ms.map_or(f64::NAN, secs), secs(r.queue_ms), secs(r.compute_ms)],
+        };
+        if let Some(labels) = &h.held {
+            let mut held = self.m.held.lock();
+            let total: usize = held.values().map(|(_, v)| v.len()).sum();
+            if let Some((_, requests)) = held.get_mut(labels)
+                && total < MAX_HELD
+            {
+                requests.push(req);
+                return;
+            }
         }
-        h.latency[SliMetric::Queue.index()].observe(secs(r.queue_ms));
-        h.latency[SliMetric::Compute.index()].observe(secs(r.compute_ms));
+        h.count(req);
     }
 }
 

@@ -14,6 +14,7 @@ mod kube;
 mod loadgen;
 mod otlp_python;
 mod overload;
+mod paging;
 mod scrape;
 mod security;
 mod support;

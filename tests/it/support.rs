@@ -285,7 +285,7 @@ pub fn slo(args: &[&str]) -> Output {
 }
 
 /// Tiny blocking HTTP GET so support code needs no runtime.
-mod reqwest {
+pub mod reqwest {
     pub fn blocking_get(url: &str) -> Result<u16, String> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         rt.block_on(async {

@@ -116,7 +116,11 @@ pub struct Queue(mpsc::Receiver<AlertKey>);
 
 impl Alerts {
     /// Opens the log in `dir`; alerts it holds still `pending` are queued again.
-    pub fn open(dir: &std::path::Path, cfg: &AlertsConfig, registry: &mut Registry) -> std::io::Result<(Alerts, Queue)> {
+    pub fn open(
+        dir: &std::path::Path,
+        cfg: &AlertsConfig,
+        registry: &mut Registry,
+    ) -> std::io::Result<(Alerts, Queue)> {
         let log = Log::open(dir)?;
         let pending: Vec<AlertKey> =
             log.all().into_iter().filter(|e| e.explanation == "pending").map(Entry::key).collect();
@@ -124,7 +128,12 @@ impl Alerts {
         for k in pending {
             let _ = tx.try_send(k);
         }
-        let a = Alerts { log: Arc::new(Mutex::new(log)), queue: tx, notifications: Family::default(), forwards: Family::default() };
+        let a = Alerts {
+            log: Arc::new(Mutex::new(log)),
+            queue: tx,
+            notifications: Family::default(),
+            forwards: Family::default(),
+        };
         let r = registry.sub_registry_with_prefix("slo_alerts");
         r.register("notifications", "Alertmanager notifications by outcome", a.notifications.clone());
         r.register("forwards", "enriched alerts forwarded, by outcome", a.forwards.clone());
@@ -168,7 +177,11 @@ fn parse(body: &[u8], now: &str) -> Result<Vec<Entry>, String> {
                 None => Ok(BTreeMap::new()),
                 Some(Value::Object(m)) => m
                     .iter()
-                    .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| at(&format!("{f}.{k}"), "must be a string")))
+                    .map(|(k, v)| {
+                        v.as_str()
+                            .map(|s| (k.clone(), s.to_string()))
+                            .ok_or_else(|| at(&format!("{f}.{k}"), "must be a string"))
+                    })
                     .collect(),
                 Some(_) => Err(at(f, "must be an object of strings")),
             }
@@ -205,7 +218,13 @@ fn parse(body: &[u8], now: &str) -> Result<Vec<Entry>, String> {
             labels,
             ends_at: if status == "resolved" { time("endsAt")? } else { None },
             starts_at,
-            generator_url: a.get("generatorURL").and_then(Value::as_str).unwrap_or_default().chars().take(2048).collect(),
+            generator_url: a
+                .get("generatorURL")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .chars()
+                .take(2048)
+                .collect(),
             received_at: now.to_string(),
             explanation: if service.is_some() { "pending".into() } else { "unexplained".into() },
             note: service.is_none().then(|| "no service or sloth_service label to explain".into()),
@@ -276,7 +295,9 @@ pub async fn receive(State(st): State<WebState>, body: axum::body::Bytes) -> Res
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [("retry-after", "30")],
-                axum::Json(serde_json::json!({"error": "too many alerts waiting for their explanation; try again later"})),
+                axum::Json(
+                    serde_json::json!({"error": "too many alerts waiting for their explanation; try again later"}),
+                ),
             )
                 .into_response();
         }
@@ -322,7 +343,11 @@ pub async fn run(state: WebState, queue: Queue, cfg: AlertsConfig, cancel: tokio
         explain_entry(&state, &mut entry).await;
         for f in &cfg.forward {
             let outcome = forward(&client, f, &entry, &cfg, &cancel).await;
-            state.alerts.forwards.get_or_create(&Outcome { outcome: if outcome == "sent" { "sent" } else { "failed" } }).inc();
+            state
+                .alerts
+                .forwards
+                .get_or_create(&Outcome { outcome: if outcome == "sent" { "sent" } else { "failed" } })
+                .inc();
             entry.forwarded.push(format!("{}: {outcome}", f.url));
         }
         // The newest status (a resolve may have come meanwhile) with this explanation.
@@ -339,7 +364,9 @@ pub async fn run(state: WebState, queue: Queue, cfg: AlertsConfig, cancel: tokio
 
 async fn explain_entry(state: &WebState, entry: &mut Entry) {
     let Some(service) = entry.service.clone() else { return };
-    let started = chrono::DateTime::parse_from_rfc3339(&entry.starts_at).map(|t| t.timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0);
+    let started = chrono::DateTime::parse_from_rfc3339(&entry.starts_at)
+        .map(|t| t.timestamp_nanos_opt().unwrap_or(0))
+        .unwrap_or(0);
     let age = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - started;
     let at = (age > RECENT.as_nanos() as i64).then_some(started);
     let q = explain::Query::new(Some(service), at, crate::watch::WINDOW);

@@ -96,7 +96,11 @@ impl RegressionMetrics {
         );
         r.register("regression_onset_timestamp_seconds", "start of the ongoing regression", m.onset.clone());
         r.register("regression_p99_before_seconds", "p99 before the ongoing regression", m.p99_before.clone());
-        r.register("regression_p99_after_seconds", "p99 since the onset of the ongoing regression", m.p99_after.clone());
+        r.register(
+            "regression_p99_after_seconds",
+            "p99 since the onset of the ongoing regression",
+            m.p99_after.clone(),
+        );
         r.register("regression_queue_share", "share of the slow tail's rise that is queue time", m.queue_share.clone());
         r.register("analyzer_runs", "continuous explanations by outcome (ok, error, busy)", m.runs.clone());
         r.register("analyzer_run_seconds", "time one continuous explanation of a service took", m.run_seconds.clone());
@@ -162,7 +166,12 @@ impl RegressionMetrics {
 }
 
 /// Explains every recent service each `every`, until `cancel`.
-pub async fn run(state: WebState, metrics: RegressionMetrics, every: Duration, cancel: tokio_util::sync::CancellationToken) {
+pub async fn run(
+    state: WebState,
+    metrics: RegressionMetrics,
+    every: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -185,7 +194,8 @@ async fn round(state: &WebState, metrics: &RegressionMetrics) -> slo_analyzer::R
         .services()
         .into_keys()
         .map(|s| {
-            let n = rollups.minutes(&s, None, latest - FORGET_AFTER, latest + MINUTE_NS).values().map(|c| c.count).sum();
+            let n =
+                rollups.minutes(&s, None, latest - FORGET_AFTER, latest + MINUTE_NS).values().map(|c| c.count).sum();
             (s, n)
         })
         .collect();
@@ -196,7 +206,8 @@ async fn round(state: &WebState, metrics: &RegressionMetrics) -> slo_analyzer::R
     }
     for (service, _) in busy {
         let started = Instant::now();
-        let (source, verdicts, key) = (Source::new(state.store.snapshot()), state.verdicts.clone(), (service.clone(), None, WINDOW));
+        let (source, verdicts, key) =
+            (Source::new(state.store.snapshot()), state.verdicts.clone(), (service.clone(), None, WINDOW));
         let outcome = match state.runner.run(async move { explain_into(&source, &verdicts, key).await }).await {
             Ok(Ok(Ok(report))) => {
                 metrics.set(&service, Some(&report));

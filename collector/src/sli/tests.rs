@@ -19,6 +19,13 @@ fn exposition(registry: &Registry) -> String {
     out
 }
 
+/// Two reads of `/metrics`, then a batch: the held requests of new pairs are counted.
+fn settle(registry: &Registry, m: &SliMetrics) {
+    exposition(registry);
+    exposition(registry);
+    drop(m.batch());
+}
+
 fn value(text: &str, series: &str) -> f64 {
     let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in\n{text}"));
     line[series.len()..].trim().parse().unwrap()
@@ -38,6 +45,7 @@ fn an_slo_threshold_is_a_bucket_so_its_good_count_is_exact() {
     }
     b.observe(&request("llm", Some("m"), 50.0, "error"));
     drop(b);
+    settle(&registry, &m);
     let text = exposition(&registry);
     let bucket = |name: &str, le: f64| {
         value(&text, &format!("{name}_bucket{{le=\"{}\",service=\"llm\",model=\"m\"}}", le_label(le)))
@@ -61,6 +69,7 @@ fn both_outcomes_exist_from_the_first_request() {
     let mut registry = Registry::default();
     let m = SliMetrics::new(&mut registry, &SliBounds::default());
     m.batch().observe(&request("svc", None, 10.0, "ok"));
+    settle(&registry, &m);
     let text = exposition(&registry);
     assert_eq!(value(&text, "slo_requests_total{service=\"svc\",model=\"\",outcome=\"error\"}"), 0.0);
     let per_pair = text.lines().filter(|l| !l.starts_with('#') && l.contains("service=\"svc\"")).count();
@@ -80,9 +89,50 @@ fn pairs_past_the_bound_fold_into_other_but_slo_services_keep_their_name() {
     drop(b);
     // A second batch finds the admitted pairs again.
     m.batch().observe(&request("d", Some("z"), 10.0, "ok"));
+    settle(&registry, &m);
     let text = exposition(&registry);
     assert_eq!(value(&text, "slo_requests_total{service=\"a\",model=\"x\",outcome=\"ok\"}"), 2.0);
     assert_eq!(value(&text, "slo_requests_total{service=\"_other\",model=\"_other\",outcome=\"ok\"}"), 2.0);
     assert_eq!(value(&text, "slo_requests_total{service=\"kept\",model=\"_other\",outcome=\"ok\"}"), 1.0);
     assert!(!text.contains("service=\"c\""), "{text}");
+}
+
+#[test]
+fn a_new_pair_shows_zero_until_read_so_prometheus_counts_its_first_batch() {
+    let mut registry = Registry::default();
+    let m = SliMetrics::new(&mut registry, &SliBounds::default());
+    let mut b = m.batch();
+    for _ in 0..500 {
+        b.observe(&request("new", Some("m"), 10.0, "ok"));
+    }
+    drop(b);
+    let ok = "slo_requests_total{service=\"new\",model=\"m\",outcome=\"ok\"}";
+    // First read: the series exists at zero (Prometheus's first sample), as in the next.
+    assert_eq!(value(&exposition(&registry), ok), 0.0);
+    m.batch().observe(&request("new", Some("m"), 10.0, "ok"));
+    assert_eq!(value(&exposition(&registry), ok), 0.0, "a read that may have begun before the birth does not count");
+    // Released: every request, the held ones included.
+    drop(m.batch());
+    assert_eq!(value(&exposition(&registry), ok), 501.0);
+    m.batch().observe(&request("new", Some("m"), 10.0, "ok"));
+    assert_eq!(value(&exposition(&registry), ok), 502.0, "counted at once from then on");
+    assert_eq!(value(&exposition(&registry), "slo_request_duration_seconds_count{service=\"new\",model=\"m\"}"), 502.0);
+}
+
+#[test]
+fn without_a_scraper_held_requests_are_bounded_and_then_counted() {
+    let mut registry = Registry::default();
+    let m = SliMetrics::new(&mut registry, &SliBounds::default());
+    let mut b = m.batch();
+    for _ in 0..MAX_HELD + 10 {
+        b.observe(&request("lonely", None, 10.0, "ok"));
+    }
+    drop(b);
+    assert!(m.held.lock().values().map(|(_, v)| v.len()).sum::<usize>() <= MAX_HELD);
+    settle(&registry, &m);
+    let text = exposition(&registry);
+    assert_eq!(
+        value(&text, "slo_requests_total{service=\"lonely\",model=\"\",outcome=\"ok\"}"),
+        (MAX_HELD + 10) as f64
+    );
 }

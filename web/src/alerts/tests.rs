@@ -46,7 +46,9 @@ fn malformed_notifications_name_the_field() {
         (payload(serde_json::json!([alert("exploded", "2026-11-22T14:15:00Z")])), "alerts[0].status"),
         (payload(serde_json::json!([{"status": "firing", "startsAt": "2026-11-22T14:15:00Z"}])), "alerts[0].labels"),
         (
-            payload(serde_json::json!([alert("firing", "2026-11-22T14:15:00Z"), {"status": "firing", "labels": {"a": 1}, "startsAt": "2026-11-22T14:15:00Z"}])),
+            payload(
+                serde_json::json!([alert("firing", "2026-11-22T14:15:00Z"), {"status": "firing", "labels": {"a": 1}, "startsAt": "2026-11-22T14:15:00Z"}]),
+            ),
             "alerts[1].labels.a",
         ),
     ];

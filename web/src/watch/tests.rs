@@ -51,7 +51,11 @@ fn one_series_per_service_carries_the_current_cause() {
         m.set("llama-70b", Some(&r));
         let lines = exposition(&registry);
         let active: Vec<_> = lines.iter().filter(|l| l.starts_with("slo_regression_active{")).collect();
-        assert_eq!(active, [r#"slo_regression_active{service="llama-70b",cause_kind="",cause_object=""} 0"#], "{lines:?}");
+        assert_eq!(
+            active,
+            [r#"slo_regression_active{service="llama-70b",cause_kind="",cause_object=""} 0"#],
+            "{lines:?}"
+        );
         assert!(!lines.iter().any(|l| l.starts_with("slo_regression_p99")), "{lines:?}");
     }
     m.forget("llama-70b");
