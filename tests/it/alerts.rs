@@ -67,3 +67,95 @@ fn bad_slo_files_are_refused_naming_the_field_and_nothing_is_printed() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--scrape-interval"));
 }
+
+/// POST `body` as JSON: status and body.
+fn post(url: &str, body: &[u8]) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let r = ::reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
+fn notification(alerts: Vec<serde_json::Value>) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"version": "4", "status": "firing", "receiver": "slo", "groupKey": "g",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am", "alerts": alerts}))
+    .unwrap()
+}
+
+fn firing(i: usize) -> serde_json::Value {
+    serde_json::json!({"status": "firing", "labels": {"alertname": "SLOErrorBudgetBurn", "service": "nowhere", "n": i.to_string()},
+        "annotations": {}, "startsAt": "2026-11-22T14:15:00Z", "endsAt": "0001-01-01T00:00:00Z", "fingerprint": format!("f{i}")})
+}
+
+/// Hostile or broken input to the receiver costs nothing else: malformed payloads get 400
+/// naming the field and keep nothing; a flood past the queue gets 503 and keeps nothing;
+/// an unreachable forward URL is recorded as such; repeats are kept once; the alerts
+/// survive a restart; the server serves throughout.
+#[test]
+fn the_receiver_refuses_bad_payloads_and_floods_and_keeps_serving() {
+    use crate::support::{FAST_CONFIG, Server, http_get};
+    let tmp = tempfile::tempdir().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = format!(
+        "{FAST_CONFIG}alerts: {{ queue: 3, retries: 2, timeout_s: 1, forward: [{{ url: 'http://{dead}/hook', format: slack }}] }}\n"
+    );
+    let data = tmp.path().join("data");
+    let mut server = Server::start_in(&data, &config);
+    let url = format!("{}/api/v1/alerts", server.web);
+    for (body, says) in [
+        (b"{\"version\": \"4\", \"alerts\": [{\"status\": \"firing\"}]}".to_vec(), "alerts[0].labels"),
+        (
+            notification(vec![serde_json::json!({"status": "firing", "labels": {"a": "b"}, "startsAt": "noon"})]),
+            "alerts[0].startsAt",
+        ),
+        (b"{\"version\": \"5\", \"alerts\": []}".to_vec(), "version"),
+        (b"\x00\x01garbage".to_vec(), "not JSON"),
+    ] {
+        let (status, text) = post(&url, &body);
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(says), "{says:?} not in {text}");
+    }
+    let (status, _) = post(&url, &vec![b' '; 2 << 20]);
+    assert_eq!(status, 413, "a body over 1 MiB");
+    // A flood: more new alerts than the queue holds in one notification: refused whole.
+    let (status, text) = post(&url, &notification((0..50).map(firing).collect()));
+    assert_eq!(status, 503, "{text}");
+    let (_, list) = http_get(&url);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap()["alerts"], serde_json::json!([]), "{list}");
+    // One that fits, sent twice (Alertmanager repeats groups): kept once.
+    let one = notification(vec![firing(1)]);
+    assert_eq!(post(&url, &one).0, 200);
+    assert_eq!(post(&url, &one).0, 200);
+    // Its forward goes nowhere: two attempts (1 s timeout, 1 s apart), then recorded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let kept = loop {
+        let (_, list) = http_get(&url);
+        let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+        if v["alerts"][0]["forwarded"].as_array().is_some_and(|f| !f.is_empty()) {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never forwarded: {list}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let alerts = kept["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{kept}");
+    let forwarded = alerts[0]["forwarded"][0].as_str().unwrap();
+    assert!(forwarded.contains("failed") && forwarded.contains("2 attempts"), "{forwarded}");
+    // No requests for the service: kept unexplained, saying why.
+    assert_eq!(alerts[0]["explanation"], "unexplained");
+    assert!(alerts[0]["note"].as_str().unwrap().contains("no requests"), "{kept}");
+    assert_eq!(http_get(&format!("{}/healthz", server.web)).0, 200);
+    // The alert survives a restart.
+    server.stop();
+    let server = Server::start_in(&data, &config);
+    let (_, list) = http_get(&format!("{}/api/v1/alerts", server.web));
+    assert!(list.contains("\"fingerprint\":\"f1\""), "{list}");
+}
