@@ -56,16 +56,22 @@ pub fn hm(ns: i64) -> String {
     rfc3339(ns)[11..19].to_string()
 }
 
-/// `1h`, `30m`, `3d` for window lengths.
+/// `1h`, `30m`, `3d`, `5h36m`, `2d19h12m` for window lengths (whole minutes), as
+/// Prometheus writes durations.
 pub fn window_name(ns: i64) -> String {
     let m = ns / MINUTE_NS;
-    if m % 1440 == 0 {
-        format!("{}d", m / 1440)
-    } else if m % 60 == 0 {
-        format!("{}h", m / 60)
-    } else {
-        format!("{m}m")
+    let (d, h, mm) = (m / 1440, m % 1440 / 60, m % 60);
+    let mut out = String::new();
+    if d > 0 {
+        out.push_str(&format!("{d}d"));
     }
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if mm > 0 || out.is_empty() {
+        out.push_str(&format!("{mm}m"));
+    }
+    out
 }
 
 /// Milliseconds for people: `420 ms`, `1.87 s`, `12.5 s`.
@@ -104,7 +110,8 @@ mod tests {
     #[test]
     fn numbers_and_times_for_people() {
         assert_eq!((ms(420.4), ms(1870.0), ms(12_500.0)), ("420 ms".into(), "1.87 s".into(), "12.5 s".into()));
-        assert_eq!((window_name(90 * MINUTE_NS), window_name(2880 * MINUTE_NS)), ("90m".into(), "2d".into()));
+        assert_eq!((window_name(90 * MINUTE_NS), window_name(2880 * MINUTE_NS)), ("1h30m".into(), "2d".into()));
+        assert_eq!(window_name(4032 * MINUTE_NS), "2d19h12m");
         assert_eq!(p_text(0.0001), "<0.001");
         let t = parse_time("2026-11-22T14:30:05Z").unwrap();
         assert_eq!((rfc3339(t), hm(t)), ("2026-11-22T14:30:05Z".into(), "14:30:05".into()));

@@ -417,9 +417,52 @@ async fn forward(
     format!("failed: {last} after {} attempts", cfg.retries.max(1))
 }
 
-/// What the report says, in one line (the dashboard's alert list).
-pub fn verdict_line(r: &Report) -> String {
-    text::verdict(r)
+/// A firing alert as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertBrief {
+    /// `alertname`.
+    pub alertname: String,
+    /// The service explained.
+    pub service: Option<String>,
+    /// `severity`.
+    pub severity: String,
+    /// `burnrate_tier`, or the SLO, or empty.
+    pub detail: String,
+    /// RFC 3339.
+    pub starts_at: String,
+    /// The verdict in one line, or why there is none (or `explaining`).
+    pub verdict: String,
+}
+
+impl AlertBrief {
+    fn of(e: &Entry) -> AlertBrief {
+        let l = |k: &str| e.labels.get(k).cloned().unwrap_or_default();
+        let detail = [l("slo"), l("burnrate_tier"), l("cause_kind"), l("cause_object")]
+            .into_iter()
+            .filter(|x| !x.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let verdict = match (&e.report, &e.note) {
+            (Some(r), _) => text::verdict(r),
+            (None, Some(n)) => format!("not explained: {n}"),
+            (None, None) => "explaining...".into(),
+        };
+        AlertBrief {
+            alertname: l("alertname"),
+            service: e.service.clone(),
+            severity: l("severity"),
+            detail,
+            starts_at: e.starts_at.clone(),
+            verdict,
+        }
+    }
+}
+
+impl Alerts {
+    /// The firing alerts of `service` (or all), newest first, at most `limit`.
+    pub fn briefs(&self, service: Option<&str>, limit: usize) -> Vec<AlertBrief> {
+        self.firing(service).iter().take(limit).map(AlertBrief::of).collect()
+    }
 }
 
 #[cfg(test)]

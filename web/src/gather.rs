@@ -41,6 +41,8 @@ pub struct Ctx {
     pub slos: Arc<Vec<Slo>>,
     /// Explain reports kept a while.
     pub verdicts: Verdicts,
+    /// Alerts received from Alertmanager.
+    pub alerts: crate::alerts::Alerts,
 }
 
 /// The range a page shows, placed on the data.
@@ -186,6 +188,8 @@ pub struct Overview {
     pub services: Vec<OverviewRow>,
     /// SLOs of the config whose service has no requests in the range.
     pub idle_slos: Vec<String>,
+    /// Alerts firing now (from Alertmanager, explained), newest first.
+    pub alerts: Vec<crate::alerts::AlertBrief>,
 }
 
 /// Gathers the overview.
@@ -222,7 +226,7 @@ pub async fn overview(ctx: &Ctx, asked: RangeAsked) -> Result<Overview, Failure>
         .filter(|s| !services.iter().any(|r| r.line.service == s.service))
         .map(|s| s.name.clone())
         .collect();
-    Ok(Overview { range, services, idle_slos })
+    Ok(Overview { range, services, idle_slos, alerts: ctx.alerts.briefs(None, ALERTS_SHOWN) })
 }
 
 /// `/services/{name}`: everything its page shows.
@@ -248,7 +252,12 @@ pub struct ServiceView {
     pub gpus: Vec<slo_analyzer::gpus::Gpu>,
     /// Start of the GPU panel's range, RFC 3339.
     pub gpus_from: String,
+    /// Its alerts firing now, newest first.
+    pub alerts: Vec<crate::alerts::AlertBrief>,
 }
+
+/// Firing alerts a page lists at most.
+pub const ALERTS_SHOWN: usize = 20;
 
 /// How far back the GPU panel looks from the end of the range: samples are scraped every
 /// few seconds, so the panel reads at most an hour of them.
@@ -331,6 +340,7 @@ pub async fn service(ctx: &Ctx, service: &str, asked: RangeAsked) -> Result<Serv
         last_seen,
         gpus,
         gpus_from: rfc3339(gpus_from),
+        alerts: ctx.alerts.briefs(Some(service), ALERTS_SHOWN),
     })
 }
 

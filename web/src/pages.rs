@@ -145,6 +145,7 @@ where
         source: Arc::new(Source::new(st.store.snapshot())),
         slos: st.slos.clone(),
         verdicts: st.verdicts.clone(),
+        alerts: st.alerts.clone(),
     };
     match st.runner.run(async move { job(ctx).await }).await {
         Err(r) => Err(Problem::Refused(r)),

@@ -83,6 +83,18 @@ fn changes() -> Vec<Change> {
     ]
 }
 
+/// A firing alert whose labels try to inject markup.
+fn alert() -> crate::alerts::AlertBrief {
+    crate::alerts::AlertBrief {
+        alertname: "SLOErrorBudgetBurn".into(),
+        service: Some("llama-70b".into()),
+        severity: "page".into(),
+        detail: "llama-70b-latency page-fast <script>".into(),
+        starts_at: "2026-11-22T14:16:00.000Z".into(),
+        verdict: "p99 regression 11.5 s -> 28.3 s since 14:12:00 (82% queue); likely cause: scale_down hpa/llama-70b (score 0.87)".into(),
+    }
+}
+
 fn slo() -> Slo {
     Slo {
         name: "llama-70b-latency".into(),
@@ -177,6 +189,7 @@ fn the_service_page_matches_its_snapshot() {
             r.to_ns,
         ),
         gpus_from: r.from.clone(),
+        alerts: vec![alert()],
         range: r,
     };
     let html = service_html(&v).unwrap();
@@ -210,7 +223,13 @@ fn the_overview_matches_its_snapshot() {
         },
         line,
     };
-    let html = overview_html(&Overview { range: r, services: vec![row], idle_slos: vec!["<other>".into()] }).unwrap();
+    let html = overview_html(&Overview {
+        range: r,
+        services: vec![row],
+        idle_slos: vec!["<other>".into()],
+        alerts: vec![alert()],
+    })
+    .unwrap();
     assert!(html.contains(r#"<a class="badge" href="/services/llama-70b?window=1h&amp;at=2026-11-22T14:30:00Z">deploy deployment&#x2F;llama-70b</a>"#), "{html}");
     assert!(html.contains("&lt;other&gt;"));
     check("overview.html", &html);
