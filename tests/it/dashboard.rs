@@ -147,6 +147,35 @@ fn the_dashboard_shows_the_incident_and_its_cause_in_a_real_browser() {
     let (code, _) = http_get(&format!("{web}/healthz"));
     assert_eq!(code, 200, "the server keeps serving");
 
+    // An alert from Alertmanager four minutes after the rollout: explained at its start
+    // (long past), and listed on the overview and the service page with what slo found.
+    let starts = chrono::DateTime::from_timestamp_millis(deploy_ms + 4 * 60_000).unwrap().to_rfc3339();
+    let note = serde_json::json!({"version": "4", "status": "firing", "alerts": [{"status": "firing",
+        "labels": {"alertname": "SLOErrorBudgetBurn", "service": "llama-70b", "slo": "llama-70b-latency",
+            "severity": "page", "burnrate_tier": "page-fast"},
+        "annotations": {"summary": "burning"}, "startsAt": starts, "fingerprint": "dash1"}]});
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async {
+        ::reqwest::Client::new().post(format!("{web}/api/v1/alerts")).json(&note).send().await.unwrap().status()
+    });
+    assert_eq!(status.as_u16(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, body) = http_get(&format!("{web}/api/v1/alerts"));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["alerts"][0]["explanation"] != "pending" {
+            assert_eq!(v["alerts"][0]["report"]["causes"][0]["object"], "deployment/llama-70b", "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the alert was not explained: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (_, html) = http_get(&format!("{web}/"));
+    assert!(
+        html.contains("Firing alerts") && html.contains("likely cause: deploy deployment&#x2F;llama-70b"),
+        "{html}"
+    );
+
     if !browser_present() {
         server.stop();
         return;
