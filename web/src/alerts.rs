@@ -24,7 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use slo_analyzer::explain::{self, Report};
+use slo_analyzer::explain;
 use slo_analyzer::source::Source;
 use tokio::sync::mpsc;
 
