@@ -152,6 +152,8 @@ fn the_receiver_refuses_bad_payloads_and_floods_and_keeps_serving() {
     // No requests for the service: kept unexplained, saying why.
     assert_eq!(alerts[0]["explanation"], "unexplained");
     assert!(alerts[0]["note"].as_str().unwrap().contains("no requests"), "{kept}");
+    let (status, text) = http_get(&format!("{url}?colour=red"));
+    assert!(status == 400 && text.contains("colour"), "{text}");
     assert_eq!(http_get(&format!("{}/healthz", server.web)).0, 200);
     // The alert survives a restart.
     server.stop();

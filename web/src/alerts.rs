@@ -317,10 +317,21 @@ pub async fn receive(State(st): State<WebState>, body: axum::body::Bytes) -> Res
     (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response()
 }
 
-/// `GET /api/v1/alerts`: kept alerts, newest first (`?status=firing` for those firing).
+/// `GET /api/v1/alerts`: kept alerts, newest first (`?status=firing`, `?service=NAME`;
+/// another parameter is a 400 naming it).
 pub async fn list(State(st): State<WebState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
-    let firing_only = q.as_deref().is_some_and(|q| q.split('&').any(|kv| kv == "status=firing"));
-    let all = if firing_only { st.alerts.firing(None) } else { st.alerts.list() };
+    let params = match crate::params::Params::parse(q.as_deref(), &["status", "service"]) {
+        Ok(p) => p,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.0),
+    };
+    let service = params.get("service");
+    let all: Vec<Entry> = match params.get("status") {
+        None => {
+            st.alerts.list().into_iter().filter(|e| service.is_none_or(|s| e.service.as_deref() == Some(s))).collect()
+        }
+        Some("firing") => st.alerts.firing(service),
+        Some(other) => return problem(StatusCode::BAD_REQUEST, format!("status {other:?}: only firing is a filter")),
+    };
     axum::Json(serde_json::json!({ "alerts": all })).into_response()
 }
 
