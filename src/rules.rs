@@ -14,17 +14,25 @@
 //! Then `slo-traffic` (one absent-data alert per service and window) and `slo-regression`
 //! (`InferenceP99Regression`, from the continuous analyzer's `slo_regression_active`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use slo_analyzer::burn::{self, PAIRS};
+use slo_analyzer::burn;
 use slo_analyzer::rollup::MINUTE_NS;
 use slo_analyzer::spec::{LatencyMetric, Sli, Slo};
-use slo_collector::sli::{SliBounds, SliMetric, le_label};
+use slo_collector::sli::{SliBounds, SliMetric};
 
 use crate::cli::Failure;
+
+mod promql;
+mod service_groups;
+mod slo_group;
+
+pub use promql::duration;
+#[cfg(test)]
+use promql::human;
 
 /// `slo rules`.
 #[derive(Debug, Args)]
@@ -122,7 +130,7 @@ pub fn sli_bounds(slos: &[Slo]) -> SliBounds {
     b
 }
 
-fn sli_metric(m: LatencyMetric) -> SliMetric {
+pub(super) fn sli_metric(m: LatencyMetric) -> SliMetric {
     match m {
         LatencyMetric::Duration => SliMetric::Duration,
         LatencyMetric::Ttft => SliMetric::Ttft,
@@ -149,13 +157,13 @@ pub struct RuleFile {
 }
 
 #[derive(Debug, Serialize)]
-struct Group {
+pub(super) struct Group {
     name: String,
     rules: Vec<Rule>,
 }
 
 #[derive(Debug, Default, Serialize)]
-struct Rule {
+pub(super) struct Rule {
     #[serde(skip_serializing_if = "Option::is_none")]
     record: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,101 +194,6 @@ struct Metadata {
     labels: BTreeMap<String, String>,
 }
 
-/// A PromQL string literal.
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A Prometheus duration: `5m`, `1h30m`, `2d19h12m`.
-pub fn duration(ns: i64) -> String {
-    let mut s = ns / 1_000_000_000;
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if s >= size {
-            out.push_str(&format!("{}{unit}", s / size));
-            s %= size;
-        }
-    }
-    if out.is_empty() { "0s".into() } else { out }
-}
-
-/// A duration for people, to two units: `1d22h`, `4h48m`, `56m`.
-fn human(ns: i64) -> String {
-    let m = ns / MINUTE_NS;
-    match m {
-        m if m >= 1440 => {
-            format!("{}d{}", m / 1440, if m % 1440 >= 60 { format!("{}h", m % 1440 / 60) } else { "".into() })
-        }
-        m if m >= 60 => format!("{}h{}", m / 60, if m % 60 > 0 { format!("{}m", m % 60) } else { "".into() }),
-        m => format!("{}m", m.max(1)),
-    }
-}
-
-/// The Sloth id of an SLO: `<service>-<name>`.
-fn id(s: &Slo) -> String {
-    format!("{}-{}", s.service, s.name)
-}
-
-/// The SLO's request selector, inside braces.
-fn selector(s: &Slo, extra: &str) -> String {
-    let mut m = vec![format!("service={}", quote(&s.service))];
-    if let Some(model) = &s.model {
-        m.push(format!("model={}", quote(model)));
-    }
-    if !extra.is_empty() {
-        m.push(extra.to_string());
-    }
-    m.join(",")
-}
-
-/// `(bad, total)` event expressions of `func` (`rate` or `increase`) over `w`.
-fn events(s: &Slo, func: &str, w: &str) -> (String, String) {
-    match &s.sli {
-        Sli::Errors => (
-            format!("sum({func}(slo_requests_total{{{}}}[{w}]))", selector(s, "outcome=\"error\"")),
-            format!("sum({func}(slo_requests_total{{{}}}[{w}]))", selector(s, "")),
-        ),
-        Sli::Latency { metric, threshold_ms } => {
-            let h = sli_metric(*metric).histogram();
-            let total = format!("sum({func}({h}_count{{{}}}[{w}]))", selector(s, ""));
-            let le = format!("le={}", quote(&le_label(threshold_ms / 1000.0)));
-            let good = format!("sum({func}({h}_bucket{{{}}}[{w}]))", selector(s, &le));
-            (format!("({total} - {good})"), total)
-        }
-    }
-}
-
-/// The label matchers that pick one SLO's recordings.
-fn ids(s: &Slo) -> String {
-    format!("sloth_id={}, sloth_service={}, sloth_slo={}", quote(&id(s)), quote(&s.service), quote(&s.name))
-}
-
-fn base_labels(s: &Slo) -> BTreeMap<String, String> {
-    let mut l = s.alerting.labels.clone();
-    l.insert("sloth_id".into(), id(s));
-    l.insert("sloth_service".into(), s.service.clone());
-    l.insert("sloth_slo".into(), s.name.clone());
-    l
-}
-
-/// A number for a rule: rounded to 12 decimals, so that `1 - 0.999` reads `0.001` rather
-/// than `0.0009999999999998899`.
-fn num(x: f64) -> String {
-    let r = (x * 1e12).round() / 1e12;
-    format!("{r:?}")
-}
-
 /// Builds the rule file; errors name the SLO and what is wrong.
 pub fn generate(slos: &[Slo], opts: &Options) -> Result<RuleFile, String> {
     let mut groups = Vec::new();
@@ -296,239 +209,18 @@ pub fn generate(slos: &[Slo], opts: &Options) -> Result<RuleFile, String> {
                 ));
             }
         }
-        groups.push(slo_group(s, opts));
+        groups.push(slo_group::slo_group(s, opts));
     }
-    groups.push(absent_group(slos, opts));
-    groups.push(regression_group(opts));
+    groups.push(service_groups::absent_group(slos, opts));
+    groups.push(service_groups::regression_group(opts));
     groups.retain(|g| !g.rules.is_empty());
     Ok(RuleFile { groups })
 }
 
-fn slo_group(s: &Slo, opts: &Options) -> Group {
-    let budget = 1.0 - s.objective;
-    let period = duration(s.period);
-    let labels = base_labels(s);
-    let record = |name: String, expr: String, extra: &[(&str, &str)]| {
-        let mut l = labels.clone();
-        l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Rule { record: Some(name), expr, labels: l, ..Default::default() }
-    };
-
-    let mut windows: BTreeSet<i64> = burn::windows(s.period).into_iter().collect();
-    windows.insert(5 * MINUTE_NS);
-    let mut sli = Vec::new();
-    for w in &windows {
-        let w = duration(*w);
-        let (bad, total) = events(s, "rate", &w);
-        sli.push(record(
-            format!("slo:sli_error:ratio_rate{w}"),
-            format!("({bad})\n/\n({total})\n"),
-            &[("sloth_window", &w)],
-        ));
-    }
-    let (bad, total) = events(s, "increase", &period);
-    sli.push(record(
-        format!("slo:sli_error:ratio_rate{period}"),
-        format!("({bad})\n/\n({total})\n"),
-        &[("sloth_window", &period)],
-    ));
-    if s.alerting.traffic_aware {
-        let mut longs: BTreeSet<i64> = PAIRS.iter().map(|p| p.windows(s.period).0).collect();
-        longs.insert(s.period);
-        for w in longs {
-            let w = duration(w);
-            let (_, total) = events(s, "increase", &w);
-            sli.push(record(format!("slo:sli_total:increase{w}"), total, &[("sloth_window", &w)]));
-        }
-    }
-
-    let ids = ids(s);
-    let on = "on(sloth_id, sloth_slo, sloth_service) group_left";
-    let mut info = labels.clone();
-    info.insert("sloth_objective".into(), num(s.objective * 100.0));
-    info.insert("sloth_mode".into(), "slo-rules".into());
-    info.insert("sloth_spec".into(), "slo/v1".into());
-    let meta = vec![
-        record("slo:objective:ratio".into(), format!("vector({})", num(s.objective)), &[]),
-        record("slo:error_budget:ratio".into(), format!("vector(1 - {})", num(s.objective)), &[]),
-        record("slo:time_period:days".into(), format!("vector({})", num(s.period as f64 / 86_400e9)), &[]),
-        record(
-            "slo:current_burn_rate:ratio".into(),
-            format!("slo:sli_error:ratio_rate5m{{{ids}}}\n/ {on}\nslo:error_budget:ratio{{{ids}}}\n"),
-            &[],
-        ),
-        record(
-            "slo:period_burn_rate:ratio".into(),
-            format!("slo:sli_error:ratio_rate{period}{{{ids}}}\n/ {on}\nslo:error_budget:ratio{{{ids}}}\n"),
-            &[],
-        ),
-        record(
-            "slo:period_error_budget_remaining:ratio".into(),
-            format!("1 - slo:period_burn_rate:ratio{{{ids}}}"),
-            &[],
-        ),
-        Rule { record: Some("sloth_slo_info".into()), expr: "vector(1)".into(), labels: info, ..Default::default() },
-    ];
-
-    let mut alerts = Vec::new();
-    for p in PAIRS.iter().filter(|p| !s.alerting.disable.contains(&p.tier)) {
-        let (long, short) = p.windows(s.period);
-        let factor = p.factor(s.period);
-        let (l, sh) = (duration(long), duration(short));
-        let threshold = if s.alerting.traffic_aware {
-            // Pyrra's dynamic burn rate: the long window may spend `share` of the errors
-            // the period's actual traffic allows, whatever the hour's share of traffic.
-            format!(
-                "on(sloth_id) ({} * max(slo:sli_total:increase{period}{{{ids}}}) by (sloth_id) / max(slo:sli_total:increase{l}{{{ids}}}) by (sloth_id))",
-                num(p.budget_share * budget)
-            )
-        } else {
-            format!("({} * {})", num(factor), num(budget))
-        };
-        let cond = |w: &str| format!("max(slo:sli_error:ratio_rate{w}{{{ids}}} > {threshold}) without (sloth_window)");
-        let mut lab = labels.clone();
-        lab.insert("severity".into(), p.severity.into());
-        lab.extend(if p.severity == "page" {
-            s.alerting.page_labels.clone()
-        } else {
-            s.alerting.ticket_labels.clone()
-        });
-        lab.insert("burnrate_tier".into(), p.tier.into());
-        lab.insert("long".into(), l.clone());
-        lab.insert("short".into(), sh.clone());
-        lab.insert("exhaustion".into(), human((s.period as f64 / factor) as i64));
-        lab.insert("slo".into(), s.name.clone());
-        lab.insert("service".into(), s.service.clone());
-        let mut ann = BTreeMap::new();
-        let value = "{{ $value | humanizePercentage }}";
-        let (sli_text, share) = (s.sli.describe(), p.budget_share * 100.0);
-        let (summary, description) = if s.alerting.traffic_aware {
-            (
-                format!("{}: {} spent over {share}% of its {} error budget in {l}", s.service, s.name, human(s.period)),
-                format!(
-                    "{value} of the SLO's requests failed it over the last {l} ({sli_text}): at the traffic of the period so far, more than {share}% of the errors its budget allows."
-                ),
-            )
-        } else {
-            (
-                format!(
-                    "{}: {} error budget burning {}x over {l} and {sh}",
-                    s.service,
-                    s.name,
-                    (factor * 100.0).round() / 100.0
-                ),
-                format!(
-                    "{value} of the SLO's requests failed it over the last {l} ({sli_text}), against a budget of {}%; at this rate the {} budget lasts {}.",
-                    (budget * 1e8).round() / 1e6,
-                    human(s.period),
-                    human((s.period as f64 / factor) as i64)
-                ),
-            )
-        };
-        ann.insert("summary".into(), summary);
-        ann.insert("description".into(), description);
-        ann.insert("explain".into(), explain_command(opts, &format!("--slo {}", s.name)));
-        if let Some(url) = &opts.url {
-            ann.insert("runbook_url".into(), format!("{}/slos/{}", url.trim_end_matches('/'), s.name));
-        }
-        ann.extend(s.alerting.annotations.clone());
-        alerts.push(Rule {
-            alert: Some(s.alerting.name.clone()),
-            expr: format!("(\n  {}\n  and\n  {}\n)\n", cond(&l), cond(&sh)),
-            labels: lab,
-            annotations: ann,
-            ..Default::default()
-        });
-    }
-    // One group: its rules run in order at one evaluation time, so the alerts read the
-    // ratios recorded in the same evaluation (across groups they would read this one's or
-    // the previous one's, whichever group ran first).
-    let mut rules = sli;
-    rules.extend(meta);
-    rules.extend(alerts);
-    Group { name: format!("slo-{}", id(s)), rules }
-}
-
-fn explain_command(opts: &Options, what: &str) -> String {
+pub(super) fn explain_command(opts: &Options, what: &str) -> String {
     match &opts.url {
         Some(url) => format!("slo explain --server {} {what}", url.trim_end_matches('/')),
         None => format!("slo explain {what}"),
-    }
-}
-
-/// One absent-data alert per (service, model, window) among the SLOs.
-fn absent_group(slos: &[Slo], opts: &Options) -> Group {
-    let mut seen = BTreeSet::new();
-    let mut rules = Vec::new();
-    for s in slos {
-        let Some(w) = s.alerting.absent else { continue };
-        if !seen.insert((s.service.clone(), s.model.clone(), w)) {
-            continue;
-        }
-        let (w, sel) = (duration(w), selector(s, ""));
-        let mut labels = BTreeMap::from([("severity".to_string(), "ticket".to_string())]);
-        labels.insert("service".into(), s.service.clone());
-        if let Some(m) = &s.model {
-            labels.insert("model".into(), m.clone());
-        }
-        let mut ann = BTreeMap::new();
-        ann.insert("summary".into(), format!("no requests from {} for {w}: its SLOs cannot be judged", s.service));
-        ann.insert(
-            "description".into(),
-            "Either the service receives no traffic, or its traces no longer reach slo: check the \
-             service, the OpenTelemetry pipeline, and slo_collector_spans_accepted_total."
-                .into(),
-        );
-        ann.insert("explain".into(), explain_command(opts, &format!("--service {}", s.service)));
-        rules.push(Rule {
-            alert: Some("SLOTrafficAbsent".into()),
-            expr: format!(
-                "absent_over_time(slo_requests_total{{{sel}}}[{w}])\nor\nsum(increase(slo_requests_total{{{sel}}}[{w}])) == 0\n"
-            ),
-            labels,
-            annotations: ann,
-            ..Default::default()
-        });
-    }
-    Group { name: "slo-traffic".into(), rules }
-}
-
-/// `InferenceP99Regression`: the continuous analyzer's verdict, one series per service.
-fn regression_group(opts: &Options) -> Group {
-    let value = |metric: &str, filter: &str| {
-        format!(
-            "{{{{ with printf `{metric}{{service=%q}}` $labels.service | query }}}}{{{{ . | first | value | {filter} }}}}{{{{ end }}}}"
-        )
-    };
-    let mut ann = BTreeMap::new();
-    ann.insert(
-        "summary".into(),
-        "{{ $labels.service }}: p99 regression; likely cause {{ $labels.cause_kind }} {{ $labels.cause_object }}"
-            .into(),
-    );
-    ann.insert(
-        "description".into(),
-        format!(
-            "p99 {} since the onset, against {} before; {} of the rise is queueing. slo's analyzer names {{{{ $labels.cause_kind }}}} {{{{ $labels.cause_object }}}} as the likely cause.",
-            value("slo_regression_p99_after_seconds", "humanizeDuration"),
-            value("slo_regression_p99_before_seconds", "humanizeDuration"),
-            value("slo_regression_queue_share", "humanizePercentage"),
-        ),
-    );
-    ann.insert("explain".into(), explain_command(opts, "--service {{ $labels.service }}"));
-    if let Some(url) = &opts.url {
-        ann.insert("runbook_url".into(), format!("{}/services/{{{{ $labels.service }}}}", url.trim_end_matches('/')));
-    }
-    let labels = BTreeMap::from([("severity".to_string(), opts.regression_severity.clone())]);
-    Group {
-        name: "slo-regression".into(),
-        rules: vec![Rule {
-            alert: Some("InferenceP99Regression".into()),
-            expr: "slo_regression_active == 1".into(),
-            labels,
-            annotations: ann,
-            ..Default::default()
-        }],
     }
 }
 
