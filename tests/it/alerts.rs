@@ -37,6 +37,22 @@ fn rules_pass_promtool_check_and_their_unit_tests() {
 }
 
 #[test]
+fn the_example_alertmanager_config_is_valid() {
+    let Some(amtool) = ["/usr/bin/amtool"].into_iter().find(|p| Path::new(p).exists()) else {
+        assert!(std::env::var_os("SLO_REQUIRE_PROMETHEUS").is_none(), "amtool is not installed (.ci/run installs it)");
+        return;
+    };
+    let out =
+        Command::new(amtool).args(["check-config", "alerts/alertmanager.yaml"]).current_dir(root()).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // Its inhibitions name labels the generated rules set.
+    let rules = std::fs::read_to_string(root().join("alerts/slo-rules.yaml")).unwrap();
+    for label in ["sloth_id:", "burnrate_tier: page-fast", "burnrate_tier: page-slow", "alert: SLOTrafficAbsent"] {
+        assert!(rules.contains(label), "the rules have no {label}");
+    }
+}
+
+#[test]
 fn the_prometheus_operator_form_holds_the_same_groups() {
     let mut args = REGENERATE.to_vec();
     args.extend(["--format", "prometheus-operator", "--namespace", "monitoring"]);
