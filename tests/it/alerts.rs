@@ -146,8 +146,9 @@ fn the_receiver_refuses_bad_payloads_and_floods_and_keeps_serving() {
     assert_eq!(status, 503, "{text}");
     let (_, list) = http_get(&url);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap()["alerts"], serde_json::json!([]), "{list}");
-    // One that fits, sent twice (Alertmanager repeats groups): kept once.
-    let one = notification(vec![firing(1)]);
+    // One that fits, twice in one notification and sent twice (Alertmanager repeats
+    // groups): kept and explained once.
+    let one = notification(vec![firing(1), firing(1)]);
     assert_eq!(post(&url, &one).0, 200);
     assert_eq!(post(&url, &one).0, 200);
     // Its forward goes nowhere: two attempts (1 s timeout, 1 s apart), then recorded.
@@ -161,8 +162,12 @@ fn the_receiver_refuses_bad_payloads_and_floods_and_keeps_serving() {
         assert!(std::time::Instant::now() < deadline, "never forwarded: {list}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
+    // Long enough for a second explanation and forward, had the alert been queued twice.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let kept: serde_json::Value = serde_json::from_str(&http_get(&url).1).unwrap();
     let alerts = kept["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 1, "{kept}");
+    assert_eq!(alerts[0]["forwarded"].as_array().unwrap().len(), 1, "explained and forwarded once: {kept}");
     let forwarded = alerts[0]["forwarded"][0].as_str().unwrap();
     assert!(forwarded.contains("failed") && forwarded.contains("2 attempts"), "{forwarded}");
     // No requests for the service: kept unexplained, saying why.

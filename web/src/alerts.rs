@@ -255,7 +255,7 @@ fn problem(status: StatusCode, msg: String) -> Response {
 
 /// `POST /api/v1/alerts`.
 pub async fn receive(State(st): State<WebState>, body: axum::body::Bytes) -> Response {
-    let alerts = &st.alerts;
+    let alerts = st.alerts.clone();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let parsed = match parse(&body, &now) {
         Ok(p) => p,
@@ -264,10 +264,25 @@ pub async fn receive(State(st): State<WebState>, body: axum::body::Bytes) -> Res
             return problem(StatusCode::BAD_REQUEST, e);
         }
     };
+    // The log's fsync blocks: off the async workers.
+    match tokio::task::spawn_blocking(move || keep(&alerts, parsed)).await {
+        Ok(r) => r,
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, format!("keeping the alerts: {e}")),
+    }
+}
+
+/// Writes a notification's new and changed alerts to the log and queues the new ones, or
+/// keeps nothing when the queue lacks room for them.
+fn keep(alerts: &Alerts, parsed: Vec<Entry>) -> Response {
     let mut log = alerts.log.lock();
     let mut changed = Vec::new();
     let mut fresh = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for e in parsed {
+        // An alert twice in one notification counts once.
+        if !seen.insert(e.key()) {
+            continue;
+        }
         match log.get(&e.key()) {
             Some(old) => {
                 // Seen: only its status moves; its explanation stays.
