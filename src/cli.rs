@@ -103,6 +103,10 @@ pub struct ServeArgs {
     /// Scrape this Prometheus `/metrics` URL (repeatable; adds to the config's targets).
     #[arg(long = "scrape", value_name = "URL")]
     pub scrape: Vec<String>,
+    /// Check the config (and its SLOs, tokens, TLS files, alert forwards), print what it
+    /// sets up, and exit: 0 when it would start, 2 naming the problem otherwise.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// Output formats of `slo query`.

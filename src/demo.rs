@@ -106,6 +106,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         kubeconfig: Some(kube.clone()),
         kube_clock: Some(slo_collector::kube::watch::ClockKind::Data),
         scrape: Vec::new(),
+        check_config: false,
     };
     let mut server = tokio::spawn(crate::serve::run(serve_args));
     let web = format!("http://{}", args.http);

@@ -61,8 +61,39 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         Some(path) => slo_analyzer::spec::load_any(path).map_err(Failure::usage)?,
         None => Vec::new(),
     };
+    let check_only = args.check_config;
     apply_flags(&mut cfg, args);
     let doors = Doors::load(&cfg)?;
+    if check_only {
+        cfg.kubernetes.watched().map_err(Failure::usage)?;
+        cfg.alerts.check().map_err(Failure::usage_msg)?;
+        crate::rules::generate(
+            &slos,
+            &crate::rules::Options {
+                url: None,
+                scrape_interval_ns: 1_000_000_000,
+                regression_severity: "ticket".into(),
+            },
+        )
+        .map_err(Failure::usage_msg)?;
+        println!(
+            "config ok: data_dir {}, listen otlp_grpc={} otlp_http={} http={}, {} SLO(s){}, kubernetes watch {}, {} static scrape target(s), {} alert forward(s)",
+            cfg.data_dir.display(),
+            cfg.listen.otlp_grpc,
+            cfg.listen.otlp_http,
+            cfg.listen.http,
+            slos.len(),
+            if slos.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", slos.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
+            },
+            if cfg.kubernetes.active() { "on" } else { "off" },
+            cfg.scrape.targets.len(),
+            cfg.alerts.forward.len(),
+        );
+        return Ok(());
+    }
     let mut registry = Registry::default();
     let store_metrics = StoreMetrics::new(&mut registry);
     let metrics = CollectorMetrics::with_sli(&mut registry, &crate::rules::sli_bounds(&slos));

@@ -6,6 +6,7 @@ mod bad_input;
 mod burn;
 mod dashboard;
 mod demo;
+mod deploy;
 mod durability;
 mod explain;
 mod hostile;

@@ -216,6 +216,36 @@ impl Source {
     }
 }
 
+/// What the watch reads for `kinds` (and Events in both API groups with `events`).
+fn sources_of(kinds: &[Watched], events: bool) -> Vec<Source> {
+    let mut out: Vec<Source> = kinds.iter().map(|k| Source::Object(*k)).collect();
+    if events {
+        out.extend([Source::CoreEvents, Source::Events]);
+    }
+    out
+}
+
+/// The verbs the watch uses on every resource: kube's watcher lists, then watches (and
+/// lists again after a 410); nothing is fetched one by one, created or changed.
+pub const VERBS: [&str; 2] = ["list", "watch"];
+
+/// The RBAC rules the watch needs for `kinds` and `events`, as (API group, resource):
+/// what `deploy/kubernetes/base/clusterrole.yaml` must grant, [`VERBS`] on each, and
+/// nothing else (its test compares them).
+pub fn rbac_resources(kinds: &[Watched], events: bool) -> Vec<(String, String)> {
+    // The very ApiResource each watcher is built on.
+    let mut out: Vec<(String, String)> = sources_of(kinds, events)
+        .into_iter()
+        .map(|s| {
+            let r = s.resource();
+            (r.group, r.plural)
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 type Item = (Source, std::result::Result<Event<DynamicObject>, watcher::Error>);
 
 fn now_ns() -> i64 {
@@ -296,16 +326,13 @@ pub async fn run(
     let mut seen = stored_keys(&store).await?;
     tracing::info!(stored_changes = seen.len(), objects = tracker.objects(), "Kubernetes watch starting");
     let mut sources = Vec::new();
-    for kind in &cfg.kinds {
+    for src in sources_of(&cfg.kinds, cfg.events) {
         // A CRD that is not installed (KEDA) is not watched: listing it would fail forever.
-        if *kind == Watched::ScaledObject && !installed(&client, Source::Object(*kind)).await {
+        if matches!(src, Source::Object(Watched::ScaledObject)) && !installed(&client, src).await {
             tracing::info!("KEDA ScaledObjects are not served by this cluster; not watched");
             continue;
         }
-        sources.push(Source::Object(*kind));
-    }
-    if cfg.events {
-        sources.extend([Source::CoreEvents, Source::Events]);
+        sources.push(src);
     }
     let streams: Vec<BoxStream<'static, Item>> = sources
         .into_iter()
