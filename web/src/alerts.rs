@@ -35,6 +35,11 @@ mod worker;
 pub use log::{AlertKey, Entry, Log};
 pub use worker::run;
 
+/// Alerts `GET /api/v1/alerts` returns by default, and at most (`limit`): each carries
+/// its report, a few KB.
+pub const LIST_DEFAULT: usize = 100;
+/// See [`LIST_DEFAULT`].
+pub const LIST_MAX: usize = 1000;
 /// Alerts one notification may carry.
 pub const MAX_ALERTS: usize = 1000;
 /// Bytes one notification may take.
@@ -140,19 +145,23 @@ impl Alerts {
         Ok((a, Queue(rx)))
     }
 
-    /// Every kept alert, newest first.
-    pub fn list(&self) -> Vec<Entry> {
-        self.log.lock().all().into_iter().cloned().collect()
+    /// Up to `limit` kept alerts (firing ones, of `service`, when asked), newest first.
+    pub fn list(&self, firing_only: bool, service: Option<&str>, limit: usize) -> Vec<Entry> {
+        self.select(firing_only, service, limit, Entry::clone)
     }
 
-    /// Firing alerts of `service` (or all), newest first.
-    pub fn firing(&self, service: Option<&str>) -> Vec<Entry> {
+    /// Up to `limit` alerts (firing ones, of `service`, when asked), newest first, each
+    /// through `f`: only those are copied out of the log.
+    fn select<T>(&self, firing_only: bool, service: Option<&str>, limit: usize, f: impl Fn(&Entry) -> T) -> Vec<T> {
         self.log
             .lock()
             .all()
             .into_iter()
-            .filter(|e| e.status == "firing" && service.is_none_or(|s| e.service.as_deref() == Some(s)))
-            .cloned()
+            .filter(|e| {
+                (!firing_only || e.status == "firing") && service.is_none_or(|s| e.service.as_deref() == Some(s))
+            })
+            .take(limit)
+            .map(f)
             .collect()
     }
 }
@@ -301,6 +310,19 @@ fn keep(alerts: &Alerts, parsed: Vec<Entry>) -> Response {
             }
         }
     }
+    // More new alerts than the queue can ever hold: the rest are kept unexplained, or the
+    // notification would be refused for ever.
+    let cap = alerts.queue.max_capacity();
+    if fresh.len() > cap {
+        let over: std::collections::HashSet<AlertKey> = fresh.split_off(cap).into_iter().collect();
+        for e in changed.iter_mut().filter(|e| over.contains(&e.key())) {
+            e.explanation = "unexplained".into();
+            e.note = Some(format!(
+                "{} new alerts in one notification; alerts.queue explains {cap} at once",
+                cap + over.len()
+            ));
+        }
+    }
     // Room for every new alert, or nothing is kept: Alertmanager retries the notification.
     let permits = match alerts.queue.try_reserve_many(fresh.len()) {
         Ok(p) => Some(p),
@@ -332,21 +354,24 @@ fn keep(alerts: &Alerts, parsed: Vec<Entry>) -> Response {
     (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response()
 }
 
-/// `GET /api/v1/alerts`: kept alerts, newest first (`?status=firing`, `?service=NAME`;
-/// another parameter is a 400 naming it).
+/// `GET /api/v1/alerts`: kept alerts, newest first (`?status=firing`, `?service=NAME`,
+/// `?limit=N`, 100 by default; another parameter is a 400 naming it).
 pub async fn list(State(st): State<WebState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
-    let params = match crate::params::Params::parse(q.as_deref(), &["status", "service"]) {
+    let params = match crate::params::Params::parse(q.as_deref(), &["status", "service", "limit"]) {
         Ok(p) => p,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.0),
     };
-    let service = params.get("service");
-    let all: Vec<Entry> = match params.get("status") {
-        None => {
-            st.alerts.list().into_iter().filter(|e| service.is_none_or(|s| e.service.as_deref() == Some(s))).collect()
-        }
-        Some("firing") => st.alerts.firing(service),
+    let firing_only = match params.get("status") {
+        None => false,
+        Some("firing") => true,
         Some(other) => return problem(StatusCode::BAD_REQUEST, format!("status {other:?}: only firing is a filter")),
     };
+    let limit = match params.get("limit").map(str::parse::<usize>) {
+        None => LIST_DEFAULT,
+        Some(Ok(n)) if (1..=LIST_MAX).contains(&n) => n,
+        Some(_) => return problem(StatusCode::BAD_REQUEST, format!("limit: a number from 1 to {LIST_MAX}")),
+    };
+    let all = st.alerts.list(firing_only, params.get("service"), limit);
     axum::Json(serde_json::json!({ "alerts": all })).into_response()
 }
 
@@ -394,7 +419,7 @@ impl AlertBrief {
 impl Alerts {
     /// The firing alerts of `service` (or all), newest first, at most `limit`.
     pub fn briefs(&self, service: Option<&str>, limit: usize) -> Vec<AlertBrief> {
-        self.firing(service).iter().take(limit).map(AlertBrief::of).collect()
+        self.select(true, service, limit, AlertBrief::of)
     }
 }
 

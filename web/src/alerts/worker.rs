@@ -35,14 +35,22 @@ pub async fn run(state: WebState, queue: Queue, cfg: AlertsConfig, cancel: tokio
                 .inc();
             entry.forwarded.push(format!("{}: {outcome}", f.url));
         }
-        // The newest status (a resolve may have come meanwhile) with this explanation.
-        let mut log = state.alerts.log.lock();
-        if let Some(now) = log.get(&key) {
-            entry.status.clone_from(&now.status);
-            entry.ends_at.clone_from(&now.ends_at);
-        }
-        if let Err(e) = log.put(vec![entry]) {
-            tracing::error!(error = %e, "writing the alert log failed");
+        // The newest status (a resolve may have come meanwhile) with this explanation; the
+        // log's fsync off the async workers.
+        let alerts = state.alerts.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut log = alerts.log.lock();
+            if let Some(now) = log.get(&key) {
+                entry.status.clone_from(&now.status);
+                entry.ends_at.clone_from(&now.ends_at);
+            }
+            log.put(vec![entry])
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "writing the alert log failed"),
+            Err(e) => tracing::error!(error = %e, "writing the alert log failed"),
         }
     }
 }
