@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use slo_analyzer::rollup::MINUTE_NS;
 use slo_analyzer::spec::{Sli, Slo};
+use slo_analyzer::text::window_name;
 use slo_collector::sli::le_label;
 
 use super::sli_metric;
@@ -26,15 +27,9 @@ pub(super) fn quote(s: &str) -> String {
 
 /// A Prometheus duration: `5m`, `1h30m`, `2d19h12m`.
 pub fn duration(ns: i64) -> String {
-    let mut s = ns / 1_000_000_000;
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if s >= size {
-            out.push_str(&format!("{}{unit}", s / size));
-            s %= size;
-        }
-    }
-    if out.is_empty() { "0s".into() } else { out }
+    // Windows are whole minutes, named as the analyzer names them; a scrape interval may be
+    // seconds.
+    if ns > 0 && ns % MINUTE_NS == 0 { window_name(ns) } else { format!("{}s", ns / 1_000_000_000) }
 }
 
 /// A duration for people, to two units: `1d22h`, `4h48m`, `56m`.

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use slo_analyzer::explain;
 use slo_analyzer::source::Source;
 
 use super::{AlertsConfig, Entry, Forward, Outcome, Queue, RECENT, text};
@@ -62,12 +61,18 @@ async fn explain_entry(state: &WebState, entry: &mut Entry) {
         .unwrap_or(0);
     let age = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - started;
     let at = (age > RECENT.as_nanos() as i64).then_some(started);
-    let q = explain::Query::new(Some(service), at, crate::watch::WINDOW);
-    let source = Source::new(state.store.snapshot());
-    match state.runner.run(async move { explain::explain(&source, &q).await }).await {
-        Ok(Ok(r)) => {
+    // Through the dashboard's cache: the alert, the page and the regression gauge give
+    // one verdict for one moment.
+    let (source, verdicts) = (Source::new(state.store.snapshot()), state.verdicts.clone());
+    let key = (service, at, crate::watch::WINDOW);
+    match state.runner.run(async move { crate::gather::explain_into(&source, &verdicts, key).await }).await {
+        Ok(Ok(Ok(r))) => {
             entry.explanation = "explained".into();
-            entry.report = Some(r);
+            entry.report = Some((*r).clone());
+        }
+        Ok(Ok(Err(why))) => {
+            entry.explanation = "unexplained".into();
+            entry.note = Some(why);
         }
         Ok(Err(e)) => {
             entry.explanation = "unexplained".into();
