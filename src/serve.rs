@@ -111,6 +111,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let scrape_ingest = ingest.clone();
     let queue = ingest.clone();
     let time_rules = cfg.collector.otlp.time_rules(cfg.store_config().retention);
+    let gpu_workloads = metrics.gpu_workloads.clone();
     let receiver = Receiver::new(&cfg.collector, time_rules, ingest, metrics);
     {
         let rx = receiver.clone();
@@ -264,8 +265,11 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         let discovery = (kube_active && cfg.scrape.discover).then_some(discovery_rx);
         let (token, fail, scrape_cfg, health) =
             (token.clone(), fail.clone(), cfg.scrape.clone(), scrape_health.clone());
+        let workloads = gpu_workloads.clone();
         tracker.spawn(async move {
-            if let Err(e) = slo_collector::scrape::run(scrape_cfg, scrape_ingest, discovery, health, token).await {
+            if let Err(e) =
+                slo_collector::scrape::run(scrape_cfg, scrape_ingest, discovery, health, workloads, token).await
+            {
                 fail(anyhow::anyhow!("scraper: {e}"));
             }
         });

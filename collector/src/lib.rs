@@ -23,6 +23,7 @@ pub mod import;
 pub mod kube;
 pub mod metrics;
 pub mod otlp;
+mod pair_key;
 pub mod pipeline;
 pub mod redact;
 pub mod replay;

@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::scrape::GpuWorkloads;
 use crate::sli::{SliBounds, SliMetrics};
 
 /// Labels of an export outcome.
@@ -62,6 +63,9 @@ pub struct CollectorMetrics {
     pub wal_replayed_records: Counter,
     /// The SLI metrics the SLO rules read (`slo_requests_total`, `slo_request_*_seconds`).
     pub sli: SliMetrics,
+    /// GPU -> pod -> service, exposed as `slo_gpu_workload_info` (the scraper fills the
+    /// GPUs, emitted requests the services).
+    pub gpu_workloads: GpuWorkloads,
 }
 
 impl CollectorMetrics {
@@ -87,6 +91,7 @@ impl CollectorMetrics {
             assembly_pending_bytes: Gauge::default(),
             wal_replayed_records: Counter::default(),
             sli: SliMetrics::new(registry, sli),
+            gpu_workloads: GpuWorkloads::new(registry),
         };
         let r = registry.sub_registry_with_prefix("slo_collector");
         r.register("exports", "OTLP export requests by transport and outcome", m.exports.clone());

@@ -553,6 +553,7 @@ impl Pipeline {
         let mut sources: HashMap<&'static str, u64> = HashMap::new();
         let mut reasons = [0u64; 4];
         let mut sli = self.metrics.sli.batch();
+        let mut pods = self.metrics.gpu_workloads.batch();
         for (spans, reason) in &emitted.traces {
             reasons[match reason {
                 Emission::Complete => 0,
@@ -563,6 +564,7 @@ impl Pipeline {
             self.splitter.each_held_request(spans, |row, attrs| {
                 *sources.entry(row.split_source).or_default() += 1;
                 sli.observe(row);
+                pods.observe(row);
                 rows.append(row, attrs.iter().copied())
             })?;
         }

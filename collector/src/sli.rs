@@ -35,6 +35,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use slo_store::rows::RequestRef;
 
+use crate::pair_key::PairKey;
+
 /// Bucket bounds every latency histogram has, in seconds: 5 ms to 5 minutes, for chat
 /// completions whose queue alone can take minutes.
 pub const DEFAULT_BOUNDS_S: [f64; 17] =
@@ -331,43 +333,6 @@ impl SliBatch<'_> {
         h.count(req);
     }
 }
-
-/// Looks `(String, String)` keys up by `(&str, &str)` without allocating.
-trait PairKey {
-    fn pair(&self) -> (&str, &str);
-}
-
-impl PairKey for (String, String) {
-    fn pair(&self) -> (&str, &str) {
-        (&self.0, &self.1)
-    }
-}
-
-impl PairKey for (&str, &str) {
-    fn pair(&self) -> (&str, &str) {
-        (self.0, self.1)
-    }
-}
-
-impl<'a> std::borrow::Borrow<dyn PairKey + 'a> for (String, String) {
-    fn borrow(&self) -> &(dyn PairKey + 'a) {
-        self
-    }
-}
-
-impl std::hash::Hash for dyn PairKey + '_ {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.pair().hash(state)
-    }
-}
-
-impl PartialEq for dyn PairKey + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.pair() == other.pair()
-    }
-}
-
-impl Eq for dyn PairKey + '_ {}
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,7 @@ use super::attribute::{self, Placement};
 use super::config::ScrapeConfig;
 use super::families::FamilyFilter;
 use super::parse;
+use super::workloads::GpuWorkloads;
 use crate::error::Error;
 use crate::pipeline::{Ingest, Prepared};
 
@@ -189,6 +190,7 @@ struct Shared {
     discovery: Mutex<Arc<Discovery>>,
     in_flight: Semaphore,
     health: Health,
+    workloads: GpuWorkloads,
 }
 
 fn health_sample(name: &str, value: f64, target: &Target, at: i64) -> SampleRecord {
@@ -225,6 +227,7 @@ async fn scrape_once(shared: &Shared, target: &Target) {
         Ok((s, n)) => (s, n, None),
         Err(e) => (Vec::new(), 0, Some(e)),
     };
+    shared.workloads.scraped(&samples);
     let kept = samples.len();
     samples.push(health_sample("up", if error.is_none() { 1.0 } else { 0.0 }, target, at));
     samples.push(health_sample("scrape_duration_seconds", took, target, at));
@@ -295,6 +298,7 @@ pub async fn run(
     ingest: Ingest,
     discovery: Option<tokio::sync::watch::Receiver<Arc<Discovery>>>,
     health: Health,
+    workloads: GpuWorkloads,
     stop: CancellationToken,
 ) -> crate::error::Result<()> {
     let filter = FamilyFilter::new(&cfg.families).map_err(Error::Config)?;
@@ -309,6 +313,7 @@ pub async fn run(
         discovery: Mutex::new(Arc::default()),
         in_flight: Semaphore::new(cfg.max_concurrent.max(1)),
         health: health.clone(),
+        workloads,
         cfg: Arc::new(cfg.clone()),
     });
     let mut running: HashMap<Target, CancellationToken> = HashMap::new();
