@@ -68,6 +68,8 @@ enum Command {
     Explain(crate::explain::ExplainArgs),
     /// Prometheus recording and alerting rules (burn rates, absent data, p99 regression) from the SLOs.
     Rules(crate::rules::RulesArgs),
+    /// Grafana dashboards (SLO overview, inference latency, GPU by workload) as JSON files.
+    Dashboards(crate::dashboards::DashboardsArgs),
     /// Score `slo explain` against the load generator's ground truth (scenarios x seeds).
     Eval(crate::eval::EvalArgs),
     /// GPU inference load generator: a simulated cluster with known faults, or load against a real endpoint.
@@ -193,6 +195,7 @@ pub fn main() -> ExitCode {
             Command::Explain(args) => crate::explain::run(args).await,
             Command::Eval(args) => crate::eval::run(args).await,
             Command::Rules(args) => crate::rules::run(args).await,
+            Command::Dashboards(args) => crate::dashboards::run(args).await,
             Command::Demo(args) => crate::demo::run(args).await,
         }
     });

@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod config;
+mod dashboards;
 mod demo;
 mod doors;
 mod eval;

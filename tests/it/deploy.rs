@@ -120,6 +120,15 @@ fn kustomizations_reference_what_exists() {
     let ports: Vec<&str> =
         service["spec"]["ports"].as_sequence().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(ports.contains(&monitor["spec"]["endpoints"][0]["port"].as_str().unwrap()));
+    // The headless Service selects the same pod: the ServiceMonitor must leave it out.
+    let headless = yaml(&base().join("service-headless.yaml"));
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    let statefulset = yaml(&base().join("statefulset.yaml"));
+    assert_eq!(statefulset["spec"]["serviceName"], headless["metadata"]["name"]);
+    let excluded = &monitor["spec"]["selector"]["matchExpressions"][0];
+    assert_eq!(excluded["operator"], "DoesNotExist");
+    assert!(headless["metadata"]["labels"].get(excluded["key"].as_str().unwrap()).is_some());
+    assert!(service["metadata"].get("labels").and_then(|l| l.get(excluded["key"].as_str().unwrap())).is_none());
     let labels = yaml(&base().join("kustomization.yaml"))["labels"][0]["pairs"].clone();
     for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
         assert_eq!(
@@ -141,6 +150,7 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
         "clusterrolebinding.yaml",
         "statefulset.yaml",
         "service.yaml",
+        "service-headless.yaml",
         "poddisruptionbudget.yaml",
         "networkpolicy.yaml",
     ];

@@ -9,6 +9,7 @@ mod demo;
 mod deploy;
 mod durability;
 mod explain;
+mod grafana;
 mod hostile;
 mod import;
 mod kube;

@@ -19,6 +19,17 @@ use crate::support::{BIN, Launch, Server};
 const SLO: &str = "slos:\n  - name: llama-70b-queue\n    service: llama-70b\n    objective: 99%\n    window: 12h\n    \
                    latency: { metric: queue, threshold: 2s }\n    alerting: { absent: 'off' }\n";
 
+/// SLOs of every other shape `slo rules` writes (errors, traffic-aware, TTFT and compute
+/// thresholds off the default buckets, absent data), for grafana.rs to check that each
+/// rule returns data. Loose enough never to fire on these runs; their alerts are dropped
+/// before Alertmanager either way (`alert_relabel_configs`), so only the SLO above pages.
+const CHECK_SLOS: &str = "  - { name: check-errors, service: llama-70b, objective: 90%, window: 1d, errors: {}, \
+                          alerting: { traffic_aware: true, absent: 'off' } }\n  \
+                          - { name: check-ttft, service: llama-70b, objective: 50%, window: 1d, \
+                          latency: { metric: ttft, threshold: 170s }, alerting: { absent: 'off' } }\n  \
+                          - { name: check-compute, service: llama-70b, objective: 50%, window: 1d, \
+                          latency: { metric: compute, threshold: 170s }, alerting: { absent: 10m } }\n";
+
 fn binary(names: &[&'static str]) -> Option<&'static str> {
     let found = names.iter().copied().find(|p| Path::new(p).exists());
     if found.is_none() {
@@ -76,9 +87,66 @@ fn sink() -> (String, mpsc::Receiver<serde_json::Value>) {
     (url, rx)
 }
 
+/// Keeps a Prometheus file_sd file of the simulator's `/metrics` targets (its live pods and
+/// nodes, from its status page) until dropped.
+struct SimTargets(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl SimTargets {
+    fn start(sim: String, file: std::path::PathBuf) -> SimTargets {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let client = reqwest::Client::new();
+            let url = format!("http://{sim}/slo-sim/status");
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // Nothing answers before the simulator starts, nor after it ends.
+                let fetch =
+                    async { client.get(&url).timeout(Duration::from_secs(2)).send().await.ok()?.json().await.ok() };
+                if let Some(status) = rt.block_on(fetch).filter(|s: &serde_json::Value| s["targets"].is_array()) {
+                    let groups: Vec<serde_json::Value> = status["targets"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str())
+                        .map(|path| {
+                            // The labels Kubernetes service discovery would give: the pod
+                            // (or node) and a distinct instance.
+                            let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+                            let mut labels = serde_json::json!({ "__metrics_path__": path, "instance": path });
+                            match parts.as_slice() {
+                                ["pods", ns, pod, _] => {
+                                    labels["namespace"] = (*ns).into();
+                                    labels["pod"] = (*pod).into();
+                                }
+                                ["nodes", node, _] => labels["node"] = (*node).into(),
+                                _ => {}
+                            }
+                            serde_json::json!({ "targets": [sim], "labels": labels })
+                        })
+                        .collect();
+                    let tmp = file.with_extension("tmp");
+                    if std::fs::write(&tmp, serde_json::to_string(&groups).unwrap()).is_ok() {
+                        let _ = std::fs::rename(&tmp, &file);
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        SimTargets(stop)
+    }
+}
+
+impl Drop for SimTargets {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// slo serve, Prometheus, Alertmanager and the simulator, wired together.
 struct Stack {
     sim: Proc,
+    _refresher: SimTargets,
     _prometheus: Proc,
     _alertmanager: Proc,
     server: Server,
@@ -101,7 +169,7 @@ impl Stack {
         let config = format!(
             "collector: {{ assembly: {{ idle_ms: 1000, max_wait_ms: 5000 }} }}\nstore: {{ flush_interval_s: 5 }}\n\
              scrape: {{ interval_s: 1 }}\nanalyze_every_s: 3\nshutdown_grace_s: 10\n\
-             alerts: {{ forward: [{{ url: '{hook}', format: json }}], retries: 2, timeout_s: 2 }}\n{SLO}"
+             alerts: {{ forward: [{{ url: '{hook}', format: json }}], retries: 2, timeout_s: 2 }}\n{SLO}{CHECK_SLOS}"
         );
         let server = Server::launch(
             &dir.path().join("data"),
@@ -117,6 +185,11 @@ impl Stack {
         assert!(rules.status.success(), "{}", String::from_utf8_lossy(&rules.stderr));
         std::fs::write(dir.path().join("rules.yaml"), &rules.stdout).unwrap();
         let (am_port, prom_port) = (free_port(), free_port());
+        // Prometheus also scrapes the simulator's exporters (dcgm per node, vLLM per pod) as
+        // it would in a cluster, from a file the refresher keeps up with the live pods.
+        let targets = dir.path().join("sim-targets.json");
+        std::fs::write(&targets, "[]").unwrap();
+        let refresher = SimTargets::start(format!("127.0.0.1:{api_port}"), targets.clone());
         std::fs::write(
             dir.path().join("am.yaml"),
             format!(
@@ -139,8 +212,12 @@ impl Stack {
             dir.path().join("prometheus.yaml"),
             format!(
                 "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\nrule_files: [rules.yaml]\n\
-                 alerting: {{ alertmanagers: [{{ static_configs: [{{ targets: ['127.0.0.1:{am_port}'] }}] }}] }}\n\
-                 scrape_configs: [{{ job_name: slo, static_configs: [{{ targets: ['{web}'] }}] }}]\n"
+                 alerting:\n  alertmanagers: [{{ static_configs: [{{ targets: ['127.0.0.1:{am_port}'] }}] }}]\n  \
+                 alert_relabel_configs:\n  - {{ source_labels: [slo], regex: 'check-.*', action: drop }}\n  \
+                 - {{ source_labels: [alertname], regex: SLOTrafficAbsent, action: drop }}\n\
+                 scrape_configs:\n- {{ job_name: slo, static_configs: [{{ targets: ['{web}'] }}] }}\n\
+                 - {{ job_name: sim, file_sd_configs: [{{ files: ['{}'], refresh_interval: 1s }}] }}\n",
+                targets.display()
             ),
         )
         .unwrap();
@@ -175,6 +252,7 @@ impl Stack {
             .expect("start the simulator");
         Some(Stack {
             sim: Proc(sim),
+            _refresher: refresher,
             _prometheus: Proc(prom),
             _alertmanager: Proc(am),
             server,
@@ -197,10 +275,9 @@ impl Stack {
 
     /// One value of an instant query to Prometheus.
     fn prometheus_value(&self, query: &str) -> f64 {
-        let (status, body) = crate::support::http_get(&format!("{}/api/v1/query?query={query}", self.prometheus));
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        v["data"]["result"][0]["value"][1].as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN)
+        let data = crate::grafana::api(&self.prometheus, "/api/v1/query", &[("query", query.to_string())]).unwrap();
+        assert!(data["result"].as_array().is_some_and(|r| r.len() <= 1), "{query}: one series at most: {data}");
+        data["result"][0]["value"][1].as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN)
     }
 
     /// Forwarded alerts until `until` says stop or `limit` passes since the simulator
@@ -285,13 +362,18 @@ fn a_scale_down_pages_through_prometheus_and_alertmanager_with_its_cause() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ours = (report["slo"]["budget_remaining"].as_f64().unwrap(), report["slo"]["sli_value"].as_f64().unwrap());
     let theirs = (
-        stack.prometheus_value("slo:period_error_budget_remaining:ratio"),
-        1.0 - stack.prometheus_value("slo:sli_error:ratio_rate12h"),
+        stack.prometheus_value(r#"slo:period_error_budget_remaining:ratio{sloth_slo="llama-70b-queue"}"#),
+        1.0 - stack.prometheus_value(r#"slo:sli_error:ratio_rate12h{sloth_slo="llama-70b-queue"}"#),
     );
     eprintln!("budget remaining / SLI: slo explain {ours:?}, Prometheus {theirs:?}");
     assert!(ours.0 < 0.0, "the run overspent the budget: {ours:?}");
     assert!((ours.0 - theirs.0).abs() <= 0.01 * ours.0.abs().max(1.0), "budget remaining: {ours:?} vs {theirs:?}");
     assert!((ours.1 - theirs.1).abs() <= 0.01 * ours.1, "SLI: {ours:?} vs {theirs:?}");
+
+    // The same run feeds the Grafana dashboards: every panel's, variable's and annotation's
+    // query, and every generated rule, returns data from this Prometheus.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    crate::grafana::every_query_returns_data(&stack.prometheus, (now - stack.sim_started.elapsed().as_secs_f64(), now));
 }
 
 #[test]
@@ -302,7 +384,7 @@ fn steady_traffic_pages_nobody() {
     let alerts: Vec<&str> = got.iter().map(|h| label(h, "alertname")).collect();
     assert!(alerts.is_empty(), "alerts on steady traffic: {got:#?}");
     // Prometheus did evaluate the rules all along: the SLI was there and healthy.
-    let ratio = stack.prometheus_value("slo:sli_error:ratio_rate12h");
+    let ratio = stack.prometheus_value(r#"slo:sli_error:ratio_rate12h{sloth_slo="llama-70b-queue"}"#);
     assert!(ratio < 0.01, "the queue SLI's error ratio over the run: {ratio}");
     let (status, body) = crate::support::http_get(&format!("{}/metrics", stack.server.web));
     assert_eq!(status, 200);
