@@ -167,3 +167,86 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
         assert_eq!(text.matches("passed").count(), files.len(), "{version}: {text}");
     }
 }
+
+/// What `kubectl apply -k` would apply: each kustomization renders with kubectl's own
+/// kustomize (where kubectl is installed: Debian has none recent enough, so CI machines
+/// without it skip), every object lands in the `slo` namespace with the common labels,
+/// the StatefulSet mounts the generated (hash-named) ConfigMap, and the rendered core
+/// objects validate against the Kubernetes schemas.
+#[test]
+fn kustomizations_render_to_valid_objects() {
+    let Some(kubectl) = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"].into_iter().find(|p| Path::new(p).exists())
+    else {
+        assert!(std::env::var_os("SLO_REQUIRE_KUBECTL").is_none(), "kubectl is not installed");
+        eprintln!("kubectl not installed; skipping the kustomize render");
+        return;
+    };
+    let python = std::env::var("SLO_TEST_PYTHON").expect("SLO_TEST_PYTHON is not set: run scripts/test");
+    let validate = Path::new(&python).with_file_name("kubernetes-validate");
+    let dir = tempfile::tempdir().unwrap();
+    for (overlay, extra) in [
+        ("base", &[][..]),
+        ("overlays/prometheus-operator", &["PrometheusRule", "ServiceMonitor"][..]),
+        ("overlays/prometheus", &[][..]),
+    ] {
+        let out = Command::new(kubectl)
+            .args(["kustomize", root().join("deploy/kubernetes").join(overlay).to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{overlay}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let objects: Vec<serde_yaml::Value> =
+            serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
+        let mut kinds: Vec<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+        kinds.sort();
+        let mut want = vec![
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Namespace",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Service",
+            "Service",
+            "ServiceAccount",
+            "StatefulSet",
+        ];
+        want.extend(extra);
+        if overlay == "overlays/prometheus" {
+            want.push("ConfigMap");
+        }
+        want.sort();
+        assert_eq!(kinds, want, "{overlay}");
+        let cluster_scoped = ["Namespace", "ClusterRole", "ClusterRoleBinding"];
+        for o in &objects {
+            let (kind, meta) = (o["kind"].as_str().unwrap(), &o["metadata"]);
+            // The rules ConfigMap goes where Prometheus runs; the rest beside slo.
+            let namespace = if meta["name"] == "slo-rules" { "monitoring" } else { "slo" };
+            if !cluster_scoped.contains(&kind) {
+                assert_eq!(meta["namespace"], namespace, "{overlay}: {kind} {:?}", meta["name"]);
+            }
+            assert_eq!(meta["labels"]["app.kubernetes.io/part-of"], "slo", "{overlay}: {kind} {:?}", meta["name"]);
+        }
+        let config = objects.iter().find(|o| o["kind"] == "ConfigMap" && o["data"].get("slo.yaml").is_some()).unwrap();
+        let statefulset = objects.iter().find(|o| o["kind"] == "StatefulSet").unwrap();
+        let volumes = statefulset["spec"]["template"]["spec"]["volumes"].as_sequence().unwrap();
+        assert!(
+            volumes.iter().any(|v| v["configMap"]["name"] == config["metadata"]["name"]),
+            "{overlay}: the StatefulSet does not mount {:?}",
+            config["metadata"]["name"]
+        );
+        // The core objects against the schemas (the operator's CRDs have none here).
+        let core: Vec<String> = objects
+            .iter()
+            .filter(|o| !extra.contains(&o["kind"].as_str().unwrap()))
+            .map(|o| serde_yaml::to_string(o).unwrap())
+            .collect();
+        let file = dir.path().join(format!("{}.yaml", overlay.replace('/', "-")));
+        std::fs::write(&file, core.join("---\n")).unwrap();
+        let out =
+            Command::new(&validate).args(["--strict", "--kubernetes-version", "1.37.0"]).arg(&file).output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{overlay}: {report}");
+        assert_eq!(report.matches("passed").count(), core.len(), "{overlay}: {report}");
+    }
+}
