@@ -60,9 +60,10 @@ enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run the collector, store and web API (OTLP gRPC :4317, OTLP HTTP :4318, web :8080).
     Serve(ServeArgs),
-    /// Run one SQL query over the tables `requests` and `spans`.
+    /// Run one read-only SQL query over the tables `requests`, `spans`, `samples` and `changes`.
     Query(QueryArgs),
-    /// Import OTLP trace files (protobuf, JSON, JSON lines; gzipped or not) into a data dir.
+    /// Import files into a data dir: OTLP traces (protobuf, JSON, JSON lines), Kubernetes Events
+    /// and watch streams, Prometheus text; gzipped or not.
     Import(ImportArgs),
     /// Why a service's p99 regressed: the change point and its causes, ranked with evidence.
     Explain(crate::explain::ExplainArgs),
@@ -159,7 +160,7 @@ pub struct ImportArgs {
     /// YAML config file (the collector section applies: redaction, split rules).
     #[arg(long, env = "SLO_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Files to import.
+    /// Files to import (the kind is told by the extension, else by the content).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }

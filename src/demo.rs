@@ -127,7 +127,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         seed: args.seed,
         duration: None,
         otlp: Some(format!("http://127.0.0.1:{grpc_port}")),
-        otlp_protocol: slo_loadgen::target::OtlpProtocol::Grpc,
+        otlp_protocol: slo_loadgen::endpoint::OtlpProtocol::Grpc,
         otlp_auth: Default::default(),
         truth: Some(dir.join("truth.json")),
         out: None,

@@ -2,9 +2,9 @@
 //! `slo-loadgen` crate) to the CLI, with Ctrl-C and exit codes.
 
 use clap::{Args, Subcommand};
+use slo_loadgen::endpoint::TargetArgs;
 use slo_loadgen::scenario::{BUILTIN, builtin_yaml};
 use slo_loadgen::simulate::SimulateArgs;
-use slo_loadgen::target::TargetArgs;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Failure, Format};
@@ -72,7 +72,7 @@ pub async fn run(args: LoadgenArgs) -> Result<(), Failure> {
             Ok(())
         }
         LoadgenCommand::Target(a) => {
-            let report = slo_loadgen::target::run(a, ctrl_c()).await.map_err(convert)?;
+            let report = slo_loadgen::endpoint::run(a, ctrl_c()).await.map_err(convert)?;
             print!("{}", report.render_table());
             Ok(())
         }

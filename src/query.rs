@@ -54,7 +54,7 @@ async fn local(dir: std::path::PathBuf, sql: &str, fmt: Format) -> Result<Vec<u8
     let store = Store::open_read_only(&dir).map_err(Failure::usage)?;
     let replay_store = store.clone();
     let stats = tokio::task::spawn_blocking(move || {
-        slo_collector::replay::read_only(&replay_store, &CollectorConfig::default())
+        slo_collector::unflushed::read_only(&replay_store, &CollectorConfig::default())
     })
     .await
     .context("replaying the WAL")??;

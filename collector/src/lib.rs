@@ -26,12 +26,12 @@ pub mod otlp;
 mod pair_key;
 pub mod pipeline;
 pub mod redact;
-pub mod replay;
 pub mod scrape;
 pub mod sli;
 pub mod split;
 pub mod timegate;
 pub mod transcode;
+pub mod unflushed;
 
 pub use config::CollectorConfig;
 pub use error::{Error, Result};

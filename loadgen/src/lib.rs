@@ -6,13 +6,14 @@
 //! can be scored. It speaks the real protocols — OTLP traces, vLLM and
 //! dcgm-exporter `/metrics`, the Kubernetes list/watch API behind a
 //! kubeconfig, the OpenAI HTTP API — so the collector cannot tell it from a
-//! cluster. `target` drives open-loop load against any OpenAI-compatible
+//! cluster. `endpoint` (`slo loadgen target`) drives open-loop load against any OpenAI-compatible
 //! endpoint.
 //!
 //! This crate depends on no other `slo` crate: it talks over the wire only.
 
 pub mod dist;
 pub mod duration;
+pub mod endpoint;
 pub mod error;
 pub mod exposition;
 pub mod kubeapi;
@@ -20,6 +21,5 @@ pub mod otlp;
 pub mod scenario;
 pub mod sim;
 pub mod simulate;
-pub mod target;
 
 pub use error::{Error, Result};

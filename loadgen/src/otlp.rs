@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 
+use crate::endpoint::OtlpProtocol;
 use crate::error::{Error, Result};
-use crate::target::OtlpProtocol;
 
 /// `--otlp-token-file` and `--otlp-ca-file`.
 #[derive(Debug, Clone, Default, clap::Args)]

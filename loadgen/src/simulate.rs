@@ -17,9 +17,9 @@ pub use files::{TraceFormat, run_files};
 pub use live::{LiveOptions, run_live};
 
 use crate::duration::Dur;
+use crate::endpoint::OtlpProtocol;
 use crate::error::{Error, Result};
 use crate::sim::{RequestRecord, Sim, SimOptions};
-use crate::target::OtlpProtocol;
 
 /// `slo loadgen simulate` flags.
 #[derive(clap::Args, Debug, Clone)]

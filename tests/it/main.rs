@@ -19,4 +19,5 @@ mod overload;
 mod paging;
 mod scrape;
 mod security;
+mod standalone;
 mod support;

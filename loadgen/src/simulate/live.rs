@@ -26,11 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::spans::SpanMaker;
 use super::{RunSummary, truth_json};
+use crate::endpoint::OtlpProtocol;
 use crate::error::{Error, Result};
 use crate::kubeapi::{self, ApiStore};
 use crate::scenario::Scenario;
 use crate::sim::{ObjectChange, RequestRecord, Sim, SimOptions};
-use crate::target::OtlpProtocol;
 
 const TICK: Duration = Duration::from_millis(5);
 /// Spans per export request, and the longest a span waits to be exported.

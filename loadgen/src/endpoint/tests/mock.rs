@@ -1,5 +1,5 @@
 //! In-process mock OpenAI servers (axum on 127.0.0.1:0) and an OTLP/HTTP
-//! trace receiver, for the tests of `target`.
+//! trace receiver, for the tests of `slo loadgen target`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

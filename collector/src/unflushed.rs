@@ -1,4 +1,4 @@
-//! Read-only replay: what `slo query --data-dir` adds to the segments so that it sees
+//! The unflushed data, read only: what `slo query --data-dir` adds to the segments so that it sees
 //! every acknowledged span, even when the server died before flushing (or still runs).
 //!
 //! It reads the manifest's state file and the WAL segments it keeps (those up to the

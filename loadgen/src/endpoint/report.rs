@@ -1,5 +1,5 @@
 //! The result of a run: JSON for `--out` (shape in the module doc of
-//! [`crate::target`]) and a table for a person.
+//! [`crate::endpoint`]) and a table for a person.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,4 +1,4 @@
-//! End-to-end tests of `target` against in-process mock servers. Each run is
+//! End-to-end tests of `slo loadgen target` against in-process mock servers. Each run is
 //! bounded by its `--duration` and `--timeout`, and each test by `bounded`.
 
 mod mock;
