@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// An error that knows its exit code.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// 1 runtime, 2 usage or bad input.
     pub code: u8,
     /// What to tell the user.
@@ -17,12 +17,12 @@ pub struct Failure {
 
 impl Failure {
     /// Bad input: exit 2.
-    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+    pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Self {
         Failure { code: 2, error: error.into() }
     }
 
     /// Bad input described by a message: exit 2.
-    pub fn usage_msg(msg: String) -> Self {
+    pub(crate) fn usage_msg(msg: String) -> Self {
         Failure { code: 2, error: anyhow::anyhow!(msg) }
     }
 }
@@ -30,7 +30,7 @@ impl Failure {
 impl Failure {
     /// A server's error answer (`{"error": "..."}` or text): the client's fault (exit 2)
     /// for 4xx, a runtime failure otherwise.
-    pub fn from_server(status: reqwest::StatusCode, body: &[u8]) -> Self {
+    pub(crate) fn from_server(status: reqwest::StatusCode, body: &[u8]) -> Self {
         let msg = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
@@ -49,7 +49,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// Observability and SLO analysis for AI inference on Kubernetes.
 #[derive(Debug, Parser)]
 #[command(name = "slo", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -79,7 +79,7 @@ enum Command {
 
 /// `slo serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// YAML config file (see README); flags and SLO_* variables override it.
     #[arg(long, env = "SLO_CONFIG")]
     pub config: Option<PathBuf>,
@@ -114,7 +114,7 @@ pub struct ServeArgs {
 
 /// Output formats of `slo query`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// Aligned text table.
     Table,
     /// JSON array of row objects.
@@ -125,7 +125,7 @@ pub enum OutputFormat {
 
 /// Output of commands that report (text for people, JSON for programs).
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// For people.
     Text,
     /// For programs.
@@ -134,7 +134,7 @@ pub enum Format {
 
 /// `slo query`.
 #[derive(Debug, Args)]
-pub struct QueryArgs {
+pub(crate) struct QueryArgs {
     /// Data directory to read (segments plus unflushed WAL) [default: ./slo-data].
     #[arg(long, env = "SLO_DATA_DIR", conflicts_with = "server")]
     pub data_dir: Option<PathBuf>,
@@ -153,7 +153,7 @@ pub struct QueryArgs {
 
 /// `slo import`.
 #[derive(Debug, Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// Data directory to import into [default: ./slo-data].
     #[arg(long, env = "SLO_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -166,7 +166,7 @@ pub struct ImportArgs {
 }
 
 /// Parses the command line and runs the command.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -212,7 +212,7 @@ pub fn main() -> ExitCode {
 /// An error and its causes, `a: b: c`, leaving out a cause whose text an outer one already
 /// quotes (DataFusion's errors repeat their source in their own message, so `{:#}` printed
 /// one schema error five times).
-pub fn chain_text(error: &anyhow::Error) -> String {
+pub(crate) fn chain_text(error: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in error.chain() {
         let text = cause.to_string();

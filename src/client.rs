@@ -11,7 +11,7 @@ use crate::cli::Failure;
 
 /// Credentials for `--server`.
 #[derive(Debug, Clone, Default, Args)]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// File holding the bearer token for the server (its first line); `SLO_TOKEN` gives
     /// the token itself. Never pass a token on the command line: other users see it.
     #[arg(long, env = "SLO_TOKEN_FILE")]
@@ -44,7 +44,7 @@ impl ClientArgs {
     }
 
     /// A client that sends the token with every request and trusts the CA.
-    pub fn client(&self) -> Result<reqwest::Client, Failure> {
+    pub(crate) fn client(&self) -> Result<reqwest::Client, Failure> {
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
         if let Some(token) = self.token()? {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))

@@ -13,7 +13,7 @@ use slo_store::{FsyncPolicy, StoreConfig};
 /// Listen addresses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Listen {
+pub(crate) struct Listen {
     /// OTLP/gRPC.
     pub otlp_grpc: String,
     /// OTLP/HTTP.
@@ -33,7 +33,7 @@ impl Default for Listen {
 /// Bounds on the connections of each listener (`slo_web::listen`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ConnectionsSection {
+pub(crate) struct ConnectionsSection {
     /// Open connections per listener; at the cap the idlest one is closed for a new one.
     pub max_per_listener: usize,
     /// Seconds a connection may sit with no request in flight and no byte moved.
@@ -59,7 +59,7 @@ impl Default for ConnectionsSection {
 /// Store settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct StoreSection {
+pub(crate) struct StoreSection {
     /// `always` (fsync before every acknowledgement), `interval` or `never`.
     pub fsync: FsyncPolicy,
     /// For `interval`: most milliseconds between two fsyncs.
@@ -92,7 +92,7 @@ impl Default for StoreSection {
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     /// Data directory.
     pub data_dir: PathBuf,
     /// Listen addresses.
@@ -122,7 +122,7 @@ pub struct ServeConfig {
     /// with recent requests and exports its verdict (`slo_regression_active`).
     pub analyze_every_s: u64,
     /// The Alertmanager receiver: where explained alerts are forwarded, its bounds.
-    pub alerts: slo_web::alerts::AlertsConfig,
+    pub alerts: slo_web::AlertsConfig,
     /// The Kubernetes watch.
     pub kubernetes: KubernetesSection,
     /// Prometheus scraping (static targets and pods the watch discovers).
@@ -135,7 +135,7 @@ pub struct ServeConfig {
 /// The Kubernetes watch: on when a kubeconfig is given or slo runs in a cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct KubernetesSection {
+pub(crate) struct KubernetesSection {
     /// `true`/`false` force it on/off; unset: on with a kubeconfig or in-cluster.
     pub enabled: Option<bool>,
     /// Kubeconfig file; unset: in-cluster service account, else `$KUBECONFIG`/~/.kube/config.
@@ -164,12 +164,12 @@ impl Default for KubernetesSection {
 
 impl KubernetesSection {
     /// Whether to watch.
-    pub fn active(&self) -> bool {
+    pub(crate) fn active(&self) -> bool {
         self.enabled.unwrap_or(self.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some())
     }
 
     /// The kinds, each checked.
-    pub fn watched(&self) -> anyhow::Result<Vec<slo_collector::kube::Watched>> {
+    pub(crate) fn watched(&self) -> anyhow::Result<Vec<slo_collector::kube::Watched>> {
         self.kinds
             .iter()
             .map(|k| {
@@ -206,7 +206,7 @@ impl Default for ServeConfig {
 
 impl ServeConfig {
     /// Loads a file, or the defaults without one. Errors name the file and the field.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<ServeConfig> {
+    pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<ServeConfig> {
         let Some(path) = path else { return Ok(ServeConfig::default()) };
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
         // The first document that is not an OpenSLO one is the server's config.
@@ -222,7 +222,7 @@ impl ServeConfig {
     }
 
     /// The store's settings.
-    pub fn store_config(&self) -> StoreConfig {
+    pub(crate) fn store_config(&self) -> StoreConfig {
         let s = &self.store;
         StoreConfig {
             data_dir: self.data_dir.clone(),

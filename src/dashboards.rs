@@ -27,7 +27,7 @@ mod tests;
 
 /// `slo dashboards`.
 #[derive(Debug, Args)]
-pub struct DashboardsArgs {
+pub(crate) struct DashboardsArgs {
     /// Where to write the dashboards' JSON files (created if missing).
     #[arg(long, default_value = "dashboards", value_name = "DIR")]
     pub out: PathBuf,
@@ -38,7 +38,7 @@ pub struct DashboardsArgs {
 }
 
 /// Writes every dashboard into `args.out`.
-pub async fn run(args: DashboardsArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: DashboardsArgs) -> Result<(), Failure> {
     std::fs::create_dir_all(&args.out).map_err(|e| Failure::usage_msg(format!("--out {}: {e}", args.out.display())))?;
     for (file, board) in all(&args.url) {
         let path = args.out.join(file);
@@ -51,7 +51,7 @@ pub async fn run(args: DashboardsArgs) -> Result<(), Failure> {
 }
 
 /// Every dashboard, by file name.
-pub fn all(url: &str) -> Vec<(&'static str, Value)> {
+pub(crate) fn all(url: &str) -> Vec<(&'static str, Value)> {
     vec![
         ("slo-overview.json", overview::board(url)),
         ("slo-inference.json", inference::board(url)),
@@ -60,7 +60,7 @@ pub fn all(url: &str) -> Vec<(&'static str, Value)> {
 }
 
 /// The Grafana JSON model these dashboards are written in (Grafana 10 and later).
-pub const SCHEMA_VERSION: u64 = 39;
+pub(crate) const SCHEMA_VERSION: u64 = 39;
 
 /// The data-source reference every panel, target, variable and annotation uses.
 fn datasource() -> Value {

@@ -23,7 +23,7 @@ use crate::cli::{Failure, ServeArgs};
 
 /// `slo demo`.
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// The scenario the simulated cluster plays (a built-in name or a YAML file).
     #[arg(long, default_value = "deploy-with-decoy", value_name = "NAME|FILE")]
     pub scenario: String,
@@ -69,7 +69,7 @@ fn write(path: &Path, text: &str) -> Result<(), Failure> {
 }
 
 /// Runs the demo until Ctrl-C (or until a part of it fails).
-pub async fn run(args: DemoArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         return Err(Failure::usage_msg(format!("--speed {}: must be a number above 0", args.speed)));
     }

@@ -21,7 +21,7 @@ const TOKEN_RELOAD: Duration = Duration::from_secs(15);
 
 /// What every listener is served with.
 #[derive(Debug)]
-pub struct Doors {
+pub(crate) struct Doors {
     /// Tokens that may send telemetry; `None`: open.
     pub ingest: Option<Arc<Tokens>>,
     /// Tokens that may read; `None`: open.
@@ -33,7 +33,7 @@ pub struct Doors {
 impl Doors {
     /// Loads tokens and TLS (every problem is a usage error naming the file or variable)
     /// and raises the file-descriptor limit. Before any port is bound.
-    pub fn load(cfg: &ServeConfig) -> Result<Doors, Failure> {
+    pub(crate) fn load(cfg: &ServeConfig) -> Result<Doors, Failure> {
         let env = |name: &str| std::env::var(name).ok();
         let ingest = Tokens::load(
             "ingest",
@@ -51,7 +51,7 @@ impl Doors {
     }
 
     /// Warns, loudly, about each listener that reaches beyond loopback unlocked.
-    pub fn warn_if_open(&self, listeners: [&TcpListener; 3]) {
+    pub(crate) fn warn_if_open(&self, listeners: [&TcpListener; 3]) {
         let names = ["OTLP/gRPC", "OTLP/HTTP", "web"];
         for ((l, name), tokens) in listeners.iter().zip(names).zip([&self.ingest, &self.ingest, &self.read]) {
             let Ok(addr) = l.local_addr() else { continue };
@@ -72,7 +72,7 @@ impl Doors {
     }
 
     /// The listener settings of the config, for the listener `name`.
-    pub fn listen_config(&self, cfg: &ServeConfig, name: &'static str) -> ListenConfig {
+    pub(crate) fn listen_config(&self, cfg: &ServeConfig, name: &'static str) -> ListenConfig {
         let c = &cfg.connections;
         let mut lc = ListenConfig::new(name);
         lc.max_connections = self.max_connections;
@@ -86,7 +86,7 @@ impl Doors {
 
     /// Re-reads token files every 15 s until `token` is cancelled; a file that fails to
     /// read keeps the tokens it had, with a warning.
-    pub fn keep_tokens_fresh(&self, tracker: &TaskTracker, token: CancellationToken) {
+    pub(crate) fn keep_tokens_fresh(&self, tracker: &TaskTracker, token: CancellationToken) {
         let sets: Vec<Arc<Tokens>> =
             [&self.ingest, &self.read].into_iter().flatten().filter(|t| t.has_files()).cloned().collect();
         if sets.is_empty() {

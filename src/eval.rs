@@ -35,17 +35,17 @@ use crate::config::ServeConfig;
 
 mod table;
 
-pub use table::Table;
+pub(crate) use table::Table;
 
 /// A minute is the onset when its p99 is at least this times the median minute before
 /// the causal change.
-pub const ONSET_RATIO: f64 = 1.2;
+pub(crate) const ONSET_RATIO: f64 = 1.2;
 /// Minutes after the onset the table reports (the end of the run is added).
-pub const OFFSETS_MIN: [i64; 5] = [1, 2, 3, 5, 10];
+pub(crate) const OFFSETS_MIN: [i64; 5] = [1, 2, 3, 5, 10];
 
 /// `slo eval`.
 #[derive(Debug, Args)]
-pub struct EvalArgs {
+pub(crate) struct EvalArgs {
     /// Scenarios to run (built-in names or YAML files) [default: every built-in].
     #[arg(long = "scenario", value_name = "NAME|FILE")]
     pub scenarios: Vec<String>,
@@ -83,7 +83,7 @@ pub struct EvalArgs {
 
 /// One answer of a run, at one moment.
 #[derive(Debug, Clone, Serialize)]
-pub struct Point {
+pub(crate) struct Point {
     /// Seconds after the onset (the end of the run for the last point).
     pub offset_s: i64,
     /// The `--at` asked.
@@ -106,7 +106,7 @@ pub struct Point {
 
 /// One run's outcome.
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Scenario.
     pub scenario: String,
     /// Seed.
@@ -151,7 +151,7 @@ pub struct Outcome {
 }
 
 /// Runs the command.
-pub async fn run(args: EvalArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: EvalArgs) -> Result<(), Failure> {
     let names: Vec<String> = if args.scenarios.is_empty() {
         BUILTIN.iter().map(|b| b.name.to_string()).collect()
     } else {
@@ -390,7 +390,7 @@ fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Changes of the answer from one moment to the next: detected or not, the first cause,
 /// or the onset moved by more than a minute.
-pub fn flips(timeline: &[Point]) -> usize {
+pub(crate) fn flips(timeline: &[Point]) -> usize {
     let onset = |p: &Point| p.onset.as_deref().and_then(|o| ns(o).ok());
     timeline
         .windows(2)

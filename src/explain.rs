@@ -15,7 +15,7 @@ use crate::cli::{Failure, Format};
 
 /// `slo explain`.
 #[derive(Debug, Args)]
-pub struct ExplainArgs {
+pub(crate) struct ExplainArgs {
     /// Data directory to read (segments plus unflushed WAL) [default: ./slo-data].
     #[arg(long, env = "SLO_DATA_DIR", conflicts_with = "server")]
     pub data_dir: Option<PathBuf>,
@@ -48,7 +48,7 @@ pub struct ExplainArgs {
 }
 
 /// Runs the command.
-pub async fn run(args: ExplainArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: ExplainArgs) -> Result<(), Failure> {
     let at =
         args.at.as_deref().map(parse_time).transpose().map_err(|e| Failure::usage(anyhow::anyhow!("--at: {e}")))?;
     let window = parse_window(&args.window).map_err(|e| Failure::usage(anyhow::anyhow!("--window: {e}")))?;
@@ -82,14 +82,14 @@ pub async fn run(args: ExplainArgs) -> Result<(), Failure> {
 }
 
 /// Explains over a data directory (segments and the unflushed WAL, read-only).
-pub async fn local(dir: &Path, query: &Query) -> Result<Report, Failure> {
+pub(crate) async fn local(dir: &Path, query: &Query) -> Result<Report, Failure> {
     let source = open_local(dir).await?;
     explain_with(&source, query).await
 }
 
 /// What the analyzer reads from a data directory (segments and the unflushed WAL,
 /// read-only), to explain it many times over.
-pub async fn open_local(dir: &Path) -> Result<Source, Failure> {
+pub(crate) async fn open_local(dir: &Path) -> Result<Source, Failure> {
     let store = Store::open_read_only(dir).map_err(Failure::usage)?;
     let replay_store = store.clone();
     tokio::task::spawn_blocking(move || {
@@ -101,7 +101,7 @@ pub async fn open_local(dir: &Path) -> Result<Source, Failure> {
 }
 
 /// One explanation over an open source; a user error (no such service, no data) exits 2.
-pub async fn explain_with(source: &Source, query: &Query) -> Result<Report, Failure> {
+pub(crate) async fn explain_with(source: &Source, query: &Query) -> Result<Report, Failure> {
     explain(source, query).await.map_err(|e| if e.is_user_error() { Failure::usage(e) } else { e.into() })
 }
 

@@ -11,7 +11,7 @@ use crate::cli::{Failure, ImportArgs};
 use crate::config::ServeConfig;
 
 /// Imports the files, flushes, and prints what was stored.
-pub async fn run(args: ImportArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: ImportArgs) -> Result<(), Failure> {
     let mut cfg = ServeConfig::load(args.config.as_deref()).map_err(Failure::usage)?;
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
@@ -22,7 +22,7 @@ pub async fn run(args: ImportArgs) -> Result<(), Failure> {
 
 /// Imports `files` into the data directory of `cfg` through the collector's own path and
 /// flushes; returns what was stored and the error that stopped it, if one did.
-pub async fn import(cfg: &ServeConfig, files: &[PathBuf]) -> Result<(ImportSummary, Option<Error>), Failure> {
+pub(crate) async fn import(cfg: &ServeConfig, files: &[PathBuf]) -> Result<(ImportSummary, Option<Error>), Failure> {
     // An import brings old incidents in: retention must not delete them on arrival.
     let store_cfg = slo_store::StoreConfig { retention: None, ..cfg.store_config() };
     let (store, wal, recovery) =

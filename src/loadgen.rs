@@ -11,7 +11,7 @@ use crate::cli::{Failure, Format};
 
 /// `slo loadgen ...`
 #[derive(Debug, Args)]
-pub struct LoadgenArgs {
+pub(crate) struct LoadgenArgs {
     #[command(subcommand)]
     command: LoadgenCommand,
 }
@@ -63,7 +63,7 @@ pub(crate) fn ctrl_c() -> CancellationToken {
 }
 
 /// Runs a `slo loadgen` command.
-pub async fn run(args: LoadgenArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: LoadgenArgs) -> Result<(), Failure> {
     match args.command {
         LoadgenCommand::Scenarios(a) => scenarios(a),
         LoadgenCommand::Simulate(a) => {

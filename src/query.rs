@@ -18,7 +18,7 @@ fn format(f: OutputFormat) -> Format {
 }
 
 /// Runs the query and prints the result.
-pub async fn run(args: QueryArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: QueryArgs) -> Result<(), Failure> {
     let fmt = format(args.format);
     let body = match &args.server {
         Some(server) => remote(&args.client.client()?, server, &args.sql, fmt).await?,

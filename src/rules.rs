@@ -30,13 +30,13 @@ mod promql;
 mod service_groups;
 mod slo_group;
 
-pub use promql::duration;
+pub(crate) use promql::duration;
 #[cfg(test)]
 use promql::human;
 
 /// `slo rules`.
 #[derive(Debug, Args)]
-pub struct RulesArgs {
+pub(crate) struct RulesArgs {
     /// The file with the SLOs (`slo serve`'s config, or SLO documents alone).
     #[arg(long, env = "SLO_CONFIG")]
     pub config: PathBuf,
@@ -66,7 +66,7 @@ pub struct RulesArgs {
 
 /// Output formats of `slo rules`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RulesFormat {
+pub(crate) enum RulesFormat {
     /// A Prometheus rule file.
     Prometheus,
     /// A `monitoring.coreos.com/v1` PrometheusRule.
@@ -74,7 +74,7 @@ pub enum RulesFormat {
 }
 
 /// Prints the rules for the SLOs of `args.config`.
-pub async fn run(args: RulesArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: RulesArgs) -> Result<(), Failure> {
     let slos = slo_analyzer::spec::load(&args.config).map_err(Failure::usage)?;
     let opts = Options {
         url: args.url.clone(),
@@ -120,7 +120,7 @@ fn seconds(s: &str) -> Result<i64, String> {
 }
 
 /// The SLI histograms' extra bucket bounds: every latency SLO's threshold.
-pub fn sli_bounds(slos: &[Slo]) -> SliBounds {
+pub(crate) fn sli_bounds(slos: &[Slo]) -> SliBounds {
     let mut b = SliBounds::default();
     for s in slos {
         if let Sli::Latency { metric, threshold_ms } = &s.sli {
@@ -141,7 +141,7 @@ pub(super) fn sli_metric(m: LatencyMetric) -> SliMetric {
 
 /// What `generate` needs besides the SLOs.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// `slo serve`'s web URL as the on-call engineer reaches it.
     pub url: Option<String>,
     /// Prometheus's scrape interval, ns.
@@ -152,7 +152,7 @@ pub struct Options {
 
 /// A rule file.
 #[derive(Debug, Serialize)]
-pub struct RuleFile {
+pub(crate) struct RuleFile {
     groups: Vec<Group>,
 }
 
@@ -195,7 +195,7 @@ struct Metadata {
 }
 
 /// Builds the rule file; errors name the SLO and what is wrong.
-pub fn generate(slos: &[Slo], opts: &Options) -> Result<RuleFile, String> {
+pub(crate) fn generate(slos: &[Slo], opts: &Options) -> Result<RuleFile, String> {
     let mut groups = Vec::new();
     for s in slos {
         for w in burn::windows(s.period) {

@@ -55,7 +55,7 @@ async fn bind(addr: &str, what: &str) -> Result<TcpListener, Failure> {
 }
 
 /// Runs the server until a signal or a failure.
-pub async fn run(args: ServeArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     let mut cfg = ServeConfig::load(args.config.as_deref()).map_err(Failure::usage)?;
     let slos = match args.config.as_deref() {
         Some(path) => slo_analyzer::spec::load_any(path).map_err(Failure::usage)?,
@@ -173,7 +173,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let listen_metrics = slo_web::ListenMetrics::new(&mut registry);
     let regression_metrics = slo_web::RegressionMetrics::new(&mut registry);
     cfg.alerts.check().map_err(Failure::usage_msg)?;
-    let (alerts, alert_queue) = slo_web::alerts::Alerts::open(&cfg.data_dir.join("alerts"), &cfg.alerts, &mut registry)
+    let (alerts, alert_queue) = slo_web::Alerts::open(&cfg.data_dir.join("alerts"), &cfg.alerts, &mut registry)
         .with_context(|| format!("opening the alert log in {}", cfg.data_dir.join("alerts").display()))?;
     doors.warn_if_open([&grpc_listener, &http_listener, &web_listener]);
     {
@@ -194,7 +194,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         let router = slo_web::Guard::new(tokens, &[]).wrap(router);
         let metrics = listen_metrics.clone();
         tracker.spawn(async move {
-            if let Err(e) = slo_web::listen::serve(grpc_listener, router, lc, metrics, token).await {
+            if let Err(e) = slo_web::serve(grpc_listener, router, lc, metrics, token).await {
                 fail(anyhow::anyhow!("OTLP/gRPC server: {e}"));
             }
         });
@@ -204,7 +204,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         let router = slo_web::Guard::new(tokens, &[]).wrap(http::router(receiver.clone()));
         let (lc, metrics) = (doors.listen_config(&cfg, "otlp_http"), listen_metrics.clone());
         tracker.spawn(async move {
-            if let Err(e) = slo_web::listen::serve(http_listener, router, lc, metrics, token).await {
+            if let Err(e) = slo_web::serve(http_listener, router, lc, metrics, token).await {
                 fail(anyhow::anyhow!("OTLP/HTTP server: {e}"));
             }
         });
@@ -246,14 +246,14 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             if cfg.auth.metrics_open { &["/healthz", "/readyz", "/metrics"] } else { &["/healthz", "/readyz"] };
         tracker.spawn(slo_web::keep_warm(state.clone(), token.clone()));
         let every = Duration::from_secs(cfg.analyze_every_s.max(1));
-        tracker.spawn(slo_web::watch::run(state.clone(), regression_metrics, every, token.clone()));
-        tracker.spawn(slo_web::alerts::run(state.clone(), alert_queue, cfg.alerts.clone(), token.clone()));
+        tracker.spawn(slo_web::watch_regressions(state.clone(), regression_metrics, every, token.clone()));
+        tracker.spawn(slo_web::run_alerts(state.clone(), alert_queue, cfg.alerts.clone(), token.clone()));
         let router = slo_web::Guard::new(doors.read.clone(), open).wrap(slo_web::router(state));
         let mut lc = doors.listen_config(&cfg, "web");
         lc.request_timeout = Duration::from_secs(cfg.query_timeout_s.max(1) + 10);
         let metrics = listen_metrics.clone();
         tracker.spawn(async move {
-            if let Err(e) = slo_web::listen::serve(web_listener, router, lc, metrics, token).await {
+            if let Err(e) = slo_web::serve(web_listener, router, lc, metrics, token).await {
                 fail(anyhow::anyhow!("web server: {e}"));
             }
         });

@@ -6,14 +6,14 @@
 use tracing_subscriber::EnvFilter;
 
 /// The default filter of `slo serve`.
-pub const SERVE: &str = "info";
+pub(crate) const SERVE: &str = "info";
 /// ... of one-shot commands.
-pub const ONE_SHOT: &str = "warn";
+pub(crate) const ONE_SHOT: &str = "warn";
 /// ... of `slo demo`.
-pub const DEMO: &str = "error,kube_runtime=off,kube_client=off";
+pub(crate) const DEMO: &str = "error,kube_runtime=off,kube_client=off";
 
 /// Installs the subscriber once, with `default` unless `RUST_LOG` is set.
-pub fn init(default: &str) {
+pub(crate) fn init(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();

@@ -54,12 +54,12 @@ pub(crate) struct ResourceType {
 
 impl ResourceType {
     /// `v1` or `apps/v1`.
-    pub fn api_version(&self) -> String {
+    pub(crate) fn api_version(&self) -> String {
         if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
     }
 
     /// `pods` or `deployments.apps`, as error messages name a resource.
-    pub fn qualified(&self) -> String {
+    pub(crate) fn qualified(&self) -> String {
         if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
     }
 }
@@ -199,30 +199,30 @@ pub(crate) struct Status {
 }
 
 impl Status {
-    pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         Status { code, reason, message: message.into(), details: None }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Status::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
     /// 410 for a resourceVersion older than the kept history.
-    pub fn too_old(requested: u64, oldest: u64) -> Self {
+    pub(crate) fn too_old(requested: u64, oldest: u64) -> Self {
         Status::new(StatusCode::GONE, "Expired", format!("too old resource version: {requested} ({oldest})"))
     }
 
-    pub fn not_found_path() -> Self {
+    pub(crate) fn not_found_path() -> Self {
         Status::new(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource")
             .with_details(json!({}))
     }
 
-    pub fn with_details(mut self, details: Value) -> Self {
+    pub(crate) fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
         self
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",

@@ -6,7 +6,7 @@ use super::{EvalArgs, OFFSETS_MIN, Outcome, Point};
 
 /// Per-scenario and overall figures.
 #[derive(Debug, Clone, Serialize)]
-pub struct Table {
+pub(crate) struct Table {
     rows: Vec<Row>,
     total: Row,
     /// Per confidence level: answers that named a cause (every minute of every run whose
@@ -116,7 +116,7 @@ impl Row {
 
 impl Table {
     /// The figures of these runs.
-    pub fn of(outcomes: &[Outcome]) -> Table {
+    pub(crate) fn of(outcomes: &[Outcome]) -> Table {
         let mut names: Vec<&str> = Vec::new();
         for o in outcomes {
             if !names.contains(&o.scenario.as_str()) {
@@ -131,7 +131,7 @@ impl Table {
     }
 
     /// What falls short of the thresholds in `args`, one sentence each.
-    pub fn failures(&self, args: &EvalArgs) -> Vec<String> {
+    pub(crate) fn failures(&self, args: &EvalArgs) -> Vec<String> {
         let t = &self.total;
         let mut out = Vec::new();
         if t.false_alarms > 0 {
@@ -156,7 +156,7 @@ impl Table {
     }
 
     /// The text table.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut o = format!("{:<22} {:>4} ", "scenario", "runs");
         for m in OFFSETS_MIN {
             o.push_str(&format!("{:>6}", format!("+{m}m")));

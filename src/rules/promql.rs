@@ -26,7 +26,7 @@ pub(super) fn quote(s: &str) -> String {
 }
 
 /// A Prometheus duration: `5m`, `1h30m`, `2d19h12m`.
-pub fn duration(ns: i64) -> String {
+pub(crate) fn duration(ns: i64) -> String {
     // Windows are whole minutes, named as the analyzer names them; a scrape interval may be
     // seconds.
     if ns > 0 && ns % MINUTE_NS == 0 { window_name(ns) } else { format!("{}s", ns / 1_000_000_000) }

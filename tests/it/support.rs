@@ -10,10 +10,10 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Valu
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_slo");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_slo");
 
 /// A live `slo loadgen simulate`, killed when dropped.
-pub struct Sim {
+pub(crate) struct Sim {
     pub child: Child,
     pub base: String,
     pub kubeconfig: PathBuf,
@@ -22,12 +22,12 @@ pub struct Sim {
 
 impl Sim {
     /// Starts `slo loadgen simulate --listen 127.0.0.1:0` with a kubeconfig written.
-    pub fn start(args: &[&str]) -> Sim {
+    pub(crate) fn start(args: &[&str]) -> Sim {
         Sim::start_on("127.0.0.1:0", args)
     }
 
     /// Starts `slo loadgen simulate --listen LISTEN` with a kubeconfig written.
-    pub fn start_on(listen: &str, args: &[&str]) -> Sim {
+    pub(crate) fn start_on(listen: &str, args: &[&str]) -> Sim {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let mut child = Command::new(BIN)
@@ -52,7 +52,7 @@ impl Sim {
     }
 
     /// Waits for the run to end; returns the summary line (stderr).
-    pub fn wait(mut self, limit: Duration) -> String {
+    pub(crate) fn wait(mut self, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -75,7 +75,7 @@ impl Drop for Sim {
 }
 
 /// GET: status and body.
-pub fn http_get(url: &str) -> (u16, String) {
+pub(crate) fn http_get(url: &str) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let r = ::reqwest::Client::new().get(url).timeout(Duration::from_secs(10)).send().await.unwrap();
@@ -84,7 +84,7 @@ pub fn http_get(url: &str) -> (u16, String) {
 }
 
 /// POST without a body: the status.
-pub fn http_post(url: &str) -> u16 {
+pub(crate) fn http_post(url: &str) -> u16 {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         ::reqwest::Client::new().post(url).timeout(Duration::from_secs(10)).send().await.unwrap().status().as_u16()
@@ -92,10 +92,10 @@ pub fn http_post(url: &str) -> u16 {
 }
 
 /// A config that makes trace assembly quick, for tests.
-pub const FAST_CONFIG: &str = "collector:\n  assembly:\n    idle_ms: 300\n    max_wait_ms: 2000\nstore:\n  flush_interval_s: 2\nshutdown_grace_s: 10\n";
+pub(crate) const FAST_CONFIG: &str = "collector:\n  assembly:\n    idle_ms: 300\n    max_wait_ms: 2000\nstore:\n  flush_interval_s: 2\nshutdown_grace_s: 10\n";
 
 /// A running `slo serve`, killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub data_dir: PathBuf,
     pub grpc: String,
@@ -108,7 +108,7 @@ pub struct Server {
 
 /// How to start a server beyond its data dir and config.
 #[derive(Default)]
-pub struct Launch<'a> {
+pub(crate) struct Launch<'a> {
     /// More `slo serve` arguments.
     pub extra: &'a [&'a str],
     /// Environment of the server (tokens).
@@ -120,7 +120,7 @@ pub struct Launch<'a> {
 }
 
 /// A reqwest client that trusts `ca`.
-pub fn client_trusting(ca: Option<&Path>) -> ::reqwest::Client {
+pub(crate) fn client_trusting(ca: Option<&Path>) -> ::reqwest::Client {
     let mut b = ::reqwest::Client::builder().timeout(Duration::from_secs(10));
     if let Some(ca) = ca {
         for c in ::reqwest::Certificate::from_pem_bundle(&std::fs::read(ca).unwrap()).unwrap() {
@@ -132,7 +132,7 @@ pub fn client_trusting(ca: Option<&Path>) -> ::reqwest::Client {
 
 impl Server {
     /// Starts a server on a new data dir.
-    pub fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let mut s = Server::start_in(&data, FAST_CONFIG);
@@ -141,17 +141,17 @@ impl Server {
     }
 
     /// Starts a server on `data_dir` with a config text; waits until it is ready.
-    pub fn start_in(data_dir: &Path, config: &str) -> Server {
+    pub(crate) fn start_in(data_dir: &Path, config: &str) -> Server {
         Server::start_with(data_dir, config, &[])
     }
 
     /// Like [`Server::start_in`], with more `slo serve` arguments.
-    pub fn start_with(data_dir: &Path, config: &str, extra: &[&str]) -> Server {
+    pub(crate) fn start_with(data_dir: &Path, config: &str, extra: &[&str]) -> Server {
         Server::launch(data_dir, config, Launch { extra, ..Default::default() })
     }
 
     /// Starts a server as `launch` says; waits until it is ready.
-    pub fn launch(data_dir: &Path, config: &str, launch: Launch<'_>) -> Server {
+    pub(crate) fn launch(data_dir: &Path, config: &str, launch: Launch<'_>) -> Server {
         let extra = launch.extra;
         std::fs::create_dir_all(data_dir).unwrap();
         let cfg = data_dir.with_extension("yaml");
@@ -215,19 +215,19 @@ impl Server {
     }
 
     /// Whether the process still runs and answers /healthz.
-    pub fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
             && reqwest::blocking_get(&format!("{}/healthz", self.web)).is_ok_and(|s| s == 200)
     }
 
     /// SIGKILL.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
     /// SIGTERM and wait; returns the exit status.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -241,7 +241,7 @@ impl Server {
     }
 
     /// `slo query --server` as JSON rows.
-    pub fn query(&self, sql: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn query(&self, sql: &str) -> Vec<serde_json::Value> {
         let out = Command::new(BIN)
             .args(["query", "--server", &self.web, "--format", "json", sql])
             .envs(self.client_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -253,13 +253,13 @@ impl Server {
     }
 
     /// A `count(*)`-style query's single number.
-    pub fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         let rows = self.query(sql);
         rows[0].as_object().unwrap().values().next().unwrap().as_i64().unwrap()
     }
 
     /// Polls until `sql` counts `want` (request rows wait for trace assembly).
-    pub fn wait_count(&self, sql: &str, want: i64) {
+    pub(crate) fn wait_count(&self, sql: &str, want: i64) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let n = self.count(sql);
@@ -280,13 +280,13 @@ impl Drop for Server {
 }
 
 /// Runs the binary.
-pub fn slo(args: &[&str]) -> Output {
+pub(crate) fn slo(args: &[&str]) -> Output {
     Command::new(BIN).args(args).env("RUST_LOG", "warn").output().unwrap()
 }
 
 /// Tiny blocking HTTP GET so support code needs no runtime.
-pub mod reqwest {
-    pub fn blocking_get(url: &str) -> Result<u16, String> {
+pub(crate) mod reqwest {
+    pub(crate) fn blocking_get(url: &str) -> Result<u16, String> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         rt.block_on(async {
             let r = ::reqwest::Client::new()
@@ -305,7 +305,7 @@ fn s(v: &str) -> Option<AnyValue> {
 }
 
 /// An export request with `n` vLLM-like server spans, trace ids derived from `seed`.
-pub fn export_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
+pub(crate) fn export_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let spans = (0..n)
         .map(|i| {
@@ -360,7 +360,7 @@ pub fn export_request(seed: u64, n: usize) -> ExportTraceServiceRequest {
 }
 
 /// Debian's promtool, or `None` (skip) where it is missing and CI does not require it.
-pub fn promtool() -> Option<&'static str> {
+pub(crate) fn promtool() -> Option<&'static str> {
     let bin = ["/usr/bin/promtool", "/usr/local/bin/promtool"].into_iter().find(|p| Path::new(p).exists());
     if bin.is_none() {
         assert!(
@@ -373,7 +373,7 @@ pub fn promtool() -> Option<&'static str> {
 }
 
 /// Runs `promtool args` in `dir` and fails the test with its output unless it succeeds.
-pub fn promtool_ok(promtool: &str, args: &[&str], dir: &Path) {
+pub(crate) fn promtool_ok(promtool: &str, args: &[&str], dir: &Path) {
     let out = Command::new(promtool).args(args).current_dir(dir).output().unwrap();
     assert!(
         out.status.success(),

@@ -28,25 +28,25 @@ use tokio::sync::mpsc;
 
 use crate::WebState;
 
-pub mod log;
+pub(crate) mod log;
 mod text;
 mod worker;
 
-pub use log::{AlertKey, Entry, Log};
+pub(crate) use log::{AlertKey, Entry, Log};
 pub use worker::run;
 
 /// Alerts `GET /api/v1/alerts` returns by default, and at most (`limit`): each carries
 /// its report, a few KB.
-pub const LIST_DEFAULT: usize = 100;
+pub(crate) const LIST_DEFAULT: usize = 100;
 /// See [`LIST_DEFAULT`].
-pub const LIST_MAX: usize = 1000;
+pub(crate) const LIST_MAX: usize = 1000;
 /// Alerts one notification may carry.
-pub const MAX_ALERTS: usize = 1000;
+pub(crate) const MAX_ALERTS: usize = 1000;
 /// Bytes one notification may take.
-pub const MAX_BODY: usize = 1 << 20;
+pub(crate) const MAX_BODY: usize = 1 << 20;
 /// An alert that started longer ago than this (wall clock) is explained at its start;
 /// a newer one over the newest data (the data may run ahead of, or behind, the clock).
-pub const RECENT: Duration = Duration::from_secs(15 * 60);
+pub(crate) const RECENT: Duration = Duration::from_secs(15 * 60);
 
 /// Where enriched alerts go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -263,7 +263,7 @@ fn problem(status: StatusCode, msg: String) -> Response {
 }
 
 /// `POST /api/v1/alerts`.
-pub async fn receive(State(st): State<WebState>, body: axum::body::Bytes) -> Response {
+pub(crate) async fn receive(State(st): State<WebState>, body: axum::body::Bytes) -> Response {
     let alerts = st.alerts.clone();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let parsed = match parse(&body, &now) {
@@ -356,7 +356,7 @@ fn keep(alerts: &Alerts, parsed: Vec<Entry>) -> Response {
 
 /// `GET /api/v1/alerts`: kept alerts, newest first (`?status=firing`, `?service=NAME`,
 /// `?limit=N`, 100 by default; another parameter is a 400 naming it).
-pub async fn list(State(st): State<WebState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+pub(crate) async fn list(State(st): State<WebState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
     let params = match crate::params::Params::parse(q.as_deref(), &["status", "service", "limit"]) {
         Ok(p) => p,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.0),

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Shortest token accepted: a guessable token is no lock.
-pub const MIN_TOKEN_LEN: usize = 16;
+pub(crate) const MIN_TOKEN_LEN: usize = 16;
 
 /// The `auth:` section of the config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

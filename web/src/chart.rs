@@ -11,20 +11,20 @@ use std::fmt::Write as _;
 use slo_analyzer::board::ChangeView;
 
 /// Width and height of a chart's drawing, in SVG units (it scales to the page width).
-pub const W: f64 = 960.0;
+pub(crate) const W: f64 = 960.0;
 /// Height.
-pub const H: f64 = 190.0;
+pub(crate) const H: f64 = 190.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 22.0;
 
 /// Changes a grouped marker's title lists at most.
-pub const MARKER_LINES: usize = 6;
+pub(crate) const MARKER_LINES: usize = 6;
 
 /// How a chart's values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Milliseconds (`420 ms`, `1.9 s`).
     Ms,
     /// Per second.
@@ -35,7 +35,7 @@ pub enum Unit {
 
 impl Unit {
     /// A value for people.
-    pub fn fmt(self, v: f64) -> String {
+    pub(crate) fn fmt(self, v: f64) -> String {
         match self {
             Unit::Ms => slo_analyzer::text::ms(v),
             Unit::PerSec if v >= 1000.0 => format!("{:.1}k/s", v / 1000.0),
@@ -48,7 +48,7 @@ impl Unit {
 
 /// One line of a chart.
 #[derive(Debug, Clone)]
-pub struct Line {
+pub(crate) struct Line {
     /// Its name in the legend.
     pub name: &'static str,
     /// CSS class (its colour, in the stylesheet).
@@ -59,7 +59,7 @@ pub struct Line {
 
 /// A chart of lines over time.
 #[derive(Debug, Clone)]
-pub struct Chart<'a> {
+pub(crate) struct Chart<'a> {
     /// Id of the figure (for links and tests).
     pub id: &'static str,
     /// Title.
@@ -82,7 +82,7 @@ pub struct Chart<'a> {
 }
 
 /// Escapes text for HTML and SVG.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -118,7 +118,7 @@ fn time_label(t_ms: i64, span_ms: i64) -> String {
 }
 
 /// The marker class of a change kind (its colour in the stylesheet).
-pub fn marker_class(kind: &str) -> &'static str {
+pub(crate) fn marker_class(kind: &str) -> &'static str {
     match kind {
         "deploy" => "m-deploy",
         "scale_up" | "scale_down" => "m-scale",
@@ -131,7 +131,7 @@ pub fn marker_class(kind: &str) -> &'static str {
 }
 
 /// What a marker's hover says.
-pub fn marker_title(c: &ChangeView) -> String {
+pub(crate) fn marker_title(c: &ChangeView) -> String {
     let mut t = format!("{} {} {}", &c.time[11..19], c.kind, c.object);
     if !c.from.is_empty() || !c.to.is_empty() {
         let _ = write!(t, "\n{} -> {}", c.from, c.to);
@@ -148,7 +148,7 @@ pub fn marker_title(c: &ChangeView) -> String {
 
 impl Chart<'_> {
     /// The figure: a caption with the legend, then the SVG.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         let n = self.t_ms.len();
         let (t0, t1) = match (self.t_ms.first(), self.t_ms.last()) {
@@ -287,7 +287,7 @@ impl Chart<'_> {
 }
 
 /// A sparkline of one series (no axes), for the overview.
-pub fn sparkline(values: &[Option<f64>]) -> String {
+pub(crate) fn sparkline(values: &[Option<f64>]) -> String {
     let (w, h) = (120.0, 28.0);
     let max = values.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
     if max <= 0.0 {

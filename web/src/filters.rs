@@ -16,7 +16,7 @@ fn text_of(f: impl Fn(f64) -> String + Sync + Send + 'static) -> impl tera::Filt
 }
 
 /// Registers every filter on `t`.
-pub fn register(t: &mut Tera) {
+pub(crate) fn register(t: &mut Tera) {
     t.register_filter("ms", text_of(slo_analyzer::text::ms));
     t.register_filter("pct", text_of(|v| format!("{:.1}%", v * 100.0)));
     t.register_filter("pct3", text_of(|v| format!("{:.3}%", v * 100.0)));
@@ -51,7 +51,7 @@ pub fn register(t: &mut Tera) {
 }
 
 /// `3d`, `6h 20m`, `45 min`, `30 s` for a number of seconds.
-pub fn duration(s: i64) -> String {
+pub(crate) fn duration(s: i64) -> String {
     if s >= 2 * 86_400 {
         format!("{:.1}d", s as f64 / 86_400.0)
     } else if s >= 3600 {

@@ -19,7 +19,7 @@ use crate::verdicts::{Key, Verdict, Verdicts};
 
 /// Why a page could not be gathered.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Something named does not exist (404), with what does.
     NotFound(String),
     /// The analyzer's own error.
@@ -34,7 +34,7 @@ impl From<slo_analyzer::Error> for Failure {
 
 /// What the gathering needs.
 #[derive(Clone)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// A snapshot of the store.
     pub source: Arc<Source>,
     /// The SLOs of the config.
@@ -47,7 +47,7 @@ pub struct Ctx {
 
 /// The range a page shows, placed on the data.
 #[derive(Debug, Clone, Serialize)]
-pub struct Range {
+pub(crate) struct Range {
     /// Start, RFC 3339.
     pub from: String,
     /// End, RFC 3339.
@@ -93,7 +93,7 @@ async fn place(ctx: &Ctx, asked: RangeAsked) -> Result<Range, Failure> {
 
 /// The short form of a report on the overview and in badges.
 #[derive(Debug, Clone, Serialize)]
-pub struct Brief {
+pub(crate) struct Brief {
     /// A regression was detected.
     pub detected: bool,
     /// Its onset, RFC 3339.
@@ -138,7 +138,7 @@ impl Brief {
 }
 
 /// The explain report for `service` over the range, from the cache or computed.
-pub async fn verdict(ctx: &Ctx, service: &str, asked: RangeAsked) -> Result<Verdict, Failure> {
+pub(crate) async fn verdict(ctx: &Ctx, service: &str, asked: RangeAsked) -> Result<Verdict, Failure> {
     let key = (service.to_string(), asked.at, asked.window);
     if let Some(v) = ctx.verdicts.get(&key) {
         return Ok(v);
@@ -149,7 +149,7 @@ pub async fn verdict(ctx: &Ctx, service: &str, asked: RangeAsked) -> Result<Verd
 /// Explains `key` (service, end, window) and keeps the answer in `verdicts`, a user error
 /// ("there are no requests ...") as its message: the one place a kept report is made, for
 /// the pages, `/api/v1/explain` and [`crate::keep_warm`].
-pub async fn explain_into(source: &Source, verdicts: &Verdicts, key: Key) -> slo_analyzer::Result<Verdict> {
+pub(crate) async fn explain_into(source: &Source, verdicts: &Verdicts, key: Key) -> slo_analyzer::Result<Verdict> {
     let q = explain::Query::new(Some(key.0.clone()), key.1, key.2);
     let v = match explain::explain(source, &q).await {
         Ok(r) => Ok(Arc::new(r)),
@@ -167,7 +167,7 @@ fn slo_reach(slos: &[&Slo]) -> i64 {
 
 /// One service on the overview.
 #[derive(Debug, Clone, Serialize)]
-pub struct OverviewRow {
+pub(crate) struct OverviewRow {
     /// Traffic and tail from rollups.
     #[serde(flatten)]
     pub line: ServiceLine,
@@ -181,7 +181,7 @@ pub struct OverviewRow {
 
 /// `/` and `/api/v1/services`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Overview {
+pub(crate) struct Overview {
     /// The range.
     pub range: Range,
     /// Services, least budget remaining first (then those without SLOs, by p99 change).
@@ -193,7 +193,7 @@ pub struct Overview {
 }
 
 /// Gathers the overview.
-pub async fn overview(ctx: &Ctx, asked: RangeAsked) -> Result<Overview, Failure> {
+pub(crate) async fn overview(ctx: &Ctx, asked: RangeAsked) -> Result<Overview, Failure> {
     let range = place(ctx, asked).await?;
     let all: Vec<&Slo> = ctx.slos.iter().collect();
     let reach = if all.is_empty() { asked.window } else { slo_reach(&all).max(asked.window) };
@@ -231,7 +231,7 @@ pub async fn overview(ctx: &Ctx, asked: RangeAsked) -> Result<Overview, Failure>
 
 /// `/services/{name}`: everything its page shows.
 #[derive(Debug, Clone, Serialize)]
-pub struct ServiceView {
+pub(crate) struct ServiceView {
     /// The service.
     pub service: String,
     /// The range.
@@ -257,11 +257,11 @@ pub struct ServiceView {
 }
 
 /// Firing alerts a page lists at most.
-pub const ALERTS_SHOWN: usize = 20;
+pub(crate) const ALERTS_SHOWN: usize = 20;
 
 /// How far back the GPU panel looks from the end of the range: samples are scraped every
 /// few seconds, so the panel reads at most an hour of them.
-pub const GPU_RANGE: i64 = 60 * MINUTE_NS;
+pub(crate) const GPU_RANGE: i64 = 60 * MINUTE_NS;
 
 /// Services with requests in the last `reach` before `to`, for "no service named X" and
 /// "last seen" messages.
@@ -286,7 +286,12 @@ async fn check_known(ctx: &Ctx, service: &str, range: &Range) -> Result<Option<S
 }
 
 /// `/api/v1/series`: one service's (or one model's) series, from rollups only.
-pub async fn series(ctx: &Ctx, service: &str, model: Option<&str>, asked: RangeAsked) -> Result<SeriesReport, Failure> {
+pub(crate) async fn series(
+    ctx: &Ctx,
+    service: &str,
+    model: Option<&str>,
+    asked: RangeAsked,
+) -> Result<SeriesReport, Failure> {
     let range = place(ctx, asked).await?;
     let rollups = ctx.source.rollups(Some(service), range.from_ns, range.to_ns).await?;
     if rollups.is_empty() {
@@ -297,7 +302,7 @@ pub async fn series(ctx: &Ctx, service: &str, model: Option<&str>, asked: RangeA
 }
 
 /// Gathers a service's page.
-pub async fn service(ctx: &Ctx, service: &str, asked: RangeAsked) -> Result<ServiceView, Failure> {
+pub(crate) async fn service(ctx: &Ctx, service: &str, asked: RangeAsked) -> Result<ServiceView, Failure> {
     let range = place(ctx, asked).await?;
     let rollups = ctx.source.rollups(Some(service), range.from_ns, range.to_ns).await?;
     let last_seen = if rollups.is_empty() { check_known(ctx, service, &range).await? } else { None };
@@ -346,7 +351,7 @@ pub async fn service(ctx: &Ctx, service: &str, asked: RangeAsked) -> Result<Serv
 
 /// `/changes`: the timeline.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChangesView {
+pub(crate) struct ChangesView {
     /// The range.
     pub range: Range,
     /// The filter as given.
@@ -365,7 +370,7 @@ pub struct ChangesView {
 
 /// A change on the timeline.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChangeRow {
+pub(crate) struct ChangeRow {
     /// The change.
     #[serde(flatten)]
     pub change: ChangeView,
@@ -374,7 +379,7 @@ pub struct ChangeRow {
 }
 
 /// Gathers the changes timeline.
-pub async fn changes(ctx: &Ctx, asked: RangeAsked, filter: ChangeFilter) -> Result<ChangesView, Failure> {
+pub(crate) async fn changes(ctx: &Ctx, asked: RangeAsked, filter: ChangeFilter) -> Result<ChangesView, Failure> {
     let range = place(ctx, asked).await?;
     let all = ctx.source.changes(range.from_ns, range.to_ns).await?;
     let rollups = ctx.source.rollups(None, range.from_ns, range.to_ns).await?;
@@ -407,7 +412,7 @@ pub async fn changes(ctx: &Ctx, asked: RangeAsked, filter: ChangeFilter) -> Resu
 
 /// `/slos/{name}`: one SLO over a range.
 #[derive(Debug, Clone, Serialize)]
-pub struct SloView {
+pub(crate) struct SloView {
     /// The range of the chart.
     pub range: Range,
     /// The SLO's status at the end of the range.
@@ -421,7 +426,7 @@ pub struct SloView {
 }
 
 /// The SLO named `name`, or 404 naming the ones there are.
-pub fn find_slo<'a>(slos: &'a [Slo], name: &str) -> Result<&'a Slo, Failure> {
+pub(crate) fn find_slo<'a>(slos: &'a [Slo], name: &str) -> Result<&'a Slo, Failure> {
     slos.iter().find(|s| s.name == name).ok_or_else(|| {
         let names: Vec<&str> = slos.iter().map(|s| s.name.as_str()).collect();
         Failure::NotFound(format!(
@@ -432,7 +437,7 @@ pub fn find_slo<'a>(slos: &'a [Slo], name: &str) -> Result<&'a Slo, Failure> {
 }
 
 /// Gathers an SLO's page; the default range is its period.
-pub async fn slo(ctx: &Ctx, name: &str, asked: RangeAsked) -> Result<SloView, Failure> {
+pub(crate) async fn slo(ctx: &Ctx, name: &str, asked: RangeAsked) -> Result<SloView, Failure> {
     let spec = find_slo(&ctx.slos, name)?.clone();
     let range = place(ctx, asked).await?;
     let reach = (range.to_ns - range.from_ns) + slo_reach(&[&spec]);
@@ -448,7 +453,7 @@ pub async fn slo(ctx: &Ctx, name: &str, asked: RangeAsked) -> Result<SloView, Fa
 
 /// `/slos` and `/api/v1/slos`: every SLO at the end of the range.
 #[derive(Debug, Clone, Serialize)]
-pub struct SloList {
+pub(crate) struct SloList {
     /// The range.
     pub range: Range,
     /// Each SLO's status at its end.
@@ -456,7 +461,7 @@ pub struct SloList {
 }
 
 /// Gathers the SLO list.
-pub async fn slo_list(ctx: &Ctx, asked: RangeAsked) -> Result<SloList, Failure> {
+pub(crate) async fn slo_list(ctx: &Ctx, asked: RangeAsked) -> Result<SloList, Failure> {
     let range = place(ctx, asked).await?;
     let all: Vec<&Slo> = ctx.slos.iter().collect();
     if all.is_empty() {

@@ -20,23 +20,24 @@ use serde::Deserialize;
 use slo_store::Store;
 use slo_store::output::{self, Format};
 
-pub mod alerts;
-pub mod auth;
-pub mod chart;
+mod alerts;
+mod auth;
+mod chart;
 mod filters;
-pub mod gather;
-pub mod listen;
-pub mod pages;
-pub mod params;
+mod gather;
+mod listen;
+mod pages;
+mod params;
 mod runner;
-pub mod verdicts;
-pub mod watch;
+mod verdicts;
+mod watch;
 
+pub use alerts::{Alerts, AlertsConfig, run as run_alerts};
 pub use auth::{AuthConfig, Guard, Tokens};
-pub use listen::{ListenConfig, ListenMetrics, TlsConfig};
+pub use listen::{ListenConfig, ListenMetrics, TlsConfig, serve};
 pub use runner::{Refusal, Runner, RunnerConfig};
 pub use verdicts::Verdicts;
-pub use watch::RegressionMetrics;
+pub use watch::{RegressionMetrics, run as watch_regressions};
 
 /// Whether the service is ready, and why not.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;

@@ -34,9 +34,9 @@ use crate::params::{BadParam, Params};
 use crate::{Refusal, WebState};
 
 /// Seconds between reloads of a live page.
-pub const REFRESH_S: u64 = 15;
+pub(crate) const REFRESH_S: u64 = 15;
 /// Ranges the picker offers.
-pub const WINDOWS: [&str; 4] = ["1h", "6h", "24h", "7d"];
+pub(crate) const WINDOWS: [&str; 4] = ["1h", "6h", "24h", "7d"];
 const HOUR: i64 = 60 * MINUTE_NS;
 
 /// What every page answers with besides its body.
@@ -44,7 +44,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; f
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// The routes of the dashboard and its API.
-pub fn routes() -> Router<WebState> {
+pub(crate) fn routes() -> Router<WebState> {
     Router::new()
         .route("/", get(overview_page))
         .route("/services/{name}", get(service_page))
@@ -62,7 +62,7 @@ pub fn routes() -> Router<WebState> {
 
 /// Why a request got no page.
 #[derive(Debug)]
-pub enum Problem {
+pub(crate) enum Problem {
     /// A bad parameter (400).
     Bad(String),
     /// An unknown name (404).
@@ -99,7 +99,7 @@ impl Problem {
     }
 
     /// The problem as JSON `{"error": ...}`.
-    pub fn json(&self) -> Response {
+    pub(crate) fn json(&self) -> Response {
         let (status, msg) = self.status_and_message();
         self.retry_hint(with_headers((status, axum::Json(json!({ "error": msg }))).into_response(), "no-store"))
     }
@@ -113,7 +113,7 @@ impl Problem {
     }
 
     /// The problem as a page.
-    pub fn page(&self) -> Response {
+    pub(crate) fn page(&self) -> Response {
         let (status, msg) = self.status_and_message();
         let mut ctx = base_context("", None, "", String::new());
         ctx.insert("status", &format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")));
@@ -189,7 +189,7 @@ fn engine() -> &'static Result<tera::Tera, String> {
 }
 
 /// Renders a template (errors are bugs: the templates are compiled in and tested).
-pub fn render(name: &str, ctx: &tera::Context) -> Result<String, String> {
+pub(crate) fn render(name: &str, ctx: &tera::Context) -> Result<String, String> {
     let t = engine().as_ref().map_err(|e| format!("templates: {e}"))?;
     t.render(name, ctx).map_err(|e| {
         let mut msg = e.to_string();
@@ -267,7 +267,7 @@ fn html_of(name: &str, r: Result<String, String>) -> Response {
 }
 
 /// The overview page's HTML.
-pub fn overview_html(o: &gather::Overview) -> Result<String, String> {
+pub(crate) fn overview_html(o: &gather::Overview) -> Result<String, String> {
     let mut ctx = base_context("overview", Some(&o.range), &api_url("/api/v1/services", &o.range), String::new());
     let sparks: Vec<String> = o.services.iter().map(|r| chart::sparkline(&r.line.sparkline)).collect();
     ctx.insert("sparks", &sparks);
@@ -298,7 +298,7 @@ async fn service_json(State(st): State<WebState>, Path(name): Path<String>, RawQ
 }
 
 /// The charts of a service's page, from its series.
-pub fn service_charts(v: &gather::ServiceView) -> Vec<String> {
+pub(crate) fn service_charts(v: &gather::ServiceView) -> Vec<String> {
     let s: &SeriesReport = &v.series;
     let t_ms: Vec<i64> = s.points.iter().map(|p| p.t_ms).collect();
     let step_ms = s.step_s * 1000;
@@ -371,7 +371,7 @@ async fn service_page(State(st): State<WebState>, Path(name): Path<String>, RawQ
 }
 
 /// A service page's HTML.
-pub fn service_html(v: &gather::ServiceView) -> Result<String, String> {
+pub(crate) fn service_html(v: &gather::ServiceView) -> Result<String, String> {
     let api = api_url(&format!("/api/v1/services/{}", crate::params::encode(&v.service)), &v.range);
     let mut ctx = base_context("service", Some(&v.range), &api, String::new());
     ctx.insert("charts", &service_charts(v));
@@ -469,7 +469,7 @@ async fn changes_page(State(st): State<WebState>, RawQuery(raw): RawQuery) -> Re
 }
 
 /// The changes page's HTML.
-pub fn changes_html(v: &gather::ChangesView) -> Result<String, String> {
+pub(crate) fn changes_html(v: &gather::ChangesView) -> Result<String, String> {
     let mut extra = String::new();
     let mut hidden = BTreeMap::new();
     for (k, val) in [("namespace", &v.namespace), ("kind", &v.kind), ("object", &v.object)] {
@@ -505,7 +505,7 @@ async fn slos_page(State(st): State<WebState>, RawQuery(raw): RawQuery) -> Respo
 }
 
 /// The SLO list's HTML.
-pub fn slos_html(list: &gather::SloList) -> Result<String, String> {
+pub(crate) fn slos_html(list: &gather::SloList) -> Result<String, String> {
     let mut ctx = base_context("slos", Some(&list.range), &api_url("/api/v1/slos", &list.range), String::new());
     ctx.insert("slos", &list.slos);
     render("slos.html", &ctx)
@@ -534,7 +534,7 @@ async fn slo_page(State(st): State<WebState>, Path(name): Path<String>, RawQuery
 }
 
 /// An SLO page's HTML.
-pub fn slo_html(v: &gather::SloView) -> Result<String, String> {
+pub(crate) fn slo_html(v: &gather::SloView) -> Result<String, String> {
     let api = api_url(&format!("/api/v1/slos/{}", crate::params::encode(&v.status.name)), &v.range);
     let mut ctx = base_context("slos", Some(&v.range), &api, String::new());
     let chart = Chart {
@@ -554,7 +554,7 @@ pub fn slo_html(v: &gather::SloView) -> Result<String, String> {
 }
 
 /// A page for paths that are none of the above (JSON under `/api/`).
-pub async fn not_found(uri: axum::http::Uri) -> Response {
+pub(crate) async fn not_found(uri: axum::http::Uri) -> Response {
     let p = Problem::NotFound(format!("no page at {:?}", uri.path()));
     if uri.path().starts_with("/api/") { p.json() } else { p.page() }
 }

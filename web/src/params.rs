@@ -8,17 +8,17 @@ use slo_analyzer::text::{parse_time, parse_window, window_name};
 
 /// Longest range a page or series may cover: long enough for an SLO period of 30 days
 /// plus a margin, short enough that one request cannot ask for years of buckets.
-pub const MAX_RANGE: i64 = 35 * 1440 * MINUTE_NS;
+pub(crate) const MAX_RANGE: i64 = 35 * 1440 * MINUTE_NS;
 
 /// The earliest `at`: 1970-01-01 (ns since the epoch), so that a range and the SLO
 /// periods before it never leave the i64 range.
-pub const EARLIEST_AT: i64 = 0;
+pub(crate) const EARLIEST_AT: i64 = 0;
 /// The latest `at`: 2200-01-01.
-pub const LATEST_AT: i64 = 7_258_118_400_000_000_000;
+pub(crate) const LATEST_AT: i64 = 7_258_118_400_000_000_000;
 
 /// A parameter that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadParam(pub String);
+pub(crate) struct BadParam(pub String);
 
 impl std::fmt::Display for BadParam {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,13 +28,13 @@ impl std::fmt::Display for BadParam {
 
 /// The parameters of one request: known names only, each at most once.
 #[derive(Debug, Clone, Default)]
-pub struct Params {
+pub(crate) struct Params {
     values: BTreeMap<String, String>,
 }
 
 impl Params {
     /// Reads the raw query string, accepting only `allowed` names.
-    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Params, BadParam> {
+    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Params, BadParam> {
         let mut values = BTreeMap::new();
         for (k, v) in form_urlencoded(raw.unwrap_or("")) {
             if !allowed.contains(&k.as_str()) {
@@ -51,13 +51,13 @@ impl Params {
     }
 
     /// The value of `name`; an empty value counts as absent (an empty form field).
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
     }
 
     /// The range asked for: `window` (default `default_window`) ending at `at` (`None`:
     /// the live view, ending at the newest data).
-    pub fn range(&self, default_window: i64) -> Result<RangeAsked, BadParam> {
+    pub(crate) fn range(&self, default_window: i64) -> Result<RangeAsked, BadParam> {
         let window = match self.get("window") {
             Some(w) => parse_window(w).map_err(|e| BadParam(format!("parameter \"window\": {e}")))?,
             None => default_window,
@@ -85,7 +85,7 @@ impl Params {
 
 /// A range before it is placed on the data: a length and, unless live, its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RangeAsked {
+pub(crate) struct RangeAsked {
     /// Length, ns.
     pub window: i64,
     /// End, ns; `None` is the live view (the newest data).
@@ -94,7 +94,7 @@ pub struct RangeAsked {
 
 impl RangeAsked {
     /// `[from, to)` given the newest minute's end; the end is put on a whole minute.
-    pub fn place(&self, newest_end: i64) -> (i64, i64) {
+    pub(crate) fn place(&self, newest_end: i64) -> (i64, i64) {
         // On the minute, or the end of the minute it falls in; `at` is bounded by
         // [`Params::range`], so this cannot overflow.
         let to = self
@@ -106,12 +106,12 @@ impl RangeAsked {
 
 /// Decodes `application/x-www-form-urlencoded` pairs (`+` is a space, `%XX` a byte, a
 /// malformed escape kept as it is); bytes that are not UTF-8 become U+FFFD.
-pub fn form_urlencoded(raw: &str) -> Vec<(String, String)> {
+pub(crate) fn form_urlencoded(raw: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 /// Percent-encodes a value for a URL's query or path.
-pub fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {

@@ -16,25 +16,25 @@ use parking_lot::Mutex;
 use slo_analyzer::explain::Report;
 
 /// How long a live report is reused.
-pub const LIVE_TTL: Duration = Duration::from_secs(10);
+pub(crate) const LIVE_TTL: Duration = Duration::from_secs(10);
 /// How long a report at a fixed `at` is reused.
-pub const FIXED_TTL: Duration = Duration::from_secs(300);
+pub(crate) const FIXED_TTL: Duration = Duration::from_secs(300);
 /// Reports kept at most.
-pub const CAPACITY: usize = 256;
+pub(crate) const CAPACITY: usize = 256;
 /// Live views kept warm at most: each costs an explanation every few seconds, and any
 /// reader can ask for a new one (another service name, another window).
-pub const WATCHED_MAX: usize = 16;
+pub(crate) const WATCHED_MAX: usize = 16;
 /// How long after it was last asked for a live view is kept warm.
-pub const WATCHED_FOR: Duration = Duration::from_secs(120);
+pub(crate) const WATCHED_FOR: Duration = Duration::from_secs(120);
 /// How long before its expiry a watched live report is explained again.
-pub const AHEAD: Duration = Duration::from_secs(4);
+pub(crate) const AHEAD: Duration = Duration::from_secs(4);
 
 /// What a report answers: service, end (`None`: live) and window, ns.
-pub type Key = (String, Option<i64>, i64);
+pub(crate) type Key = (String, Option<i64>, i64);
 
 /// A report, or the message of the user error that stood in its place ("there are no
 /// requests ...").
-pub type Verdict = Result<Arc<Report>, String>;
+pub(crate) type Verdict = Result<Arc<Report>, String>;
 
 /// The cache.
 #[derive(Debug, Default, Clone)]

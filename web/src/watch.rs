@@ -33,15 +33,15 @@ use crate::WebState;
 use crate::gather::explain_into;
 
 /// Services analyzed each round at most.
-pub const MAX_SERVICES: usize = 64;
+pub(crate) const MAX_SERVICES: usize = 64;
 /// A service without requests this long (data time) is dropped, ns.
-pub const FORGET_AFTER: i64 = 60 * MINUTE_NS;
+pub(crate) const FORGET_AFTER: i64 = 60 * MINUTE_NS;
 /// The window each service is explained over (the dashboard's default), ns.
-pub const WINDOW: i64 = 60 * MINUTE_NS;
+pub(crate) const WINDOW: i64 = 60 * MINUTE_NS;
 
 /// Labels of the verdict series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct VerdictLabels {
+pub(crate) struct VerdictLabels {
     /// The service.
     pub service: String,
     /// The top cause's kind (taxonomy), empty when none.

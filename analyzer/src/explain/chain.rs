@@ -16,7 +16,7 @@ use crate::text::{hm, ms, rfc3339};
 
 /// The service asked about, or the one whose p99 rose most; a service without requests
 /// in the window is a usage error naming the ones there are.
-pub async fn resolve_service(
+pub(super) async fn resolve_service(
     source: &Source,
     all: &Rollups,
     asked: Option<String>,
@@ -48,11 +48,11 @@ pub async fn resolve_service(
 /// How the answer begins when nothing in the window is beyond normal variation (not
 /// watching a rise, not an improvement, not too little data): what the lookback past the
 /// window keys on.
-pub const NO_CHANGE: &str = "no significant change in p99";
+pub(super) const NO_CHANGE: &str = "no significant change in p99";
 
 /// The regression in the series, or the answer that there is none and why: too little
 /// data, an improvement, or nothing beyond the service's normal variation.
-pub fn detect(series: &Series, p99: &[f64], cfg: &Config) -> std::result::Result<Found, Box<Regression>> {
+pub(super) fn detect(series: &Series, p99: &[f64], cfg: &Config) -> std::result::Result<Found, Box<Regression>> {
     if series.buckets.len() < series::MIN_BUCKETS {
         return Err(Box::new(no_regression(format!(
             "too little data: {} bucket(s) of {} s with enough requests, {} needed",
@@ -107,7 +107,7 @@ pub fn detect(series: &Series, p99: &[f64], cfg: &Config) -> std::result::Result
 /// them would not call it; two minutes at 1.5x, each a p99 over hundreds of requests, is
 /// not noise. Returned as the regression it would be on its own: the first regressed
 /// level as its baseline.
-pub fn later_step(p99: &[f64], found: &Found) -> Option<Found> {
+pub(super) fn later_step(p99: &[f64], found: &Found) -> Option<Found> {
     let (a, b) = found.regressed;
     let k = (a + 2..b.min(p99.len()).saturating_sub(1)).find(|&k| {
         let level = crate::stats::median(&p99[a..k]).unwrap_or(f64::INFINITY);
@@ -126,7 +126,7 @@ pub fn later_step(p99: &[f64], found: &Found) -> Option<Found> {
 
 /// Request detail around the onset: at most 15 minutes and [`DETAIL_PER_SIDE`] requests a
 /// side, the nearest to the onset.
-pub async fn read_detail(
+pub(super) async fn read_detail(
     source: &Source,
     service: &str,
     minutes: &BTreeMap<i64, Cell>,
@@ -147,7 +147,7 @@ pub async fn read_detail(
 
 /// What scoring knows: the requests before and after the onset, the tail's split, rates
 /// and token medians of the baseline and the regressed period.
-pub fn context<'a>(service: &'a str, detail: &'a [Request], series: &Series, found: &Found) -> Context<'a> {
+pub(super) fn context<'a>(service: &'a str, detail: &'a [Request], series: &Series, found: &Found) -> Context<'a> {
     let onset = series.start(found.point.index);
     let base = series.merged(found.baseline.0, found.baseline.1);
     let reg = series.merged(found.regressed.0, found.regressed.1);
@@ -179,7 +179,7 @@ pub fn context<'a>(service: &'a str, detail: &'a [Request], series: &Series, fou
 /// The candidates from the changes around the onset (never after the window's end:
 /// `--at` in the past answers as it would have then) and from the data, scored and
 /// sorted; with how many changes were looked at.
-pub async fn rank(
+pub(super) async fn rank(
     source: &Source,
     ctx: &Context<'_>,
     series: &Series,
@@ -206,7 +206,7 @@ pub async fn rank(
 
 /// The regression's figures: onset, p99 before and after (merged sketches), the tail's
 /// split, queue and compute p99s, whether it is going on, and the newest bucket's p99.
-pub fn regression(series: &Series, p99: &[f64], found: &Found, ctx: &Context<'_>) -> Regression {
+pub(super) fn regression(series: &Series, p99: &[f64], found: &Found, ctx: &Context<'_>) -> Regression {
     let base = series.merged(found.baseline.0, found.baseline.1);
     let reg = series.merged(found.regressed.0, found.regressed.1);
     let q99 = |c: &Cell, f: fn(&Cell) -> &crate::sketch::Sketch| round(f(c).quantile(0.99).unwrap_or(0.0), 1);

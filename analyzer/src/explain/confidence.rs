@@ -23,17 +23,17 @@ pub struct Confidence {
 }
 
 /// A regression younger than this is said to rest on few minutes.
-pub const MIN_MINUTES: i64 = 3;
+pub(super) const MIN_MINUTES: i64 = 3;
 /// ... on fewer requests since the onset than this, on few requests.
-pub const MIN_REQUESTS: u64 = 1000;
+pub(super) const MIN_REQUESTS: u64 = 1000;
 /// A first cause scoring under this is weak.
-pub const WEAK_SCORE: f64 = 0.4;
+pub(super) const WEAK_SCORE: f64 = 0.4;
 /// A first cause leading the next by less than this is close.
-pub const CLOSE_MARGIN: f64 = 0.1;
+pub(super) const CLOSE_MARGIN: f64 = 0.1;
 /// High needs the first cause at this score at least ...
-pub const HIGH_SCORE: f64 = 0.6;
+pub(super) const HIGH_SCORE: f64 = 0.6;
 /// ... and this lead over the next.
-pub const HIGH_MARGIN: f64 = 0.2;
+pub(super) const HIGH_MARGIN: f64 = 0.2;
 
 /// What the level is judged from.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +49,7 @@ pub struct Basis {
 
 /// The confidence of an answer whose causes are `causes` (ranked; a second-rise cause
 /// is not a rival of the first).
-pub fn judge(causes: &[Cause], basis: Basis) -> Confidence {
+pub(super) fn judge(causes: &[Cause], basis: Basis) -> Confidence {
     let mut because = Vec::new();
     let mut settle = Vec::new();
     let minutes = basis.lasted / MINUTE_NS;

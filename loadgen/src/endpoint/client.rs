@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The server answered with a non-2xx status.
     Http(u16),
     /// No complete answer within `--timeout`.
@@ -30,7 +30,7 @@ pub enum ErrorKind {
 
 /// What one successful request measured (all times in ms from the intended send time).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Success {
+pub(crate) struct Success {
     pub latency_ms: f64,
     /// Streaming only: first content token.
     pub ttft_ms: Option<f64>,
@@ -44,7 +44,7 @@ pub struct Success {
 
 /// The result of one request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Actual − intended send time.
     pub send_lag_ms: f64,
     /// The HTTP status, when the server answered.
@@ -54,7 +54,7 @@ pub struct Outcome {
 
 /// The endpoint and how to talk to it; shared by every request of a run.
 #[derive(Debug)]
-pub struct Endpoint {
+pub(super) struct Endpoint {
     pub client: reqwest::Client,
     pub url: String,
     pub api: Api,
@@ -65,7 +65,7 @@ pub struct Endpoint {
 }
 
 /// The HTTP client and default headers (`--header`, `--api-key`) of a run.
-pub fn http_client(args: &TargetArgs) -> Result<(reqwest::Client, HeaderMap)> {
+pub(super) fn http_client(args: &TargetArgs) -> Result<(reqwest::Client, HeaderMap)> {
     let mut headers = HeaderMap::new();
     if let Some(key) = args.api_key.as_ref().map(|k| k.expose()).filter(|k| !k.is_empty()) {
         let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
@@ -85,7 +85,7 @@ pub fn http_client(args: &TargetArgs) -> Result<(reqwest::Client, HeaderMap)> {
 }
 
 /// The first model of `GET /v1/models`.
-pub async fn discover_model(client: &reqwest::Client, base: &str, headers: &HeaderMap) -> Result<String> {
+pub(super) async fn discover_model(client: &reqwest::Client, base: &str, headers: &HeaderMap) -> Result<String> {
     let url = format!("{base}/v1/models");
     let fail = |what: String| Error::Network(format!("GET {url}: {what} (give --model to skip the lookup)"));
     let resp = client
@@ -104,7 +104,7 @@ pub async fn discover_model(client: &reqwest::Client, base: &str, headers: &Head
 
 impl Endpoint {
     /// The JSON body of a planned request.
-    pub fn body(&self, p: &Planned) -> Value {
+    pub(super) fn body(&self, p: &Planned) -> Value {
         let text = prompt(p.prompt_seed, p.prompt_tokens);
         let mut body = match self.api {
             Api::Chat => json!({ "model": self.model, "messages": [{ "role": "user", "content": text }] }),
@@ -123,7 +123,7 @@ impl Endpoint {
     }
 
     /// Sends a planned request (now) and measures it from `intended`.
-    pub async fn send(&self, p: &Planned, intended: Instant, extra: HeaderMap) -> Outcome {
+    pub(super) async fn send(&self, p: &Planned, intended: Instant, extra: HeaderMap) -> Outcome {
         let body = self.body(p);
         let req = self.client.post(&self.url).headers(self.headers.clone()).headers(extra).json(&body);
         let send_lag_ms = ms(Instant::now().saturating_duration_since(intended));

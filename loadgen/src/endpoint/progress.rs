@@ -17,13 +17,13 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// A running progress bar; [`Progress::finish`] clears it.
 #[derive(Debug)]
-pub struct Progress {
+pub(super) struct Progress {
     bar: ProgressBar,
     ticker: Option<JoinHandle<()>>,
 }
 
 impl Progress {
-    pub fn start(
+    pub(super) fn start(
         enabled: bool,
         duration: Duration,
         start: Instant,
@@ -64,7 +64,7 @@ impl Progress {
         Progress { bar, ticker: Some(ticker) }
     }
 
-    pub fn finish(self) {
+    pub(super) fn finish(self) {
         if let Some(t) = self.ticker {
             t.abort();
         }

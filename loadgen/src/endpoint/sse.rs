@@ -5,14 +5,14 @@
 
 /// Incremental SSE decoder: push bytes, get the `data` of each finished event.
 #[derive(Debug, Default)]
-pub struct SseDecoder {
+pub(super) struct SseDecoder {
     buf: Vec<u8>,
     data: Option<String>,
 }
 
 impl SseDecoder {
     /// Adds bytes; returns the data of every event they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+    pub(super) fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
         let mut start = 0;
@@ -29,7 +29,7 @@ impl SseDecoder {
     }
 
     /// The end of the stream: an event not yet ended by a blank line still counts.
-    pub fn finish(&mut self) -> Option<String> {
+    pub(super) fn finish(&mut self) -> Option<String> {
         let rest = std::mem::take(&mut self.buf);
         let mut events = Vec::new();
         if !rest.is_empty() {

@@ -19,7 +19,7 @@ const BUCKETS: usize = 1300;
 
 /// A log-bucketed histogram of milliseconds.
 #[derive(Debug, Clone, Default)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: Vec<u64>,
     below_min: u64,
     count: u64,
@@ -30,7 +30,7 @@ pub struct Histogram {
 
 impl Histogram {
     /// Adds one value (negative values count as 0).
-    pub fn record(&mut self, ms: f64) {
+    pub(crate) fn record(&mut self, ms: f64) {
         let ms = if ms.is_finite() { ms.max(0.0) } else { return };
         if self.count == 0 || ms < self.min {
             self.min = ms;
@@ -52,7 +52,7 @@ impl Histogram {
     }
 
     /// The `q` quantile (0..=1), within 1% of the exact value; None when empty.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
@@ -78,7 +78,7 @@ impl Histogram {
     }
 
     /// min, mean, p50, p90, p95, p99, max; None when nothing was recorded.
-    pub fn summary(&self) -> Option<Summary> {
+    pub(crate) fn summary(&self) -> Option<Summary> {
         let q = |x| self.quantile(x).unwrap_or(0.0);
         (self.count > 0).then(|| Summary {
             count: self.count,
@@ -109,7 +109,7 @@ pub struct Summary {
 /// Everything recorded during a run; shared behind a mutex, locked once per
 /// finished request.
 #[derive(Debug, Default)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub sent: u64,
     pub dropped: u64,
     pub ok: u64,
@@ -129,11 +129,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn error_count(&self) -> u64 {
+    pub(crate) fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
 
-    pub fn record(&mut self, o: &Outcome) {
+    pub(crate) fn record(&mut self, o: &Outcome) {
         self.send_lag.record(o.send_lag_ms);
         match &o.result {
             Err(kind) => *self.errors.entry(kind.key()).or_default() += 1,
@@ -156,14 +156,14 @@ impl Recorder {
     }
 
     /// Counts a request that was due while `--max-in-flight` were outstanding.
-    pub fn drop_saturated(&mut self) {
+    pub(crate) fn drop_saturated(&mut self) {
         self.dropped += 1;
     }
 }
 
 impl ErrorKind {
     /// The key of `counts.errors` in the report.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             ErrorKind::Http(code) => format!("http_{code}"),
             ErrorKind::Timeout => "timeout".into(),

@@ -25,7 +25,7 @@ use crate::error::Result;
 
 /// The tracer of a run and, with `--otlp`, its exporter.
 #[derive(Debug)]
-pub struct Telemetry {
+pub(super) struct Telemetry {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     propagator: TraceContextPropagator,
@@ -34,7 +34,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Sets up tracing; exports to `otlp` when given. Must run inside the tokio runtime.
-    pub fn new(otlp: Option<&str>, protocol: OtlpProtocol, auth: &crate::otlp::OtlpAuth) -> Result<Self> {
+    pub(super) fn new(otlp: Option<&str>, protocol: OtlpProtocol, auth: &crate::otlp::OtlpAuth) -> Result<Self> {
         let mut builder = SdkTracerProvider::builder()
             .with_resource(Resource::builder_empty().with_service_name("slo-loadgen").build());
         if let Some(url) = otlp {
@@ -48,7 +48,7 @@ impl Telemetry {
 
     /// Starts the client span of a request at its intended send time; returns
     /// it with the `traceparent` header to send.
-    pub fn start(&self, api: Api, model: &str, p: &Planned, intended: SystemTime) -> (Span, HeaderMap) {
+    pub(super) fn start(&self, api: Api, model: &str, p: &Planned, intended: SystemTime) -> (Span, HeaderMap) {
         let span = self
             .tracer
             .span_builder(format!("POST {}", api.path()))
@@ -76,7 +76,7 @@ impl Telemetry {
     }
 
     /// Ends a span with what the request measured, at `intended + latency`.
-    pub fn end(&self, mut span: Span, outcome: &Outcome, end: SystemTime) {
+    pub(super) fn end(&self, mut span: Span, outcome: &Outcome, end: SystemTime) {
         if let Some(code) = outcome.status {
             span.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
         }
@@ -104,7 +104,7 @@ impl Telemetry {
     /// Flushes and shuts the exporter down; spans of the run are sent before
     /// this returns. An export failure is reported, not fatal: the load was
     /// measured all the same.
-    pub async fn shutdown(&self) -> Option<String> {
+    pub(super) async fn shutdown(&self) -> Option<String> {
         if !self.exporting {
             return None;
         }

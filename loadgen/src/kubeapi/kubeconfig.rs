@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::{Error, Result};
 
 /// The context (and cluster and user) name in the written kubeconfig.
-pub const CONTEXT: &str = "slo-sim";
+pub(super) const CONTEXT: &str = "slo-sim";
 
 /// Writes a kubeconfig for `server_url` (plain http, no auth) with a context named `slo-sim`
 /// whose default namespace is `namespace`.

@@ -32,7 +32,7 @@ pub(crate) struct Selectors {
 
 impl Selectors {
     /// Parses both selectors; a bad one is a 400 naming the problem.
-    pub fn parse(resource: &ResourceType, labels: Option<&str>, fields: Option<&str>) -> Result<Self, Status> {
+    pub(super) fn parse(resource: &ResourceType, labels: Option<&str>, fields: Option<&str>) -> Result<Self, Status> {
         let labels = match labels {
             Some(s) => parse_labels(s).map_err(|e| Status::bad_request(format!("unable to parse requirement: {e}")))?,
             None => Vec::new(),
@@ -44,12 +44,12 @@ impl Selectors {
         Ok(Selectors { labels, fields })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.labels.is_empty() && self.fields.is_empty()
     }
 
     /// True when `obj` satisfies every requirement.
-    pub fn matches(&self, obj: &Value) -> bool {
+    pub(super) fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         let labels_ok = self.labels.iter().all(|req| match req {

@@ -53,7 +53,7 @@ pub(crate) enum ChangeType {
 }
 
 impl ChangeType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ChangeType::Added => "ADDED",
             ChangeType::Modified => "MODIFIED",

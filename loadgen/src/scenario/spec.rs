@@ -340,58 +340,58 @@ impl Default for ServerSpec {
 
 pub(crate) mod defaults {
     use super::*;
-    pub fn duration() -> Dur {
+    pub(crate) fn duration() -> Dur {
         Dur::secs(30 * 60)
     }
-    pub fn namespace() -> String {
+    pub(crate) fn namespace() -> String {
         "inference".into()
     }
-    pub fn scrape_interval() -> Dur {
+    pub(crate) fn scrape_interval() -> Dur {
         Dur::secs(15)
     }
-    pub fn gpus_per_node() -> u32 {
+    pub(crate) fn gpus_per_node() -> u32 {
         4
     }
-    pub fn gpu_model() -> String {
+    pub(crate) fn gpu_model() -> String {
         "NVIDIA H100 80GB HBM3".into()
     }
-    pub fn provision() -> Dur {
+    pub(crate) fn provision() -> Dur {
         Dur::secs(240)
     }
-    pub fn sm_clock() -> u32 {
+    pub(crate) fn sm_clock() -> u32 {
         1980
     }
-    pub fn tdp() -> f64 {
+    pub(crate) fn tdp() -> f64 {
         700.0
     }
-    pub fn image() -> String {
+    pub(crate) fn image() -> String {
         "vllm/vllm-openai:v0.11.0".into()
     }
-    pub fn one() -> u32 {
+    pub(crate) fn one() -> u32 {
         1
     }
-    pub fn one_f() -> f64 {
+    pub(crate) fn one_f() -> f64 {
         1.0
     }
-    pub fn yes() -> bool {
+    pub(crate) fn yes() -> bool {
         true
     }
-    pub fn down_window() -> Dur {
+    pub(crate) fn down_window() -> Dur {
         Dur::secs(300)
     }
-    pub fn prompt_tokens() -> TokenDist {
+    pub(crate) fn prompt_tokens() -> TokenDist {
         TokenDist::LogNormal(800.0, 0.6)
     }
-    pub fn output_tokens() -> TokenDist {
+    pub(crate) fn output_tokens() -> TokenDist {
         TokenDist::LogNormal(150.0, 0.5)
     }
-    pub fn api() -> String {
+    pub(crate) fn api() -> String {
         "chat".into()
     }
-    pub fn throttled_clock() -> u32 {
+    pub(crate) fn throttled_clock() -> u32 {
         1200
     }
-    pub fn oom_after() -> Dur {
+    pub(crate) fn oom_after() -> Dur {
         Dur::secs(60)
     }
 }

@@ -18,12 +18,12 @@ const NODE_GRACE: i64 = 40 * SEC;
 const EVICT_AFTER: i64 = 300 * SEC;
 pub(crate) const HPA_SYNC: i64 = 15 * SEC;
 /// The gateway's route timeout: requests stuck on a dead upstream fail after this.
-pub const GATEWAY_TIMEOUT: i64 = 60 * SEC;
+pub(super) const GATEWAY_TIMEOUT: i64 = 60 * SEC;
 /// The gateway's connect timeout to an upstream that does not answer.
-pub const CONNECT_TIMEOUT: i64 = 5 * SEC;
+pub(super) const CONNECT_TIMEOUT: i64 = 5 * SEC;
 pub(crate) const HPA_TOLERANCE: f64 = 0.1;
 /// The custom metric the HPA reads (through a Prometheus adapter).
-pub const HPA_METRIC: &str = "vllm_requests_in_flight";
+pub(super) const HPA_METRIC: &str = "vllm_requests_in_flight";
 
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -77,7 +77,7 @@ pub enum PodPhase {
 
 /// Kubelet stages, scheduled as events.
 #[derive(Debug, Clone, Copy)]
-pub enum Stage {
+pub(crate) enum Stage {
     Pulled,
     Ready,
     Oom,

@@ -8,14 +8,14 @@ use super::Sim;
 use crate::scenario::ThrottleReason;
 
 /// Temperature at which a thermally throttling GPU lowers its clock (°C).
-pub const SLOWDOWN_TEMP_C: f64 = 85.0;
+pub(super) const SLOWDOWN_TEMP_C: f64 = 85.0;
 const IDLE_W: f64 = 72.0;
 const AMBIENT_C: f64 = 28.0;
 const THERMAL_TAU_S: f64 = 40.0;
 /// `clocks_event_reasons` bits as NVML defines them.
-pub const REASON_SW_POWER_CAP: u64 = 0x4;
-pub const REASON_HW_SLOWDOWN: u64 = 0x8;
-pub const REASON_SW_THERMAL: u64 = 0x20;
+pub(super) const REASON_SW_POWER_CAP: u64 = 0x4;
+pub(super) const REASON_HW_SLOWDOWN: u64 = 0x8;
+pub(super) const REASON_SW_THERMAL: u64 = 0x20;
 
 /// One GPU of a node.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use rand::Rng;
 const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// FNV-1a, stable across runs and platforms.
-pub fn fnv(parts: &[&str]) -> u64 {
+pub(crate) fn fnv(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for b in p.bytes().chain([0u8]) {
@@ -20,7 +20,7 @@ pub fn fnv(parts: &[&str]) -> u64 {
 }
 
 /// A pod-template hash like `5d9c7b8f4d`.
-pub fn template_hash(parts: &[&str]) -> String {
+pub(crate) fn template_hash(parts: &[&str]) -> String {
     let mut h = fnv(parts);
     (0..10)
         .map(|_| {
@@ -35,12 +35,12 @@ pub fn template_hash(parts: &[&str]) -> String {
 }
 
 /// A pod name suffix like `x7k2p`.
-pub fn suffix(rng: &mut impl Rng) -> String {
+pub(crate) fn suffix(rng: &mut impl Rng) -> String {
     (0..5).map(|_| SAFE[rng.random_range(0..SAFE.len())] as char).collect()
 }
 
 /// A UUID-shaped id from a counter and a name (deterministic).
-pub fn uid(name: &str, seq: u64) -> String {
+pub(crate) fn uid(name: &str, seq: u64) -> String {
     let a = fnv(&[name, &seq.to_string()]);
     let b = fnv(&[&seq.to_string(), name, "uid"]);
     format!(
@@ -54,12 +54,12 @@ pub fn uid(name: &str, seq: u64) -> String {
 }
 
 /// `GPU-xxxxxxxx-xxxx-...` as nvidia-smi prints it.
-pub fn gpu_uuid(node: &str, index: u32) -> String {
+pub(crate) fn gpu_uuid(node: &str, index: u32) -> String {
     format!("GPU-{}", uid(node, u64::from(index) + 1_000_000))
 }
 
 /// RFC 3339 in UTC; `micros` for MicroTime fields.
-pub fn rfc3339(unix_ns: i64, micros: bool) -> String {
+pub(crate) fn rfc3339(unix_ns: i64, micros: bool) -> String {
     let dt = DateTime::from_timestamp_nanos(unix_ns);
     dt.to_rfc3339_opts(if micros { SecondsFormat::Micros } else { SecondsFormat::Secs }, true)
 }

@@ -44,7 +44,7 @@ pub(crate) struct ModelState {
 }
 
 impl ModelState {
-    pub fn new(spec: ModelSpec) -> ModelState {
+    pub(crate) fn new(spec: ModelSpec) -> ModelState {
         ModelState {
             replicas: spec.replicas,
             hpa: spec.hpa.clone(),
@@ -69,7 +69,7 @@ impl ModelState {
     }
 
     /// Requests per second at simulated time `t`.
-    pub fn rate(&self, t: i64) -> f64 {
+    pub(crate) fn rate(&self, t: i64) -> f64 {
         let tr = &self.spec.traffic;
         let mut r = tr.rate;
         if let Some(d) = &tr.diurnal {

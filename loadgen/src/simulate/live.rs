@@ -70,7 +70,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// A new waiter, or None when [`MAX_API_REQUESTS`] are already waiting.
-    pub fn register(&self) -> Option<(u64, mpsc::UnboundedReceiver<Update>)> {
+    pub(super) fn register(&self) -> Option<(u64, mpsc::UnboundedReceiver<Update>)> {
         let mut waiters = self.waiters.lock();
         if waiters.len() >= MAX_API_REQUESTS {
             return None;

@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use slo_analyzer::explain::Report;
 
 /// Alerts kept at most.
-pub const KEEP: usize = 10_000;
+pub(crate) const KEEP: usize = 10_000;
 
 /// What an alert is known by: Alertmanager's fingerprint and its start. A new firing of
 /// the same rule and labels starts later, so it is a new alert and is explained again.
-pub type AlertKey = (String, String);
+pub(crate) type AlertKey = (String, String);
 
 /// One alert and what slo made of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ impl Entry {
 
 /// The log: the file and the alerts it holds.
 #[derive(Debug)]
-pub struct Log {
+pub(crate) struct Log {
     path: PathBuf,
     file: File,
     lines: usize,
@@ -77,7 +77,7 @@ pub struct Log {
 impl Log {
     /// Opens (or creates) the log in `dir`; lines that do not read (a torn last write) are
     /// skipped and counted in the log.
-    pub fn open(dir: &Path) -> std::io::Result<Log> {
+    pub(crate) fn open(dir: &Path) -> std::io::Result<Log> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("alerts.jsonl");
         let mut alerts = HashMap::new();
@@ -107,19 +107,19 @@ impl Log {
     }
 
     /// The alert of `key`.
-    pub fn get(&self, key: &AlertKey) -> Option<&Entry> {
+    pub(crate) fn get(&self, key: &AlertKey) -> Option<&Entry> {
         self.alerts.get(key)
     }
 
     /// Every alert, newest start first.
-    pub fn all(&self) -> Vec<&Entry> {
+    pub(crate) fn all(&self) -> Vec<&Entry> {
         let mut v: Vec<&Entry> = self.alerts.values().collect();
         v.sort_by(|a, b| b.starts_at.cmp(&a.starts_at).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
         v
     }
 
     /// Writes `entries` (new states) durably, then keeps them.
-    pub fn put(&mut self, entries: Vec<Entry>) -> std::io::Result<()> {
+    pub(crate) fn put(&mut self, entries: Vec<Entry>) -> std::io::Result<()> {
         if entries.is_empty() {
             return Ok(());
         }

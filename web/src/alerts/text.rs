@@ -7,7 +7,7 @@ use slo_analyzer::text::ms;
 use super::Entry;
 
 /// One line: the regression and its top cause, or why there is none.
-pub fn verdict(r: &Report) -> String {
+pub(super) fn verdict(r: &Report) -> String {
     let g = &r.regression;
     if !g.detected {
         return format!("no p99 regression: {}", g.reason.as_deref().unwrap_or("no significant change"));
@@ -30,7 +30,7 @@ pub fn verdict(r: &Report) -> String {
 }
 
 /// The whole message.
-pub fn slack(e: &Entry, dashboard: Option<&str>) -> String {
+pub(super) fn slack(e: &Entry, dashboard: Option<&str>) -> String {
     let name = e.labels.get("alertname").map_or("alert", String::as_str);
     let mut lines = vec![format!(
         "*[{}] {name}* {}{}",

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 /// How the mock answers.
 #[derive(Debug, Clone, Copy)]
-pub enum Behaviour {
+pub(super) enum Behaviour {
     /// Streams `max_tokens` tokens: `ttft` before the first chunk, `per_token`
     /// between chunks, each SSE event written in two halves split mid-line.
     Stream { ttft: Duration, per_token: Duration, tokens_per_chunk: u32, usage: bool },
@@ -35,7 +35,7 @@ pub enum Behaviour {
 
 /// One request the mock received.
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(super) struct Seen {
     pub at: Instant,
     pub wall: SystemTime,
     pub traceparent: Option<String>,
@@ -50,7 +50,7 @@ struct Mock {
 }
 
 /// Starts a mock; returns its base URL and the requests it sees.
-pub async fn openai(behaviour: Behaviour) -> (String, Arc<Mutex<Vec<Seen>>>) {
+pub(super) async fn openai(behaviour: Behaviour) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mock = Mock { behaviour, seen: seen.clone(), count: Arc::new(AtomicU64::new(0)) };
     let router = Router::new()
@@ -61,7 +61,7 @@ pub async fn openai(behaviour: Behaviour) -> (String, Arc<Mutex<Vec<Seen>>>) {
 }
 
 /// Starts an OTLP/HTTP receiver; returns its base URL and the spans it got.
-pub async fn otlp() -> (String, Arc<Mutex<Vec<Span>>>) {
+pub(super) async fn otlp() -> (String, Arc<Mutex<Vec<Span>>>) {
     let spans = Arc::new(Mutex::new(Vec::new()));
     let router = Router::new().route("/v1/traces", post(traces)).with_state(spans.clone());
     (serve(router).await, spans)
@@ -193,7 +193,7 @@ fn answer(b: Behaviour, body: &Value) -> Response {
 }
 
 /// Starts an OTLP/gRPC receiver; returns its URL and the spans it got.
-pub async fn otlp_grpc() -> (String, Arc<Mutex<Vec<Span>>>) {
+pub(super) async fn otlp_grpc() -> (String, Arc<Mutex<Vec<Span>>>) {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
     let spans = Arc::new(Mutex::new(Vec::new()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
