@@ -73,7 +73,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         return Err(Failure::usage_msg(format!("--speed {}: must be a number above 0", args.speed)));
     }
-    let scenario = slo_loadgen::scenario::load(&args.scenario).map_err(Failure::usage)?;
+    let scenario = slo_loadgen::load_scenario(&args.scenario).map_err(Failure::usage)?;
     // The one port a user picks: refused before anything is written.
     drop(
         std::net::TcpListener::bind(&args.http)
@@ -93,7 +93,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     write(&config, CONFIG)?;
     // The server reads it at start; the simulator listens there a moment later (the watch
     // retries until then) and writes the same file again.
-    slo_loadgen::kubeapi::write_kubeconfig(&kube, &format!("http://127.0.0.1:{api_port}"), &scenario.namespace)
+    slo_loadgen::write_kubeconfig(&kube, &format!("http://127.0.0.1:{api_port}"), &scenario.namespace)
         .map_err(|e| Failure::from(anyhow::Error::new(e)))?;
 
     let cancel = crate::loadgen::ctrl_c();
@@ -121,17 +121,17 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     // Simulated time runs ahead of the wall clock: start a run's length back, so that its
     // data stays behind the wall clock to the end.
     let start = chrono::DateTime::from_timestamp((now - duration) / 60 * 60, 0).context("the start time")?;
-    let sim_args = slo_loadgen::simulate::SimulateArgs {
+    let sim_args = slo_loadgen::SimulateArgs {
         scenario: args.scenario.clone(),
         speed: args.speed,
         seed: args.seed,
         duration: None,
         otlp: Some(format!("http://127.0.0.1:{grpc_port}")),
-        otlp_protocol: slo_loadgen::endpoint::OtlpProtocol::Grpc,
+        otlp_protocol: slo_loadgen::OtlpProtocol::Grpc,
         otlp_auth: Default::default(),
         truth: Some(dir.join("truth.json")),
         out: None,
-        format: slo_loadgen::simulate::TraceFormat::Pb,
+        format: slo_loadgen::TraceFormat::Pb,
         start: Some(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         listen: format!("127.0.0.1:{api_port}"),
         kubeconfig: kube,
@@ -154,7 +154,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
         dir.display(),
     );
     let sim_cancel = cancel.clone();
-    let mut sim = tokio::spawn(async move { slo_loadgen::simulate::run(sim_args, sim_cancel).await });
+    let mut sim = tokio::spawn(async move { slo_loadgen::run_simulate(sim_args, sim_cancel).await });
     let mut shown: Option<String> = None;
     let mut sim_done = false;
     let mut tick = tokio::time::interval(Duration::from_secs(args.every.max(1)));

@@ -26,9 +26,9 @@ use slo_analyzer::explain::{Query, Report};
 use slo_analyzer::rollup::MINUTE_NS;
 use slo_analyzer::source::Source;
 use slo_analyzer::text::{parse_window, rfc3339};
-use slo_loadgen::scenario::BUILTIN;
-use slo_loadgen::sim::{Sim, SimOptions};
-use slo_loadgen::simulate::{TraceFormat, run_files};
+use slo_loadgen::BUILTIN;
+use slo_loadgen::{Sim, SimOptions};
+use slo_loadgen::{TraceFormat, run_files};
 
 use crate::cli::{Failure, Format};
 use crate::config::ServeConfig;
@@ -290,7 +290,7 @@ async fn run_one(name: &str, seed: u64, dir: &Path, window: i64) -> Result<Outco
 
 /// The text a scenario is made from: a built-in's YAML, or the file's.
 fn scenario_text(name: &str) -> Result<String, Failure> {
-    match slo_loadgen::scenario::builtin_yaml(name) {
+    match slo_loadgen::builtin_yaml(name) {
         Some(text) => Ok(text),
         None => {
             std::fs::read_to_string(name).with_context(|| format!("reading scenario {name}")).map_err(Failure::usage)
@@ -301,7 +301,7 @@ fn scenario_text(name: &str) -> Result<String, Failure> {
 /// The run's files under `out`, imported into `cfg.data_dir`; the traces and scrapes are
 /// removed once imported (the truth and the watch stream stay).
 async fn simulate_and_import(name: &str, seed: u64, out: &Path, cfg: &ServeConfig) -> Result<(), Failure> {
-    let scenario = slo_loadgen::scenario::load(name).map_err(Failure::usage)?;
+    let scenario = slo_loadgen::load_scenario(name).map_err(Failure::usage)?;
     let _ = std::fs::remove_dir_all(out);
     let _ = std::fs::remove_dir_all(&cfg.data_dir);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

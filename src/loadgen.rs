@@ -2,9 +2,9 @@
 //! `slo-loadgen` crate) to the CLI, with Ctrl-C and exit codes.
 
 use clap::{Args, Subcommand};
-use slo_loadgen::endpoint::TargetArgs;
-use slo_loadgen::scenario::{BUILTIN, builtin_yaml};
-use slo_loadgen::simulate::SimulateArgs;
+use slo_loadgen::SimulateArgs;
+use slo_loadgen::TargetArgs;
+use slo_loadgen::{BUILTIN, builtin_yaml};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Failure, Format};
@@ -67,12 +67,12 @@ pub(crate) async fn run(args: LoadgenArgs) -> Result<(), Failure> {
     match args.command {
         LoadgenCommand::Scenarios(a) => scenarios(a),
         LoadgenCommand::Simulate(a) => {
-            let summary = slo_loadgen::simulate::run(a, ctrl_c()).await.map_err(convert)?;
+            let summary = slo_loadgen::run_simulate(a, ctrl_c()).await.map_err(convert)?;
             eprintln!("{}", summary.render());
             Ok(())
         }
         LoadgenCommand::Target(a) => {
-            let report = slo_loadgen::endpoint::run(a, ctrl_c()).await.map_err(convert)?;
+            let report = slo_loadgen::run_target(a, ctrl_c()).await.map_err(convert)?;
             print!("{}", report.render_table());
             Ok(())
         }

@@ -55,10 +55,9 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use args::{Api, Arrival, Header, OtlpProtocol, Secret, TargetArgs, parse_duration, parse_rps};
-pub use report::{ConfigEcho, Counts, Rates, TargetReport};
-pub use schedule::{Planned, Schedule, prompt};
-pub use stats::Summary;
+pub use args::{OtlpProtocol, TargetArgs};
+pub use report::TargetReport;
+pub(crate) use schedule::{Planned, Schedule};
 
 use client::Endpoint;
 use progress::Progress;

@@ -31,11 +31,9 @@ mod tests;
 
 use std::fmt::Write as _;
 
-pub use dcgm::{DcgmGpu, render_dcgm};
-pub use histogram::Histogram;
-pub use vllm::{
-    FinishedReasonCounts, ProcessStats, PromptTokenSources, SleepState, VllmCacheConfig, VllmPod, render_vllm,
-};
+pub(crate) use dcgm::{DcgmGpu, render_dcgm};
+pub(crate) use histogram::Histogram;
+pub(crate) use vllm::{VllmPod, render_vllm};
 
 /// Writes the `# HELP` and `# TYPE` lines of one metric family.
 fn write_header(out: &mut String, name: &str, help: &str, kind: &str) {

@@ -30,11 +30,11 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 pub use kubeconfig::write_kubeconfig;
-pub use server::router;
-pub use store::{ApiOptions, ApiStore};
+pub(crate) use server::router;
+pub(crate) use store::ApiStore;
 
 /// The Kubernetes version `/version` reports.
-pub const KUBE_VERSION: (&str, &str) = ("1", "34");
+pub(crate) const KUBE_VERSION: (&str, &str) = ("1", "34");
 
 /// One served resource type.
 #[derive(Debug, PartialEq, Eq)]

@@ -11,15 +11,20 @@
 //!
 //! This crate depends on no other `slo` crate: it talks over the wire only.
 
-pub mod dist;
-pub mod duration;
-pub mod endpoint;
-pub mod error;
-pub mod exposition;
-pub mod kubeapi;
-pub mod otlp;
-pub mod scenario;
-pub mod sim;
-pub mod simulate;
+mod dist;
+mod duration;
+mod endpoint;
+mod error;
+mod exposition;
+mod kubeapi;
+mod otlp;
+mod scenario;
+mod sim;
+mod simulate;
 
+pub use endpoint::{OtlpProtocol, TargetArgs, TargetReport, run as run_target};
 pub use error::{Error, Result};
+pub use kubeapi::write_kubeconfig;
+pub use scenario::{BUILTIN, Builtin, Scenario, builtin_yaml, load as load_scenario};
+pub use sim::{Sim, SimOptions};
+pub use simulate::{SimulateArgs, TraceFormat, run as run_simulate, run_files};

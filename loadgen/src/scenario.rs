@@ -32,7 +32,8 @@ mod spec;
 mod tests;
 mod validate;
 
-pub use builtin::{BUILTIN, builtin, builtin_yaml};
+pub(crate) use builtin::builtin;
+pub use builtin::{BUILTIN, Builtin, builtin_yaml};
 pub use spec::*;
 
 use std::path::Path;

@@ -13,7 +13,7 @@
 mod actions;
 mod cluster;
 mod controllers;
-pub mod engine;
+pub(crate) mod engine;
 mod gpu;
 mod hpa;
 pub(crate) mod names;
@@ -32,15 +32,14 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::scenario::Scenario;
-pub use cluster::{Node, Pod, PodPhase, ReplicaSet};
-pub use engine::{Engine, Req};
-pub use gpu::Gpu;
+pub(crate) use cluster::{Node, Pod, PodPhase, ReplicaSet};
+pub(crate) use engine::Req;
 
 /// RFC 3339 (seconds, UTC) of a unix-ns time.
-pub fn rfc3339(unix_ns: i64) -> String {
+pub(crate) fn rfc3339(unix_ns: i64) -> String {
     names::rfc3339(unix_ns, false)
 }
-pub use traffic::Injected;
+pub(crate) use traffic::Injected;
 pub(crate) use traffic::ModelState;
 
 /// Identity of a pod, shared by every request it served.

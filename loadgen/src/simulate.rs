@@ -6,7 +6,7 @@ mod files;
 mod live;
 mod openai;
 mod progress;
-pub mod spans;
+pub(crate) mod spans;
 
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use files::{TraceFormat, run_files};
-pub use live::{LiveOptions, run_live};
+pub(crate) use live::{LiveOptions, run_live};
 
 use crate::duration::Dur;
 use crate::endpoint::OtlpProtocol;
@@ -125,7 +125,7 @@ impl RunSummary {
 }
 
 /// The ground truth (`--truth`; README, "The load generator").
-pub fn truth_json(sim: &Sim) -> String {
+pub(crate) fn truth_json(sim: &Sim) -> String {
     let v = serde_json::json!({
         "scenario": sim.scenario.name,
         "seed": sim.seed,

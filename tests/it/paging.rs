@@ -164,8 +164,8 @@ impl Stack {
         let (hook, hooks) = sink();
         let api_port = free_port();
         let kube = dir.path().join("sim.kubeconfig");
-        let namespace = slo_loadgen::scenario::load(scenario).unwrap().namespace;
-        slo_loadgen::kubeapi::write_kubeconfig(&kube, &format!("http://127.0.0.1:{api_port}"), &namespace).unwrap();
+        let namespace = slo_loadgen::load_scenario(scenario).unwrap().namespace;
+        slo_loadgen::write_kubeconfig(&kube, &format!("http://127.0.0.1:{api_port}"), &namespace).unwrap();
         let config = format!(
             "collector: {{ assembly: {{ idle_ms: 1000, max_wait_ms: 5000 }} }}\nstore: {{ flush_interval_s: 5 }}\n\
              scrape: {{ interval_s: 1 }}\nanalyze_every_s: 3\nshutdown_grace_s: 10\n\

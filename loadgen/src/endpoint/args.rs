@@ -224,7 +224,7 @@ impl fmt::Display for Header {
 }
 
 /// Parses `--rps`: a finite number above 0.
-pub fn parse_rps(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_rps(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         Ok(_) => Err(format!("{s:?}: requests per second must be a number > 0")),
@@ -233,6 +233,6 @@ pub fn parse_rps(s: &str) -> Result<f64, String> {
 }
 
 /// `500ms`, `30s`, `5m`, `1h`, `1m30s` or a bare number of seconds (see [`crate::duration::parse`]).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
 }

@@ -14,7 +14,7 @@ use crate::dist::TokenDist;
 
 /// One request of the schedule.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Planned {
+pub(crate) struct Planned {
     /// 0, 1, 2, … in send order.
     pub index: u64,
     /// Intended send time, from the start of the run.
@@ -29,7 +29,7 @@ pub struct Planned {
 
 /// The schedule as a lazy iterator: memory stays flat however long the run.
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     arrival: Arrival,
     rps: f64,
     end: f64,
@@ -43,7 +43,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// Requests at `rps` (constant or Poisson) over `[0, duration)`.
-    pub fn new(
+    pub(crate) fn new(
         seed: u64,
         arrival: Arrival,
         rps: f64,
@@ -119,7 +119,7 @@ const WORDS: &[&str] = &[
 /// A prompt of `tokens` words drawn from `seed`. Words are random from the
 /// first one, so prompts share no prefix and the server's prefix cache does
 /// not make the load lighter than it looks.
-pub fn prompt(seed: u64, tokens: u32) -> String {
+pub(crate) fn prompt(seed: u64, tokens: u32) -> String {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut s = String::with_capacity(tokens as usize * 5);
     for i in 0..tokens {

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::dist::TokenDist;
+use args::{Api, Arrival, parse_duration};
 use mock::Behaviour;
+use schedule::prompt;
 
 #[derive(Parser)]
 #[command(args_override_self = true)]

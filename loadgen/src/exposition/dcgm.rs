@@ -17,7 +17,7 @@ use super::{end_sample, write_header, write_label};
 
 /// One GPU as dcgm-exporter reports it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DcgmGpu {
+pub(crate) struct DcgmGpu {
     /// `gpu` label: the index on the node.
     pub gpu: u32,
     /// `UUID` label, `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
@@ -230,7 +230,7 @@ fn write_gpu_labels(out: &mut String, g: &DcgmGpu) {
 /// Appends the `/metrics` page of a node's dcgm-exporter to `out`: one
 /// family after the other, each with one sample per GPU in the order given.
 /// With `Some(ts)` every sample ends in that millisecond timestamp.
-pub fn render_dcgm(out: &mut String, gpus: &[DcgmGpu], timestamp_ms: Option<i64>) {
+pub(crate) fn render_dcgm(out: &mut String, gpus: &[DcgmGpu], timestamp_ms: Option<i64>) {
     // The label block of each GPU is built once and copied into every sample.
     let mut labels = String::new();
     let mut ends = Vec::with_capacity(gpus.len());

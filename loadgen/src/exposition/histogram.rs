@@ -1,11 +1,9 @@
 //! A Prometheus histogram as plain data, with the bucket sets of vLLM v1.
 
-use crate::error::{Error, Result};
-
 /// A classic Prometheus histogram. Buckets are stored per bucket
 /// (non-cumulative) and made cumulative only when rendered.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// Upper bounds (`le`) of the finite buckets, strictly increasing.
     pub bounds: Vec<f64>,
     /// Observations per bucket, non-cumulative: `counts[i]` holds the values
@@ -20,7 +18,7 @@ pub struct Histogram {
 
 impl Histogram {
     /// An empty histogram with the given finite upper bounds (sorted, deduplicated).
-    pub fn new(bounds: impl Into<Vec<f64>>) -> Self {
+    pub(crate) fn new(bounds: impl Into<Vec<f64>>) -> Self {
         let mut bounds: Vec<f64> = bounds.into();
         bounds.retain(|b| b.is_finite());
         bounds.sort_by(f64::total_cmp);
@@ -31,7 +29,7 @@ impl Histogram {
 
     /// Records one value. A value equal to a bound falls in that bound's
     /// bucket (`le` is inclusive). NaN is ignored.
-    pub fn observe(&mut self, v: f64) {
+    pub(crate) fn observe(&mut self, v: f64) {
         if v.is_nan() {
             return;
         }
@@ -44,27 +42,9 @@ impl Histogram {
         self.count += 1;
     }
 
-    /// Adds the observations of `other`, which must have the same bounds.
-    pub fn merge(&mut self, other: &Histogram) -> Result<()> {
-        if self.bounds != other.bounds || other.counts.len() != other.bounds.len() + 1 {
-            return Err(Error::Invalid(format!(
-                "cannot merge histograms with different buckets ({} and {} bounds)",
-                self.bounds.len(),
-                other.bounds.len()
-            )));
-        }
-        self.counts.resize(self.bounds.len() + 1, 0);
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.sum += other.sum;
-        self.count += other.count;
-        Ok(())
-    }
-
     /// Cumulative counts for `bounds` followed by `+Inf`, as exposed in
     /// `_bucket` series.
-    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+    pub(crate) fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         let les = self.bounds.iter().copied().chain(std::iter::once(f64::INFINITY));
         les.zip(self.counts.iter().chain(std::iter::repeat(&0))).scan(0u64, |acc, (le, c)| {
             *acc += c;
@@ -73,7 +53,7 @@ impl Histogram {
     }
 
     /// vLLM's `time_to_first_token_seconds` buckets.
-    pub fn vllm_ttft() -> Self {
+    pub(crate) fn vllm_ttft() -> Self {
         Histogram::new([
             0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
             80.0, 160.0, 640.0, 2560.0,
@@ -82,7 +62,7 @@ impl Histogram {
 
     /// vLLM's `inter_token_latency_seconds` and
     /// `request_time_per_output_token_seconds` buckets.
-    pub fn vllm_inter_token() -> Self {
+    pub(crate) fn vllm_inter_token() -> Self {
         Histogram::new([
             0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
         ])
@@ -91,7 +71,7 @@ impl Histogram {
     /// vLLM's request-phase latency buckets: `e2e_request_latency_seconds`,
     /// `request_queue_time_seconds`, `request_inference_time_seconds`,
     /// `request_prefill_time_seconds`, `request_decode_time_seconds`.
-    pub fn vllm_request_latency() -> Self {
+    pub(crate) fn vllm_request_latency() -> Self {
         Histogram::new([
             0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
             960.0, 1920.0, 7680.0,
@@ -104,7 +84,7 @@ impl Histogram {
     /// 1, 2, 5, 10, 20, 50, … up to `max_model_len` (vLLM's
     /// `build_1_2_5_buckets`). The capture's engine had a `max_model_len`
     /// between 5000 and 9999, giving 1 … 5000.
-    pub fn vllm_tokens(max_model_len: u32) -> Self {
+    pub(crate) fn vllm_tokens(max_model_len: u32) -> Self {
         let mut bounds = Vec::new();
         let mut scale = 1u64;
         'outer: loop {
@@ -121,12 +101,12 @@ impl Histogram {
     }
 
     /// vLLM's `iteration_tokens_total` buckets (tokens per engine step).
-    pub fn vllm_iteration_tokens() -> Self {
+    pub(crate) fn vllm_iteration_tokens() -> Self {
         Histogram::new([1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0])
     }
 
     /// vLLM's `request_params_n` buckets.
-    pub fn vllm_params_n() -> Self {
+    pub(crate) fn vllm_params_n() -> Self {
         Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0])
     }
 }

@@ -11,7 +11,7 @@ use super::Histogram;
 /// The engine's sleep level (`vllm:engine_sleep_state`, one-hot over
 /// `sleep_state="awake|weights_offloaded|discard_all"`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SleepState {
+pub(crate) enum SleepState {
     /// Serving.
     #[default]
     Awake,
@@ -23,7 +23,7 @@ pub enum SleepState {
 
 /// `vllm:request_success_total` per `finished_reason`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FinishedReasonCounts {
+pub(crate) struct FinishedReasonCounts {
     /// Finished on a stop token or string.
     pub stop: u64,
     /// Finished at `max_tokens` or the model length.
@@ -38,7 +38,7 @@ pub struct FinishedReasonCounts {
 
 /// `vllm:prompt_tokens_by_source_total` per `source`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PromptTokenSources {
+pub(crate) struct PromptTokenSources {
     /// Prompt tokens computed by this engine's prefill.
     pub local_compute: u64,
     /// Prompt tokens served from the local prefix cache.
@@ -50,7 +50,7 @@ pub struct PromptTokenSources {
 /// The labels of `vllm:cache_config_info` that vary between deployments;
 /// the others are rendered with the capture's values.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VllmCacheConfig {
+pub(crate) struct VllmCacheConfig {
     /// Tokens per KV-cache block.
     pub block_size: u32,
     /// Fraction of GPU memory vLLM may use (`--gpu-memory-utilization`).
@@ -78,7 +78,7 @@ impl Default for VllmCacheConfig {
 
 /// The `process_*` families of the server process (rendered when present).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     /// Virtual memory size.
     pub virtual_memory_bytes: f64,
     /// Resident memory size.
@@ -96,7 +96,7 @@ pub struct ProcessStats {
 /// The state of one vLLM v1 engine, as its `/metrics` page shows it.
 /// Counters are cumulative since `created_unix_s`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VllmPod {
+pub(crate) struct VllmPod {
     /// `model_name` label, e.g. `Qwen/Qwen2.5-0.5B-Instruct`.
     pub model_name: String,
     /// `engine` label: the engine index, `"0"` for a single engine.
@@ -187,7 +187,7 @@ pub struct VllmPod {
 impl VllmPod {
     /// An idle engine serving `model_name`, with vLLM's bucket sets;
     /// `max_model_len` sets the top of the token-count buckets.
-    pub fn new(model_name: impl Into<String>, max_model_len: u32, created_unix_s: f64) -> Self {
+    pub(crate) fn new(model_name: impl Into<String>, max_model_len: u32, created_unix_s: f64) -> Self {
         let tokens = Histogram::vllm_tokens(max_model_len);
         let latency = Histogram::vllm_request_latency();
         VllmPod {
@@ -237,4 +237,4 @@ impl VllmPod {
 
 mod render;
 
-pub use render::render_vllm;
+pub(crate) use render::render_vllm;

@@ -19,7 +19,7 @@ use super::watch::{WatchSpec, stream};
 use super::{ApiStore, KUBE_VERSION, RESOURCES, ResourceType, Status, resource_by_path};
 
 /// All API routes over `store`; the caller serves it.
-pub fn router(store: ApiStore) -> Router {
+pub(crate) fn router(store: ApiStore) -> Router {
     Router::new()
         .route("/version", get(version))
         .route("/api", get(core_versions))

@@ -16,7 +16,7 @@ use crate::{Error, Result};
 
 /// Tuning of the simulated API server.
 #[derive(Debug, Clone)]
-pub struct ApiOptions {
+pub(crate) struct ApiOptions {
     /// How many watch events are kept for resuming watches; older resourceVersions get 410.
     pub history: usize,
     /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK.
@@ -129,7 +129,7 @@ struct Shared {
 
 /// The simulated cluster's objects as the API server sees them. Cheap to clone.
 #[derive(Clone)]
-pub struct ApiStore {
+pub(crate) struct ApiStore {
     shared: Arc<Shared>,
 }
 
@@ -141,11 +141,11 @@ impl std::fmt::Debug for ApiStore {
 
 impl ApiStore {
     /// A store keeping `history` watch events for resuming watches (older resourceVersions get 410 Gone).
-    pub fn new(history: usize) -> Self {
+    pub(crate) fn new(history: usize) -> Self {
         ApiStore::with_options(ApiOptions { history, ..ApiOptions::default() })
     }
 
-    pub fn with_options(opts: ApiOptions) -> Self {
+    pub(crate) fn with_options(opts: ApiOptions) -> Self {
         let (tx, _) = broadcast::channel(opts.watch_buffer.max(1));
         let state = State {
             rv: 0,
@@ -158,7 +158,7 @@ impl ApiStore {
         ApiStore { shared: Arc::new(Shared { opts, state: Mutex::new(state), tx }) }
     }
 
-    pub fn options(&self) -> &ApiOptions {
+    pub(crate) fn options(&self) -> &ApiOptions {
         &self.shared.opts
     }
 
@@ -168,7 +168,7 @@ impl ApiStore {
     /// Assigns `metadata.resourceVersion` and, when missing, a deterministic `metadata.uid` (kept
     /// across modifications). Keeps the caller's `metadata.creationTimestamp`. Like the real server,
     /// an apply that changes nothing records no event and returns the stored object unchanged.
-    pub fn apply(&self, obj: Value) -> Result<Value> {
+    pub(crate) fn apply(&self, obj: Value) -> Result<Value> {
         let mut obj = obj;
         let (resource, key) = identify(&mut obj)?;
         let mut st = self.shared.state.lock();
@@ -204,7 +204,7 @@ impl ApiStore {
     }
 
     /// Removes an object; returns the `DELETED` watch event (object with a new resourceVersion), or None.
-    pub fn delete(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+    pub(crate) fn delete(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
         let resource = resource_by_kind(api_version, kind)?;
         let key = key_of(resource, namespace, name);
         let mut st = self.shared.state.lock();
@@ -222,7 +222,7 @@ impl ApiStore {
     ///
     /// The resourceVersion advances by one, as after an API server restart whose watch cache starts
     /// at a newer revision, so even a client that had seen every event must relist.
-    pub fn expire_history(&self) {
+    pub(crate) fn expire_history(&self) {
         let mut st = self.shared.state.lock();
         st.rv += 1;
         st.oldest = st.rv;
@@ -233,13 +233,8 @@ impl ApiStore {
     }
 
     /// The latest resourceVersion.
-    pub fn resource_version(&self) -> u64 {
+    pub(crate) fn resource_version(&self) -> u64 {
         self.shared.state.lock().rv
-    }
-
-    pub fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-        let resource = resource_by_kind(api_version, kind)?;
-        self.get_by_index(resource, namespace, name).map(|o| (*o).clone())
     }
 
     pub(crate) fn get_by_index(&self, resource: usize, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {

@@ -237,7 +237,7 @@ pub fn builtin_yaml(name: &str) -> Option<String> {
 }
 
 /// A built-in scenario by name.
-pub fn builtin(name: &str) -> Option<Scenario> {
+pub(crate) fn builtin(name: &str) -> Option<Scenario> {
     let text = builtin_yaml(name)?;
     // The built-ins are tested to parse; a failure here is a bug in this file.
     Scenario::from_yaml(&text).ok()

@@ -26,7 +26,7 @@ pub(crate) const HPA_TOLERANCE: f64 = 0.1;
 pub(super) const HPA_METRIC: &str = "vllm_requests_in_flight";
 
 #[derive(Debug, Clone)]
-pub struct Node {
+pub(crate) struct Node {
     pub name: String,
     pub uid: String,
     pub pool: usize,
@@ -40,13 +40,13 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn free_gpus(&self) -> usize {
+    pub(crate) fn free_gpus(&self) -> usize {
         self.gpus.iter().filter(|g| g.pod.is_none()).count()
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct ReplicaSet {
+pub(crate) struct ReplicaSet {
     pub name: String,
     pub uid: String,
     pub model: usize,
@@ -59,7 +59,7 @@ pub struct ReplicaSet {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PodPhase {
+pub(crate) enum PodPhase {
     /// Not scheduled yet.
     Pending,
     /// Scheduled; pulling the image.
@@ -86,7 +86,7 @@ pub(crate) enum Stage {
 }
 
 #[derive(Debug)]
-pub struct Pod {
+pub(crate) struct Pod {
     pub name: String,
     pub uid: String,
     pub info: Option<Arc<PodInfo>>,
@@ -116,10 +116,10 @@ pub struct Pod {
 
 impl Pod {
     /// Accepting requests from the gateway.
-    pub fn is_serving(&self) -> bool {
+    pub(crate) fn is_serving(&self) -> bool {
         self.phase == PodPhase::Ready && !self.dead
     }
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         !matches!(self.phase, PodPhase::Terminating | PodPhase::Gone)
     }
 }

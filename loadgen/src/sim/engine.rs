@@ -19,7 +19,7 @@ use crate::scenario::ServerSpec;
 
 /// A request inside the simulated cluster.
 #[derive(Debug, Clone)]
-pub struct Req {
+pub(crate) struct Req {
     pub id: u64,
     pub model: usize,
     /// Gateway receive time (ns since the scenario start).
@@ -48,7 +48,7 @@ pub struct Req {
 }
 
 impl Req {
-    pub fn new(id: u64, model: usize, arrival: i64, prompt: u32, output: u32) -> Req {
+    pub(crate) fn new(id: u64, model: usize, arrival: i64, prompt: u32, output: u32) -> Req {
         Req {
             id,
             model,
@@ -73,7 +73,7 @@ impl Req {
 
 /// Counters a vLLM server exports, kept since the pod started.
 #[derive(Debug, Clone, Default)]
-pub struct EngineCounters {
+pub(crate) struct EngineCounters {
     pub prompt_tokens: u64,
     pub generation_tokens: u64,
     pub preemptions: u64,
@@ -89,7 +89,7 @@ pub struct EngineCounters {
 
 /// The engine of one pod.
 #[derive(Debug, Default)]
-pub struct Engine {
+pub(crate) struct Engine {
     pub waiting: VecDeque<Req>,
     pub running: Vec<Req>,
     pub kv_used: u64,
@@ -105,26 +105,30 @@ pub struct Engine {
 
 /// What a finished step produced.
 #[derive(Debug, Default)]
-pub struct StepResult {
+pub(crate) struct StepResult {
     pub finished: Vec<Req>,
-    /// Requests that cannot ever fit (prompt larger than the KV cache).
-    pub rejected: Vec<Req>,
     /// Sequences that produced a token in this step, and how long the step took.
     pub tokens: usize,
     pub len: i64,
 }
 
 impl Engine {
-    pub fn new(spec: &ServerSpec) -> Engine {
+    pub(crate) fn new(spec: &ServerSpec) -> Engine {
         Engine { kv_capacity: spec.kv_cache_tokens, ..Engine::default() }
     }
 
-    pub fn kv_usage(&self) -> f64 {
+    pub(crate) fn kv_usage(&self) -> f64 {
         if self.kv_capacity == 0 { 0.0 } else { (self.kv_used as f64 / self.kv_capacity as f64).min(1.0) }
     }
 
     /// Starts a step at `now` if there is work; returns its length in ns.
-    pub fn start_step(&mut self, now: i64, spec: &ServerSpec, slowdown: f64, rejected: &mut Vec<Req>) -> Option<i64> {
+    pub(crate) fn start_step(
+        &mut self,
+        now: i64,
+        spec: &ServerSpec,
+        slowdown: f64,
+        rejected: &mut Vec<Req>,
+    ) -> Option<i64> {
         let mut budget = spec.max_batched_tokens as u64;
         let mut prefill_tokens = 0u64;
         let mut admitted = 0usize;
@@ -171,7 +175,7 @@ impl Engine {
     }
 
     /// Ends the step started by [`Engine::start_step`] at `now`.
-    pub fn finish_step(&mut self, now: i64) -> StepResult {
+    pub(crate) fn finish_step(&mut self, now: i64) -> StepResult {
         let mut out = StepResult { len: self.step_len, ..StepResult::default() };
         self.counters.busy_ns += self.step_len;
         self.counters.batch_ns += self.running.len() as f64 * self.step_len as f64;
@@ -214,7 +218,7 @@ impl Engine {
     }
 
     /// The server died: every request it held is returned (they fail).
-    pub fn crash(&mut self) -> Vec<Req> {
+    pub(crate) fn crash(&mut self) -> Vec<Req> {
         self.epoch += 1;
         self.stepping = false;
         self.kv_used = 0;
@@ -224,7 +228,7 @@ impl Engine {
         lost
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.running.len() + self.waiting.len()
     }
 }

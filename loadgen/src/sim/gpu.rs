@@ -19,7 +19,7 @@ pub(super) const REASON_SW_THERMAL: u64 = 0x20;
 
 /// One GPU of a node.
 #[derive(Debug, Clone)]
-pub struct Gpu {
+pub(crate) struct Gpu {
     pub index: u32,
     pub uuid: String,
     pub pci_bus_id: String,
@@ -46,7 +46,7 @@ pub struct Gpu {
 }
 
 impl Gpu {
-    pub fn new(node: &str, index: u32, max_clock_mhz: u32) -> Gpu {
+    pub(crate) fn new(node: &str, index: u32, max_clock_mhz: u32) -> Gpu {
         Gpu {
             index,
             uuid: super::names::gpu_uuid(node, index),
@@ -74,7 +74,7 @@ impl Gpu {
     }
 
     /// Compute slowdown from the clock (1.0 at full clock).
-    pub fn slowdown(&self) -> f64 {
+    pub(crate) fn slowdown(&self) -> f64 {
         if self.clock_mhz == 0 || self.clock_mhz >= self.max_clock_mhz {
             1.0
         } else {

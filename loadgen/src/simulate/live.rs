@@ -42,7 +42,7 @@ pub(crate) const MAX_API_REQUESTS: usize = 10_000;
 
 /// Live-mode settings.
 #[derive(Debug, Clone)]
-pub struct LiveOptions {
+pub(crate) struct LiveOptions {
     pub speed: f64,
     pub listen: String,
     pub kubeconfig: PathBuf,
@@ -249,7 +249,7 @@ fn dispatch_records(shared: &Shared, records: &[RequestRecord], progress: &[crat
 }
 
 /// Runs a scenario live until its end (or `cancel`).
-pub async fn run_live(
+pub(crate) async fn run_live(
     scenario: Scenario,
     mut opts: SimOptions,
     live: LiveOptions,

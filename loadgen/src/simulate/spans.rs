@@ -19,9 +19,6 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::sim::{PodInfo, RequestRecord};
 
-/// Spans of one resource (a pod, or the gateway).
-pub type Batch = (Resource, Vec<SpanData>);
-
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = x;
@@ -35,7 +32,7 @@ fn time(ns: i64) -> SystemTime {
 }
 
 /// Builds spans from request records; caches one `Resource` per pod.
-pub struct SpanMaker {
+pub(crate) struct SpanMaker {
     seed: u64,
     namespace: String,
     models: Vec<(String, String)>,
@@ -53,7 +50,7 @@ impl std::fmt::Debug for SpanMaker {
 }
 
 impl SpanMaker {
-    pub fn new(seed: u64, scenario: &crate::scenario::Scenario) -> SpanMaker {
+    pub(crate) fn new(seed: u64, scenario: &crate::scenario::Scenario) -> SpanMaker {
         let gateway = Resource::builder_empty()
             .with_attributes([
                 KeyValue::new("service.name", "inference-gateway"),
@@ -106,12 +103,12 @@ impl SpanMaker {
     }
 
     /// Forgets cached resources of pods that are gone (bounded memory in long runs).
-    pub fn retain_pods(&mut self, alive: impl Fn(&str) -> bool) {
+    pub(crate) fn retain_pods(&mut self, alive: impl Fn(&str) -> bool) {
         self.pods.retain(|k, _| alive(k));
     }
 
     /// The gateway span and, when the request reached a model server, its span.
-    pub fn spans(&mut self, r: &RequestRecord) -> (SpanData, Option<(Arc<PodInfo>, Resource, SpanData)>) {
+    pub(crate) fn spans(&mut self, r: &RequestRecord) -> (SpanData, Option<(Arc<PodInfo>, Resource, SpanData)>) {
         let h = splitmix(self.seed ^ r.id.wrapping_mul(0x2545_f491_4f6c_dd1d));
         let (trace_id, client_parent) = match r.trace_parent {
             Some((t, p)) => (t, Some(p)),
@@ -222,7 +219,7 @@ impl SpanMaker {
         (gateway, server)
     }
 
-    pub fn gateway_resource(&self) -> &Resource {
+    pub(crate) fn gateway_resource(&self) -> &Resource {
         &self.gateway
     }
 }

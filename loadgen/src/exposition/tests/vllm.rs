@@ -2,7 +2,8 @@
 
 use prometheus_parse::Value;
 
-use super::super::{ProcessStats, SleepState, VllmPod, render_vllm};
+use super::super::vllm::{ProcessStats, SleepState};
+use super::super::{VllmPod, render_vllm};
 use super::{families, fixture, parse};
 
 const CAPTURE: &str = "vllm/vllm-v1_qwen2.5-0.5b_idle_kops.prom";

@@ -159,7 +159,7 @@ impl Page<'_> {
 
 /// Appends `pod`'s `/metrics` page to `out`, as vLLM v1 writes it. With
 /// `Some(ts)` every sample ends in that millisecond timestamp.
-pub fn render_vllm(out: &mut String, pod: &VllmPod, timestamp_ms: Option<i64>) {
+pub(crate) fn render_vllm(out: &mut String, pod: &VllmPod, timestamp_ms: Option<i64>) {
     let mut p = Page { out, pod, ts: timestamp_ms };
     if let Some(proc) = &pod.process {
         p.unlabelled(

@@ -10,7 +10,8 @@ use kube::api::{Api, ListParams, ResourceExt};
 use serde_json::{Value, json};
 
 use super::{client, pod, serve, watch_events};
-use crate::kubeapi::{ApiOptions, ApiStore};
+use crate::kubeapi::ApiStore;
+use crate::kubeapi::store::ApiOptions;
 
 /// A realistic slice of a GPU inference cluster.
 fn cluster() -> Vec<Value> {
