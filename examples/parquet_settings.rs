@@ -18,7 +18,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 fn before() -> WriterProperties {
-    let mut b = slo_store::segments::writer_properties().into_builder().set_compression(Compression::SNAPPY);
+    let mut b = slo_store::writer_properties().into_builder().set_compression(Compression::SNAPPY);
     for c in ["time", "end_time"] {
         b = b.set_column_encoding(ColumnPath::from(c), Encoding::PLAIN);
     }
@@ -56,7 +56,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let (now, old) = (slo_store::segments::writer_properties(), before());
+    let (now, old) = (slo_store::writer_properties(), before());
     for path in std::env::args().skip(1) {
         let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("a Parquet file").build().expect("reader");

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use slo_store::rows::{RequestRow, requests_batch};
+use slo_store::{RequestRow, requests_batch};
 use slo_store::{Store, StoreConfig, StoreMetrics};
 
 const QUERY: &str = "SELECT date_trunc('minute', time) m, model, \

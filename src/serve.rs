@@ -222,7 +222,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
             runner: slo_web::Runner::new(slo_web::RunnerConfig {
                 timeout: Duration::from_secs(cfg.query_timeout_s.max(1)),
                 max_in_flight: cfg.query_max_in_flight.max(1),
-                limits: slo_store::query::QueryLimits {
+                limits: slo_store::QueryLimits {
                     memory_bytes: cfg.query_memory_mib.max(1) << 20,
                     result_bytes: cfg.query_result_mib.max(1) << 20,
                     ..Default::default()

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slo_analyzer::rollup::RollupDerive;
-use slo_store::cluster_rows::changes_batch;
-use slo_store::rows::{RequestRow, requests_batch};
+use slo_store::changes_batch;
 use slo_store::{ChangeRecord, Store, StoreConfig, StoreMetrics};
+use slo_store::{RequestRow, requests_batch};
 
 const END: i64 = 1_763_769_600_000_000_000; // 2025-11-22T00:00:00Z
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
-use slo_store::query::Snapshot;
+use slo_store::Snapshot;
 
 use crate::columns::{self, f64_at, i64_at, str_at};
 use crate::error::Result;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use slo_store::manifest::SegmentFile;
+use slo_store::SegmentFile;
 use slo_store::schema::REQUESTS;
 
 use crate::error::Error;

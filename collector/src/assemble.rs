@@ -34,7 +34,7 @@ pub struct Resource {
 impl Resource {
     /// A resource attribute.
     pub fn attr(&self, key: &str) -> Option<&str> {
-        slo_store::records::find_attr(&self.attrs, key)
+        slo_store::find_attr(&self.attrs, key)
     }
 }
 

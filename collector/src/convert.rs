@@ -83,7 +83,7 @@ impl Converter {
         let mut gate = self.time_gate();
         for (ri, rs) in req.resource_spans.into_iter().enumerate() {
             let resource = self.attrs(rs.resource.map(|r| r.attributes).unwrap_or_default(), &mut stats);
-            let service = slo_store::records::find_attr(&resource, "service.name")
+            let service = slo_store::find_attr(&resource, "service.name")
                 .filter(|s| !s.is_empty())
                 .unwrap_or("unknown_service")
                 .to_string();

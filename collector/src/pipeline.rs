@@ -140,7 +140,7 @@ impl Prepared {
     pub fn new(batch: SpanBatch) -> Result<Prepared> {
         let record = batch.encode_to_vec();
         let (mut p, _) = Prepared::spans_of(record.into())?;
-        let cluster = slo_store::cluster_rows::cluster_batches(&[&batch]).map_err(storage)?;
+        let cluster = slo_store::cluster_batches(&[&batch]).map_err(storage)?;
         p.rows.splice(0..0, cluster);
         Ok(p)
     }
@@ -152,7 +152,7 @@ impl Prepared {
             // Samples and changes (scrapes, Kubernetes) the slow way: they are not hot.
             let batch =
                 SpanBatch::decode(p.record.as_ref()).map_err(|e| Error::Storage(format!("undecodable record: {e}")))?;
-            let cluster = slo_store::cluster_rows::cluster_batches(&[&batch]).map_err(storage)?;
+            let cluster = slo_store::cluster_batches(&[&batch]).map_err(storage)?;
             p.rows.splice(0..0, cluster);
         }
         Ok(p)
@@ -549,7 +549,7 @@ impl Pipeline {
     }
 
     fn emit(&mut self, emitted: Emitted) -> Result<()> {
-        let mut rows = slo_store::rows::RequestsBuilder::with_capacity(emitted.traces.len());
+        let mut rows = slo_store::RequestsBuilder::with_capacity(emitted.traces.len());
         let mut sources: HashMap<&'static str, u64> = HashMap::new();
         let mut reasons = [0u64; 4];
         let mut sli = self.metrics.sli.batch();

@@ -33,7 +33,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use slo_store::rows::RequestRef;
+use slo_store::RequestRef;
 
 use crate::pair_key::PairKey;
 

@@ -8,9 +8,9 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use slo_store::manifest::Manifest;
+use slo_store::Manifest;
 use slo_store::wire::WireError;
-use slo_store::{Store, wal};
+use slo_store::{Store, list_wal_segments, read_wal_segment};
 
 use crate::assemble::{Assembler, InFlight, WalPos};
 use crate::config::CollectorConfig;
@@ -50,8 +50,8 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
         }
         let mut records = Vec::new();
         let mut vanished = false;
-        for id in wal::list_segments(&wal_dir)?.into_iter().filter(|id| *id >= manifest.wal_keep_from()) {
-            match wal::read_segment(&wal_dir, id) {
+        for id in list_wal_segments(&wal_dir)?.into_iter().filter(|id| *id >= manifest.wal_keep_from()) {
+            match read_wal_segment(&wal_dir, id) {
                 Ok(read) if id <= manifest.wal_checkpoint => {
                     // Rows already in segments: only the spans of traces in flight.
                     for (i, r) in read.records.into_iter().enumerate() {
@@ -87,7 +87,7 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
             assembler.drain().traces.iter().flat_map(|(spans, _)| splitter.held_requests(spans)).collect();
         stats.requests = rows.len();
         for chunk in rows.chunks(65_536) {
-            store.append(None, Some(slo_store::rows::requests_batch(chunk)?));
+            store.append(None, Some(slo_store::requests_batch(chunk)?));
         }
         return Ok(stats);
     }

@@ -15,7 +15,7 @@ fn non_empty(s: &str) -> Option<&str> {
 }
 
 /// Builds a `samples` batch.
-pub fn samples_batch<'a>(samples: impl IntoIterator<Item = &'a SampleRecord>) -> Result<RecordBatch> {
+pub(crate) fn samples_batch<'a>(samples: impl IntoIterator<Item = &'a SampleRecord>) -> Result<RecordBatch> {
     let mut time = TimestampNanosecondBuilder::new();
     let mut metric = StringBuilder::new();
     let mut value = Float64Builder::new();

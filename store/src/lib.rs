@@ -12,24 +12,28 @@
 //! up to which WAL segment the data is reflected in them; a crash between writing a
 //! segment and updating the manifest leaves an orphan file that is removed on open.
 
-pub mod cluster_rows;
+mod cluster_rows;
 pub mod encoded;
-pub mod error;
-pub mod manifest;
-pub mod metrics;
+mod error;
+mod manifest;
+mod metrics;
 pub mod output;
-pub mod query;
-pub mod records;
-pub mod rows;
+mod query;
+mod records;
+mod rows;
 pub mod schema;
-pub mod segments;
-pub mod store;
-pub mod wal;
+mod segments;
+mod store;
+mod wal;
 pub mod wire;
 
+pub use cluster_rows::{changes_batch, cluster_batches};
 pub use error::{Error, Result};
+pub use manifest::{Manifest, SegmentFile};
 pub use metrics::StoreMetrics;
-pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord};
-pub use rows::{Request, RequestRef, RequestRow};
+pub use query::{QueryLimits, Snapshot};
+pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord, find_attr};
+pub use rows::{Request, RequestRef, RequestRow, RequestsBuilder, requests_batch};
+pub use segments::writer_properties;
 pub use store::{Derive, FlushJob, Recovery, Store, StoreConfig};
-pub use wal::{FsyncPolicy, Wal};
+pub use wal::{FsyncPolicy, SegmentRead, Wal, list_segments as list_wal_segments, read_segment as read_wal_segment};

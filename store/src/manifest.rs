@@ -87,7 +87,7 @@ impl Manifest {
 }
 
 /// Writes `name` in `dir` atomically and durably.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp: PathBuf = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     {

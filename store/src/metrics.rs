@@ -7,7 +7,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Label of per-table metrics.
-pub type TableLabel = Vec<(&'static str, &'static str)>;
+pub(crate) type TableLabel = Vec<(&'static str, &'static str)>;
 
 /// The store's metrics; clones share the same series.
 #[derive(Debug, Clone)]

@@ -40,7 +40,7 @@ pub struct Snapshot {
 }
 
 /// One table: rows in memory plus segment files.
-pub struct StoreTable {
+pub(crate) struct StoreTable {
     schema: SchemaRef,
     memory: MemTable,
     files: Option<ListingTable>,

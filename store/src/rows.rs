@@ -6,7 +6,9 @@ use arrow::array::{ArrayRef, Float64Builder, Int64Builder, MapBuilder, StringBui
 use arrow::record_batch::RecordBatch;
 
 use crate::Result;
-use crate::records::{Attr, SpanBatch};
+use crate::records::Attr;
+#[cfg(test)]
+use crate::records::SpanBatch;
 use crate::schema;
 
 /// One inference request: a row of the `requests` table, its text owned ([`RequestRow`]) or
@@ -131,8 +133,9 @@ pub(crate) fn map_builder() -> MapBuilder<StringBuilder, StringBuilder> {
 }
 
 /// Builds a `spans` batch from span batches (the ingest path reads encoded records with
-/// [`crate::encoded`] instead; this serves replays of decoded batches).
-pub fn spans_batch<'a>(batches: impl IntoIterator<Item = &'a SpanBatch>) -> Result<RecordBatch> {
+/// [`crate::encoded`]; the tests build theirs from decoded batches).
+#[cfg(test)]
+pub(crate) fn spans_batch<'a>(batches: impl IntoIterator<Item = &'a SpanBatch>) -> Result<RecordBatch> {
     let records: Vec<Vec<u8>> = batches.into_iter().map(prost::Message::encode_to_vec).collect();
     let bytes = records.iter().map(Vec::len).sum();
     let mut rows = crate::encoded::SpansBuilder::with_capacity(bytes / 700 + 1, bytes);

@@ -106,7 +106,12 @@ pub fn writer_properties() -> WriterProperties {
 }
 
 /// Writes the batches of one table as segments; returns the files written.
-pub fn write_table(data_dir: &Path, table: &str, flush_id: u64, batches: &[RecordBatch]) -> Result<Vec<SegmentFile>> {
+pub(crate) fn write_table(
+    data_dir: &Path,
+    table: &str,
+    flush_id: u64,
+    batches: &[RecordBatch],
+) -> Result<Vec<SegmentFile>> {
     let mut files = Vec::new();
     for (hour, parts) in by_hour(batches)? {
         let start = DateTime::<Utc>::from_timestamp_nanos(hour * HOUR_NS);
@@ -148,7 +153,7 @@ pub fn write_table(data_dir: &Path, table: &str, flush_id: u64, batches: &[Recor
 
 /// Removes `.parquet` (and derived `.bin`) files under `<data>/<table>/` that the manifest does not list
 /// (left by a crash between writing a segment and saving the manifest), and temporary files.
-pub fn remove_orphans(data_dir: &Path, table: &str, listed: &[SegmentFile]) -> Result<usize> {
+pub(crate) fn remove_orphans(data_dir: &Path, table: &str, listed: &[SegmentFile]) -> Result<usize> {
     let known: std::collections::HashSet<&str> = listed.iter().map(|f| f.path.as_str()).collect();
     let mut removed = 0;
     let mut stack = vec![data_dir.join(table)];

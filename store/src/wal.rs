@@ -111,7 +111,7 @@ pub fn read_segment(dir: &Path, id: u64) -> Result<SegmentRead> {
 }
 
 /// Removes segments with id `<= through`.
-pub fn remove_through(dir: &Path, through: u64) -> Result<usize> {
+pub(crate) fn remove_through(dir: &Path, through: u64) -> Result<usize> {
     let mut removed = 0;
     for id in list_segments(dir)? {
         if id <= through {

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use slo_store::query::QueryLimits;
+use slo_store::QueryLimits;
 use tokio::sync::Semaphore;
 
 /// Settings of the query runner.

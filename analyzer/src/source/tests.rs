@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use slo_store::rows::{RequestRow, requests_batch};
+use slo_store::{RequestRow, requests_batch};
 use slo_store::{Store, StoreConfig, StoreMetrics};
 
 use super::*;

@@ -24,8 +24,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use slo_store::records::SampleRecord;
-use slo_store::rows::RequestRef;
+use slo_store::RequestRef;
+use slo_store::SampleRecord;
 
 use crate::pair_key::PairKey;
 
@@ -218,8 +218,8 @@ impl prometheus_client::collector::Collector for Exposed {
 
 #[cfg(test)]
 mod tests {
-    use slo_store::records::Attr;
-    use slo_store::rows::Request;
+    use slo_store::Attr;
+    use slo_store::Request;
 
     use super::*;
 
