@@ -232,7 +232,7 @@ impl ServeConfig {
             flush_rows: s.flush_rows.max(1),
             max_memory_bytes: s.max_memory_mib.max(16) << 20,
             retention: (s.retention_hours > 0).then(|| Duration::from_secs(s.retention_hours * 3600)),
-            derive: Some(std::sync::Arc::new(slo_analyzer::rollup::RollupDerive)),
+            derive: Some(std::sync::Arc::new(slo_analyzer::RollupDerive)),
         }
     }
 }

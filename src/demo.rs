@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use slo_analyzer::explain::Report;
+use slo_analyzer::Report;
 
 use crate::cli::{Failure, ServeArgs};
 
@@ -181,7 +181,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
                 if let Some(report) = ask(&client, &explain_url).await {
                     let key = verdict(&report);
                     if shown.as_ref() != Some(&key) {
-                        println!("\nslo demo: {key}\n{}", indent(&slo_analyzer::render::text(&report)));
+                        println!("\nslo demo: {key}\n{}", indent(&slo_analyzer::render_text(&report)));
                         shown = Some(key);
                     }
                 }

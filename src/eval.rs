@@ -22,10 +22,10 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use slo_analyzer::explain::{Query, Report};
-use slo_analyzer::rollup::MINUTE_NS;
-use slo_analyzer::source::Source;
+use slo_analyzer::MINUTE_NS;
+use slo_analyzer::Source;
 use slo_analyzer::text::{parse_window, rfc3339};
+use slo_analyzer::{Query, Report};
 use slo_loadgen::BUILTIN;
 use slo_loadgen::{Sim, SimOptions};
 use slo_loadgen::{TraceFormat, run_files};
@@ -337,9 +337,9 @@ async fn onset(source: &Source, truth: &Truth, start: i64, end: i64) -> Result<(
         start,
         end,
     );
-    let p99 = |c: &slo_analyzer::rollup::Cell| c.duration.quantile(0.99).unwrap_or(0.0);
+    let p99 = |c: &slo_analyzer::Cell| c.duration.quantile(0.99).unwrap_or(0.0);
     let before: Vec<f64> = minutes.range(..fault.div_euclid(MINUTE_NS) * MINUTE_NS).map(|(_, c)| p99(c)).collect();
-    let Some(median) = slo_analyzer::stats::median(&before) else { return Ok((fault, "truth")) };
+    let Some(median) = slo_analyzer::median(&before) else { return Ok((fault, "truth")) };
     let first = minutes
         .range(fault.div_euclid(MINUTE_NS) * MINUTE_NS..)
         .find(|(_, c)| p99(c) >= ONSET_RATIO * median)
@@ -357,7 +357,7 @@ fn first_causal(truth: &Truth) -> Option<&Injected> {
 
 fn point(truth: &Truth, offset_s: i64, at: i64, r: &Report) -> Point {
     let causal: Vec<&Injected> = truth.injected.iter().filter(|i| i.causal).collect();
-    let is = |c: &slo_analyzer::explain::Cause, i: &Injected| c.kind == i.kind && c.object == i.object;
+    let is = |c: &slo_analyzer::Cause, i: &Injected| c.kind == i.kind && c.object == i.object;
     let first3 = &r.causes[..r.causes.len().min(3)];
     Point {
         offset_s,

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use slo_analyzer::explain::{Query, Report, explain};
-use slo_analyzer::source::Source;
+use slo_analyzer::Source;
 use slo_analyzer::text::{parse_time, parse_window};
+use slo_analyzer::{Query, Report, explain};
 use slo_collector::CollectorConfig;
 use slo_store::Store;
 
@@ -75,7 +75,7 @@ pub(crate) async fn run(args: ExplainArgs) -> Result<(), Failure> {
     };
     let body = match args.format {
         Format::Json => serde_json::to_string_pretty(&report).context("encoding the report")? + "\n",
-        Format::Text => slo_analyzer::render::text(&report),
+        Format::Text => slo_analyzer::render_text(&report),
     };
     std::io::stdout().lock().write_all(body.as_bytes()).context("writing the report")?;
     Ok(())

@@ -19,8 +19,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
+use slo_analyzer::MINUTE_NS;
 use slo_analyzer::burn;
-use slo_analyzer::rollup::MINUTE_NS;
 use slo_analyzer::spec::{LatencyMetric, Sli, Slo};
 use slo_collector::sli::{SliBounds, SliMetric};
 

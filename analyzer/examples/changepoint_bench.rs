@@ -5,12 +5,12 @@
 //! cargo run --release -p slo-analyzer --example changepoint_bench -- SERIES.csv [RUNS]
 //! ```
 //!
-//! Reads one value per line, runs `changepoint::detect` RUNS times (default 20) and prints
+//! Reads one value per line, runs `detect_changepoints` RUNS times (default 20) and prints
 //! the median time and the change points found.
 
 use std::time::Instant;
 
-use slo_analyzer::changepoint::{Config, detect};
+use slo_analyzer::{ChangepointConfig as Config, detect_changepoints as detect};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use slo_analyzer::source::Source;
+use slo_analyzer::Source;
 use slo_store::Store;
 
 #[tokio::main]

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slo_analyzer::rollup::RollupDerive;
+use slo_analyzer::RollupDerive;
 use slo_store::changes_batch;
 use slo_store::{ChangeRecord, Store, StoreConfig, StoreMetrics};
 use slo_store::{RequestRow, requests_batch};

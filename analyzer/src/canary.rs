@@ -1,7 +1,7 @@
 //! The canary table: p99, queue and compute per ReplicaSet, node and pod, before and
 //! after the onset, side by side — during a rollout, the old ReplicaSet against the new
 //! one. Computed from the request detail explain reads around the onset (at most
-//! [`crate::explain::DETAIL_PER_SIDE`] requests a side), exact quantiles of those.
+//! `DETAIL_PER_SIDE` (explain/chain.rs) requests a side), exact quantiles of those.
 
 use std::collections::BTreeMap;
 
@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::source::Request;
 
 /// Nodes listed at most (the slowest after the onset first).
-pub const MAX_NODES: usize = 8;
+pub(crate) const MAX_NODES: usize = 8;
 /// Pods listed at most (the slowest after the onset first).
-pub const MAX_PODS: usize = 10;
+pub(crate) const MAX_PODS: usize = 10;
 
 /// One side's figures of a group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ fn rows(by: &str, before: &[&Request], after: &[&Request], key: fn(&Request) -> 
 }
 
 /// Every ReplicaSet, the slowest nodes and the slowest pods, before and after.
-pub fn table(before: &[&Request], after: &[&Request]) -> Vec<Row> {
+pub(crate) fn table(before: &[&Request], after: &[&Request]) -> Vec<Row> {
     let mut out = rows("replicaset", before, after, |r| &r.replicaset, usize::MAX);
     out.extend(rows("node", before, after, |r| &r.node, MAX_NODES));
     out.extend(rows("pod", before, after, |r| &r.pod, MAX_PODS));

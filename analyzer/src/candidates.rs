@@ -27,7 +27,7 @@ const MINUTE: i64 = 60_000_000_000;
 
 /// What the scoring knows about the regression.
 #[derive(Debug)]
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// The service.
     pub service: &'a str,
     /// Its deployments (from its requests).
@@ -54,7 +54,7 @@ pub struct Context<'a> {
 
 /// One candidate cause.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// Taxonomy kind.
     pub kind: String,
     /// `hpa/x`, `deployment/x`, `node/x`, `pod/x`.
@@ -107,7 +107,7 @@ fn deployment_of<'a>(pod: &str, attrs: &'a BTreeMap<String, String>, known: &'a 
 /// Groups changes into candidates: one per (kind, object), except that pod-level changes of
 /// one deployment are one candidate (named after the earliest pod), and an HPA's steps are
 /// one candidate at the step nearest before the onset.
-pub fn from_changes(ctx: &Context<'_>, changes: &[Change]) -> Vec<Candidate> {
+pub(crate) fn from_changes(ctx: &Context<'_>, changes: &[Change]) -> Vec<Candidate> {
     let tol = ctx.width;
     let mut groups: BTreeMap<(String, String), Vec<&Change>> = BTreeMap::new();
     // An Event-only row (no `from`) beside the watch's row of the same step is one fact.
@@ -392,7 +392,7 @@ fn compare_fact(group: &str, c: &GroupComparison, rest: &str) -> String {
 
 /// Candidates the data itself suggests: traffic surge, token mix shift, a node whose
 /// compute slowed (with the GPU throttle reasons it reported, when scraped).
-pub fn from_metrics(
+pub(crate) fn from_metrics(
     ctx: &Context<'_>,
     throttle: &[NodeThrottle],
     rate_onset: Option<i64>,
@@ -497,7 +497,7 @@ pub fn from_metrics(
 }
 
 /// Fills timing, mechanism and score; sorts best first (ties: earlier, then by object).
-pub fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
+pub(crate) fn score(ctx: &Context<'_>, cands: &mut [Candidate]) {
     // The onset is a bucket's start: a change inside that bucket is at the onset.
     let tol_s = ctx.width as f64 / 1e9;
     let (qs, cs) = ctx.tail.map_or((0.5, 0.5), |t| (t.queue_share.clamp(0.0, 1.0), t.compute_share.clamp(0.0, 1.0)));

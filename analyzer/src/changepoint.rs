@@ -123,7 +123,7 @@ fn significant(before: &[f64], after: &[f64], cfg: &Config) -> bool {
 /// (Olshen et al., 2004) looking one way, for a bump that came back down where a single
 /// split sees little (a dip is not a regression, and must not hide a smaller bump).
 /// `None` when no interval is above the rest. O(n^2) with prefix sums.
-pub fn best_interval(x: &[f64], min_size: usize) -> Option<(usize, usize)> {
+pub(crate) fn best_interval(x: &[f64], min_size: usize) -> Option<(usize, usize)> {
     let n = x.len();
     if n < 3 * min_size {
         return None;
@@ -155,7 +155,7 @@ pub fn best_interval(x: &[f64], min_size: usize) -> Option<(usize, usize)> {
 /// run of points more than 2 sd above the mean that ends where the sum first crosses `h`. A ramp (prompts lengthening over fifteen minutes)
 /// begins where it begins, where a split between two levels lands in its middle. `None`
 /// without four baseline points or an alarm.
-pub fn drift_start(x: &[f64], baseline_end: usize) -> Option<usize> {
+pub(crate) fn drift_start(x: &[f64], baseline_end: usize) -> Option<usize> {
     let base = &x[..baseline_end.min(x.len())];
     if base.len() < 4 {
         return None;
@@ -292,7 +292,7 @@ fn energy(m: f64, k: f64, within_left: f64, within_right: f64, between: f64) -> 
 }
 
 /// The energy statistic of one split, computed directly (O(n^2); for reporting and tests).
-pub fn energy_at(x: &[f64], tau: usize) -> f64 {
+pub(crate) fn energy_at(x: &[f64], tau: usize) -> f64 {
     let (l, r) = x.split_at(tau);
     if l.len() < 2 || r.len() < 2 {
         return 0.0;

@@ -21,22 +21,22 @@ fn cast_to(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
 }
 
 /// A string column as `Utf8`.
-pub fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray> {
     Ok(cast_to(batch, name, &DataType::Utf8)?.as_string::<i32>().clone())
 }
 
 /// A numeric column as `Float64`.
-pub fn floats(batch: &RecordBatch, name: &str) -> Result<Float64Array> {
+pub(crate) fn floats(batch: &RecordBatch, name: &str) -> Result<Float64Array> {
     Ok(cast_to(batch, name, &DataType::Float64)?.as_primitive::<arrow::datatypes::Float64Type>().clone())
 }
 
 /// An integer column as `Int64`.
-pub fn ints(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
+pub(crate) fn ints(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
     Ok(cast_to(batch, name, &DataType::Int64)?.as_primitive::<arrow::datatypes::Int64Type>().clone())
 }
 
 /// A timestamp column as nanoseconds since the epoch.
-pub fn times(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
+pub(crate) fn times(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
     let col = column(batch, name)?;
     match col.data_type() {
         DataType::Timestamp(_, _) => {
@@ -51,16 +51,16 @@ pub fn times(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
 }
 
 /// The value at `i` of a string column, `None` when null or empty.
-pub fn str_at(a: &StringArray, i: usize) -> Option<&str> {
+pub(crate) fn str_at(a: &StringArray, i: usize) -> Option<&str> {
     (!a.is_null(i)).then(|| a.value(i)).filter(|s| !s.is_empty())
 }
 
 /// The value at `i` of a float column, `None` when null or NaN.
-pub fn f64_at(a: &Float64Array, i: usize) -> Option<f64> {
+pub(crate) fn f64_at(a: &Float64Array, i: usize) -> Option<f64> {
     (!a.is_null(i)).then(|| a.value(i)).filter(|v| !v.is_nan())
 }
 
 /// The value at `i` of an integer column.
-pub fn i64_at(a: &Int64Array, i: usize) -> Option<i64> {
+pub(crate) fn i64_at(a: &Int64Array, i: usize) -> Option<i64> {
     (!a.is_null(i)).then(|| a.value(i))
 }

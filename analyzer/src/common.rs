@@ -15,13 +15,13 @@ use serde::{Deserialize, Serialize};
 use crate::source::Request;
 
 /// Least share of the slow tail a value must hold to be listed.
-pub const MIN_SHARE: f64 = 0.10;
+pub(crate) const MIN_SHARE: f64 = 0.10;
 /// Least difference between its slow and baseline shares.
-pub const MIN_LIFT: f64 = 0.10;
+pub(crate) const MIN_LIFT: f64 = 0.10;
 /// Values listed at most.
-pub const MAX_LISTED: usize = 6;
+pub(crate) const MAX_LISTED: usize = 6;
 /// A slow tail smaller than this says nothing.
-pub const MIN_SLOW: usize = 20;
+pub(crate) const MIN_SLOW: usize = 20;
 
 /// One value over-represented in the slow tail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +39,7 @@ pub struct Common {
 }
 
 /// A token count's band: `<256`, `256-1k`, `1k-4k`, `4k-16k`, `>=16k` (`unknown` at 0).
-pub fn token_band(n: f64) -> &'static str {
+pub(crate) fn token_band(n: f64) -> &'static str {
     match n {
         n if n <= 0.0 => "unknown",
         n if n < 256.0 => "<256",
@@ -62,7 +62,7 @@ const ATTRIBUTES: [Attr; 6] = [
 ];
 
 /// The values most over-represented among the slow requests after the onset.
-pub fn common(before: &[&Request], after: &[&Request]) -> Vec<Common> {
+pub(crate) fn common(before: &[&Request], after: &[&Request]) -> Vec<Common> {
     let mut durations: Vec<f64> = before.iter().map(|r| r.duration).collect();
     if durations.len() < 100 {
         return Vec::new();

@@ -1,21 +1,21 @@
 //! Before/after comparisons over request detail: which pods, ReplicaSets or nodes got
 //! slower, and how the slow tail's latency splits into queue and compute.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::source::Request;
 use crate::stats;
 
 /// Compute milliseconds per generated token (plus one, so single-token requests count):
 /// comparable across requests of different lengths.
-pub fn compute_per_token(r: &Request) -> f64 {
+pub(crate) fn compute_per_token(r: &Request) -> f64 {
     r.compute / (r.output_tokens + 1.0)
 }
 
 /// How the slow tail's latency changed: mean duration, queue and compute of the requests
 /// at or above each window's p99, before and after.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TailShift {
+pub(crate) struct TailShift {
     /// Mean tail duration before, ms.
     pub duration_before: f64,
     /// ... after.
@@ -44,7 +44,7 @@ fn tail(rs: &[&Request]) -> Option<(f64, f64, f64)> {
 
 /// The tail shift between two sets of requests; `None` when either is too small or the
 /// tail did not grow.
-pub fn tail_shift(before: &[&Request], after: &[&Request]) -> Option<TailShift> {
+pub(crate) fn tail_shift(before: &[&Request], after: &[&Request]) -> Option<TailShift> {
     let (db, qb, cb) = tail(before)?;
     let (da, qa, ca) = tail(after)?;
     let dd = da - db;
@@ -61,7 +61,7 @@ pub fn tail_shift(before: &[&Request], after: &[&Request]) -> Option<TailShift> 
 
 /// A comparison of one group of requests against the rest.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GroupComparison {
+pub(crate) struct GroupComparison {
     /// The group's name (a ReplicaSet, a node).
     pub group: String,
     /// Median compute per token in the group, ms.
@@ -76,19 +76,19 @@ pub struct GroupComparison {
 
 impl GroupComparison {
     /// `group_median / rest_median`.
-    pub fn ratio(&self) -> f64 {
+    pub(crate) fn ratio(&self) -> f64 {
         if self.rest_median > 0.0 { self.group_median / self.rest_median } else { 1.0 }
     }
 
     /// Whether the group is slower: clearly (p < 0.01) and by at least 10%.
-    pub fn slower(&self) -> bool {
+    pub(crate) fn slower(&self) -> bool {
         self.p_value < 0.01 && self.ratio() > 1.10
     }
 }
 
 /// Compares compute per token of the requests `in_group` says yes to against the others.
 /// Samples at most 2,000 a side (deterministically, every k-th) to bound the cost.
-pub fn compare(rs: &[&Request], group: &str, in_group: impl Fn(&Request) -> bool) -> Option<GroupComparison> {
+pub(crate) fn compare(rs: &[&Request], group: &str, in_group: impl Fn(&Request) -> bool) -> Option<GroupComparison> {
     let (g, rest): (Vec<f64>, Vec<f64>) = {
         let mut g = Vec::new();
         let mut rest = Vec::new();
@@ -116,7 +116,7 @@ pub fn compare(rs: &[&Request], group: &str, in_group: impl Fn(&Request) -> bool
 /// against the node: a slow node is slow for every version it serves, while a rollout that
 /// puts the new (slower) version's pods on some nodes first makes those nodes look slow
 /// only when versions are mixed. `None` when no ReplicaSet runs both on it and elsewhere.
-pub fn compare_node(rs: &[&Request], node: &str) -> Option<GroupComparison> {
+pub(crate) fn compare_node(rs: &[&Request], node: &str) -> Option<GroupComparison> {
     // Requests without a ReplicaSet (pods not named by one) are one group of their own.
     let sets: BTreeSet<&str> = rs.iter().map(|r| &*r.replicaset).collect();
     let mut least: Option<GroupComparison> = None;
@@ -139,15 +139,6 @@ fn thin(x: &[f64], max: usize) -> Vec<f64> {
 }
 
 /// Distinct non-empty values of a field.
-pub fn distinct<'a>(rs: &'a [&Request], f: impl Fn(&'a Request) -> &'a str) -> BTreeSet<&'a str> {
+pub(crate) fn distinct<'a>(rs: &'a [&Request], f: impl Fn(&'a Request) -> &'a str) -> BTreeSet<&'a str> {
     rs.iter().map(|r| f(r)).filter(|s| !s.is_empty()).collect()
-}
-
-/// Requests per group.
-pub fn counts<'a>(rs: &'a [&Request], f: impl Fn(&'a Request) -> &'a str) -> BTreeMap<&'a str, usize> {
-    let mut m = BTreeMap::new();
-    for r in rs {
-        *m.entry(f(r)).or_default() += 1;
-    }
-    m
 }

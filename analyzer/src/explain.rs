@@ -14,8 +14,7 @@ use crate::text::{ms, rfc3339};
 mod chain;
 mod confidence;
 
-pub use chain::DETAIL_PER_SIDE;
-pub use confidence::{Basis, Confidence};
+pub(crate) use confidence::{Basis, Confidence};
 
 /// What to explain.
 #[derive(Debug, Clone)]
@@ -220,7 +219,7 @@ pub async fn explain(source: &Source, q: &Query) -> Result<Report> {
 /// How far back a regression older than the window is looked for: a day and two hours,
 /// so that the same hours yesterday (where the data reaches that far) are in the history
 /// a rise is judged against, and a daily peak is its normal variation, not a regression.
-pub const LOOKBACK: i64 = 26 * 60 * MINUTE_NS;
+pub(crate) const LOOKBACK: i64 = 26 * 60 * MINUTE_NS;
 
 /// A regression still going on that began before the window: a window that shows no
 /// change can sit entirely inside one (a slow deploy 78 minutes ago, still slow). Where

@@ -10,14 +10,14 @@ use serde::{Deserialize, Serialize};
 use crate::rollup::MINUTE_NS;
 
 /// The gauges the panel shows, as dcgm-exporter names them.
-pub const METRICS: [&str; 4] =
+pub(crate) const METRICS: [&str; 4] =
     ["DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE"];
 
 /// A minute counts as busy from this utilization, %.
-pub const BUSY_PCT: f64 = 10.0;
+pub(crate) const BUSY_PCT: f64 = 10.0;
 
 /// GPUs listed at most.
-pub const MAX_GPUS: usize = 32;
+pub(crate) const MAX_GPUS: usize = 32;
 
 /// One GPU, metric and minute: the mean of its samples.
 #[derive(Debug, Clone, PartialEq)]

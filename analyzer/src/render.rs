@@ -15,10 +15,10 @@ fn pct(v: f64) -> String {
 }
 
 /// Lines are cut to this many columns.
-pub const COLUMNS: usize = 100;
+pub(crate) const COLUMNS: usize = 100;
 
 /// The most lines the text has: one screen.
-pub const LINES: usize = 24;
+pub(crate) const LINES: usize = 24;
 
 /// Renders the report as text: at most [`LINES`] lines of [`COLUMNS`] columns.
 pub fn text(r: &Report) -> String {

@@ -18,7 +18,7 @@ use crate::sketch::{DecodeError, Sketch};
 pub const MINUTE_NS: i64 = 60_000_000_000;
 
 /// The minute (ns since the epoch, floored) a time falls in.
-pub fn minute_of(t_ns: i64) -> i64 {
+pub(crate) fn minute_of(t_ns: i64) -> i64 {
     t_ns.div_euclid(MINUTE_NS) * MINUTE_NS
 }
 
@@ -262,7 +262,7 @@ impl Rollups {
 const MAGIC: &[u8] = b"SLOROLL1";
 
 /// The directory and manifest name of persisted rollups.
-pub const ROLLUPS: &str = "rollups";
+pub(crate) const ROLLUPS: &str = "rollups";
 
 /// Rollups as the store's derived data: one file per flush with the rollups of the
 /// `requests` rows it wrote, so that the analyzer merges small files instead of scanning

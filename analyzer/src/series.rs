@@ -10,18 +10,18 @@ use std::collections::BTreeMap;
 
 use crate::changepoint::{self, ChangePoint};
 
-pub mod edge;
+pub(crate) mod edge;
 use crate::rollup::{Cell, MINUTE_NS};
 
 /// Requests the median bucket must hold for its p99 to be used.
-pub const MIN_PER_BUCKET: u64 = 100;
+pub(crate) const MIN_PER_BUCKET: u64 = 100;
 /// Buckets a series needs before change points are looked for.
-pub const MIN_BUCKETS: usize = 8;
+pub(crate) const MIN_BUCKETS: usize = 8;
 const WIDTHS: [i64; 7] = [1, 2, 5, 10, 15, 30, 60];
 
 /// One bucket.
 #[derive(Debug, Clone)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     /// Start, ns.
     pub start: i64,
     /// Everything in it.
@@ -30,7 +30,7 @@ pub struct Bucket {
 
 /// A service's buckets.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     /// Bucket width, ns.
     pub width: i64,
     /// Buckets in time order (empty ones left out).
@@ -39,7 +39,7 @@ pub struct Series {
 
 impl Series {
     /// Buckets from per-minute cells, the width chosen by traffic.
-    pub fn from_minutes(minutes: &BTreeMap<i64, Cell>) -> Series {
+    pub(crate) fn from_minutes(minutes: &BTreeMap<i64, Cell>) -> Series {
         let mut chosen = None;
         for w in WIDTHS {
             let s = Series::with_width(minutes, w * MINUTE_NS);
@@ -81,18 +81,18 @@ impl Series {
     }
 
     /// A quantile of one field per bucket.
-    pub fn quantiles(&self, q: f64, field: impl Fn(&Cell) -> &crate::sketch::Sketch) -> Vec<f64> {
+    pub(crate) fn quantiles(&self, q: f64, field: impl Fn(&Cell) -> &crate::sketch::Sketch) -> Vec<f64> {
         self.buckets.iter().map(|b| field(&b.cell).quantile(q).unwrap_or(0.0)).collect()
     }
 
     /// Requests per second per bucket.
-    pub fn rates(&self) -> Vec<f64> {
+    pub(crate) fn rates(&self) -> Vec<f64> {
         let secs = self.width as f64 / 1e9;
         self.buckets.iter().map(|b| b.cell.count as f64 / secs).collect()
     }
 
     /// Everything in buckets `[a, b)` merged.
-    pub fn merged(&self, a: usize, b: usize) -> Cell {
+    pub(crate) fn merged(&self, a: usize, b: usize) -> Cell {
         let mut c = Cell::default();
         for bucket in &self.buckets[a.min(self.buckets.len())..b.min(self.buckets.len())] {
             c.merge(&bucket.cell);
@@ -101,7 +101,7 @@ impl Series {
     }
 
     /// The durations of buckets `[a, b)` merged.
-    pub fn merged_duration(&self, a: usize, b: usize) -> crate::sketch::Sketch {
+    pub(crate) fn merged_duration(&self, a: usize, b: usize) -> crate::sketch::Sketch {
         let mut d = crate::sketch::Sketch::new();
         for bucket in &self.buckets[a.min(self.buckets.len())..b.min(self.buckets.len())] {
             d.merge(&bucket.cell.duration);
@@ -110,7 +110,7 @@ impl Series {
     }
 
     /// Start of bucket `i` (or the end of the series for `i == len`).
-    pub fn start(&self, i: usize) -> i64 {
+    pub(crate) fn start(&self, i: usize) -> i64 {
         match self.buckets.get(i) {
             Some(b) => b.start,
             None => self.buckets.last().map_or(0, |b| b.start + self.width),
@@ -120,7 +120,7 @@ impl Series {
 
 /// The regression found in a series, if any.
 #[derive(Debug, Clone)]
-pub struct Found {
+pub(crate) struct Found {
     /// The change point where it began.
     pub point: ChangePoint,
     /// Buckets of the baseline: `[baseline.0, baseline.1)`.
@@ -135,13 +135,13 @@ pub struct Found {
 }
 
 /// A rise this many times its baseline p99 is a regression from its first bucket.
-pub const MATERIAL_AT_ONCE: f64 = 1.5;
+pub(crate) const MATERIAL_AT_ONCE: f64 = 1.5;
 /// ... this many times, once it has lasted [`MATERIAL_SHORT_S`].
-pub const MATERIAL_SHORT: f64 = 1.25;
+pub(crate) const MATERIAL_SHORT: f64 = 1.25;
 /// Seconds a rise must last at [`MATERIAL_SHORT`].
-pub const MATERIAL_SHORT_S: i64 = 120;
+pub(crate) const MATERIAL_SHORT_S: i64 = 120;
 /// Seconds after which any rise beyond normal is a regression.
-pub const MATERIAL_SUSTAINED_S: i64 = 180;
+pub(crate) const MATERIAL_SUSTAINED_S: i64 = 180;
 
 /// Whether a rise beyond normal is large or long enough to be a regression: 1.5x its
 /// baseline at once, 1.25x for two minutes, or the minimum change (10%) for three. Traffic
@@ -149,7 +149,7 @@ pub const MATERIAL_SUSTAINED_S: i64 = 180;
 /// all lift p99 by 10-40% for a minute or two and then settle; an on-call engineer paged
 /// for those stops trusting the page (as an alert's `for:` clause and a burn-rate alert's
 /// two windows keep them quiet). Measured on the built-in scenarios (BENCHMARKS.md).
-pub fn material(series: &Series, f: &Found, cfg: &changepoint::Config) -> bool {
+pub(crate) fn material(series: &Series, f: &Found, cfg: &changepoint::Config) -> bool {
     let (ratio, seconds) = size_of(series, f);
     // Settled onto its run of slow buckets, it is still the minimum change above the
     // requests before it.
@@ -161,7 +161,7 @@ pub fn material(series: &Series, f: &Found, cfg: &changepoint::Config) -> bool {
 
 /// A regression's size: the p99 of its requests over that of the requests before it, and
 /// how long it has lasted in seconds.
-pub fn size_of(series: &Series, f: &Found) -> (f64, i64) {
+pub(crate) fn size_of(series: &Series, f: &Found) -> (f64, i64) {
     let (a, b) = f.regressed;
     let before = series.merged_duration(0, a).quantile(0.99).unwrap_or(0.0);
     let level = series.merged_duration(a, b).quantile(0.99).unwrap_or(0.0);
@@ -180,7 +180,7 @@ pub fn size_of(series: &Series, f: &Found) -> (f64, i64) {
 /// history before it shows as normal ([`beyond_normal`]); the earliest that stands is the
 /// regression — on call, the start of the trouble is what leads to its cause, and an
 /// autoscaler that oscillates repeats the same cause later.
-pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
+pub(crate) fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) -> Option<Found> {
     let mut proposals = from_change_points(p99, cfg);
     proposals.extend(find_bumps(series, p99, cfg));
     proposals.extend(edge::find_ongoing(series, p99, cfg));
@@ -212,7 +212,7 @@ pub fn find_regression(series: &Series, p99: &[f64], cfg: &changepoint::Config) 
 /// An improvement still in effect: the newest downward change point whose level after it
 /// (to the end) is the minimum change below the level before it, as (index, level before,
 /// level after). A service that got faster has no regression, and says so.
-pub fn find_improvement(p99: &[f64], cfg: &changepoint::Config) -> Option<(usize, f64, f64)> {
+pub(crate) fn find_improvement(p99: &[f64], cfg: &changepoint::Config) -> Option<(usize, f64, f64)> {
     let cp = changepoint::detect(p99, cfg).into_iter().rev().find(|c| c.mean_after < c.mean_before)?;
     let after = crate::stats::mean(&p99[cp.index..]);
     let before = crate::stats::mean(&p99[..cp.index]);
@@ -289,7 +289,7 @@ fn from_change_points(p99: &[f64], cfg: &changepoint::Config) -> Vec<Found> {
 /// half the minimum change above the highest p99 any one bucket before it had (traffic that
 /// breathes — diurnal swings the autoscaler follows, periodic bursts — shows its peaks
 /// there first, and the next peak is a little higher or lower).
-pub fn beyond_normal(series: &Series, p99: &[f64], f: &Found, cfg: &changepoint::Config) -> bool {
+pub(crate) fn beyond_normal(series: &Series, p99: &[f64], f: &Found, cfg: &changepoint::Config) -> bool {
     let start = f.regressed.0;
     if start < cfg.min_size.max(2) {
         return false;

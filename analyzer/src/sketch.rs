@@ -18,11 +18,11 @@ use std::fmt;
 use slo_store::wire::{WireError, put_varint, read_varint, take, take_array};
 
 /// The relative accuracy every sketch here is built with: 1%.
-pub const RELATIVE_ACCURACY: f64 = 0.01;
+pub(crate) const RELATIVE_ACCURACY: f64 = 0.01;
 /// Values at or below this (milliseconds: a nanosecond) count as zero.
-pub const MIN_VALUE: f64 = 1e-6;
+pub(crate) const MIN_VALUE: f64 = 1e-6;
 /// Values above this (milliseconds: about 31 years) are clamped to it.
-pub const MAX_VALUE: f64 = 1e12;
+pub(crate) const MAX_VALUE: f64 = 1e12;
 
 const GAMMA: f64 = (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY);
 

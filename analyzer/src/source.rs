@@ -21,12 +21,12 @@ use crate::rollup::{ROLLUPS, Rollups, minute_of};
 use crate::text::rfc3339;
 
 /// An RFC 3339 literal for SQL from ns since the epoch.
-pub fn sql_time(ns: i64) -> String {
+pub(crate) fn sql_time(ns: i64) -> String {
     format!("'{}'", rfc3339(ns))
 }
 
 /// A SQL string literal.
-pub fn sql_str(s: &str) -> String {
+pub(crate) fn sql_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -97,10 +97,10 @@ pub struct NodeThrottle {
 
 /// NVML clock-event reasons that slow a GPU down: SW power cap (0x4), HW slowdown (0x8),
 /// SW thermal (0x20), HW thermal (0x40), HW power brake (0x80).
-pub const THROTTLE_REASONS: i64 = 0x4 | 0x8 | 0x20 | 0x40 | 0x80;
+pub(crate) const THROTTLE_REASONS: i64 = 0x4 | 0x8 | 0x20 | 0x40 | 0x80;
 
 /// Names of the throttle bits set in `reasons`.
-pub fn reason_names(reasons: i64) -> Vec<&'static str> {
+pub(crate) fn reason_names(reasons: i64) -> Vec<&'static str> {
     [(0x4, "SW power cap"), (0x8, "HW slowdown"), (0x20, "SW thermal"), (0x40, "HW thermal"), (0x80, "HW power brake")]
         .into_iter()
         .filter(|(bit, _)| reasons & bit != 0)

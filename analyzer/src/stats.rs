@@ -3,7 +3,7 @@
 //! the normal through `erfc`). Numerical Recipes algorithms, double precision.
 
 /// Mean and sample variance; `None` for fewer than two values.
-pub fn mean_var(x: &[f64]) -> Option<(f64, f64)> {
+pub(crate) fn mean_var(x: &[f64]) -> Option<(f64, f64)> {
     if x.len() < 2 {
         return None;
     }
@@ -14,7 +14,7 @@ pub fn mean_var(x: &[f64]) -> Option<(f64, f64)> {
 }
 
 /// The mean of `x` (0 when empty).
-pub fn mean(x: &[f64]) -> f64 {
+pub(crate) fn mean(x: &[f64]) -> f64 {
     if x.is_empty() { 0.0 } else { x.iter().sum::<f64>() / x.len() as f64 }
 }
 
@@ -31,7 +31,7 @@ pub fn median(x: &[f64]) -> Option<f64> {
 
 /// The `q` quantile of values sorted ascending: the value at rank `floor((n - 1) * q)`
 /// (`None` when empty). Every p99 of request detail uses this one rank.
-pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
     let last = sorted.len().checked_sub(1)?;
     Some(sorted[((last as f64 * q).floor() as usize).min(last)])
 }
@@ -39,7 +39,7 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
 /// Welch's two-sample t-test: the two-sided p-value that `a` and `b` have the same mean.
 /// `None` with fewer than two values on a side. Two constant, different samples give 0;
 /// two constant, equal ones give 1.
-pub fn welch_t_test(a: &[f64], b: &[f64]) -> Option<f64> {
+pub(crate) fn welch_t_test(a: &[f64], b: &[f64]) -> Option<f64> {
     let (ma, va) = mean_var(a)?;
     let (mb, vb) = mean_var(b)?;
     let (na, nb) = (a.len() as f64, b.len() as f64);
@@ -53,7 +53,7 @@ pub fn welch_t_test(a: &[f64], b: &[f64]) -> Option<f64> {
 }
 
 /// Two-sided p-value of Student's t distribution with `df` degrees of freedom.
-pub fn student_t_two_sided(t: f64, df: f64) -> f64 {
+pub(crate) fn student_t_two_sided(t: f64, df: f64) -> f64 {
     if !t.is_finite() {
         return 0.0;
     }
@@ -63,7 +63,7 @@ pub fn student_t_two_sided(t: f64, df: f64) -> f64 {
 /// The Mann-Whitney U test (normal approximation with tie correction, which is accurate
 /// from about 8 values a side): the two-sided p-value that neither sample tends to be
 /// larger, and the common-language effect size `P(a > b) + P(a = b) / 2`.
-pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+pub(crate) fn mann_whitney(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     if a.is_empty() || b.is_empty() {
         return None;
     }
@@ -99,12 +99,12 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
 }
 
 /// `P(Z > z)` for a standard normal `Z`.
-pub fn normal_sf(z: f64) -> f64 {
+pub(crate) fn normal_sf(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
 }
 
 /// The complementary error function (Numerical Recipes `erfcc`, relative error < 1.2e-7).
-pub fn erfc(x: f64) -> f64 {
+pub(crate) fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
     let ans = t
@@ -146,7 +146,7 @@ fn ln_gamma(x: f64) -> f64 {
 }
 
 /// The regularized incomplete beta function `I_x(a, b)`.
-pub fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
+pub(crate) fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
     if x <= 0.0 {
         return 0.0;
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use slo_analyzer::rollup::MINUTE_NS;
+use slo_analyzer::MINUTE_NS;
 use slo_analyzer::spec::{Sli, Slo};
 use slo_analyzer::text::window_name;
 use slo_collector::sli::le_label;

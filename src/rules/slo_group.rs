@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use slo_analyzer::MINUTE_NS;
 use slo_analyzer::burn::{self, PAIRS};
-use slo_analyzer::rollup::MINUTE_NS;
 use slo_analyzer::spec::Slo;
 
 use super::promql::{base_labels, duration, events, human, id, ids, num};

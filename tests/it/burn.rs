@@ -15,9 +15,9 @@ use std::process::Command;
 use crate::support::{promtool, promtool_ok};
 
 use slo_analyzer::burn::{self, PAIRS};
-use slo_analyzer::rollup::{Cell, MINUTE_NS, Rollups};
 use slo_analyzer::spec::{Sli, Slo};
 use slo_analyzer::text::window_name;
+use slo_analyzer::{Cell, MINUTE_NS, Rollups};
 
 const TOTAL_PER_MIN: u64 = 600;
 

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use slo_analyzer::Source;
 use slo_analyzer::board::{self, ChangeFilter, ChangeView, SeriesReport, ServiceLine};
 use slo_analyzer::burn::{self, SloStatus};
-use slo_analyzer::explain::{self, Report};
-use slo_analyzer::rollup::{MINUTE_NS, Rollups};
-use slo_analyzer::source::Source;
 use slo_analyzer::spec::Slo;
 use slo_analyzer::text::{rfc3339, window_name};
+use slo_analyzer::{MINUTE_NS, Rollups};
+use slo_analyzer::{Query, Report, explain};
 
 use crate::params::RangeAsked;
 use crate::verdicts::{Key, Verdict, Verdicts};
@@ -150,8 +150,8 @@ pub(crate) async fn verdict(ctx: &Ctx, service: &str, asked: RangeAsked) -> Resu
 /// ("there are no requests ...") as its message: the one place a kept report is made, for
 /// the pages, `/api/v1/explain` and [`crate::keep_warm`].
 pub(crate) async fn explain_into(source: &Source, verdicts: &Verdicts, key: Key) -> slo_analyzer::Result<Verdict> {
-    let q = explain::Query::new(Some(key.0.clone()), key.1, key.2);
-    let v = match explain::explain(source, &q).await {
+    let q = Query::new(Some(key.0.clone()), key.1, key.2);
+    let v = match explain(source, &q).await {
         Ok(r) => Ok(Arc::new(r)),
         Err(e) if e.is_user_error() => Err(e.to_string()),
         Err(e) => return Err(e),
@@ -249,7 +249,7 @@ pub(crate) struct ServiceView {
     /// When it last had requests, if not in the range.
     pub last_seen: Option<String>,
     /// The GPUs of its nodes over the last [`GPU_RANGE`] of the range.
-    pub gpus: Vec<slo_analyzer::gpus::Gpu>,
+    pub gpus: Vec<slo_analyzer::Gpu>,
     /// Start of the GPU panel's range, RFC 3339.
     pub gpus_from: String,
     /// Its alerts firing now, newest first.
@@ -333,7 +333,7 @@ pub(crate) async fn service(ctx: &Ctx, service: &str, asked: RangeAsked) -> Resu
     };
     let gpus_from = range.from_ns.max(range.to_ns - GPU_RANGE);
     let rows = ctx.source.gpu_minutes(gpus_from, range.to_ns).await?;
-    let gpus = slo_analyzer::gpus::panel(service, &rows, gpus_from, range.to_ns);
+    let gpus = slo_analyzer::gpu_panel(service, &rows, gpus_from, range.to_ns);
     Ok(ServiceView {
         service: service.to_string(),
         range,

@@ -77,7 +77,7 @@ pub async fn keep_warm(state: WebState, cancel: tokio_util::sync::CancellationTo
             _ = tick.tick() => {}
         }
         for key in state.verdicts.due() {
-            let source = slo_analyzer::source::Source::new(state.store.snapshot());
+            let source = slo_analyzer::Source::new(state.store.snapshot());
             let (verdicts, service) = (state.verdicts.clone(), key.0.clone());
             match state.runner.run(async move { gather::explain_into(&source, &verdicts, key).await }).await {
                 Ok(Ok(_)) => {}
@@ -196,7 +196,6 @@ struct ExplainRequest {
 }
 
 async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) -> Response {
-    use slo_analyzer::explain as ex;
     let window = match slo_analyzer::text::parse_window(q.window.as_deref().unwrap_or("1h")) {
         Ok(w) => w,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -211,7 +210,7 @@ async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) ->
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let mut query = ex::Query::new(q.service, at, window);
+    let mut query = slo_analyzer::Query::new(q.service, at, window);
     if let Some(name) = &q.slo {
         match st.slos.iter().find(|s| &s.name == name) {
             Some(s) => query.slo = Some(s.clone()),
@@ -228,7 +227,7 @@ async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) ->
         (Some(s), None) => Some((s.clone(), query.at, query.window)),
         _ => None,
     };
-    let source = slo_analyzer::source::Source::new(st.store.snapshot());
+    let source = slo_analyzer::Source::new(st.store.snapshot());
     let result = match key {
         Some(k) => {
             let kept = st.verdicts.get(&k);
@@ -238,7 +237,9 @@ async fn explain(State(st): State<WebState>, Query(q): Query<ExplainRequest>) ->
                 None => st.runner.run(async move { gather::explain_into(&source, &verdicts, k).await }).await,
             }
         }
-        None => st.runner.run(async move { ex::explain(&source, &query).await.map(|r| Ok(Arc::new(r))) }).await,
+        None => {
+            st.runner.run(async move { slo_analyzer::explain(&source, &query).await.map(|r| Ok(Arc::new(r))) }).await
+        }
     };
     match result {
         Err(r) => refused("explain", r),

@@ -24,9 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
+use slo_analyzer::MINUTE_NS;
+use slo_analyzer::Source;
 use slo_analyzer::board::{ChangeFilter, SeriesReport};
-use slo_analyzer::rollup::MINUTE_NS;
-use slo_analyzer::source::Source;
 
 use crate::chart::{self, Chart, Line, Unit};
 use crate::gather::{self, Ctx, Failure};
@@ -385,7 +385,7 @@ pub(crate) fn service_html(v: &gather::ServiceView) -> Result<String, String> {
 
 /// The report as the template reads it: every optional field present (null or empty),
 /// since a template that tests a field the JSON left out is an error.
-fn report_for_template(r: &slo_analyzer::explain::Report) -> Value {
+fn report_for_template(r: &slo_analyzer::Report) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
     let fill = |o: &mut Value, keys: &[&str], empty: Value| {
         if let Some(o) = o.as_object_mut() {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use slo_analyzer::rollup::MINUTE_NS;
+use slo_analyzer::MINUTE_NS;
 use slo_analyzer::text::{parse_time, parse_window, window_name};
 
 /// Longest range a page or series may cover: long enough for an SLO period of 30 days

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use slo_analyzer::explain::Report;
+use slo_analyzer::Report;
 
 /// How long a live report is reused.
 pub(crate) const LIVE_TTL: Duration = Duration::from_secs(10);

@@ -25,9 +25,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use slo_analyzer::explain::Report;
-use slo_analyzer::rollup::MINUTE_NS;
-use slo_analyzer::source::Source;
+use slo_analyzer::MINUTE_NS;
+use slo_analyzer::Report;
+use slo_analyzer::Source;
 
 use crate::WebState;
 use crate::gather::explain_into;

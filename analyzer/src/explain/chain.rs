@@ -230,7 +230,7 @@ pub(super) fn regression(series: &Series, p99: &[f64], found: &Found, ctx: &Cont
 /// Requests read a side of the onset for the before/after tests. Above it the tests are
 /// already decided (their p-values are far below any threshold), and the reading cost
 /// grows with the traffic: at 1,000 requests/s the 15 minutes a side are 900,000 requests.
-pub const DETAIL_PER_SIDE: u64 = 150_000;
+pub(super) const DETAIL_PER_SIDE: u64 = 150_000;
 
 /// The span `[from, to)` within `[lo, hi)` around `onset`, in whole minutes, that holds at
 /// most `cap` requests a side by the minute counts (at least one minute a side).

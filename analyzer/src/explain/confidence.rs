@@ -37,7 +37,7 @@ pub(super) const HIGH_MARGIN: f64 = 0.2;
 
 /// What the level is judged from.
 #[derive(Debug, Clone, Copy)]
-pub struct Basis {
+pub(crate) struct Basis {
     /// Since the onset, ns.
     pub lasted: i64,
     /// Requests since the onset.

@@ -15,10 +15,10 @@ use crate::changepoint::{ChangePoint, Config};
 use crate::sketch::Sketch;
 
 /// Buckets of history a start needs before it.
-pub const MIN_HISTORY: usize = 5;
+pub(crate) const MIN_HISTORY: usize = 5;
 /// Newest buckets tried as the start of a regression still going on: half an hour of
 /// minutes, so that an incident's onset stays in reach while it goes on.
-pub const MAX_TRAILING: usize = 30;
+pub(crate) const MAX_TRAILING: usize = 30;
 
 /// The share of requests of each bucket above `threshold`: (above, count) per bucket.
 fn above(series: &Series, threshold: f64, a: usize, b: usize) -> Vec<(f64, f64)> {
@@ -79,7 +79,7 @@ fn test(
 }
 
 /// The regression at the end of `series`, if the newest buckets' requests show one.
-pub fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found> {
+pub(crate) fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found> {
     let n = series.buckets.len();
     if n < MIN_HISTORY + 1 {
         return None;
@@ -112,14 +112,14 @@ pub fn find_ongoing(series: &Series, p99: &[f64], cfg: &Config) -> Option<Found>
 
 /// Whether bucket `k`'s requests alone are significantly slower than those of the buckets
 /// before it (one try).
-pub fn bucket_elevated(series: &Series, k: usize, cfg: &Config) -> bool {
+pub(crate) fn bucket_elevated(series: &Series, k: usize, cfg: &Config) -> bool {
     k >= MIN_HISTORY && test(series, (0, k), (k, k + 1), 1.0, cfg).is_some()
 }
 
 /// Whether the newest buckets (the last one, two or three) are still slow against a
 /// regression's baseline: an episode that came back down and rose again is one incident
 /// still going on, even where the history's peaks already hold the first episode.
-pub fn still_elevated(series: &Series, baseline: (usize, usize), cfg: &Config) -> bool {
+pub(crate) fn still_elevated(series: &Series, baseline: (usize, usize), cfg: &Config) -> bool {
     let n = series.buckets.len();
     (1..=3.min(n.saturating_sub(baseline.1))).any(|k| test(series, baseline, (n - k, n), 3.0, cfg).is_some())
 }

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use slo_analyzer::explain::Report;
+use slo_analyzer::Report;
 
 /// Alerts kept at most.
 pub(crate) const KEEP: usize = 10_000;

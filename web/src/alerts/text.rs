@@ -1,7 +1,7 @@
 //! The text of a forwarded alert (Slack's `text`, mrkdwn): what fired, the verdict and its
 //! likely cause, the command that explains it and the dashboard link.
 
-use slo_analyzer::explain::Report;
+use slo_analyzer::Report;
 use slo_analyzer::text::ms;
 
 use super::Entry;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use slo_analyzer::source::Source;
+use slo_analyzer::Source;
 
 use super::{AlertsConfig, Entry, Forward, Outcome, Queue, RECENT, text};
 use crate::WebState;

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use slo_analyzer::Change;
+use slo_analyzer::Sketch;
 use slo_analyzer::board::{self, ChangeView};
-use slo_analyzer::rollup::{Cell, MINUTE_NS, Rollups};
-use slo_analyzer::sketch::Sketch;
-use slo_analyzer::source::Change;
 use slo_analyzer::spec::{LatencyMetric, Sli, Slo};
 use slo_analyzer::text::{parse_time, rfc3339};
+use slo_analyzer::{Cell, MINUTE_NS, Rollups};
 
 use super::*;
 use crate::gather::{Brief, ChangeRow, ChangesView, Overview, OverviewRow, Range, ServiceView, SloView};
@@ -107,7 +107,7 @@ fn slo() -> Slo {
     }
 }
 
-fn report() -> Arc<slo_analyzer::explain::Report> {
+fn report() -> Arc<slo_analyzer::Report> {
     let json = serde_json::json!({
         "service": "llama-70b",
         "window": { "from": "2026-11-22T13:30:00Z", "to": "2026-11-22T14:30:00Z" },
@@ -174,9 +174,9 @@ fn the_service_page_matches_its_snapshot() {
         report_error: None,
         slos: vec![slo_analyzer::burn::status(&slo(), &rollups, r.to_ns)],
         last_seen: None,
-        gpus: slo_analyzer::gpus::panel(
+        gpus: slo_analyzer::gpu_panel(
             "llama-70b",
-            &[slo_analyzer::gpus::GpuMinute {
+            &[slo_analyzer::GpuMinute {
                 node: "gpu-h100-3".into(),
                 gpu: "GPU-5f1b2c3d-0000-4000-8000-000000000003".into(),
                 metric: "DCGM_FI_DEV_SM_CLOCK".into(),
