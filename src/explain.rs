@@ -92,11 +92,9 @@ pub(crate) async fn local(dir: &Path, query: &Query) -> Result<Report, Failure> 
 pub(crate) async fn open_local(dir: &Path) -> Result<Source, Failure> {
     let store = Store::open_read_only(dir).map_err(Failure::usage)?;
     let replay_store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        slo_collector::unflushed::read_only(&replay_store, &CollectorConfig::default())
-    })
-    .await
-    .context("replaying the WAL")??;
+    tokio::task::spawn_blocking(move || slo_collector::read_unflushed(&replay_store, &CollectorConfig::default()))
+        .await
+        .context("replaying the WAL")??;
     Ok(Source::new(store.snapshot()))
 }
 

@@ -1,8 +1,8 @@
 //! `slo import`: files into a data directory through the collector's own path.
 
-use slo_collector::import::{ImportState, ImportSummary, import_file};
 use slo_collector::otlp::Receiver;
 use slo_collector::{CollectorMetrics, Error, Pipeline};
+use slo_collector::{ImportState, ImportSummary, import_file};
 use slo_store::{Store, StoreMetrics};
 
 use std::path::PathBuf;

@@ -53,11 +53,10 @@ async fn remote(client: &reqwest::Client, server: &str, sql: &str, fmt: Format) 
 async fn local(dir: std::path::PathBuf, sql: &str, fmt: Format) -> Result<Vec<u8>, Failure> {
     let store = Store::open_read_only(&dir).map_err(Failure::usage)?;
     let replay_store = store.clone();
-    let stats = tokio::task::spawn_blocking(move || {
-        slo_collector::unflushed::read_only(&replay_store, &CollectorConfig::default())
-    })
-    .await
-    .context("replaying the WAL")??;
+    let stats =
+        tokio::task::spawn_blocking(move || slo_collector::read_unflushed(&replay_store, &CollectorConfig::default()))
+            .await
+            .context("replaying the WAL")??;
     tracing::debug!(records = stats.records, spans = stats.spans, "replayed unflushed WAL records read-only");
     let batches =
         store.snapshot().sql(sql).await.map_err(|e| if e.is_user_error() { Failure::usage(e) } else { e.into() })?;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
+use slo_collector::FnGauge;
 use slo_collector::kube::watch::{self, KubeMetrics, WatchConfig};
-use slo_collector::metrics::FnGauge;
 use slo_collector::otlp::{Receiver, grpc, http};
 use slo_collector::scrape::Discovery;
 use slo_collector::{CollectorMetrics, Pipeline};
@@ -125,11 +125,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
             "bytes of the receive budget held by exports being received, decompressed and decoded",
             move || rx.receiving_bytes() as i64,
         ));
-        if slo_collector::metrics::resident_bytes().is_some() {
+        if slo_collector::resident_bytes().is_some() {
             registry.register_collector(FnGauge::new(
                 "process_resident_memory_bytes",
                 "resident memory size in bytes",
-                || slo_collector::metrics::resident_bytes().map_or(0, |b| b as i64),
+                || slo_collector::resident_bytes().map_or(0, |b| b as i64),
             ));
         }
     }

@@ -11,20 +11,21 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prost::Message;
 #[cfg(test)]
-use slo_store::SpanRecord;
+use prost::Message;
+use slo_store::Attr;
 use slo_store::encoded::{ResourceView, SpanView};
-use slo_store::{Attr, SpanBatch};
+#[cfg(test)]
+use slo_store::{SpanBatch, SpanRecord};
 
 use crate::config::AssemblyConfig;
 
 mod in_flight;
-pub use in_flight::{BadInFlight, InFlight, WalPos};
+pub(crate) use in_flight::{InFlight, WalPos};
 
 /// The resource a span came from, shared by the spans of one export.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Resource {
+pub(crate) struct Resource {
     /// `service.name`.
     pub service: String,
     /// Resource attributes.
@@ -33,7 +34,7 @@ pub struct Resource {
 
 impl Resource {
     /// A resource attribute.
-    pub fn attr(&self, key: &str) -> Option<&str> {
+    pub(crate) fn attr(&self, key: &str) -> Option<&str> {
         slo_store::find_attr(&self.attrs, key)
     }
 }
@@ -42,7 +43,7 @@ impl Resource {
 /// ingest path reads held spans in place).
 #[cfg(test)]
 #[derive(Debug, Clone)]
-pub struct TraceSpan {
+pub(crate) struct TraceSpan {
     /// Where it came from.
     pub resource: Arc<Resource>,
     /// The span.
@@ -50,14 +51,14 @@ pub struct TraceSpan {
 }
 
 /// A trace id.
-pub type TraceId = [u8; 16];
+pub(crate) type TraceId = [u8; 16];
 
 /// A span waiting for its trace: what assembly reads, and the span's encoded bytes
 /// (read in place when its trace is split, see [`crate::split`]). The bytes are the span's own copy, not a view into its
 /// WAL record: a record kept alive by one slow trace would hold every other span of the
 /// export, so memory would no longer follow `max_pending_spans`.
 #[derive(Debug, Clone)]
-pub struct HeldSpan {
+pub(crate) struct HeldSpan {
     raw: Box<[u8]>,
     resource: Arc<Resource>,
     span_id: [u8; 8],
@@ -75,23 +76,23 @@ impl HeldSpan {
 
     /// Bytes it holds of its own: its encoded span and its fields (the resource is shared
     /// with the other spans of its resource and not counted).
-    pub fn footprint(&self) -> usize {
+    pub(crate) fn footprint(&self) -> usize {
         self.raw.len() + std::mem::size_of::<HeldSpan>()
     }
 
     /// The span, an encoded `SpanRecord`.
-    pub fn raw(&self) -> &[u8] {
+    pub(crate) fn raw(&self) -> &[u8] {
         &self.raw
     }
 
     /// The resource it came from.
-    pub fn resource(&self) -> &Resource {
+    pub(crate) fn resource(&self) -> &Resource {
         &self.resource
     }
 
     /// The span decoded into owned fields.
     #[cfg(test)]
-    pub fn decode(&self) -> Result<TraceSpan, prost::DecodeError> {
+    pub(crate) fn decode(&self) -> Result<TraceSpan, prost::DecodeError> {
         Ok(TraceSpan { resource: self.resource.clone(), span: SpanRecord::decode(&self.raw[..])? })
     }
 }
@@ -99,7 +100,7 @@ impl HeldSpan {
 /// Turns the spans of encoded records into [`HeldSpan`]s, sharing one [`Resource`] among
 /// the spans of a resource.
 #[derive(Debug, Default)]
-pub struct Holder {
+pub(crate) struct Holder {
     current: Option<(usize, Arc<Resource>)>,
     record: Option<usize>,
 }
@@ -108,7 +109,7 @@ impl Holder {
     /// The held span of `s`, a span of the record (or export) `key` names; `None` when its
     /// ids are not a trace span's (it is still in `spans`, it just makes no request row).
     /// Spans of one resource of one record share its [`Resource`].
-    pub fn hold(&mut self, key: usize, r: &ResourceView<'_>, s: &SpanView<'_>) -> Option<(TraceId, HeldSpan)> {
+    pub(crate) fn hold(&mut self, key: usize, r: &ResourceView<'_>, s: &SpanView<'_>) -> Option<(TraceId, HeldSpan)> {
         let resource = match &self.current {
             Some((index, res)) if *index == r.index && self.record == Some(key) => res.clone(),
             _ => {
@@ -130,7 +131,7 @@ impl Holder {
 }
 
 /// The held spans of one encoded record.
-pub fn hold_record(record: &[u8]) -> Result<Vec<(TraceId, HeldSpan)>, slo_store::wire::WireError> {
+pub(crate) fn hold_record(record: &[u8]) -> Result<Vec<(TraceId, HeldSpan)>, slo_store::wire::WireError> {
     let mut holder = Holder::default();
     let mut out = Vec::new();
     slo_store::encoded::visit_spans(record, |r, s, _| {
@@ -151,7 +152,7 @@ struct Pending {
 
 /// Why a trace was emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Emission {
+pub(crate) enum Emission {
     /// Entry span present and quiet for `idle`.
     Complete,
     /// `max_wait` passed without an entry span.
@@ -164,21 +165,21 @@ pub enum Emission {
 
 /// What a poll gave.
 #[derive(Debug, Default)]
-pub struct Emitted {
+pub(crate) struct Emitted {
     /// Traces, each with the reason it was emitted.
     pub traces: Vec<(Vec<HeldSpan>, Emission)>,
 }
 
 /// Counters the pipeline turns into metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct AssemblyStats {
+pub(crate) struct AssemblyStats {
     /// Spans that arrived after their trace was emitted.
     pub late_spans: u64,
 }
 
 /// Holds spans by trace id.
 #[derive(Debug)]
-pub struct Assembler {
+pub(crate) struct Assembler {
     cfg: AssemblyConfig,
     /// Keyed by trace ids that clients choose, so the hash is keyed too (aHash, random
     /// keys per process): as resistant to crafted collisions as SipHash, and cheaper.
@@ -196,7 +197,7 @@ pub struct Assembler {
 
 impl Assembler {
     /// An empty assembler.
-    pub fn new(cfg: AssemblyConfig) -> Self {
+    pub(crate) fn new(cfg: AssemblyConfig) -> Self {
         Assembler {
             cfg,
             pending: HashMap::default(),
@@ -219,35 +220,37 @@ impl Assembler {
     }
 
     /// Spans waiting.
-    pub fn pending_spans(&self) -> usize {
+    pub(crate) fn pending_spans(&self) -> usize {
         self.pending_spans
     }
 
     /// Bytes the waiting spans hold ([`HeldSpan::footprint`]).
-    pub fn pending_bytes(&self) -> usize {
+    pub(crate) fn pending_bytes(&self) -> usize {
         self.pending_bytes
     }
 
     /// Traces waiting.
-    pub fn pending_traces(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending_traces(&self) -> usize {
         self.pending.len()
     }
 
     /// Takes the counters accumulated since the last call.
-    pub fn take_stats(&mut self) -> AssemblyStats {
+    pub(crate) fn take_stats(&mut self) -> AssemblyStats {
         std::mem::take(&mut self.stats)
     }
 
     /// Adds the spans of a batch (encoded, then held like a WAL record's) that is not in
     /// the WAL.
-    pub fn add(&mut self, batch: &SpanBatch, now: Instant) {
+    #[cfg(test)]
+    pub(crate) fn add(&mut self, batch: &SpanBatch, now: Instant) {
         let record = batch.encode_to_vec();
         // Cannot fail: prost wrote the record.
         self.add_held(hold_record(&record).unwrap_or_default(), WalPos::default(), now);
     }
 
     /// Adds the spans of an encoded record, the WAL record at `pos`.
-    pub fn add_record(
+    pub(crate) fn add_record(
         &mut self,
         record: &[u8],
         pos: WalPos,
@@ -261,7 +264,7 @@ impl Assembler {
 
     /// Adds the spans of the WAL record at `pos` that `in_flight` lists as pending at the
     /// last flush (a restart resuming from the retained WAL).
-    pub fn resume(
+    pub(crate) fn resume(
         &mut self,
         in_flight: &InFlight,
         record: &[u8],
@@ -276,7 +279,7 @@ impl Assembler {
     }
 
     /// Adds held spans from the WAL record at `pos`.
-    pub fn add_held(&mut self, spans: Vec<(TraceId, HeldSpan)>, pos: WalPos, now: Instant) {
+    pub(crate) fn add_held(&mut self, spans: Vec<(TraceId, HeldSpan)>, pos: WalPos, now: Instant) {
         let idle = self.idle();
         for (id, span) in spans {
             if self.emitted.contains(&id) {
@@ -329,7 +332,7 @@ impl Assembler {
     }
 
     /// Emits the traces that are due at `now`.
-    pub fn poll(&mut self, now: Instant) -> Emitted {
+    pub(crate) fn poll(&mut self, now: Instant) -> Emitted {
         let mut out = Emitted::default();
         let max_wait = self.max_wait();
         while let Some(&(due, id)) = self.timers.front() {
@@ -372,7 +375,7 @@ impl Assembler {
     }
 
     /// Emits every pending trace (end of an import).
-    pub fn drain(&mut self) -> Emitted {
+    pub(crate) fn drain(&mut self) -> Emitted {
         let mut out = Emitted::default();
         let ids: Vec<TraceId> = self.arrival.drain(..).collect();
         for id in ids {
@@ -386,13 +389,13 @@ impl Assembler {
 
     /// The traces pending now, by where their spans start in the WAL, so that a restart
     /// picks up where this left off.
-    pub fn in_flight(&self) -> InFlight {
+    pub(crate) fn in_flight(&self) -> InFlight {
         InFlight::new(self.pending.iter().map(|(id, p)| (*id, p.from)).collect())
     }
 
     /// Restores a state file of the format before [`InFlight`] (the pending spans as one
     /// `SpanBatch`); the traces wait anew from `now`.
-    pub fn restore_spans(&mut self, bytes: &[u8], now: Instant) -> Result<usize, slo_store::wire::WireError> {
+    pub(crate) fn restore_spans(&mut self, bytes: &[u8], now: Instant) -> Result<usize, slo_store::wire::WireError> {
         self.add_record(bytes, WalPos::default(), now)
     }
 }

@@ -166,7 +166,7 @@ pub(crate) fn validate(trace_id: &[u8], span_id: &[u8], parent: &[u8], start: u6
 
 /// Renders an attribute value as text: scalars plainly, arrays and maps as JSON, nesting
 /// beyond `depth` replaced by `"…"`.
-pub fn render(v: &AnyValue, out: &mut String, depth: usize) {
+pub(crate) fn render(v: &AnyValue, out: &mut String, depth: usize) {
     match &v.value {
         // `string_value_strindex` belongs to profiles: taken as absent, as the spec asks.
         None | Some(Value::StringValueStrindex(_)) => {}
@@ -187,7 +187,7 @@ pub fn render(v: &AnyValue, out: &mut String, depth: usize) {
 /// ryu's ~4.7% of a later profile; zmij (already in the tree through serde_json) took
 /// 0.43x ryu's time on latency-like doubles. Where two shortest forms are equally near it
 /// may pick the other last digit, which still reads back as `d`.
-pub fn push_f64(d: f64, out: &mut String) {
+pub(crate) fn push_f64(d: f64, out: &mut String) {
     if d.is_finite() {
         let mut buf = zmij::Buffer::new();
         let s = buf.format_finite(d);

@@ -15,26 +15,30 @@
 //! assembler by pending spans (beyond it, the oldest traces are emitted early and counted),
 //! the store by unflushed bytes (beyond it, the pipeline waits, and so the queue fills).
 
-pub mod assemble;
-pub mod config;
-pub mod convert;
-pub mod error;
-pub mod import;
+mod assemble;
+mod config;
+mod convert;
+mod error;
+mod import;
 pub mod kube;
-pub mod metrics;
+mod metrics;
 pub mod otlp;
 mod pair_key;
-pub mod pipeline;
-pub mod redact;
+mod pipeline;
+mod redact;
 pub mod scrape;
 pub mod sli;
-pub mod split;
-pub mod timegate;
-pub mod transcode;
-pub mod unflushed;
+mod split;
+mod timegate;
+mod transcode;
+mod unflushed;
 
-pub use config::CollectorConfig;
+pub use config::{CollectorConfig, RedactionConfig};
+pub use convert::Converter;
 pub use error::{Error, Result};
-pub use metrics::CollectorMetrics;
+pub use import::{ImportState, ImportSummary, import_file};
+pub use metrics::{CollectorMetrics, FnGauge, resident_bytes};
 pub use pipeline::{Health, Ingest, Pipeline, PipelineHandle};
+pub use redact::Redactor;
 pub use timegate::TimeRules;
+pub use unflushed::read_only as read_unflushed;

@@ -223,7 +223,7 @@ const STEP_BYTES: usize = 32 << 20;
 /// held span 790 bytes), a ratio of about 5; 17-digit latencies only add to that. So 4
 /// under-estimates: an export it admits may still be refused when it is queued, after
 /// its transcode. The queue charges what a prepared export measures.
-pub const QUEUED_PER_BODY_BYTE: usize = 4;
+pub(crate) const QUEUED_PER_BODY_BYTE: usize = 4;
 
 impl Ingest {
     /// Bytes of the queue budget held by exports queued or being written now (released as

@@ -147,7 +147,7 @@ impl Redactor {
 }
 
 /// `sha256:` and the first 16 hex digits of the digest of `value`.
-pub fn digest(value: &str) -> String {
+pub(crate) fn digest(value: &str) -> String {
     let d = Sha256::digest(value.as_bytes());
     format!("sha256:{}", hex::encode(&d[..8]))
 }

@@ -30,7 +30,7 @@ use crate::config::{Role, SplitConfig};
 
 /// Compiled split rules.
 #[derive(Debug, Clone)]
-pub struct Splitter {
+pub(crate) struct Splitter {
     cfg: SplitConfig,
     queue: Vec<Regex>,
     compute: Vec<Regex>,
@@ -236,7 +236,7 @@ impl<'s, 'a> Trace<'s, 'a> {
 
 impl Splitter {
     /// Compiles the rules; an invalid pattern is named in the error.
-    pub fn new(cfg: &SplitConfig) -> Result<Self, String> {
+    pub(crate) fn new(cfg: &SplitConfig) -> Result<Self, String> {
         Ok(Splitter {
             queue: compile(&cfg.queue_span_patterns, "queue_span_patterns")?,
             compute: compile(&cfg.compute_span_patterns, "compute_span_patterns")?,
@@ -247,7 +247,7 @@ impl Splitter {
     /// The request rows of one assembled trace of decoded spans: the reference the tests
     /// hold [`Splitter::held_requests`] to.
     #[cfg(test)]
-    pub fn requests(&self, spans: &[TraceSpan]) -> Vec<RequestRow> {
+    pub(crate) fn requests(&self, spans: &[TraceSpan]) -> Vec<RequestRow> {
         let refs: Vec<SpanRef> = spans.iter().map(SpanRef::of_record).collect();
         let mut hex = [0u8; 32];
         self.rows_for(&refs, &mut hex)
@@ -268,7 +268,7 @@ impl Splitter {
     /// The request rows of one assembled trace, its spans read in place where they are
     /// held (the ingest path). A span that does not read (never seen: the bytes are the
     /// collector's own) is logged and left out of the trace.
-    pub fn held_requests(&self, spans: &[HeldSpan]) -> Vec<RequestRow> {
+    pub(crate) fn held_requests(&self, spans: &[HeldSpan]) -> Vec<RequestRow> {
         let mut rows = Vec::new();
         let _ = self.each_held_request(spans, |row, attrs| {
             let attributes = attrs.iter().map(|(k, v)| Attr { key: k.to_string(), value: v.to_string() }).collect();
@@ -281,7 +281,7 @@ impl Splitter {
     /// Calls `f` with each request row of a held trace and the request span's attributes
     /// that are not already columns, both read in place: the ingest path appends them to
     /// Arrow builders without owning a copy of any string.
-    pub fn each_held_request<E>(
+    pub(crate) fn each_held_request<E>(
         &self,
         spans: &[HeldSpan],
         mut f: impl FnMut(&RequestRef, &[(&str, &str)]) -> Result<(), E>,

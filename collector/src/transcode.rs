@@ -511,7 +511,7 @@ fn attr_body(encoded: &[u8]) -> &[u8] {
 }
 
 /// Spans in an OTLP protobuf export, counted from its framing only.
-pub fn count_spans(otlp: &[u8]) -> Result<usize, WireError> {
+pub(crate) fn count_spans(otlp: &[u8]) -> Result<usize, WireError> {
     let mut n = 0;
     for field in wire::fields(otlp) {
         let (1, v) = field? else { continue };

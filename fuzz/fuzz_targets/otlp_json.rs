@@ -4,10 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use slo_collector::config::RedactionConfig;
-use slo_collector::convert::Converter;
+use slo_collector::RedactionConfig;
+use slo_collector::Converter;
 use slo_collector::otlp::decode::{Encoding, decode, gunzip};
-use slo_collector::redact::Redactor;
+use slo_collector::Redactor;
 
 fuzz_target!(|data: &[u8]| {
     let body = if data.starts_with(&[0x1f, 0x8b]) {

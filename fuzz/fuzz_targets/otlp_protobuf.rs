@@ -6,9 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use slo_collector::config::RedactionConfig;
-use slo_collector::convert::Converter;
-use slo_collector::redact::Redactor;
+use slo_collector::RedactionConfig;
+use slo_collector::Converter;
+use slo_collector::Redactor;
 
 fuzz_target!(|data: &[u8]| {
     let c = Converter::new(Redactor::new(&RedactionConfig::default()), 8);

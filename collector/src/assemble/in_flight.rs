@@ -17,7 +17,7 @@ const ENTRY: usize = 16 + 8 + 4;
 
 /// Where a record is in the WAL: its segment, and its index among the segment's records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WalPos {
+pub(crate) struct WalPos {
     /// The segment id.
     pub segment: u64,
     /// The record's index in the segment.
@@ -26,14 +26,14 @@ pub struct WalPos {
 
 /// The traces in flight at a flush, by the WAL position their pending spans start at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     traces: HashMap<TraceId, WalPos, ahash::RandomState>,
 }
 
 /// A state file that is neither format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("in-flight state file is cut short or corrupt ({0} bytes after the header, not a multiple of {ENTRY})")]
-pub struct BadInFlight(usize);
+pub(crate) struct BadInFlight(usize);
 
 impl InFlight {
     pub(super) fn new(traces: HashMap<TraceId, WalPos, ahash::RandomState>) -> Self {
@@ -41,32 +41,28 @@ impl InFlight {
     }
 
     /// Traces in flight.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.traces.len()
     }
 
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.traces.is_empty()
-    }
-
     /// The oldest WAL segment a restart needs, if any.
-    pub fn keep_from(&self) -> Option<u64> {
+    pub(crate) fn keep_from(&self) -> Option<u64> {
         self.traces.values().map(|p| p.segment).min()
     }
 
     /// Whether a span of `trace` in the record at `pos` was pending at the flush.
-    pub fn wants(&self, trace: &TraceId, pos: WalPos) -> bool {
+    pub(crate) fn wants(&self, trace: &TraceId, pos: WalPos) -> bool {
         self.traces.get(trace).is_some_and(|from| *from <= pos)
     }
 
     /// Whether `bytes` is in this format (rather than the older `SpanBatch` one).
-    pub fn is_this_format(bytes: &[u8]) -> bool {
+    pub(crate) fn is_this_format(bytes: &[u8]) -> bool {
         bytes.starts_with(MAGIC)
     }
 
     /// The state file's bytes; empty when nothing is in flight.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         if self.traces.is_empty() {
             return Vec::new();
         }
@@ -81,7 +77,7 @@ impl InFlight {
     }
 
     /// Reads a state file written by [`InFlight::encode`].
-    pub fn decode(bytes: &[u8]) -> Result<InFlight, BadInFlight> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<InFlight, BadInFlight> {
         let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(BadInFlight(bytes.len()))?;
         if body.len() % ENTRY != 0 {
             return Err(BadInFlight(body.len()));
