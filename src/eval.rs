@@ -26,7 +26,7 @@ use slo_analyzer::MINUTE_NS;
 use slo_analyzer::Source;
 use slo_analyzer::text::{parse_window, rfc3339};
 use slo_analyzer::{Query, Report};
-use slo_loadgen::BUILTIN;
+use slo_loadgen::{BUILTIN, GroundTruth, TruthEntry};
 use slo_loadgen::{Sim, SimOptions};
 use slo_loadgen::{TraceFormat, run_files};
 
@@ -227,22 +227,6 @@ fn progress(o: &Outcome) -> String {
     )
 }
 
-#[derive(serde::Deserialize)]
-struct Truth {
-    service: String,
-    start: String,
-    end: String,
-    injected: Vec<Injected>,
-}
-
-#[derive(serde::Deserialize)]
-struct Injected {
-    kind: String,
-    object: String,
-    time: String,
-    causal: bool,
-}
-
 fn ns(rfc: &str) -> anyhow::Result<i64> {
     chrono::DateTime::parse_from_rfc3339(rfc)
         .ok()
@@ -266,8 +250,7 @@ async fn run_one(name: &str, seed: u64, dir: &Path, window: i64) -> Result<Outco
         simulate_and_import(name, seed, &out, &cfg).await?;
         std::fs::write(&imported, &made_from).with_context(|| format!("writing {}", imported.display()))?;
     }
-    let truth: Truth = serde_json::from_slice(&std::fs::read(out.join("truth.json")).context("reading truth.json")?)
-        .context("decoding truth.json")?;
+    let truth = GroundTruth::read(&out.join("truth.json")).map_err(anyhow::Error::from)?;
     let prepare_s = started.elapsed().as_secs_f64();
     let source = crate::explain::open_local(&cfg.data_dir).await?;
     let (start, end) = (ns(&truth.start)?, ns(&truth.end)?);
@@ -322,7 +305,7 @@ async fn simulate_and_import(name: &str, seed: u64, out: &Path, cfg: &ServeConfi
 }
 
 /// When the trouble began, by the data: see [`ONSET_RATIO`].
-async fn onset(source: &Source, truth: &Truth, start: i64, end: i64) -> Result<(i64, &'static str), Failure> {
+async fn onset(source: &Source, truth: &GroundTruth, start: i64, end: i64) -> Result<(i64, &'static str), Failure> {
     let Some(causal) = first_causal(truth) else {
         let t = match truth.injected.first() {
             Some(i) => ns(&i.time)?,
@@ -351,13 +334,13 @@ async fn onset(source: &Source, truth: &Truth, start: i64, end: i64) -> Result<(
 }
 
 /// The earliest causal change (by its time: the truth lists them in order of the actions).
-fn first_causal(truth: &Truth) -> Option<&Injected> {
+fn first_causal(truth: &GroundTruth) -> Option<&TruthEntry> {
     truth.injected.iter().filter(|i| i.causal).min_by_key(|i| ns(&i.time).unwrap_or(i64::MAX))
 }
 
-fn point(truth: &Truth, offset_s: i64, at: i64, r: &Report) -> Point {
-    let causal: Vec<&Injected> = truth.injected.iter().filter(|i| i.causal).collect();
-    let is = |c: &slo_analyzer::Cause, i: &Injected| c.kind == i.kind && c.object == i.object;
+fn point(truth: &GroundTruth, offset_s: i64, at: i64, r: &Report) -> Point {
+    let causal: Vec<&TruthEntry> = truth.injected.iter().filter(|i| i.causal).collect();
+    let is = |c: &slo_analyzer::Cause, i: &TruthEntry| c.kind == i.kind && c.object == i.object;
     let first3 = &r.causes[..r.causes.len().min(3)];
     Point {
         offset_s,
@@ -408,7 +391,7 @@ pub(crate) fn flips(timeline: &[Point]) -> usize {
 fn score(
     name: &str,
     seed: u64,
-    truth: &Truth,
+    truth: &GroundTruth,
     r: &Report,
     timeline: Vec<Point>,
     onset: (String, &'static str),

@@ -21,6 +21,7 @@ mod otlp;
 mod scenario;
 mod sim;
 mod simulate;
+mod truth;
 
 pub use endpoint::{OtlpProtocol, TargetArgs, TargetReport, run as run_target};
 pub use error::{Error, Result};
@@ -28,3 +29,4 @@ pub use kubeapi::write_kubeconfig;
 pub use scenario::{BUILTIN, Builtin, Scenario, builtin_yaml, load as load_scenario};
 pub use sim::{Sim, SimOptions};
 pub use simulate::{SimulateArgs, TraceFormat, run as run_simulate, run_files};
+pub use truth::{GroundTruth, TruthEntry};

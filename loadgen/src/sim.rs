@@ -29,9 +29,9 @@ use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 
 use crate::scenario::Scenario;
+pub(crate) use crate::truth::TruthEntry;
 pub(crate) use cluster::{Node, Pod, PodPhase, ReplicaSet};
 pub(crate) use engine::Req;
 
@@ -96,18 +96,6 @@ pub enum ObjectChange {
 pub struct Progress {
     pub external: u64,
     pub generated: u32,
-}
-
-/// One injected change, as the ground truth records it (README, "The load generator").
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TruthEntry {
-    pub kind: String,
-    pub object: String,
-    pub time: String,
-    pub causal: bool,
-    /// Extra facts (from/to, node, reason).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
 }
 
 /// What the simulation produced since the last drain.

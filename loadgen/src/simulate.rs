@@ -126,15 +126,7 @@ impl RunSummary {
 
 /// The ground truth (`--truth`; README, "The load generator").
 pub(crate) fn truth_json(sim: &Sim) -> String {
-    let v = serde_json::json!({
-        "scenario": sim.scenario.name,
-        "seed": sim.seed,
-        "service": sim.scenario.service,
-        "start": crate::sim::rfc3339(sim.start_unix_ns),
-        "end": crate::sim::rfc3339(sim.now_unix_ns()),
-        "injected": sim.truth(),
-    });
-    serde_json::to_string_pretty(&v).unwrap_or_default()
+    crate::truth::GroundTruth::of(sim).to_json()
 }
 
 fn parse_start(s: &str) -> Result<i64> {
