@@ -71,9 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         store.append(None, Some(requests_batch(&rows)?));
-        let through = wal.rotate()?;
-        let job = store.freeze(through, through + 1, Vec::new());
-        store.write_flush(&job)?;
+        store.flush_now(&mut wal)?;
         i += chunk;
     }
     let files = store.snapshot().files().len();

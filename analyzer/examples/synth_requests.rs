@@ -119,9 +119,7 @@ fn main() {
         }
         total += rows.len() as u64;
         store.append(None, Some(requests_batch(&rows).expect("requests batch")));
-        let through = wal.rotate().expect("rotate");
-        let job = store.freeze(through, through + 1, vec![]);
-        store.write_flush(&job).expect("flush");
+        store.flush_now(&mut wal).expect("flush");
         if m % 60 == 59 {
             eprintln!("{} of {hours} hours, {total} requests, {:.0} s", (m + 1) / 60, began.elapsed().as_secs_f64());
         }

@@ -212,7 +212,7 @@ async fn import_prometheus(
     summary.samples += samples.len();
     for chunk in samples.chunks(50_000) {
         let batch = slo_store::SpanBatch { samples: chunk.to_vec(), ..Default::default() };
-        rx.ingest().submit(crate::pipeline::Prepared::new(batch)?).await?;
+        rx.ingest().submit(crate::ingest::Prepared::new(batch)?).await?;
     }
     Ok(())
 }

@@ -14,8 +14,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::CollectorConfig;
 use crate::convert::{Converter, Rejected};
 use crate::error::Result;
+use crate::ingest::{Ingest, Prepared};
 use crate::metrics::{CollectorMetrics, ExportLabels, TransportLabel};
-use crate::pipeline::{Ingest, Prepared};
 use crate::redact::Redactor;
 use crate::timegate::TimeRules;
 
@@ -48,9 +48,9 @@ impl Payload {
     /// What the export will hold in the ingest queue, estimated before any work.
     fn expected_queued_bytes(&self) -> usize {
         match self {
-            Payload::Protobuf(b) => b.len().saturating_mul(crate::pipeline::QUEUED_PER_BODY_BYTE),
+            Payload::Protobuf(b) => b.len().saturating_mul(crate::ingest::QUEUED_PER_BODY_BYTE),
             Payload::Decoded(req) => {
-                prost::Message::encoded_len(req).saturating_mul(crate::pipeline::QUEUED_PER_BODY_BYTE)
+                prost::Message::encoded_len(req).saturating_mul(crate::ingest::QUEUED_PER_BODY_BYTE)
             }
         }
     }

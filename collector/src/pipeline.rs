@@ -1,302 +1,43 @@
-//! The ingest pipeline: one thread that owns the WAL and the assembler, and one that
-//! writes flushes.
+//! The ingest pipeline: one thread that owns the WAL and the assembler.
 //!
-//! Receivers call [`Ingest::submit`], which reserves room in a byte budget (or sheds the
-//! export), queues the batch and waits for the pipeline thread to write it to the WAL.
-//! The pipeline thread takes whatever is queued as one group commit, acknowledges it, then
-//! turns it into `spans` rows and feeds the assembler, whose finished traces become
-//! `requests` rows. When a flush is due it rotates the WAL, notes which traces are in
-//! flight and where their spans start in the WAL, and hands the rows to the flusher
-//! thread; WAL segments are deleted only after the segments and the manifest that cover
-//! them are on disk, and only once no trace in flight has spans in them.
+//! Receivers call [`Ingest::submit`] (`ingest.rs`), which reserves room in a byte budget
+//! (or sheds the export), queues the batch and waits for the pipeline thread to write it
+//! to the WAL. The pipeline thread takes whatever is queued as one group commit,
+//! acknowledges it, then turns it into `spans` rows and feeds the assembler, whose
+//! finished traces become `requests` rows. It decides when a flush is due and hands it to
+//! the store's [`Flusher`] with the traces in flight (their state and the first WAL
+//! segment their spans are in): the store rotates the WAL, writes the segments and the
+//! manifest, and deletes the WAL segments no trace in flight needs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
-use prost::Message;
-use slo_store::encoded::SpansBuilder;
-use slo_store::{FlushJob, Recovery, SpanBatch, Store, Wal};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use slo_store::{FlushDone, FlushError, Flusher, FlusherThread, Recovery, Store, Wal};
+use tokio::sync::{Semaphore, oneshot};
 
-use crate::assemble::{Assembler, Emission, Emitted, HeldSpan, Holder, InFlight, TraceId, WalPos};
+use crate::assemble::{Assembler, Emission, Emitted, InFlight, WalPos};
 use crate::config::CollectorConfig;
-use crate::convert::Converter;
 use crate::error::{Error, Result};
+use crate::ingest::{FAILED, Health, Ingest, Msg, Prepared, READY, STOPPING, Submission};
 use crate::metrics::{CollectorMetrics, ReasonLabel};
 use crate::split::Splitter;
-use crate::transcode::Transcoded;
 
-const STARTING: u8 = 0;
-const READY: u8 = 1;
-const STOPPING: u8 = 2;
-const FAILED: u8 = 3;
-
-/// Whether the collector accepts data; `/readyz` reads it.
-#[derive(Debug, Default)]
-pub struct Health {
-    state: AtomicU8,
-    /// Why the WAL cannot be written now (a full disk, no file descriptor left); cleared
-    /// when a write or a probe succeeds again.
-    wal_problem: parking_lot::Mutex<Option<String>>,
-}
-
-impl Health {
-    /// Ready to accept data: running, and the WAL takes writes.
-    pub fn is_ready(&self) -> bool {
-        self.state.load(Ordering::Acquire) == READY && self.wal_problem.lock().is_none()
-    }
-
-    /// Why the service is not ready, in words (`None` when it is).
-    pub fn not_ready_because(&self) -> Option<String> {
-        if let Some(p) = self.wal_problem.lock().as_ref() {
-            return Some(format!("the write-ahead log cannot be written: {p}"));
-        }
-        (self.state.load(Ordering::Acquire) != READY).then(|| self.describe().to_string())
-    }
-
-    fn set_wal_problem(&self, problem: Option<String>) {
-        let mut held = self.wal_problem.lock();
-        match (&*held, &problem) {
-            (None, Some(p)) => tracing::error!(problem = %p, "write-ahead log not writable; not ready, ingest refused"),
-            (Some(_), None) => tracing::info!("write-ahead log writable again; ready"),
-            _ => {}
-        }
-        *held = problem;
-    }
-
-    /// `starting`, `ready`, `stopping` or `failed`.
-    pub fn describe(&self) -> &'static str {
-        match self.state.load(Ordering::Acquire) {
-            STARTING => "starting (replaying the write-ahead log)",
-            READY => "ready",
-            STOPPING => "stopping",
-            _ => "failed",
-        }
-    }
-
-    fn set(&self, s: u8) {
-        self.state.store(s, Ordering::Release);
-    }
-}
-
-struct Submission {
-    prepared: Prepared,
-    /// What it holds ([`Prepared::bytes`]), measured once when it was queued.
-    bytes: usize,
-    _permit: OwnedSemaphorePermit,
-    ack: oneshot::Sender<Result<(), String>>,
-}
-
-enum Msg {
-    Batch(Submission),
-    Shutdown,
-}
-
-/// The handle receivers submit through; clones share the queue.
-#[derive(Clone)]
-pub struct Ingest {
-    tx: Sender<Msg>,
-    budget: Arc<Semaphore>,
-    budget_kib: usize,
-    health: Arc<Health>,
-}
-
-impl std::fmt::Debug for Ingest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingest").field("budget_kib", &self.budget_kib).finish()
-    }
-}
-
-/// A batch encoded for the WAL, turned into rows and held spans, ready to queue. Preparing
-/// is CPU work done by the submitting thread, so that the single pipeline thread does not
-/// have to; callers with large batches do it off the async workers.
-#[derive(Debug)]
-pub struct Prepared {
-    /// The WAL record: an encoded `SpanBatch`.
-    record: Bytes,
-    /// Rows of `spans`, and of `samples`/`changes` when the batch has any.
-    rows: Vec<(&'static str, RecordBatch)>,
-    /// The spans for the assembler.
-    held: Vec<(TraceId, HeldSpan)>,
-}
-
-impl Prepared {
-    /// Bytes it holds: its record, its rows' Arrow buffers and its held spans.
-    fn bytes(&self) -> usize {
-        self.record.len()
-            + self.rows.iter().map(|(_, b)| b.get_array_memory_size()).sum::<usize>()
-            + self.held.iter().map(|(_, h)| h.footprint()).sum::<usize>()
-    }
-}
-
-impl Prepared {
-    /// Encodes a batch and builds its rows.
-    pub fn new(batch: SpanBatch) -> Result<Prepared> {
-        let record = batch.encode_to_vec();
-        let (mut p, _) = Prepared::spans_of(record.into())?;
-        let cluster = slo_store::cluster_batches(&[&batch]).map_err(storage)?;
-        p.rows.splice(0..0, cluster);
-        Ok(p)
-    }
-
-    /// Builds the rows of an encoded batch (the OTLP fast path, and WAL replay).
-    pub fn from_record(record: Bytes) -> Result<Prepared> {
-        let (mut p, cluster) = Prepared::spans_of(record)?;
-        if cluster {
-            // Samples and changes (scrapes, Kubernetes) the slow way: they are not hot.
-            let batch =
-                SpanBatch::decode(p.record.as_ref()).map_err(|e| Error::Storage(format!("undecodable record: {e}")))?;
-            let cluster = slo_store::cluster_batches(&[&batch]).map_err(storage)?;
-            p.rows.splice(0..0, cluster);
-        }
-        Ok(p)
-    }
-
-    /// Transcodes an OTLP protobuf export and builds its rows and held spans in the same
-    /// pass (the hot path: the record is not read back). `None` when no span was kept.
-    pub fn transcode(c: &Converter, otlp: &[u8]) -> Result<(Option<Prepared>, Transcoded)> {
-        let mut rows = SpansBuilder::with_capacity(otlp.len() / 700 + 1, otlp.len());
-        let mut holder = Holder::default();
-        let mut held = Vec::with_capacity(otlp.len() / 700 + 1);
-        let mut failed = None;
-        let mut t = c.transcode_with(otlp, |r, s, a| {
-            if let Err(e) = rows.append(r, s, a) {
-                failed.get_or_insert(e);
-            }
-            held.extend(holder.hold(0, r, s));
-        })?;
-        if let Some(e) = failed {
-            return Err(storage(e));
-        }
-        if t.accepted == 0 {
-            return Ok((None, t));
-        }
-        let record = Bytes::from(std::mem::take(&mut t.record));
-        let rows = vec![(slo_store::schema::SPANS, rows.finish().map_err(storage)?)];
-        Ok((Some(Prepared { record, rows, held }), t))
-    }
-
-    /// The spans rows and held spans, and whether the record also holds samples or changes
-    /// (whose rows the caller builds).
-    fn spans_of(record: Bytes) -> Result<(Prepared, bool)> {
-        let mut rows = SpansBuilder::with_capacity(record.len() / 700 + 1, record.len());
-        let mut holder = Holder::default();
-        let mut held = Vec::with_capacity(record.len() / 700 + 1);
-        let cluster = slo_store::encoded::visit_spans(&record, |r, s, a| {
-            rows.append(r, s, a)?;
-            held.extend(holder.hold(record.as_ptr() as usize, r, s));
-            Ok::<_, slo_store::Error>(())
-        })
-        .map_err(storage)?;
-        let mut out = Vec::new();
-        if rows.rows() > 0 {
-            out.push((slo_store::schema::SPANS, rows.finish().map_err(storage)?));
-        }
-        Ok((Prepared { record, rows: out, held }, cluster))
-    }
-
-    /// Spans held for assembly.
-    pub fn spans(&self) -> usize {
-        self.held.len()
-    }
-}
-
-fn storage(e: slo_store::Error) -> Error {
-    Error::Storage(e.to_string())
-}
+use crate::ingest::storage;
 
 /// Most bytes of exports one pipeline step commits (one WAL write and fsync) before the
 /// memory budget of unflushed rows is checked again: that budget can be overshot by about
 /// one step. Without it a step took the whole queue (256 MiB by default).
 const STEP_BYTES: usize = 32 << 20;
 
-/// Bytes a queued export holds (record, Arrow rows, held spans) per byte of its OTLP
-/// protobuf body, roughly. The benchmark's body is 821 bytes a span (`otlp_load` prints
-/// `export_bytes`: 164,194 for 200 spans). What a span holds queued was measured with its
-/// earlier payload, whose latencies were short decimals: 4.1 KB (record 780, rows 2,518,
-/// held span 790 bytes), a ratio of about 5; 17-digit latencies only add to that. So 4
-/// under-estimates: an export it admits may still be refused when it is queued, after
-/// its transcode. The queue charges what a prepared export measures.
-pub(crate) const QUEUED_PER_BODY_BYTE: usize = 4;
-
-impl Ingest {
-    /// Bytes of the queue budget held by exports queued or being written now (released as
-    /// the pipeline finishes each one, so read it when needed rather than at admission).
-    pub fn queued_bytes(&self) -> usize {
-        (self.budget_kib - self.budget.available_permits()) * 1024
-    }
-
-    /// Refuses early, before any work is spent on an export, when the pipeline is not
-    /// accepting or the queue has no room for it: less than 1/64 of its budget free, or
-    /// less than `expected` bytes (what the export will hold once prepared, estimated;
-    /// see [`QUEUED_PER_BODY_BYTE`]). An export refused only after it was transcoded
-    /// costs its whole transcode for nothing.
-    pub fn check_room(&self, expected: usize) -> Result<()> {
-        if let Some(why) = self.health.not_ready_because() {
-            return Err(Error::Unavailable(why));
-        }
-        let free = self.budget.available_permits();
-        let expected_kib = expected.div_ceil(1024).min(self.budget_kib);
-        if free * 64 < self.budget_kib || free < expected_kib {
-            return Err(Error::Overloaded { queued_bytes: self.queued_bytes(), limit_bytes: self.budget_kib * 1024 });
-        }
-        Ok(())
-    }
-
-    /// An ingest handle with no pipeline behind it, ready, whose queue budget of
-    /// `budget_kib` already has `held_kib` taken (as by exports queued before): for tests
-    /// of what is refused before any work. Nothing submitted to it is ever written.
-    #[cfg(test)]
-    pub(crate) fn detached(budget_kib: usize, held_kib: usize) -> Ingest {
-        let (tx, rx) = mpsc::channel();
-        std::mem::forget(rx);
-        let health = Arc::new(Health { state: AtomicU8::new(READY), ..Default::default() });
-        Ingest { tx, budget: Arc::new(Semaphore::new(budget_kib - held_kib)), budget_kib, health }
-    }
-
-    /// Queues a prepared batch and waits until it is durable. `Ok` means it may be
-    /// acknowledged.
-    pub async fn submit(&self, prepared: Prepared) -> Result<()> {
-        if let Some(why) = self.health.not_ready_because() {
-            return Err(Error::Unavailable(why));
-        }
-        // What the batch costs while queued: its record, its rows and its held spans,
-        // measured (the rows' buffers as reserved), not estimated from the record.
-        let bytes = prepared.bytes();
-        let kib = bytes / 1024 + 1;
-        let kib = kib.min(self.budget_kib) as u32;
-        let permit = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| Error::Overloaded {
-            queued_bytes: self.queued_bytes(),
-            limit_bytes: self.budget_kib * 1024,
-        })?;
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Msg::Batch(Submission { prepared, bytes, _permit: permit, ack }))
-            .map_err(|_| Error::Unavailable("stopping".into()))?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Storage(e)),
-            Err(_) => Err(Error::Unavailable("stopping".into())),
-        }
-    }
-}
-
-struct FlushRequest {
-    job: FlushJob,
-    done: Vec<oneshot::Sender<Result<(), String>>>,
-}
-
 /// The running pipeline: stop it with [`PipelineHandle::shutdown`].
 pub struct PipelineHandle {
     tx: Sender<Msg>,
     pipeline: JoinHandle<Result<()>>,
-    flusher: JoinHandle<()>,
+    flusher: FlusherThread,
     health: Arc<Health>,
 }
 
@@ -313,7 +54,7 @@ impl PipelineHandle {
         self.health.set(STOPPING);
         let _ = self.tx.send(Msg::Shutdown);
         let result = self.pipeline.join().unwrap_or_else(|_| Err(Error::Storage("pipeline thread panicked".into())));
-        let _ = self.flusher.join();
+        self.flusher.join();
         result
     }
 
@@ -336,7 +77,7 @@ pub struct Pipeline {
     splitter: Splitter,
     metrics: CollectorMetrics,
     rx: Receiver<Msg>,
-    flush_tx: SyncSender<FlushRequest>,
+    flusher: Flusher,
     max_group: usize,
     drain_on_exit: bool,
     health: Arc<Health>,
@@ -361,16 +102,12 @@ impl Pipeline {
     ) -> Result<(Ingest, PipelineHandle)> {
         let splitter = Splitter::new(&cfg.split).map_err(Error::InvalidPayload)?;
         let (tx, rx) = mpsc::channel();
-        let (flush_tx, flush_rx) = mpsc::sync_channel::<FlushRequest>(2);
         let health = Arc::new(Health::default());
-        let flusher = {
-            let store = store.clone();
+        let stopping = {
             let health = health.clone();
-            std::thread::Builder::new()
-                .name("slo-flusher".into())
-                .spawn(move || run_flusher(store, flush_rx, health))
-                .map_err(|e| Error::Storage(format!("spawn flusher: {e}")))?
+            Arc::new(move || health.state.load(Ordering::Acquire) == STOPPING)
         };
+        let (flusher, flusher_thread) = Flusher::start(store.clone(), stopping).map_err(storage)?;
         let mut pipeline = Pipeline {
             store,
             wal,
@@ -378,7 +115,7 @@ impl Pipeline {
             splitter,
             metrics,
             rx,
-            flush_tx,
+            flusher,
             max_group: cfg.ingest.max_group.max(1),
             drain_on_exit,
             health: health.clone(),
@@ -402,7 +139,7 @@ impl Pipeline {
         let budget_kib = (cfg.ingest.queue_bytes / 1024).max(1);
         let ingest =
             Ingest { tx: tx.clone(), budget: Arc::new(Semaphore::new(budget_kib)), budget_kib, health: health.clone() };
-        Ok((ingest, PipelineHandle { tx, pipeline: handle, flusher, health }))
+        Ok((ingest, PipelineHandle { tx, pipeline: handle, flusher: flusher_thread, health }))
     }
 
     fn recover(&mut self, recovery: Recovery) -> Result<()> {
@@ -500,7 +237,7 @@ impl Pipeline {
         }
         let (done, wait) = oneshot::channel();
         self.flush(vec![done])?;
-        drop(std::mem::replace(&mut self.flush_tx, mpsc::sync_channel(0).0));
+        self.flusher.close();
         match wait.blocking_recv() {
             Ok(Err(e)) => Err(Error::Storage(e)),
             _ => Ok(()),
@@ -621,51 +358,22 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Rotates the WAL and hands the frozen rows to the flusher. A rotation that fails (no
-    /// file descriptor, a full disk) fails an asked-for flush (`done`); a periodic one is
-    /// left for when the WAL is writable again, and the rows stay in memory and the WAL.
-    fn flush(&mut self, done: Vec<oneshot::Sender<Result<(), String>>>) -> Result<()> {
-        let through = match self.wal.rotate() {
-            Ok(t) => t,
-            Err(e) if done.is_empty() => {
+    /// Hands the flush to the store ([`Flusher`]: rotate, freeze, write, retention), with
+    /// the traces still being assembled. A rotation that fails (no file descriptor, a full
+    /// disk) fails an asked-for flush (`done`); a periodic one is left for when the WAL is
+    /// writable again, and the rows stay in memory and the WAL.
+    fn flush(&mut self, done: Vec<FlushDone>) -> Result<()> {
+        let asked = !done.is_empty();
+        let in_flight = self.assembler.in_flight();
+        match self.flusher.flush(&mut self.wal, in_flight.keep_from(), in_flight.encode(), done) {
+            Ok(()) => Ok(()),
+            Err(FlushError::Rotate(e)) if !asked => {
                 tracing::error!(error = %e, "WAL rotation failed; the flush waits");
                 self.wal_failed(&e);
-                return Ok(());
+                Ok(())
             }
-            Err(e) => return Err(e.into()),
-        };
-        let in_flight = self.assembler.in_flight();
-        let keep_from = in_flight.keep_from().unwrap_or(through + 1);
-        let job = self.store.freeze(through, keep_from, in_flight.encode());
-        if self.flush_tx.send(FlushRequest { job, done }).is_err() {
-            return Err(Error::Storage("flusher thread is gone".into()));
-        }
-        Ok(())
-    }
-}
-
-fn run_flusher(store: Store, rx: Receiver<FlushRequest>, health: Arc<Health>) {
-    while let Ok(req) = rx.recv() {
-        let mut attempt = 0u32;
-        let result = loop {
-            attempt += 1;
-            match store.write_flush(&req.job) {
-                Ok(()) => break Ok(()),
-                Err(e) => {
-                    tracing::error!(error = %e, attempt, rows = req.job.rows(), "flush failed; rows stay in memory and in the WAL");
-                    if attempt >= 5 && health.state.load(Ordering::Acquire) == STOPPING {
-                        break Err(e.to_string());
-                    }
-                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(25))));
-                }
-            }
-        };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-        if let Err(e) = store.apply_retention(now) {
-            tracing::warn!(error = %e, "retention failed");
-        }
-        for d in req.done {
-            let _ = d.send(result.clone());
+            Err(FlushError::Rotate(e)) => Err(e.into()),
+            Err(FlushError::Gone) => Err(Error::Storage("flusher thread is gone".into())),
         }
     }
 }

@@ -15,6 +15,7 @@
 mod cluster_rows;
 pub mod encoded;
 mod error;
+mod flusher;
 mod manifest;
 mod metrics;
 pub mod output;
@@ -29,6 +30,7 @@ pub mod wire;
 
 pub use cluster_rows::{changes_batch, cluster_batches};
 pub use error::{Error, Result};
+pub use flusher::{FlushDone, FlushError, Flusher, FlusherThread};
 pub use manifest::{Manifest, SegmentFile};
 pub use metrics::StoreMetrics;
 pub use query::{QueryLimits, Snapshot};

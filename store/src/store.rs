@@ -338,7 +338,7 @@ impl Store {
     /// makes those below `wal_keep_from` deletable (the rest hold spans of traces in flight);
     /// `state` is the collector's in-flight state at that point. The rows stay visible to
     /// queries until [`Store::write_flush`] has put them in segments.
-    pub fn freeze(&self, wal_through: u64, wal_keep_from: u64, state: Vec<u8>) -> FlushJob {
+    pub(crate) fn freeze(&self, wal_through: u64, wal_keep_from: u64, state: Vec<u8>) -> FlushJob {
         let wal_keep_from = wal_keep_from.min(wal_through + 1);
         let mut st = self.inner.state.lock();
         let mem = std::mem::take(&mut st.mem);
@@ -355,7 +355,7 @@ impl Store {
     /// Writes a frozen job as segments, then the manifest, then deletes the WAL segments and
     /// state it makes obsolete. On error nothing is lost: the rows stay in memory and the WAL
     /// stays, and the same job can be written again.
-    pub fn write_flush(&self, job: &FlushJob) -> Result<()> {
+    pub(crate) fn write_flush(&self, job: &FlushJob) -> Result<()> {
         let started = Instant::now();
         let dir = &self.inner.cfg.data_dir;
         let result = (|| {

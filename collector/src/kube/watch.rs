@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::objects::Watched;
 use super::tracker::{HOLD_NS, Tracker};
 use crate::error::{Error, Result};
-use crate::pipeline::{Ingest, Prepared};
+use crate::ingest::{Ingest, Prepared};
 
 /// Where the watcher's baseline lives, relative to the data directory.
 pub const STATE_FILE: &str = "kube/watch-state.json";

@@ -76,8 +76,7 @@ async fn receive(
     // are then read only to be dropped; a compressed body's length understates it, and
     // then only the later checks refuse).
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
-    if let Err(e) = rx.ingest().check_room(declared.unwrap_or(0).saturating_mul(crate::pipeline::QUEUED_PER_BODY_BYTE))
-    {
+    if let Err(e) = rx.ingest().check_room(declared.unwrap_or(0).saturating_mul(crate::ingest::QUEUED_PER_BODY_BYTE)) {
         rx.refused(TRANSPORT, &e);
         return Err(e);
     }

@@ -23,7 +23,7 @@ use super::families::FamilyFilter;
 use super::parse;
 use super::workloads::GpuWorkloads;
 use crate::error::Error;
-use crate::pipeline::{Ingest, Prepared};
+use crate::ingest::{Ingest, Prepared};
 
 /// A pod the Kubernetes watch found to scrape.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,0 +1,270 @@
+//! What receivers hand data to: [`Ingest`], a handle on the pipeline's queue with a byte
+//! budget (an export that does not fit is shed, not queued), the [`Prepared`] batch a
+//! submitting thread builds (WAL record, rows, held spans) so that the pipeline thread
+//! does not have to, and the [`Health`] `/readyz` reads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::Sender;
+
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use prost::Message;
+use slo_store::SpanBatch;
+use slo_store::encoded::SpansBuilder;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::assemble::{HeldSpan, Holder, TraceId};
+use crate::convert::Converter;
+use crate::error::{Error, Result};
+use crate::transcode::Transcoded;
+
+pub(crate) fn storage(e: slo_store::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+pub(crate) const STARTING: u8 = 0;
+pub(crate) const READY: u8 = 1;
+pub(crate) const STOPPING: u8 = 2;
+pub(crate) const FAILED: u8 = 3;
+
+/// Whether the collector accepts data; `/readyz` reads it.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub(crate) state: AtomicU8,
+    /// Why the WAL cannot be written now (a full disk, no file descriptor left); cleared
+    /// when a write or a probe succeeds again.
+    pub(crate) wal_problem: parking_lot::Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Ready to accept data: running, and the WAL takes writes.
+    pub fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) == READY && self.wal_problem.lock().is_none()
+    }
+
+    /// Why the service is not ready, in words (`None` when it is).
+    pub fn not_ready_because(&self) -> Option<String> {
+        if let Some(p) = self.wal_problem.lock().as_ref() {
+            return Some(format!("the write-ahead log cannot be written: {p}"));
+        }
+        (self.state.load(Ordering::Acquire) != READY).then(|| self.describe().to_string())
+    }
+
+    pub(crate) fn set_wal_problem(&self, problem: Option<String>) {
+        let mut held = self.wal_problem.lock();
+        match (&*held, &problem) {
+            (None, Some(p)) => tracing::error!(problem = %p, "write-ahead log not writable; not ready, ingest refused"),
+            (Some(_), None) => tracing::info!("write-ahead log writable again; ready"),
+            _ => {}
+        }
+        *held = problem;
+    }
+
+    /// `starting`, `ready`, `stopping` or `failed`.
+    pub fn describe(&self) -> &'static str {
+        match self.state.load(Ordering::Acquire) {
+            STARTING => "starting (replaying the write-ahead log)",
+            READY => "ready",
+            STOPPING => "stopping",
+            _ => "failed",
+        }
+    }
+
+    pub(crate) fn set(&self, s: u8) {
+        self.state.store(s, Ordering::Release);
+    }
+}
+
+pub(crate) struct Submission {
+    pub(crate) prepared: Prepared,
+    /// What it holds ([`Prepared::bytes`]), measured once when it was queued.
+    pub(crate) bytes: usize,
+    pub(crate) _permit: OwnedSemaphorePermit,
+    pub(crate) ack: oneshot::Sender<Result<(), String>>,
+}
+
+pub(crate) enum Msg {
+    Batch(Submission),
+    Shutdown,
+}
+
+/// The handle receivers submit through; clones share the queue.
+#[derive(Clone)]
+pub struct Ingest {
+    pub(crate) tx: Sender<Msg>,
+    pub(crate) budget: Arc<Semaphore>,
+    pub(crate) budget_kib: usize,
+    pub(crate) health: Arc<Health>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").field("budget_kib", &self.budget_kib).finish()
+    }
+}
+
+/// A batch encoded for the WAL, turned into rows and held spans, ready to queue. Preparing
+/// is CPU work done by the submitting thread, so that the single pipeline thread does not
+/// have to; callers with large batches do it off the async workers.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The WAL record: an encoded `SpanBatch`.
+    pub(crate) record: Bytes,
+    /// Rows of `spans`, and of `samples`/`changes` when the batch has any.
+    pub(crate) rows: Vec<(&'static str, RecordBatch)>,
+    /// The spans for the assembler.
+    pub(crate) held: Vec<(TraceId, HeldSpan)>,
+}
+
+impl Prepared {
+    /// Bytes it holds: its record, its rows' Arrow buffers and its held spans.
+    pub(crate) fn bytes(&self) -> usize {
+        self.record.len()
+            + self.rows.iter().map(|(_, b)| b.get_array_memory_size()).sum::<usize>()
+            + self.held.iter().map(|(_, h)| h.footprint()).sum::<usize>()
+    }
+}
+
+impl Prepared {
+    /// Encodes a batch and builds its rows.
+    pub fn new(batch: SpanBatch) -> Result<Prepared> {
+        let record = batch.encode_to_vec();
+        let (mut p, _) = Prepared::spans_of(record.into())?;
+        let cluster = slo_store::cluster_batches(&[&batch]).map_err(storage)?;
+        p.rows.splice(0..0, cluster);
+        Ok(p)
+    }
+
+    /// Builds the rows of an encoded batch (the OTLP fast path, and WAL replay).
+    pub fn from_record(record: Bytes) -> Result<Prepared> {
+        let (mut p, cluster) = Prepared::spans_of(record)?;
+        if cluster {
+            // Samples and changes (scrapes, Kubernetes) the slow way: they are not hot.
+            let batch =
+                SpanBatch::decode(p.record.as_ref()).map_err(|e| Error::Storage(format!("undecodable record: {e}")))?;
+            let cluster = slo_store::cluster_batches(&[&batch]).map_err(storage)?;
+            p.rows.splice(0..0, cluster);
+        }
+        Ok(p)
+    }
+
+    /// Transcodes an OTLP protobuf export and builds its rows and held spans in the same
+    /// pass (the hot path: the record is not read back). `None` when no span was kept.
+    pub fn transcode(c: &Converter, otlp: &[u8]) -> Result<(Option<Prepared>, Transcoded)> {
+        let mut rows = SpansBuilder::with_capacity(otlp.len() / 700 + 1, otlp.len());
+        let mut holder = Holder::default();
+        let mut held = Vec::with_capacity(otlp.len() / 700 + 1);
+        let mut failed = None;
+        let mut t = c.transcode_with(otlp, |r, s, a| {
+            if let Err(e) = rows.append(r, s, a) {
+                failed.get_or_insert(e);
+            }
+            held.extend(holder.hold(0, r, s));
+        })?;
+        if let Some(e) = failed {
+            return Err(storage(e));
+        }
+        if t.accepted == 0 {
+            return Ok((None, t));
+        }
+        let record = Bytes::from(std::mem::take(&mut t.record));
+        let rows = vec![(slo_store::schema::SPANS, rows.finish().map_err(storage)?)];
+        Ok((Some(Prepared { record, rows, held }), t))
+    }
+
+    /// The spans rows and held spans, and whether the record also holds samples or changes
+    /// (whose rows the caller builds).
+    fn spans_of(record: Bytes) -> Result<(Prepared, bool)> {
+        let mut rows = SpansBuilder::with_capacity(record.len() / 700 + 1, record.len());
+        let mut holder = Holder::default();
+        let mut held = Vec::with_capacity(record.len() / 700 + 1);
+        let cluster = slo_store::encoded::visit_spans(&record, |r, s, a| {
+            rows.append(r, s, a)?;
+            held.extend(holder.hold(record.as_ptr() as usize, r, s));
+            Ok::<_, slo_store::Error>(())
+        })
+        .map_err(storage)?;
+        let mut out = Vec::new();
+        if rows.rows() > 0 {
+            out.push((slo_store::schema::SPANS, rows.finish().map_err(storage)?));
+        }
+        Ok((Prepared { record, rows: out, held }, cluster))
+    }
+
+    /// Spans held for assembly.
+    pub fn spans(&self) -> usize {
+        self.held.len()
+    }
+}
+
+/// Bytes a queued export holds (record, Arrow rows, held spans) per byte of its OTLP
+/// protobuf body, roughly. The benchmark's body is 821 bytes a span (`otlp_load` prints
+/// `export_bytes`: 164,194 for 200 spans). What a span holds queued was measured with its
+/// earlier payload, whose latencies were short decimals: 4.1 KB (record 780, rows 2,518,
+/// held span 790 bytes), a ratio of about 5; 17-digit latencies only add to that. So 4
+/// under-estimates: an export it admits may still be refused when it is queued, after
+/// its transcode. The queue charges what a prepared export measures.
+pub(crate) const QUEUED_PER_BODY_BYTE: usize = 4;
+
+impl Ingest {
+    /// Bytes of the queue budget held by exports queued or being written now (released as
+    /// the pipeline finishes each one, so read it when needed rather than at admission).
+    pub fn queued_bytes(&self) -> usize {
+        (self.budget_kib - self.budget.available_permits()) * 1024
+    }
+
+    /// Refuses early, before any work is spent on an export, when the pipeline is not
+    /// accepting or the queue has no room for it: less than 1/64 of its budget free, or
+    /// less than `expected` bytes (what the export will hold once prepared, estimated;
+    /// see [`QUEUED_PER_BODY_BYTE`]). An export refused only after it was transcoded
+    /// costs its whole transcode for nothing.
+    pub fn check_room(&self, expected: usize) -> Result<()> {
+        if let Some(why) = self.health.not_ready_because() {
+            return Err(Error::Unavailable(why));
+        }
+        let free = self.budget.available_permits();
+        let expected_kib = expected.div_ceil(1024).min(self.budget_kib);
+        if free * 64 < self.budget_kib || free < expected_kib {
+            return Err(Error::Overloaded { queued_bytes: self.queued_bytes(), limit_bytes: self.budget_kib * 1024 });
+        }
+        Ok(())
+    }
+
+    /// An ingest handle with no pipeline behind it, ready, whose queue budget of
+    /// `budget_kib` already has `held_kib` taken (as by exports queued before): for tests
+    /// of what is refused before any work. Nothing submitted to it is ever written.
+    #[cfg(test)]
+    pub(crate) fn detached(budget_kib: usize, held_kib: usize) -> Ingest {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::mem::forget(rx);
+        let health = Arc::new(Health { state: AtomicU8::new(READY), ..Default::default() });
+        Ingest { tx, budget: Arc::new(Semaphore::new(budget_kib - held_kib)), budget_kib, health }
+    }
+
+    /// Queues a prepared batch and waits until it is durable. `Ok` means it may be
+    /// acknowledged.
+    pub async fn submit(&self, prepared: Prepared) -> Result<()> {
+        if let Some(why) = self.health.not_ready_because() {
+            return Err(Error::Unavailable(why));
+        }
+        // What the batch costs while queued: its record, its rows and its held spans,
+        // measured (the rows' buffers as reserved), not estimated from the record.
+        let bytes = prepared.bytes();
+        let kib = bytes / 1024 + 1;
+        let kib = kib.min(self.budget_kib) as u32;
+        let permit = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| Error::Overloaded {
+            queued_bytes: self.queued_bytes(),
+            limit_bytes: self.budget_kib * 1024,
+        })?;
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Batch(Submission { prepared, bytes, _permit: permit, ack }))
+            .map_err(|_| Error::Unavailable("stopping".into()))?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Storage(e)),
+            Err(_) => Err(Error::Unavailable("stopping".into())),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The flush, owned by the store from start to end.
+//!
+//! [`Flusher::flush`] runs on the thread that owns the WAL, between two group commits: it
+//! rotates the WAL and freezes the rows in memory into a [`FlushJob`], then queues it. The
+//! flusher thread writes the job (Parquet segments per table and hour, the derived
+//! rollups, the in-flight state, the manifest; then deletes the WAL segments no trace in
+//! flight needs), retrying while the disk refuses, and applies retention. The caller
+//! decides only *when* to flush and says which traces are still being assembled (their
+//! encoded state and the first WAL segment holding their spans): what only its trace
+//! assembly knows.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+use crate::store::{FlushJob, Store};
+use crate::wal::Wal;
+
+/// Told when a flush is on disk (or why it is not).
+pub type FlushDone = oneshot::Sender<std::result::Result<(), String>>;
+
+/// Why [`Flusher::flush`] did not queue a flush.
+#[derive(Debug)]
+pub enum FlushError {
+    /// The WAL could not be rotated (no file descriptor, a full disk): nothing was frozen;
+    /// the rows stay in memory and in the WAL.
+    Rotate(Error),
+    /// The flusher thread has ended.
+    Gone,
+}
+
+struct Request {
+    job: FlushJob,
+    done: Vec<FlushDone>,
+}
+
+/// The sending side, held by the thread that owns the WAL.
+#[derive(Debug)]
+pub struct Flusher {
+    store: Store,
+    tx: Option<SyncSender<Request>>,
+}
+
+/// The flusher thread; join it after [`Flusher::close`].
+#[derive(Debug)]
+pub struct FlusherThread(JoinHandle<()>);
+
+impl FlusherThread {
+    /// Waits until every queued flush is written (or given up).
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("rows", &self.job.rows()).finish()
+    }
+}
+
+impl Flusher {
+    /// Starts the flusher thread. A failed write is retried with back-off, the rows
+    /// staying in memory and in the WAL meanwhile; once `stopping()` says the process is
+    /// shutting down, a flush is given up after five attempts.
+    pub fn start(store: Store, stopping: Arc<dyn Fn() -> bool + Send + Sync>) -> Result<(Flusher, FlusherThread)> {
+        // Two jobs queued at most: the memory budget counts frozen rows until written.
+        let (tx, rx) = mpsc::sync_channel::<Request>(2);
+        let thread_store = store.clone();
+        let thread = std::thread::Builder::new()
+            .name("slo-flusher".into())
+            .spawn(move || run(thread_store, rx, stopping))
+            .map_err(|e| Error::Io { op: "spawn the flusher thread", path: std::path::PathBuf::new(), source: e })?;
+        Ok((Flusher { store, tx: Some(tx) }, FlusherThread(thread)))
+    }
+
+    /// Rotates `wal`, freezes the rows in memory and queues their flush. `keep_from` is
+    /// the first WAL segment a trace still being assembled has spans in (None: none), and
+    /// `state` those traces' encoded state, kept with the flush for the next start.
+    /// `done` are told when the flush is on disk.
+    pub fn flush(
+        &self,
+        wal: &mut Wal,
+        keep_from: Option<u64>,
+        state: Vec<u8>,
+        done: Vec<FlushDone>,
+    ) -> std::result::Result<(), FlushError> {
+        let tx = self.tx.as_ref().ok_or(FlushError::Gone)?;
+        let through = wal.rotate().map_err(FlushError::Rotate)?;
+        let job = self.store.freeze(through, keep_from.unwrap_or(through + 1), state);
+        tx.send(Request { job, done }).map_err(|_| FlushError::Gone)
+    }
+
+    /// Queues nothing more: the thread ends once the queued flushes are written.
+    pub fn close(&mut self) {
+        self.tx = None;
+    }
+}
+
+impl Store {
+    /// The whole flush at once, on this thread, with no trace in flight: for tools and
+    /// tests that write a data directory without a pipeline.
+    pub fn flush_now(&self, wal: &mut Wal) -> Result<()> {
+        let through = wal.rotate()?;
+        self.write_flush(&self.freeze(through, through + 1, Vec::new()))
+    }
+}
+
+fn run(store: Store, rx: Receiver<Request>, stopping: Arc<dyn Fn() -> bool + Send + Sync>) {
+    while let Ok(req) = rx.recv() {
+        let mut attempt = 0u32;
+        let result = loop {
+            attempt += 1;
+            match store.write_flush(&req.job) {
+                Ok(()) => break Ok(()),
+                Err(e) => {
+                    tracing::error!(error = %e, attempt, rows = req.job.rows(), "flush failed; rows stay in memory and in the WAL");
+                    if attempt >= 5 && stopping() {
+                        break Err(e.to_string());
+                    }
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(25))));
+                }
+            }
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        if let Err(e) = store.apply_retention(now) {
+            tracing::warn!(error = %e, "retention failed");
+        }
+        for d in req.done {
+            let _ = d.send(result.clone());
+        }
+    }
+}
