@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use arrow::record_batch::RecordBatch;
+use slo_store::schema::col;
 use slo_store::wire::{take, take_array};
 
 use crate::columns::{self, f64_at, i64_at, str_at};
@@ -101,14 +102,14 @@ impl Rollups {
 
     /// Adds the rows of a `requests` batch.
     pub fn add_requests(&mut self, batch: &RecordBatch) -> Result<()> {
-        let time = columns::times(batch, "time")?;
-        let service = columns::strings(batch, "service")?;
-        let model = columns::strings(batch, "model")?;
-        let status = columns::strings(batch, "status")?;
-        let duration = columns::floats(batch, "duration_ms")?;
-        let queue = columns::floats(batch, "queue_ms")?;
-        let compute = columns::floats(batch, "compute_ms")?;
-        let ttft = columns::floats(batch, "ttft_ms")?;
+        let time = columns::times(batch, col::TIME)?;
+        let service = columns::strings(batch, col::SERVICE)?;
+        let model = columns::strings(batch, col::MODEL)?;
+        let status = columns::strings(batch, col::STATUS)?;
+        let duration = columns::floats(batch, col::DURATION_MS)?;
+        let queue = columns::floats(batch, col::QUEUE_MS)?;
+        let compute = columns::floats(batch, col::COMPUTE_MS)?;
+        let ttft = columns::floats(batch, col::TTFT_MS)?;
         let input = columns::ints(batch, "input_tokens")?;
         let output = columns::ints(batch, "output_tokens")?;
         // Rows of one batch mostly share service, model and minute: reuse the last cell.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use slo_store::SegmentFile;
-use slo_store::schema::REQUESTS;
+use slo_store::schema::{REQUESTS, col};
 
 use crate::error::Error;
 use crate::rollup::{ROLLUPS, Rollups, minute_of};
@@ -175,11 +175,18 @@ impl Source {
         );
         let mut out = Vec::new();
         for b in self.sql_in(from, to, &sql).await? {
-            let time = columns::times(&b, "time")?;
+            let time = columns::times(&b, col::TIME)?;
             let s = |n: &str| columns::strings(&b, n);
-            let (kind, ns, object, from, to, reason, message) =
-                (s("kind")?, s("namespace")?, s("object")?, s("from")?, s("to")?, s("reason")?, s("message")?);
-            let attrs = b.column_by_name("attributes").map(|c| c.as_map().clone());
+            let (kind, ns, object, from, to, reason, message) = (
+                s(col::KIND)?,
+                s(col::NAMESPACE)?,
+                s(col::OBJECT)?,
+                s(col::FROM)?,
+                s(col::TO)?,
+                s(col::REASON)?,
+                s(col::MESSAGE)?,
+            );
+            let attrs = b.column_by_name(col::ATTRIBUTES).map(|c| c.as_map().clone());
             for i in 0..b.num_rows() {
                 let Some(t) = i64_at(&time, i) else { continue };
                 let mut attributes = BTreeMap::new();
@@ -243,7 +250,8 @@ impl Source {
         let mut out = Vec::new();
         for b in self.sql_in(from, to, &sql).await? {
             let s = |n: &str| columns::strings(&b, n);
-            let (node, gpu, metric, pod, how) = (s("node")?, s("gpu")?, s("metric")?, s("pod")?, s("attribution")?);
+            let (node, gpu, metric, pod, how) =
+                (s(col::NODE)?, s(col::GPU)?, s(col::METRIC)?, s(col::POD)?, s(col::ATTRIBUTION)?);
             let minute = columns::times(&b, "minute")?;
             let v = columns::floats(&b, "v")?;
             for i in 0..b.num_rows() {
@@ -280,7 +288,7 @@ impl Source {
         );
         let mut out = Vec::new();
         for b in self.sql_in(from, to, &sql).await? {
-            let node = columns::strings(&b, "node")?;
+            let node = columns::strings(&b, col::NODE)?;
             let minute = columns::times(&b, "minute")?;
             let (gpus, reasons) = (columns::ints(&b, "gpus")?, columns::ints(&b, "reasons")?);
             for i in 0..b.num_rows() {
@@ -304,13 +312,19 @@ fn requests_from(batches: &[RecordBatch]) -> Result<Vec<Request>> {
     // Pods, nodes and ReplicaSets repeat on every row: one allocation per distinct name.
     let mut interner = Interner::default();
     for b in batches {
-        let time = columns::times(b, "time")?;
+        let time = columns::times(b, col::TIME)?;
         let s = |n: &str| columns::strings(b, n);
-        let (pod, rs, deployment, namespace, node, status) =
-            (s("pod")?, s("replicaset")?, s("deployment")?, s("namespace")?, s("node")?, s("status")?);
+        let (pod, rs, deployment, namespace, node, status) = (
+            s(col::POD)?,
+            s(col::REPLICASET)?,
+            s(col::DEPLOYMENT)?,
+            s(col::NAMESPACE)?,
+            s(col::NODE)?,
+            s(col::STATUS)?,
+        );
         let f = |n: &str| columns::floats(b, n);
-        let (d, q, c) = (f("duration_ms")?, f("queue_ms")?, f("compute_ms")?);
-        let (inp, outp) = (columns::ints(b, "input_tokens")?, columns::ints(b, "output_tokens")?);
+        let (d, q, c) = (f(col::DURATION_MS)?, f(col::QUEUE_MS)?, f(col::COMPUTE_MS)?);
+        let (inp, outp) = (columns::ints(b, col::INPUT_TOKENS)?, columns::ints(b, col::OUTPUT_TOKENS)?);
         for i in 0..b.num_rows() {
             let Some(t) = i64_at(&time, i) else { continue };
             let mut get = |a: &arrow::array::StringArray| interner.get(str_at(a, i).unwrap_or(""));
@@ -387,16 +401,16 @@ fn rollups_blocking(snapshot: &Snapshot, service: Option<&str>, from: i64, to: i
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
         let wanted = [
-            "time",
-            "service",
-            "model",
-            "status",
-            "duration_ms",
-            "queue_ms",
-            "compute_ms",
-            "ttft_ms",
-            "input_tokens",
-            "output_tokens",
+            col::TIME,
+            col::SERVICE,
+            col::MODEL,
+            col::STATUS,
+            col::DURATION_MS,
+            col::QUEUE_MS,
+            col::COMPUTE_MS,
+            col::TTFT_MS,
+            col::INPUT_TOKENS,
+            col::OUTPUT_TOKENS,
         ];
         let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
         let reader =

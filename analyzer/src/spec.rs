@@ -29,6 +29,7 @@
 use std::path::Path;
 
 use serde_yaml::Value;
+use slo_store::schema::col;
 
 use crate::error::{Error, Result};
 use crate::rollup::Cell;
@@ -65,10 +66,10 @@ impl LatencyMetric {
     /// The column name.
     pub fn column(self) -> &'static str {
         match self {
-            LatencyMetric::Duration => "duration_ms",
-            LatencyMetric::Ttft => "ttft_ms",
-            LatencyMetric::Queue => "queue_ms",
-            LatencyMetric::Compute => "compute_ms",
+            LatencyMetric::Duration => col::DURATION_MS,
+            LatencyMetric::Ttft => col::TTFT_MS,
+            LatencyMetric::Queue => col::QUEUE_MS,
+            LatencyMetric::Compute => col::COMPUTE_MS,
         }
     }
 
@@ -325,7 +326,7 @@ fn openslo(v: &Value) -> std::result::Result<Slo, String> {
     };
     let sli = if let Some(t) = ind.get("thresholdMetric") {
         let src = source(t, "thresholdMetric")?;
-        let field = src.get("field").and_then(Value::as_str).unwrap_or("duration_ms");
+        let field = src.get("field").and_then(Value::as_str).unwrap_or(col::DURATION_MS);
         let metric = LatencyMetric::parse(field).ok_or_else(|| {
             at(format!(".indicator.spec.thresholdMetric.metricSource.spec.field: {field:?} is not a latency column"))
         })?;

@@ -8,7 +8,13 @@ use arrow::record_batch::RecordBatch;
 use crate::Result;
 use crate::records::{ChangeRecord, SampleRecord, SpanBatch};
 use crate::rows::{append_map, map_builder};
-use crate::schema;
+use crate::schema::{self, col};
+
+/// The optional text columns of `samples`, in the order a record is read.
+const SAMPLE_OPTIONAL: [&str; 7] =
+    [col::NAMESPACE, col::POD, col::CONTAINER, col::NODE, col::GPU, col::MODEL, col::ATTRIBUTION];
+/// The optional text columns of `changes`, in the order a record is read.
+const CHANGE_OPTIONAL: [&str; 5] = [col::FROM, col::TO, col::REASON, col::MESSAGE, col::SOURCE];
 
 fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
@@ -20,28 +26,29 @@ pub(crate) fn samples_batch<'a>(samples: impl IntoIterator<Item = &'a SampleReco
     let mut metric = StringBuilder::new();
     let mut value = Float64Builder::new();
     let mut target = StringBuilder::new();
-    let mut opt: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+    let mut opt: Vec<StringBuilder> = SAMPLE_OPTIONAL.iter().map(|_| StringBuilder::new()).collect();
     let mut labels = map_builder();
     for s in samples {
         time.append_value(s.time_unix_nano);
         metric.append_value(&s.metric);
         value.append_value(s.value);
         target.append_value(&s.target);
+        // In the order of SAMPLE_OPTIONAL.
         let optional = [&s.namespace, &s.pod, &s.container, &s.node, &s.gpu, &s.model, &s.attribution];
         for (b, v) in opt.iter_mut().zip(optional) {
             b.append_option(non_empty(v));
         }
         append_map(&mut labels, &s.labels)?;
     }
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(time.finish().with_timezone("UTC")),
-        Arc::new(metric.finish()),
-        Arc::new(value.finish()),
-        Arc::new(target.finish()),
+    let mut columns: Vec<(&'static str, ArrayRef)> = vec![
+        (col::TIME, Arc::new(time.finish().with_timezone("UTC"))),
+        (col::METRIC, Arc::new(metric.finish())),
+        (col::VALUE, Arc::new(value.finish())),
+        (col::TARGET, Arc::new(target.finish())),
+        (col::LABELS, Arc::new(labels.finish())),
     ];
-    columns.extend(opt.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.push(Arc::new(labels.finish()));
-    Ok(RecordBatch::try_new(schema::samples(), columns)?)
+    columns.extend(SAMPLE_OPTIONAL.iter().zip(&mut opt).map(|(n, b)| (*n, Arc::new(b.finish()) as ArrayRef)));
+    schema::batch_by_name(schema::samples(), columns)
 }
 
 /// Builds a `changes` batch.
@@ -51,7 +58,7 @@ pub fn changes_batch<'a>(changes: impl IntoIterator<Item = &'a ChangeRecord>) ->
     let mut namespace = StringBuilder::new();
     let mut object_kind = StringBuilder::new();
     let mut object = StringBuilder::new();
-    let mut opt: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
+    let mut opt: Vec<StringBuilder> = CHANGE_OPTIONAL.iter().map(|_| StringBuilder::new()).collect();
     let mut key = StringBuilder::new();
     let mut attrs = map_builder();
     for c in changes {
@@ -60,23 +67,24 @@ pub fn changes_batch<'a>(changes: impl IntoIterator<Item = &'a ChangeRecord>) ->
         namespace.append_option(non_empty(&c.namespace));
         object_kind.append_value(&c.object_kind);
         object.append_value(&c.object);
+        // In the order of CHANGE_OPTIONAL.
         for (b, v) in opt.iter_mut().zip([&c.from, &c.to, &c.reason, &c.message, &c.source]) {
             b.append_option(non_empty(v));
         }
         key.append_value(&c.key);
         append_map(&mut attrs, &c.attributes)?;
     }
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(time.finish().with_timezone("UTC")),
-        Arc::new(kind.finish()),
-        Arc::new(namespace.finish()),
-        Arc::new(object_kind.finish()),
-        Arc::new(object.finish()),
+    let mut columns: Vec<(&'static str, ArrayRef)> = vec![
+        (col::TIME, Arc::new(time.finish().with_timezone("UTC"))),
+        (col::KIND, Arc::new(kind.finish())),
+        (col::NAMESPACE, Arc::new(namespace.finish())),
+        (col::OBJECT_KIND, Arc::new(object_kind.finish())),
+        (col::OBJECT, Arc::new(object.finish())),
+        (col::KEY, Arc::new(key.finish())),
+        (col::ATTRIBUTES, Arc::new(attrs.finish())),
     ];
-    columns.extend(opt.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.push(Arc::new(key.finish()));
-    columns.push(Arc::new(attrs.finish()));
-    Ok(RecordBatch::try_new(schema::changes(), columns)?)
+    columns.extend(CHANGE_OPTIONAL.iter().zip(&mut opt).map(|(n, b)| (*n, Arc::new(b.finish()) as ArrayRef)));
+    schema::batch_by_name(schema::changes(), columns)
 }
 
 /// The `samples` and `changes` rows of WAL batches, as `(table, rows)`; empty for batches

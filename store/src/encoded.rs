@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::Result;
 use crate::records::SpanBatch;
-use crate::schema;
+use crate::schema::{self, col};
 use crate::wire::{self, WireError};
 
 /// A resource of an encoded batch.
@@ -237,21 +237,21 @@ impl SpansBuilder {
     /// The rows as a batch.
     pub fn finish(mut self) -> Result<RecordBatch> {
         let tz: Arc<str> = "UTC".into();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.time.finish().with_timezone(tz.clone())),
-            Arc::new(self.end.finish().with_timezone(tz)),
-            Arc::new(self.trace.finish()),
-            Arc::new(self.span.finish()),
-            Arc::new(self.parent.finish()),
-            Arc::new(self.name.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.service.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.duration.finish()),
-            Arc::new(self.resource.finish()),
-            Arc::new(self.attrs.finish()),
+        let columns: Vec<(&'static str, ArrayRef)> = vec![
+            (col::TIME, Arc::new(self.time.finish().with_timezone(tz.clone()))),
+            (col::END_TIME, Arc::new(self.end.finish().with_timezone(tz))),
+            (col::TRACE_ID, Arc::new(self.trace.finish())),
+            (col::SPAN_ID, Arc::new(self.span.finish())),
+            (col::PARENT_SPAN_ID, Arc::new(self.parent.finish())),
+            (col::NAME, Arc::new(self.name.finish())),
+            (col::KIND, Arc::new(self.kind.finish())),
+            (col::SERVICE, Arc::new(self.service.finish())),
+            (col::STATUS, Arc::new(self.status.finish())),
+            (col::DURATION_MS, Arc::new(self.duration.finish())),
+            (col::RESOURCE_ATTRIBUTES, Arc::new(self.resource.finish())),
+            (col::ATTRIBUTES, Arc::new(self.attrs.finish())),
         ];
-        Ok(RecordBatch::try_new(schema::spans(), columns)?)
+        schema::batch_by_name(schema::spans(), columns)
     }
 }
 

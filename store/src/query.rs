@@ -167,7 +167,7 @@ impl Snapshot {
             .memory(table)
             .iter()
             .filter_map(|b| {
-                let col = b.column_by_name("time")?;
+                let col = b.column_by_name(crate::schema::col::TIME)?;
                 let t = col.as_any().downcast_ref::<arrow::array::TimestampNanosecondArray>()?;
                 arrow::compute::max(t)
             })

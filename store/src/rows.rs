@@ -9,7 +9,7 @@ use crate::Result;
 use crate::records::Attr;
 #[cfg(test)]
 use crate::records::SpanBatch;
-use crate::schema;
+use crate::schema::{self, col};
 
 /// One inference request: a row of the `requests` table, its text owned ([`RequestRow`]) or
 /// borrowed from wherever it is held ([`RequestRef`]: what the ingest path builds for every
@@ -154,6 +154,11 @@ pub fn requests_batch(rows: &[RequestRow]) -> Result<RecordBatch> {
     b.finish()
 }
 
+/// The optional text columns of `requests`, in the order [`RequestsBuilder::append`] reads
+/// them from a row.
+const OPTIONAL: [&str; 8] =
+    [col::NAMESPACE, col::DEPLOYMENT, col::REPLICASET, col::POD, col::NODE, col::GPU, col::MODEL, col::OPERATION];
+
 /// Builds `requests` rows one at a time, the attributes given apart from the row (so the
 /// ingest path appends them from where they are held, without owning a copy).
 #[derive(Debug)]
@@ -161,9 +166,14 @@ pub struct RequestsBuilder {
     time: TimestampNanosecondBuilder,
     trace: StringBuilder,
     service: StringBuilder,
+    /// [`OPTIONAL`], in its order.
     opt: [StringBuilder; 8],
     status: StringBuilder,
-    f: [Float64Builder; 5],
+    duration: Float64Builder,
+    queue: Float64Builder,
+    compute: Float64Builder,
+    other: Float64Builder,
+    ttft: Float64Builder,
     input: Int64Builder,
     output: Int64Builder,
     source: StringBuilder,
@@ -180,7 +190,11 @@ impl RequestsBuilder {
             service: StringBuilder::new(),
             opt: std::array::from_fn(|_| StringBuilder::new()),
             status: StringBuilder::new(),
-            f: std::array::from_fn(|_| Float64Builder::with_capacity(rows)),
+            duration: Float64Builder::with_capacity(rows),
+            queue: Float64Builder::with_capacity(rows),
+            compute: Float64Builder::with_capacity(rows),
+            other: Float64Builder::with_capacity(rows),
+            ttft: Float64Builder::with_capacity(rows),
             input: Int64Builder::with_capacity(rows),
             output: Int64Builder::with_capacity(rows),
             source: StringBuilder::new(),
@@ -203,16 +217,17 @@ impl RequestsBuilder {
         self.time.append_value(r.time_unix_nano as i64);
         self.trace.append_value(r.trace_id);
         self.service.append_value(r.service);
+        // In the order of OPTIONAL.
         let optional = [r.namespace, r.deployment, r.replicaset, r.pod, r.node, r.gpu, r.model, r.operation];
         for (b, v) in self.opt.iter_mut().zip(optional) {
             b.append_option(v);
         }
         self.status.append_value(r.status);
-        self.f[0].append_value(r.duration_ms);
-        self.f[1].append_value(r.queue_ms);
-        self.f[2].append_value(r.compute_ms);
-        self.f[3].append_value(r.other_ms);
-        self.f[4].append_option(r.ttft_ms);
+        self.duration.append_value(r.duration_ms);
+        self.queue.append_value(r.queue_ms);
+        self.compute.append_value(r.compute_ms);
+        self.other.append_value(r.other_ms);
+        self.ttft.append_option(r.ttft_ms);
         self.input.append_option(r.input_tokens);
         self.output.append_option(r.output_tokens);
         self.source.append_value(r.split_source);
@@ -223,19 +238,23 @@ impl RequestsBuilder {
 
     /// The batch of the rows appended.
     pub fn finish(mut self) -> Result<RecordBatch> {
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.time.finish().with_timezone("UTC")),
-            Arc::new(self.trace.finish()),
-            Arc::new(self.service.finish()),
+        let mut columns: Vec<(&'static str, ArrayRef)> = vec![
+            (col::TIME, Arc::new(self.time.finish().with_timezone("UTC"))),
+            (col::TRACE_ID, Arc::new(self.trace.finish())),
+            (col::SERVICE, Arc::new(self.service.finish())),
+            (col::STATUS, Arc::new(self.status.finish())),
+            (col::DURATION_MS, Arc::new(self.duration.finish())),
+            (col::QUEUE_MS, Arc::new(self.queue.finish())),
+            (col::COMPUTE_MS, Arc::new(self.compute.finish())),
+            (col::OTHER_MS, Arc::new(self.other.finish())),
+            (col::TTFT_MS, Arc::new(self.ttft.finish())),
+            (col::INPUT_TOKENS, Arc::new(self.input.finish())),
+            (col::OUTPUT_TOKENS, Arc::new(self.output.finish())),
+            (col::SPLIT_SOURCE, Arc::new(self.source.finish())),
+            (col::ATTRIBUTES, Arc::new(self.attrs.finish())),
         ];
-        columns.extend(self.opt.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.push(Arc::new(self.status.finish()));
-        columns.extend(self.f.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.push(Arc::new(self.input.finish()));
-        columns.push(Arc::new(self.output.finish()));
-        columns.push(Arc::new(self.source.finish()));
-        columns.push(Arc::new(self.attrs.finish()));
-        Ok(RecordBatch::try_new(schema::requests(), columns)?)
+        columns.extend(OPTIONAL.iter().zip(&mut self.opt).map(|(name, b)| (*name, Arc::new(b.finish()) as ArrayRef)));
+        schema::batch_by_name(schema::requests(), columns)
     }
 }
 

@@ -18,6 +18,94 @@ pub const CHANGES: &str = "changes";
 /// All tables the store holds.
 pub const TABLES: [&str; 4] = [REQUESTS, SPANS, SAMPLES, CHANGES];
 
+/// Column names, one constant each: the schemas below, the row builders, the segments'
+/// settings, the rollups and every reader use these, never a literal, so a renamed column
+/// is a compile error wherever it is read.
+pub mod col {
+    /// `time`: data time of the row (a span's or request's start, a sample's, a change's).
+    pub const TIME: &str = "time";
+    /// `end_time`: a span's end.
+    pub const END_TIME: &str = "end_time";
+    /// `trace_id`.
+    pub const TRACE_ID: &str = "trace_id";
+    /// `span_id`.
+    pub const SPAN_ID: &str = "span_id";
+    /// `parent_span_id`.
+    pub const PARENT_SPAN_ID: &str = "parent_span_id";
+    /// `name`.
+    pub const NAME: &str = "name";
+    /// `kind`.
+    pub const KIND: &str = "kind";
+    /// `service`.
+    pub const SERVICE: &str = "service";
+    /// `status`.
+    pub const STATUS: &str = "status";
+    /// `duration_ms`: end-to-end latency.
+    pub const DURATION_MS: &str = "duration_ms";
+    /// `queue_ms`: time waiting in a queue.
+    pub const QUEUE_MS: &str = "queue_ms";
+    /// `compute_ms`: prefill and decode.
+    pub const COMPUTE_MS: &str = "compute_ms";
+    /// `other_ms`: the rest: duration - queue - compute.
+    pub const OTHER_MS: &str = "other_ms";
+    /// `ttft_ms`: time to first token.
+    pub const TTFT_MS: &str = "ttft_ms";
+    /// `input_tokens`.
+    pub const INPUT_TOKENS: &str = "input_tokens";
+    /// `output_tokens`.
+    pub const OUTPUT_TOKENS: &str = "output_tokens";
+    /// `split_source`: which rule split the latency.
+    pub const SPLIT_SOURCE: &str = "split_source";
+    /// `attributes`.
+    pub const ATTRIBUTES: &str = "attributes";
+    /// `resource_attributes`.
+    pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
+    /// `namespace`.
+    pub const NAMESPACE: &str = "namespace";
+    /// `deployment`.
+    pub const DEPLOYMENT: &str = "deployment";
+    /// `replicaset`.
+    pub const REPLICASET: &str = "replicaset";
+    /// `pod`.
+    pub const POD: &str = "pod";
+    /// `node`.
+    pub const NODE: &str = "node";
+    /// `gpu`.
+    pub const GPU: &str = "gpu";
+    /// `model`.
+    pub const MODEL: &str = "model";
+    /// `operation`.
+    pub const OPERATION: &str = "operation";
+    /// `metric`.
+    pub const METRIC: &str = "metric";
+    /// `value`.
+    pub const VALUE: &str = "value";
+    /// `target`.
+    pub const TARGET: &str = "target";
+    /// `container`.
+    pub const CONTAINER: &str = "container";
+    /// `attribution`: how a sample's pod was found.
+    pub const ATTRIBUTION: &str = "attribution";
+    /// `labels`.
+    pub const LABELS: &str = "labels";
+    /// `object_kind`.
+    pub const OBJECT_KIND: &str = "object_kind";
+    /// `object`.
+    pub const OBJECT: &str = "object";
+    /// `from`.
+    pub const FROM: &str = "from";
+    /// `to`.
+    pub const TO: &str = "to";
+    /// `reason`.
+    pub const REASON: &str = "reason";
+    /// `message`.
+    pub const MESSAGE: &str = "message";
+    /// `source`.
+    pub const SOURCE: &str = "source";
+    /// `key`: what makes a change unique.
+    pub const KEY: &str = "key";
+}
+
 /// The timestamp type of every `time` column.
 pub fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
@@ -34,82 +122,103 @@ static REQUESTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let s = |name: &str| Field::new(name, DataType::Utf8, true);
     let f = |name: &str| Field::new(name, DataType::Float64, true);
     Arc::new(Schema::new(vec![
-        Field::new("time", timestamp(), false),
-        Field::new("trace_id", DataType::Utf8, false),
-        Field::new("service", DataType::Utf8, false),
-        s("namespace"),
-        s("deployment"),
-        s("replicaset"),
-        s("pod"),
-        s("node"),
-        s("gpu"),
-        s("model"),
-        s("operation"),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("duration_ms", DataType::Float64, false),
-        Field::new("queue_ms", DataType::Float64, false),
-        Field::new("compute_ms", DataType::Float64, false),
-        Field::new("other_ms", DataType::Float64, false),
-        f("ttft_ms"),
-        Field::new("input_tokens", DataType::Int64, true),
-        Field::new("output_tokens", DataType::Int64, true),
-        Field::new("split_source", DataType::Utf8, false),
-        Field::new("attributes", attribute_map(), true),
+        Field::new(col::TIME, timestamp(), false),
+        Field::new(col::TRACE_ID, DataType::Utf8, false),
+        Field::new(col::SERVICE, DataType::Utf8, false),
+        s(col::NAMESPACE),
+        s(col::DEPLOYMENT),
+        s(col::REPLICASET),
+        s(col::POD),
+        s(col::NODE),
+        s(col::GPU),
+        s(col::MODEL),
+        s(col::OPERATION),
+        Field::new(col::STATUS, DataType::Utf8, false),
+        Field::new(col::DURATION_MS, DataType::Float64, false),
+        Field::new(col::QUEUE_MS, DataType::Float64, false),
+        Field::new(col::COMPUTE_MS, DataType::Float64, false),
+        Field::new(col::OTHER_MS, DataType::Float64, false),
+        f(col::TTFT_MS),
+        Field::new(col::INPUT_TOKENS, DataType::Int64, true),
+        Field::new(col::OUTPUT_TOKENS, DataType::Int64, true),
+        Field::new(col::SPLIT_SOURCE, DataType::Utf8, false),
+        Field::new(col::ATTRIBUTES, attribute_map(), true),
     ]))
 });
 
 static SPANS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
-        Field::new("time", timestamp(), false),
-        Field::new("end_time", timestamp(), false),
-        Field::new("trace_id", DataType::Utf8, false),
-        Field::new("span_id", DataType::Utf8, false),
-        Field::new("parent_span_id", DataType::Utf8, true),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("service", DataType::Utf8, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("duration_ms", DataType::Float64, false),
-        Field::new("resource_attributes", attribute_map(), true),
-        Field::new("attributes", attribute_map(), true),
+        Field::new(col::TIME, timestamp(), false),
+        Field::new(col::END_TIME, timestamp(), false),
+        Field::new(col::TRACE_ID, DataType::Utf8, false),
+        Field::new(col::SPAN_ID, DataType::Utf8, false),
+        Field::new(col::PARENT_SPAN_ID, DataType::Utf8, true),
+        Field::new(col::NAME, DataType::Utf8, false),
+        Field::new(col::KIND, DataType::Utf8, false),
+        Field::new(col::SERVICE, DataType::Utf8, false),
+        Field::new(col::STATUS, DataType::Utf8, false),
+        Field::new(col::DURATION_MS, DataType::Float64, false),
+        Field::new(col::RESOURCE_ATTRIBUTES, attribute_map(), true),
+        Field::new(col::ATTRIBUTES, attribute_map(), true),
     ]))
 });
 
 static SAMPLES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let s = |name: &str| Field::new(name, DataType::Utf8, true);
     Arc::new(Schema::new(vec![
-        Field::new("time", timestamp(), false),
-        Field::new("metric", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, false),
-        Field::new("target", DataType::Utf8, false),
-        s("namespace"),
-        s("pod"),
-        s("container"),
-        s("node"),
-        s("gpu"),
-        s("model"),
-        s("attribution"),
-        Field::new("labels", attribute_map(), true),
+        Field::new(col::TIME, timestamp(), false),
+        Field::new(col::METRIC, DataType::Utf8, false),
+        Field::new(col::VALUE, DataType::Float64, false),
+        Field::new(col::TARGET, DataType::Utf8, false),
+        s(col::NAMESPACE),
+        s(col::POD),
+        s(col::CONTAINER),
+        s(col::NODE),
+        s(col::GPU),
+        s(col::MODEL),
+        s(col::ATTRIBUTION),
+        Field::new(col::LABELS, attribute_map(), true),
     ]))
 });
 
 static CHANGES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let s = |name: &str| Field::new(name, DataType::Utf8, true);
     Arc::new(Schema::new(vec![
-        Field::new("time", timestamp(), false),
-        Field::new("kind", DataType::Utf8, false),
-        s("namespace"),
-        Field::new("object_kind", DataType::Utf8, false),
-        Field::new("object", DataType::Utf8, false),
-        s("from"),
-        s("to"),
-        s("reason"),
-        s("message"),
-        s("source"),
-        Field::new("key", DataType::Utf8, false),
-        Field::new("attributes", attribute_map(), true),
+        Field::new(col::TIME, timestamp(), false),
+        Field::new(col::KIND, DataType::Utf8, false),
+        s(col::NAMESPACE),
+        Field::new(col::OBJECT_KIND, DataType::Utf8, false),
+        Field::new(col::OBJECT, DataType::Utf8, false),
+        s(col::FROM),
+        s(col::TO),
+        s(col::REASON),
+        s(col::MESSAGE),
+        s(col::SOURCE),
+        Field::new(col::KEY, DataType::Utf8, false),
+        Field::new(col::ATTRIBUTES, attribute_map(), true),
     ]))
 });
+
+/// A batch of `schema` from columns named by their field: each field's column, in the
+/// schema's order, whatever order they come in; a missing or unknown name is an error.
+pub fn batch_by_name(
+    schema: SchemaRef,
+    mut columns: Vec<(&'static str, arrow::array::ArrayRef)>,
+) -> crate::Result<arrow::record_batch::RecordBatch> {
+    let mut ordered = Vec::with_capacity(columns.len());
+    for field in schema.fields() {
+        let i = columns.iter().position(|(n, _)| n == field.name()).ok_or_else(|| {
+            crate::Error::Arrow(arrow::error::ArrowError::SchemaError(format!("no column {}", field.name())))
+        })?;
+        ordered.push(columns.swap_remove(i).1);
+    }
+    if let Some((name, _)) = columns.first() {
+        return Err(crate::Error::Arrow(arrow::error::ArrowError::SchemaError(format!(
+            "column {name} is not in the schema"
+        ))));
+    }
+    Ok(arrow::record_batch::RecordBatch::try_new(schema, ordered)?)
+}
 
 /// Schema of `samples`: one row per scraped sample that matters for inference. `labels`
 /// holds every label the target exposed; the identity columns are what attribution

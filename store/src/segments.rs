@@ -18,13 +18,14 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 use crate::manifest::SegmentFile;
+use crate::schema::col;
 use crate::wal::sync_dir;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
 fn times(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
     batch
-        .column_by_name("time")
+        .column_by_name(col::TIME)
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
         .ok_or_else(|| Error::Arrow(arrow::error::ArrowError::SchemaError("batch has no `time` column".into())))
 }
@@ -54,23 +55,23 @@ fn by_hour(batches: &[RecordBatch]) -> Result<BTreeMap<i64, Vec<RecordBatch>>> {
 /// Columns whose values are (nearly) all distinct: a dictionary only costs the writer a
 /// hash per value before it gives up on it.
 const DISTINCT: [&str; 10] = [
-    "time",
-    "end_time",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "duration_ms",
-    "queue_ms",
-    "compute_ms",
-    "other_ms",
-    "ttft_ms",
+    col::TIME,
+    col::END_TIME,
+    col::TRACE_ID,
+    col::SPAN_ID,
+    col::PARENT_SPAN_ID,
+    col::DURATION_MS,
+    col::QUEUE_MS,
+    col::COMPUTE_MS,
+    col::OTHER_MS,
+    col::TTFT_MS,
 ];
 /// Random ids: min/max statistics of them never prune anything.
-const RANDOM: [&str; 3] = ["trace_id", "span_id", "parent_span_id"];
+const RANDOM: [&str; 3] = [col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID];
 
 /// Columns of event times, nearly sorted: deltas pack them tighter than plain values, and
 /// cheaper than compressing plain values.
-const TIMES: [&str; 2] = ["time", "end_time"];
+const TIMES: [&str; 2] = [col::TIME, col::END_TIME];
 
 /// LZ4 (raw) by default, ZSTD level 1 for the attribute and label values, deltas for times.
 /// Measured on a flush of realistic vLLM spans (`BENCHMARKS.md`, "Parquet settings"): about
