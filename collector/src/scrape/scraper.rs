@@ -216,9 +216,17 @@ async fn scrape_once(shared: &Shared, target: &Target) {
         // Parsing megabytes is CPU work: off the async workers.
         Ok(text) => {
             let (t, cfg, filter) = (target.clone(), shared.cfg.clone(), shared.filter.clone());
-            tokio::task::spawn_blocking(move || samples_from_text(&text, &t, at, &cfg, &filter, &discovery.placement))
-                .await
-                .unwrap_or_else(|e| Err(format!("parse task failed: {e}")))
+            let workloads = shared.workloads.clone();
+            tokio::task::spawn_blocking(move || {
+                let parsed = samples_from_text(&text, &t, at, &cfg, &filter, &discovery.placement);
+                // A walk over every sample under a lock: with the parse, not on an async worker.
+                if let Ok((samples, _)) = &parsed {
+                    workloads.scraped(samples);
+                }
+                parsed
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("parse task failed: {e}")))
         }
         Err(e) => Err(e),
     };
@@ -227,7 +235,6 @@ async fn scrape_once(shared: &Shared, target: &Target) {
         Ok((s, n)) => (s, n, None),
         Err(e) => (Vec::new(), 0, Some(e)),
     };
-    shared.workloads.scraped(&samples);
     let kept = samples.len();
     samples.push(health_sample("up", if error.is_none() { 1.0 } else { 0.0 }, target, at));
     samples.push(health_sample("scrape_duration_seconds", took, target, at));
