@@ -93,6 +93,47 @@ fn peaks_the_history_already_had_are_not_a_regression() {
     assert_eq!(found(&calm).map(|f| f.point.index), Some(20));
 }
 
+/// `n` requests in a minute spread smoothly up to twice `ms` (its p99 about 1.94x), and
+/// `slow` more at 2.25x: a minute with a burst of slow requests.
+fn smooth(n: u64, ms: f64, slow: u64) -> Cell {
+    let mut c = Cell::default();
+    for i in 0..n {
+        c.duration.add(ms * (0.5 + 1.5 * (i as f64 / n as f64).powi(4)));
+    }
+    for _ in 0..slow {
+        c.duration.add(ms * 2.25);
+    }
+    c.count = n + slow;
+    c
+}
+
+/// A long rise is compared with the history's worst stretch as long as it, not with its
+/// single slowest minute: 1.18x for 15 minutes is a regression though two minutes of the
+/// history had a burst of slow requests that put their own p99 1.16x up (as a scale-down
+/// in `hpa-scale-down` was called no change); a stretch of the history as slow as the
+/// rise is its normal.
+#[test]
+fn a_long_small_rise_is_judged_against_stretches_as_long_as_it() {
+    let found = |levels: &[(f64, u64)]| {
+        let minutes: BTreeMap<i64, Cell> =
+            levels.iter().enumerate().map(|(i, (ms, slow))| (i as i64 * MINUTE_NS, smooth(2000, *ms, *slow))).collect();
+        let s = Series::from_minutes(&minutes);
+        let p99 = s.quantiles(0.99, |c| &c.duration);
+        find_regression(&s, &p99, &Config::default())
+    };
+    let mut levels = vec![(400.0, 0); 14];
+    levels[3] = (400.0, 30);
+    levels[9] = (400.0, 30);
+    levels.extend(vec![(472.0, 0); 15]);
+    let f = found(&levels).expect("a sustained 1.18x rise");
+    assert_eq!((f.point.index, f.ongoing, f.material), (14, true, true));
+    // Ten minutes as slow as the rise at the start of a longer history: that is its normal.
+    let mut normal = vec![(472.0, 0); 10];
+    normal.extend(vec![(400.0, 0); 20]);
+    normal.extend(vec![(472.0, 0); 15]);
+    assert!(found(&normal).is_none(), "{:?}", found(&normal));
+}
+
 #[test]
 fn a_service_that_got_faster_has_no_regression() {
     // Slow for 15 minutes (with a slower rollout minute at its end), then fast.
