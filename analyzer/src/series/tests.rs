@@ -127,11 +127,21 @@ fn a_long_small_rise_is_judged_against_stretches_as_long_as_it() {
     levels.extend(vec![(472.0, 0); 15]);
     let f = found(&levels).expect("a sustained 1.18x rise");
     assert_eq!((f.point.index, f.ongoing, f.material), (14, true, true));
-    // Ten minutes as slow as the rise at the start of a longer history: that is its normal.
+    // Ten minutes as slow as the rise at the start of a longer history: that stretch is the
+    // yardstick (its p99, within the sketch's accuracy), and the rise is no regression.
     let mut normal = vec![(472.0, 0); 10];
     normal.extend(vec![(400.0, 0); 20]);
     normal.extend(vec![(472.0, 0); 15]);
     assert!(found(&normal).is_none(), "{:?}", found(&normal));
+    let minutes: BTreeMap<i64, Cell> =
+        normal.iter().enumerate().map(|(i, (ms, slow))| (i as i64 * MINUTE_NS, smooth(2000, *ms, *slow))).collect();
+    let s = Series::from_minutes(&minutes);
+    let p99 = s.quantiles(0.99, |c| &c.duration);
+    let slow = p99[0];
+    let stretch = worst_stretch(&s, &p99, 30, 15);
+    assert!((stretch / slow - 1.0).abs() < 0.02, "{stretch} vs the slow minutes' {slow}");
+    // A one-bucket rise is compared with the slowest single bucket.
+    assert_eq!(worst_stretch(&s, &p99, 30, 1), p99[..30].iter().copied().fold(f64::MIN, f64::max));
 }
 
 #[test]
