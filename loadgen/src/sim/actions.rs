@@ -14,6 +14,9 @@ const WARMUP: i64 = 180 * SEC;
 /// scale up and then, one stabilization window into the recorded run, back down — a
 /// change no scenario asked for.
 const HPA_START: i64 = 150 * SEC;
+/// The metric adapter serves a one-minute average, so the HPA's first decision has a full
+/// minute of samples behind it: sampling starts this long before `HPA_START`.
+const HPA_SAMPLING: i64 = 45 * SEC;
 
 impl Sim {
     /// The steady state before the scenario starts: nodes Ready, every initial
@@ -53,17 +56,19 @@ impl Sim {
                 }
                 self.emit_pod(p);
             }
-            if let Some(h) = &spec.hpa {
-                // The recommendation history says the current size held before the start.
-                let back = h.scale_down_window.as_nanos_i64().max(SEC);
-                self.models[m].hpa_recs.push_back((-WARMUP - back + SEC, spec.replicas));
+            if spec.hpa.is_some() {
+                // The recommendation history says the current size held until just before the
+                // first decision, as it does for an HPA that has run for days: a stabilization
+                // window starts full, not empty. (Dated at the warm-up's start, it had expired
+                // by the first sync, and a first noisy reading scaled down at once.)
+                self.models[m].hpa_recs.push_back((-WARMUP + HPA_START - SEC, spec.replicas));
             }
             self.emit_replicaset(r);
             self.emit_deployment(m);
             self.emit_hpa(m);
             self.schedule_arrival(m);
             if self.models[m].hpa.is_some() {
-                self.at(-WARMUP + HPA_START + m as i64 * 3 * SEC, Ev::HpaSync(m));
+                self.at(-WARMUP + HPA_START - HPA_SAMPLING + m as i64 * 3 * SEC, Ev::HpaSync(m));
             }
         }
         self.at(-WARMUP, Ev::GpuTick);

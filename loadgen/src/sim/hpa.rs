@@ -23,7 +23,13 @@ impl Sim {
             samples.pop_front();
         }
         let metric = samples.iter().sum::<f64>() / samples.len() as f64;
+        let full = samples.len() == 4;
         self.models[m].hpa_metric = metric;
+        if !full {
+            // The adapter has less than a minute of data yet: no decision on it.
+            self.emit_hpa(m);
+            return;
+        }
         let ratio = metric / h.target;
         let base = ready.len().max(1) as f64;
         let raw = if (ratio - 1.0).abs() <= HPA_TOLERANCE || ready.is_empty() {

@@ -28,7 +28,10 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
 }
 
 pub(crate) fn run(name: &str, seed: u64) -> (Vec<Minute>, Sim) {
-    let sc = builtin(name).unwrap();
+    run_scenario(builtin(name).unwrap(), seed)
+}
+
+fn run_scenario(sc: crate::scenario::Scenario, seed: u64) -> (Vec<Minute>, Sim) {
     let service = sc.models.iter().position(|m| m.name == sc.service).unwrap();
     let mut sim = Sim::new(sc, SimOptions { seed, start_unix_ns: 1_700_000_000_000_000_000, ..Default::default() });
     let end = sim.end();
@@ -104,9 +107,28 @@ fn control_is_steady() {
         assert!(m.count > 2000, "minute {i}: {} requests", m.count);
     }
     assert!(sim.truth().is_empty());
-    // In-flight per pod sits just above the HPA's target (within its 10% tolerance), so
-    // noise may add one replica for a while, as a real HPA would; it never scales down.
-    assert!((6..=7).contains(&sim.models[0].replicas), "the HPA must hold steady: {}", sim.models[0].replicas);
+}
+
+/// With no fault, neither built-in cluster's autoscalers move, warm-up included: each
+/// HPA's steady in-flight sits inside its 10% tolerance with room for the noise, and its
+/// first decision has a full minute of metric and a full stabilization window behind it.
+/// (At targets on the tolerance's edge, llama-70b at 25 and qwen-32b at 20, the HPAs
+/// rescaled several times a run, each step moving p99 by 10-20%: "faults" no scenario
+/// asked for, which the analyzer then ranked before the injected cause.)
+#[test]
+fn the_built_in_clusters_hold_steady_without_a_fault() {
+    let mut serving = builtin("faster-deploy").unwrap();
+    serving.actions.clear();
+    for seed in 1..=3 {
+        for (name, sc) in [("control", builtin("control").unwrap()), ("serving", serving.clone())] {
+            let sizes: Vec<u32> = sc.models.iter().map(|m| m.replicas).collect();
+            let (_, sim) = run_scenario(sc, seed);
+            for (m, st) in sim.models.iter().enumerate() {
+                assert_eq!(st.hpa_last_scale, None, "{name} seed {seed}: {} rescaled", st.spec.name);
+                assert_eq!(st.replicas, sizes[m], "{name} seed {seed}: {}", st.spec.name);
+            }
+        }
+    }
 }
 
 /// Each faulty built-in: its truth names the injected kind, and the service's p99
