@@ -130,6 +130,22 @@ pub(crate) fn sli_bounds(slos: &[Slo]) -> SliBounds {
     b
 }
 
+/// Every latency SLO's threshold, for tail sampling: a request over one is slow, and its
+/// trace's spans are stored.
+pub(crate) fn slo_thresholds(slos: &[Slo]) -> Vec<slo_collector::SloThreshold> {
+    let mut out = Vec::new();
+    for s in slos {
+        if let Sli::Latency { metric, threshold_ms } = &s.sli {
+            out.push(slo_collector::SloThreshold {
+                service: s.service.clone(),
+                metric: sli_metric(*metric),
+                threshold_ms: *threshold_ms,
+            });
+        }
+    }
+    out
+}
+
 pub(super) fn sli_metric(m: LatencyMetric) -> SliMetric {
     match m {
         LatencyMetric::Duration => SliMetric::Duration,

@@ -64,6 +64,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     let check_only = args.check_config;
     apply_flags(&mut cfg, args);
     let doors = Doors::load(&cfg)?;
+    cfg.collector.sampling.check().map_err(Failure::usage_msg)?;
+    cfg.collector.sampling.slo_thresholds = crate::rules::slo_thresholds(&slos);
     if check_only {
         cfg.kubernetes.watched().map_err(Failure::usage)?;
         cfg.alerts.check().map_err(Failure::usage_msg)?;

@@ -4,8 +4,10 @@
 //! A trace is complete when its entry span (a span without a parent, or a server/consumer
 //! span whose parent is remote) has arrived and no span came for `idle`; it is emitted
 //! regardless `max_wait` after its first span. Beyond `max_pending_spans` or
-//! `max_pending_bytes`, the oldest traces are emitted early. Spans for a trace already emitted are counted as late; they
-//! are in `spans`, but do not change the request row. Time is passed in, so tests drive it.
+//! `max_pending_bytes`, the oldest traces are emitted early. Spans for a trace already
+//! emitted are counted as late: they do not change the request row, and they are stored in
+//! `spans` when their trace's spans were (see `sample.rs`). Time is passed in, so tests
+//! drive it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 #[cfg(test)]
 use prost::Message;
 use slo_store::Attr;
-use slo_store::encoded::{ResourceView, SpanView};
+use slo_store::encoded::{ResourceView, Sampled, SpanView};
 #[cfg(test)]
 use slo_store::{SpanBatch, SpanRecord};
 
@@ -64,6 +66,8 @@ pub(crate) struct HeldSpan {
     span_id: [u8; 8],
     parent: Option<[u8; 8]>,
     kind: i32,
+    /// Its status is an error.
+    error: bool,
 }
 
 impl HeldSpan {
@@ -88,6 +92,11 @@ impl HeldSpan {
     /// The resource it came from.
     pub(crate) fn resource(&self) -> &Resource {
         &self.resource
+    }
+
+    /// Whether its status is an error.
+    pub(crate) fn is_error(&self) -> bool {
+        self.error
     }
 
     /// The span decoded into owned fields.
@@ -125,7 +134,7 @@ impl Holder {
         let id = TraceId::try_from(s.trace_id).ok()?;
         let span_id = <[u8; 8]>::try_from(s.span_id).ok()?;
         let parent = if s.parent_span_id.is_empty() { None } else { Some(<[u8; 8]>::try_from(s.parent_span_id).ok()?) };
-        let held = HeldSpan { raw: s.raw.into(), resource, span_id, parent, kind: s.kind };
+        let held = HeldSpan { raw: s.raw.into(), resource, span_id, parent, kind: s.kind, error: s.status_code == 2 };
         Some((id, held))
     }
 }
@@ -168,6 +177,15 @@ pub(crate) enum Emission {
 pub(crate) struct Emitted {
     /// Traces, each with the reason it was emitted.
     pub traces: Vec<(Vec<HeldSpan>, Emission)>,
+    /// Their trace ids, in the same order.
+    pub ids: Vec<TraceId>,
+}
+
+impl Emitted {
+    fn push(&mut self, id: TraceId, spans: Vec<HeldSpan>, reason: Emission) {
+        self.traces.push((spans, reason));
+        self.ids.push(id);
+    }
 }
 
 /// Counters the pipeline turns into metrics.
@@ -175,6 +193,8 @@ pub(crate) struct Emitted {
 pub(crate) struct AssemblyStats {
     /// Spans that arrived after their trace was emitted.
     pub late_spans: u64,
+    /// Late spans of traces whose spans were not stored: they are not stored either.
+    pub late_unsampled: u64,
 }
 
 /// Holds spans by trace id.
@@ -190,8 +210,12 @@ pub(crate) struct Assembler {
     timers: VecDeque<(Instant, TraceId)>,
     pending_spans: usize,
     pending_bytes: usize,
-    emitted: HashSet<TraceId, ahash::RandomState>,
+    /// Traces emitted, with whether their spans were stored (and why): a late span
+    /// follows its trace's decision.
+    emitted: HashMap<TraceId, Option<Sampled>, ahash::RandomState>,
     emitted_order: VecDeque<TraceId>,
+    /// Late spans of stored traces, for the pipeline to store.
+    late_kept: Vec<(HeldSpan, Sampled)>,
     stats: AssemblyStats,
 }
 
@@ -205,8 +229,9 @@ impl Assembler {
             timers: VecDeque::new(),
             pending_spans: 0,
             pending_bytes: 0,
-            emitted: HashSet::default(),
+            emitted: HashMap::default(),
             emitted_order: VecDeque::new(),
+            late_kept: Vec::new(),
             stats: AssemblyStats::default(),
         }
     }
@@ -282,8 +307,12 @@ impl Assembler {
     pub(crate) fn add_held(&mut self, spans: Vec<(TraceId, HeldSpan)>, pos: WalPos, now: Instant) {
         let idle = self.idle();
         for (id, span) in spans {
-            if self.emitted.contains(&id) {
+            if let Some(decision) = self.emitted.get(&id) {
                 self.stats.late_spans += 1;
+                match decision {
+                    Some(sampled) => self.late_kept.push((span, *sampled)),
+                    None => self.stats.late_unsampled += 1,
+                }
                 continue;
             }
             let entry = self.pending.entry(id).or_insert_with(|| {
@@ -302,7 +331,7 @@ impl Assembler {
         if self.cfg.remember_emitted == 0 {
             return;
         }
-        if self.emitted.insert(id) {
+        if self.emitted.insert(id, None).is_none() {
             self.emitted_order.push_back(id);
         }
         while self.emitted_order.len() > self.cfg.remember_emitted {
@@ -310,6 +339,18 @@ impl Assembler {
                 self.emitted.remove(&old);
             }
         }
+    }
+
+    /// Records that an emitted trace's spans were stored, so that its late spans are too.
+    pub(crate) fn stored(&mut self, id: &TraceId, sampled: Sampled) {
+        if let Some(d) = self.emitted.get_mut(id) {
+            *d = Some(sampled);
+        }
+    }
+
+    /// Late spans of stored traces since the last call.
+    pub(crate) fn take_late_kept(&mut self) -> Vec<(HeldSpan, Sampled)> {
+        std::mem::take(&mut self.late_kept)
     }
 
     fn take(&mut self, id: &TraceId) -> Option<Vec<HeldSpan>> {
@@ -344,7 +385,7 @@ impl Assembler {
             match self.verdict(p, now) {
                 Some(reason) => {
                     if let Some(spans) = self.take(&id) {
-                        out.traces.push((spans, reason));
+                        out.push(id, spans, reason);
                     }
                 }
                 None if now.duration_since(p.last_seen) >= self.idle() => {
@@ -359,7 +400,7 @@ impl Assembler {
         while self.pending_spans > self.cfg.max_pending_spans || self.pending_bytes > self.cfg.max_pending_bytes {
             let Some(id) = self.arrival.pop_front() else { break };
             if let Some(spans) = self.take(&id) {
-                out.traces.push((spans, Emission::Forced));
+                out.push(id, spans, Emission::Forced);
             }
         }
         if self.arrival.len() > 2 * self.pending.len() + 1024 {
@@ -380,7 +421,7 @@ impl Assembler {
         let ids: Vec<TraceId> = self.arrival.drain(..).collect();
         for id in ids {
             if let Some(spans) = self.take(&id) {
-                out.traces.push((spans, Emission::Drained));
+                out.push(id, spans, Emission::Drained);
             }
         }
         self.timers.clear();

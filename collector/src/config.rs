@@ -19,6 +19,68 @@ pub struct CollectorConfig {
     pub redaction: RedactionConfig,
     /// Ingest queue settings.
     pub ingest: IngestConfig,
+    /// Which traces' raw spans are stored (every trace gives its request rows).
+    pub sampling: SamplingConfig,
+}
+
+/// Tail sampling of `spans`, decided per trace after assembly (see `sample.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Share of ordinary traces (neither slow nor failed) whose spans are stored, 0 to 1;
+    /// 1 stores every span. Slow and failed traces are always stored.
+    pub keep_share: f64,
+    /// A trace is slow when one of its requests took longer than this quantile of its
+    /// service's recent requests.
+    pub slow_quantile: f64,
+    /// How far back "recent" reaches, in seconds.
+    pub recent_s: u64,
+    /// A service with fewer recent requests than this has every trace stored: there is no
+    /// quantile to judge by yet (a new or a low-traffic service).
+    pub min_recent: usize,
+    /// The SLO thresholds `slo serve` was given: a request over one is slow. Not read from
+    /// the config file (the SLO specs are).
+    #[serde(skip)]
+    pub slo_thresholds: Vec<SloThreshold>,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            keep_share: 0.1,
+            slow_quantile: 0.99,
+            recent_s: 300,
+            min_recent: 1000,
+            slo_thresholds: Vec::new(),
+        }
+    }
+}
+
+impl SamplingConfig {
+    /// Every setting in range, or what is not.
+    pub fn check(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.keep_share) {
+            return Err(format!("collector.sampling.keep_share: {} is not between 0 and 1", self.keep_share));
+        }
+        if !(self.slow_quantile > 0.0 && self.slow_quantile < 1.0) {
+            return Err(format!("collector.sampling.slow_quantile: {} is not between 0 and 1", self.slow_quantile));
+        }
+        if self.recent_s == 0 {
+            return Err("collector.sampling.recent_s: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// An SLO's threshold on one latency of one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloThreshold {
+    /// The service.
+    pub service: String,
+    /// Which latency.
+    pub metric: crate::sli::SliMetric,
+    /// Requests slower than this are bad for the SLO.
+    pub threshold_ms: f64,
 }
 
 /// Limits on OTLP payloads.

@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use prost::Message;
 use slo_store::SpanBatch;
-use slo_store::encoded::SpansBuilder;
+use slo_store::encoded::{Sampled, SpansBuilder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::assemble::{HeldSpan, Holder, TraceId};
@@ -104,14 +104,19 @@ impl std::fmt::Debug for Ingest {
     }
 }
 
-/// A batch encoded for the WAL, turned into rows and held spans, ready to queue. Preparing
+/// Rows by table name.
+pub(crate) type Rows = Vec<(&'static str, RecordBatch)>;
+
+/// A batch encoded for the WAL, turned into held spans (and rows for what is not a trace
+/// span: samples, changes, spans without valid ids), ready to queue. Preparing
 /// is CPU work done by the submitting thread, so that the single pipeline thread does not
 /// have to; callers with large batches do it off the async workers.
 #[derive(Debug)]
 pub struct Prepared {
     /// The WAL record: an encoded `SpanBatch`.
     pub(crate) record: Bytes,
-    /// Rows of `spans`, and of `samples`/`changes` when the batch has any.
+    /// Rows of `samples`/`changes` when the batch has any, and of `spans` for spans that
+    /// belong to no trace; a trace's spans are stored when it is emitted, if sampled.
     pub(crate) rows: Vec<(&'static str, RecordBatch)>,
     /// The spans for the assembler.
     pub(crate) held: Vec<(TraceId, HeldSpan)>,
@@ -152,15 +157,18 @@ impl Prepared {
     /// Transcodes an OTLP protobuf export and builds its rows and held spans in the same
     /// pass (the hot path: the record is not read back). `None` when no span was kept.
     pub fn transcode(c: &Converter, otlp: &[u8]) -> Result<(Option<Prepared>, Transcoded)> {
-        let mut rows = SpansBuilder::with_capacity(otlp.len() / 700 + 1, otlp.len());
+        let mut rows = SpansBuilder::with_capacity(0, 0);
         let mut holder = Holder::default();
         let mut held = Vec::with_capacity(otlp.len() / 700 + 1);
         let mut failed = None;
-        let mut t = c.transcode_with(otlp, |r, s, a| {
-            if let Err(e) = rows.append(r, s, a) {
-                failed.get_or_insert(e);
+        let mut t = c.transcode_with(otlp, |r, s, a| match holder.hold(0, r, s) {
+            Some(h) => held.push(h),
+            // Not a trace span: no trace to sample it with, so it is stored now.
+            None => {
+                if let Err(e) = rows.append(r, s, a, Sampled::UNASSEMBLED) {
+                    failed.get_or_insert(e);
+                }
             }
-            held.extend(holder.hold(0, r, s));
         })?;
         if let Some(e) = failed {
             return Err(storage(e));
@@ -169,19 +177,24 @@ impl Prepared {
             return Ok((None, t));
         }
         let record = Bytes::from(std::mem::take(&mut t.record));
-        let rows = vec![(slo_store::schema::SPANS, rows.finish().map_err(storage)?)];
-        Ok((Some(Prepared { record, rows, held }), t))
+        let mut out = Vec::new();
+        if rows.rows() > 0 {
+            out.push((slo_store::schema::SPANS, rows.finish().map_err(storage)?));
+        }
+        Ok((Some(Prepared { record, rows: out, held }), t))
     }
 
     /// The spans rows and held spans, and whether the record also holds samples or changes
     /// (whose rows the caller builds).
     fn spans_of(record: Bytes) -> Result<(Prepared, bool)> {
-        let mut rows = SpansBuilder::with_capacity(record.len() / 700 + 1, record.len());
+        let mut rows = SpansBuilder::with_capacity(0, 0);
         let mut holder = Holder::default();
         let mut held = Vec::with_capacity(record.len() / 700 + 1);
         let cluster = slo_store::encoded::visit_spans(&record, |r, s, a| {
-            rows.append(r, s, a)?;
-            held.extend(holder.hold(record.as_ptr() as usize, r, s));
+            match holder.hold(record.as_ptr() as usize, r, s) {
+                Some(h) => held.push(h),
+                None => rows.append(r, s, a, Sampled::UNASSEMBLED)?,
+            }
             Ok::<_, slo_store::Error>(())
         })
         .map_err(storage)?;
@@ -195,6 +208,11 @@ impl Prepared {
     /// Spans held for assembly.
     pub fn spans(&self) -> usize {
         self.held.len()
+    }
+
+    /// Its rows and its held spans (a read-only replay has no WAL record to keep).
+    pub(crate) fn into_parts(self) -> (Rows, Vec<(TraceId, HeldSpan)>) {
+        (self.rows, self.held)
     }
 }
 

@@ -3,10 +3,11 @@
 //! ```text
 //! OTLP protobuf ─> transcode (validate, redact, write the WAL record in one pass)
 //! OTLP/JSON, import ─> decode ─> convert ─> encode
-//!     ─> prepare (the record read in place: spans rows, held spans)
+//!     ─> prepare (the record read in place: held spans)
 //!     ─> Ingest (bounded by bytes)
-//!     ─> pipeline thread: WAL group commit ─> ack ─> spans rows to the store ─> Assembler
+//!     ─> pipeline thread: WAL group commit ─> ack ─> Assembler
 //!        ─> split (queue / compute / other) ─> requests rows ─> Store ─> flusher thread
+//!        ─> tail sampling (slow, failed, a share of the rest) ─> spans rows ─> Store
 //! ```
 //!
 //! Acknowledgement happens after the WAL write, never before: an export answered with
@@ -27,6 +28,7 @@ pub mod otlp;
 mod pair_key;
 mod pipeline;
 mod redact;
+mod sample;
 pub mod scrape;
 pub mod sli;
 mod split;
@@ -34,7 +36,7 @@ mod timegate;
 mod transcode;
 mod unflushed;
 
-pub use config::{CollectorConfig, RedactionConfig};
+pub use config::{CollectorConfig, RedactionConfig, SamplingConfig, SloThreshold};
 pub use convert::Converter;
 pub use error::{Error, Result};
 pub use import::{ImportState, ImportSummary, import_file};

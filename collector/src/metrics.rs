@@ -55,6 +55,10 @@ pub struct CollectorMetrics {
     pub traces_emitted: Family<ReasonLabel, Counter>,
     /// Spans that arrived after their trace was emitted.
     pub late_spans: Counter,
+    /// Spans of emitted traces stored in `spans`, by why (`sampled_by`).
+    pub spans_stored: Family<Vec<(&'static str, &'static str)>, Counter>,
+    /// Spans of emitted traces not stored (tail sampling left their trace out).
+    pub spans_not_stored: Counter,
     /// Spans waiting in trace assembly.
     pub assembly_pending_spans: Gauge,
     /// Bytes the spans waiting in trace assembly hold.
@@ -87,6 +91,8 @@ impl CollectorMetrics {
             requests_emitted: Family::default(),
             traces_emitted: Family::default(),
             late_spans: Counter::default(),
+            spans_stored: Family::default(),
+            spans_not_stored: Counter::default(),
             assembly_pending_spans: Gauge::default(),
             assembly_pending_bytes: Gauge::default(),
             wal_replayed_records: Counter::default(),
@@ -107,6 +113,16 @@ impl CollectorMetrics {
         r.register("requests_emitted", "request rows emitted, by split source", m.requests_emitted.clone());
         r.register("traces_emitted", "traces emitted by trace assembly, by reason", m.traces_emitted.clone());
         r.register("late_spans", "spans that arrived after their trace was emitted", m.late_spans.clone());
+        r.register(
+            "spans_stored",
+            "spans stored in the spans table, by why their trace was kept",
+            m.spans_stored.clone(),
+        );
+        r.register(
+            "spans_not_stored",
+            "spans whose trace tail sampling left out (their requests rows are stored)",
+            m.spans_not_stored.clone(),
+        );
         r.register("assembly_pending_spans", "spans waiting in trace assembly", m.assembly_pending_spans.clone());
         r.register(
             "assembly_pending_bytes",

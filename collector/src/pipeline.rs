@@ -3,8 +3,8 @@
 //! Receivers call [`Ingest::submit`] (`ingest.rs`), which reserves room in a byte budget
 //! (or sheds the export), queues the batch and waits for the pipeline thread to write it
 //! to the WAL. The pipeline thread takes whatever is queued as one group commit,
-//! acknowledges it, then turns it into `spans` rows and feeds the assembler, whose
-//! finished traces become `requests` rows. It decides when a flush is due and hands it to
+//! acknowledges it, then feeds the assembler, whose finished traces become `requests`
+//! rows and, when tail sampling keeps them (`sample.rs`), `spans` rows. It decides when a flush is due and hands it to
 //! the store's [`Flusher`] with the traces in flight (their state and the first WAL
 //! segment their spans are in): the store rotates the WAL, writes the segments and the
 //! manifest, and deletes the WAL segments no trace in flight needs.
@@ -19,11 +19,14 @@ use std::time::{Duration, Instant};
 use slo_store::{FlushDone, FlushError, Flusher, FlusherThread, Recovery, Store, Wal};
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::assemble::{Assembler, Emission, Emitted, InFlight, WalPos};
+use slo_store::encoded::SpansBuilder;
+
+use crate::assemble::{Assembler, Emission, Emitted, HeldSpan, InFlight, WalPos};
 use crate::config::CollectorConfig;
 use crate::error::{Error, Result};
 use crate::ingest::{FAILED, Health, Ingest, Msg, Prepared, READY, STOPPING, Submission};
 use crate::metrics::{CollectorMetrics, ReasonLabel};
+use crate::sample::{self, Sampler, Verdict};
 use crate::split::Splitter;
 
 use crate::ingest::storage;
@@ -75,6 +78,7 @@ pub struct Pipeline {
     wal: Wal,
     assembler: Assembler,
     splitter: Splitter,
+    sampler: Sampler,
     metrics: CollectorMetrics,
     rx: Receiver<Msg>,
     flusher: Flusher,
@@ -83,6 +87,8 @@ pub struct Pipeline {
     health: Arc<Health>,
     /// While the WAL is not writable: when to probe it (or retry a rotation) next.
     wal_retry_at: Option<Instant>,
+    /// When the last flush was handed to the flusher.
+    last_flush: Instant,
 }
 
 /// How often an unwritable WAL is probed.
@@ -101,6 +107,7 @@ impl Pipeline {
         drain_on_exit: bool,
     ) -> Result<(Ingest, PipelineHandle)> {
         let splitter = Splitter::new(&cfg.split).map_err(Error::InvalidPayload)?;
+        cfg.sampling.check().map_err(Error::InvalidPayload)?;
         let (tx, rx) = mpsc::channel();
         let health = Arc::new(Health::default());
         let stopping = {
@@ -113,6 +120,7 @@ impl Pipeline {
             wal,
             assembler: Assembler::new(cfg.assembly.clone()),
             splitter,
+            sampler: Sampler::new(&cfg.sampling),
             metrics,
             rx,
             flusher,
@@ -120,6 +128,7 @@ impl Pipeline {
             drain_on_exit,
             health: health.clone(),
             wal_retry_at: None,
+            last_flush: Instant::now(),
         };
         let thread_health = health.clone();
         let handle = std::thread::Builder::new()
@@ -273,16 +282,36 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Rows to the store, spans to the assembler.
+    /// Rows to the store, spans to the assembler (and late spans of stored traces to
+    /// `spans`).
     fn process(&mut self, prepared: Vec<(Prepared, WalPos)>) {
         let now = Instant::now();
-        let mut rows = Vec::with_capacity(prepared.len());
+        let mut rows = Vec::with_capacity(prepared.len() + 1);
         for (p, pos) in prepared {
             rows.extend(p.rows);
             self.assembler.add_held(p.held, pos, now);
         }
+        let late = self.assembler.take_late_kept();
+        if !late.is_empty() {
+            let mut spans = SpansBuilder::with_capacity(late.len(), late.len() * 700);
+            let mut last = None;
+            for (h, sampled) in &late {
+                match sample::append_held(&mut spans, h, *sampled, &mut last) {
+                    Ok(()) => self.count_stored(sampled.by, 1),
+                    Err(e) => tracing::error!(error = %e, "late span does not read; not stored"),
+                }
+            }
+            match spans.finish() {
+                Ok(b) => rows.push((slo_store::schema::SPANS, b)),
+                Err(e) => tracing::error!(error = %e, "late spans' rows not built"),
+            }
+        }
         // One call: the store compacts a step's rows into one batch per table.
         self.store.append_tables(rows);
+    }
+
+    fn count_stored(&self, by: &'static str, n: u64) {
+        self.metrics.spans_stored.get_or_create(&vec![("sampled_by", by)]).inc_by(n);
     }
 
     fn emit(&mut self, emitted: Emitted) -> Result<()> {
@@ -291,20 +320,47 @@ impl Pipeline {
         let mut reasons = [0u64; 4];
         let mut sli = self.metrics.sli.batch();
         let mut pods = self.metrics.gpu_workloads.batch();
-        for (spans, reason) in &emitted.traces {
+        let now = Instant::now();
+        let mut spans_rows: Option<SpansBuilder> = None;
+        let mut stored: HashMap<&'static str, u64> = HashMap::new();
+        let mut not_stored = 0u64;
+        for ((spans, reason), id) in emitted.traces.iter().zip(&emitted.ids) {
             reasons[match reason {
                 Emission::Complete => 0,
                 Emission::Timeout => 1,
                 Emission::Forced => 2,
                 Emission::Drained => 3,
             }] += 1;
+            let mut verdict = Verdict::default();
             self.splitter.each_held_request(spans, |row, attrs| {
                 *sources.entry(row.split_source).or_default() += 1;
                 sli.observe(row);
                 pods.observe(row);
+                self.sampler.see(&mut verdict, row, now);
                 rows.append(row, attrs.iter().copied())
             })?;
+            let span_error = spans.iter().any(HeldSpan::is_error);
+            let Some(sampled) = self.sampler.decide(&verdict, id, span_error) else {
+                not_stored += spans.len() as u64;
+                continue;
+            };
+            self.assembler.stored(id, sampled);
+            let b =
+                spans_rows.get_or_insert_with(|| SpansBuilder::with_capacity(spans.len() * 8, spans.len() * 8 * 700));
+            let mut last = None;
+            for h in spans {
+                if let Err(e) = sample::append_held(b, h, sampled, &mut last) {
+                    tracing::error!(error = %e, "held span does not read; not stored");
+                    continue;
+                }
+                *stored.entry(sampled.by).or_default() += 1;
+            }
         }
+        for (by, n) in stored {
+            self.count_stored(by, n);
+        }
+        self.metrics.spans_not_stored.inc_by(not_stored);
+
         let names = ["complete", "timeout", "forced", "drained"];
         for (reason, n) in names.into_iter().zip(reasons).filter(|(_, n)| *n > 0) {
             self.metrics.traces_emitted.get_or_create(&ReasonLabel { reason }).inc_by(n);
@@ -312,12 +368,16 @@ impl Pipeline {
         for (source, n) in sources {
             self.metrics.requests_emitted.get_or_create(&vec![("split_source", source)]).inc_by(n);
         }
-        if rows.rows() > 0 {
-            self.store.append(None, Some(rows.finish()?));
+        let spans_batch = spans_rows.map(SpansBuilder::finish).transpose()?;
+        let requests_batch = if rows.rows() > 0 { Some(rows.finish()?) } else { None };
+        if spans_batch.is_some() || requests_batch.is_some() {
+            self.store.append(spans_batch, requests_batch);
         }
         self.metrics.assembly_pending_spans.set(self.assembler.pending_spans() as i64);
         self.metrics.assembly_pending_bytes.set(self.assembler.pending_bytes() as i64);
-        self.metrics.late_spans.inc_by(self.assembler.take_stats().late_spans);
+        let stats = self.assembler.take_stats();
+        self.metrics.late_spans.inc_by(stats.late_spans);
+        self.metrics.spans_not_stored.inc_by(stats.late_unsampled);
         Ok(())
     }
 
@@ -347,7 +407,11 @@ impl Pipeline {
             return Ok(());
         }
         let over_budget = self.store.over_memory_budget();
-        if self.store.flush_due() || (over_budget && self.store.pending_flushes() == 0) {
+        // Spans wait in the WAL, not in rows, until their trace is emitted: with traces in
+        // flight and no rows yet, a flush still moves the checkpoint on (and saves the
+        // traces' positions), so a restart replays one flush interval, not everything.
+        let wal_due = self.wal.active_records() > 0 && self.last_flush.elapsed() >= self.store.config().flush_interval;
+        if self.store.flush_due() || wal_due || (over_budget && self.store.pending_flushes() == 0) {
             self.flush(Vec::new())?;
         }
         // Unflushed rows over budget: wait for the flusher (the queue fills meanwhile, and
@@ -364,6 +428,7 @@ impl Pipeline {
     /// writable again, and the rows stay in memory and the WAL.
     fn flush(&mut self, done: Vec<FlushDone>) -> Result<()> {
         let asked = !done.is_empty();
+        self.last_flush = Instant::now();
         let in_flight = self.assembler.in_flight();
         match self.flusher.flush(&mut self.wal, in_flight.keep_from(), in_flight.encode(), done) {
             Ok(()) => Ok(()),

@@ -2,20 +2,26 @@
 //! every acknowledged span, even when the server died before flushing (or still runs).
 //!
 //! It reads the manifest's state file and the WAL segments it keeps (those up to the
-//! checkpoint only for the traces in flight at it), and builds their rows in memory only; nothing in the data directory changes. Traces still
-//! being assembled are emitted as they are.
+//! checkpoint only for the traces in flight at it), and builds their rows in memory only;
+//! nothing in the data directory changes. Traces still being assembled are emitted as
+//! they are, with every span (`sampled_by` = `unflushed`): the server's tail sampling has
+//! not decided on them yet.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use slo_store::Manifest;
-use slo_store::wire::WireError;
+use slo_store::encoded::{Sampled, SpansBuilder};
 use slo_store::{Store, list_wal_segments, read_wal_segment};
 
 use crate::assemble::{Assembler, InFlight, WalPos};
 use crate::config::CollectorConfig;
 use crate::error::{Error, Result};
+use crate::ingest::Prepared;
 use crate::split::Splitter;
+
+/// Spans shown by a read-only replay, before the server decided on their traces.
+const UNFLUSHED: Sampled = Sampled { by: "unflushed", adjusted_count: 1.0 };
 
 /// What a read-only replay found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -71,23 +77,30 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
             continue;
         }
         let mut stats = ReplayStats::default();
-        for chunk in records.chunks(256) {
+        for r in records {
             // A record that does not decode is skipped, as the server's own replay does.
-            let readable = |r: &&[u8]| slo_store::encoded::visit_spans(r, |_, _, _| Ok::<_, WireError>(())).is_ok();
-            let good: Vec<&[u8]> = chunk.iter().map(|r| r.as_ref()).filter(readable).collect();
-            store.append_tables(slo_store::encoded::batch_rows(&good)?);
+            let Ok(p) = Prepared::from_record(r) else { continue };
+            stats.records += 1;
+            stats.spans += p.spans();
+            let (rows, held) = p.into_parts();
+            store.append_tables(rows);
+            assembler.add_held(held, WalPos::default(), now);
         }
-        for r in &records {
-            if let Ok(n) = assembler.add_record(r, WalPos::default(), now) {
-                stats.records += 1;
-                stats.spans += n;
-            }
-        }
-        let rows: Vec<_> =
-            assembler.drain().traces.iter().flat_map(|(spans, _)| splitter.held_requests(spans)).collect();
+        // Every trace not yet stored is shown whole: which of them the server will keep
+        // depends on its recent latencies, which this replay does not have.
+        let drained = assembler.drain();
+        let rows: Vec<_> = drained.traces.iter().flat_map(|(spans, _)| splitter.held_requests(spans)).collect();
         stats.requests = rows.len();
         for chunk in rows.chunks(65_536) {
             store.append(None, Some(slo_store::requests_batch(chunk)?));
+        }
+        for chunk in drained.traces.chunks(4096) {
+            let mut b = SpansBuilder::with_capacity(chunk.len() * 4, chunk.len() * 4 * 700);
+            let mut last = None;
+            for h in chunk.iter().flat_map(|(spans, _)| spans) {
+                let _ = crate::sample::append_held(&mut b, h, UNFLUSHED, &mut last);
+            }
+            store.append(Some(b.finish()?), None);
         }
         return Ok(stats);
     }

@@ -163,6 +163,23 @@ pub fn span_count(record: &[u8]) -> Result<usize, WireError> {
     Ok(n)
 }
 
+/// Why a span's trace was stored, and how many traces it stands for: the `sampled_by`
+/// and `adjusted_count` columns of `spans`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampled {
+    /// `slow`, `error`, `share`, `all`, `unassembled` or `unflushed`.
+    pub by: &'static str,
+    /// 1, or 1/share for a trace kept by the sampled share.
+    pub adjusted_count: f64,
+}
+
+impl Sampled {
+    /// Every trace kept.
+    pub const ALL: Sampled = Sampled { by: "all", adjusted_count: 1.0 };
+    /// A span with no trace to decide on (its ids are not a trace span's): always kept.
+    pub const UNASSEMBLED: Sampled = Sampled { by: "unassembled", adjusted_count: 1.0 };
+}
+
 /// Builds `spans` rows, one span at a time.
 #[derive(Debug)]
 pub struct SpansBuilder {
@@ -178,6 +195,8 @@ pub struct SpansBuilder {
     duration: Float64Builder,
     resource: MapBuilder<StringBuilder, StringBuilder>,
     attrs: MapBuilder<StringBuilder, StringBuilder>,
+    adjusted_count: Float64Builder,
+    sampled_by: StringBuilder,
     rows: usize,
 }
 
@@ -202,6 +221,8 @@ impl SpansBuilder {
             duration: Float64Builder::with_capacity(spans),
             resource: map_with_capacity(spans * 8, bytes / 2 + 64),
             attrs: map_with_capacity(spans * 20, bytes / 2 + 64),
+            adjusted_count: Float64Builder::with_capacity(spans),
+            sampled_by: s(5),
             rows: 0,
         }
     }
@@ -211,8 +232,14 @@ impl SpansBuilder {
         self.rows
     }
 
-    /// Appends one span.
-    pub fn append(&mut self, r: &ResourceView<'_>, s: &SpanView<'_>, attrs: &[(&str, &str)]) -> Result<()> {
+    /// Appends one span, with why its trace was stored.
+    pub fn append(
+        &mut self,
+        r: &ResourceView<'_>,
+        s: &SpanView<'_>,
+        attrs: &[(&str, &str)],
+        sampled: Sampled,
+    ) -> Result<()> {
         let mut hex = [0u8; 32];
         self.time.append_value(s.start_unix_nano as i64);
         self.end.append_value(s.end_unix_nano as i64);
@@ -230,6 +257,8 @@ impl SpansBuilder {
         self.duration.append_value(s.duration_ms());
         crate::rows::append_pairs(&mut self.resource, r.attrs.iter().copied())?;
         crate::rows::append_pairs(&mut self.attrs, attrs.iter().copied())?;
+        self.adjusted_count.append_value(sampled.adjusted_count);
+        self.sampled_by.append_value(sampled.by);
         self.rows += 1;
         Ok(())
     }
@@ -250,6 +279,8 @@ impl SpansBuilder {
             (col::DURATION_MS, Arc::new(self.duration.finish())),
             (col::RESOURCE_ATTRIBUTES, Arc::new(self.resource.finish())),
             (col::ATTRIBUTES, Arc::new(self.attrs.finish())),
+            (col::ADJUSTED_COUNT, Arc::new(self.adjusted_count.finish())),
+            (col::SAMPLED_BY, Arc::new(self.sampled_by.finish())),
         ];
         schema::batch_by_name(schema::spans(), columns)
     }
@@ -271,7 +302,7 @@ pub fn batch_rows(records: &[&[u8]]) -> Result<Vec<(&'static str, RecordBatch)>>
     let mut spans = SpansBuilder::with_capacity(bytes / 700 + 1, bytes);
     let mut cluster = Vec::new();
     for record in records {
-        if visit_spans(record, |r, s, a| spans.append(r, s, a))? {
+        if visit_spans(record, |r, s, a| spans.append(r, s, a, Sampled::ALL))? {
             cluster.push(
                 <SpanBatch as prost::Message>::decode(*record)
                     .map_err(|_| WireError("samples or changes do not decode"))?,

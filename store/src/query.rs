@@ -384,4 +384,52 @@ mod tests {
         let err = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap_err();
         assert!(err.to_string().contains("in use"), "{err}");
     }
+
+    /// Segments written before tail sampling lack `adjusted_count` and `sampled_by`: they
+    /// read as null, next to segments that have them.
+    #[tokio::test]
+    async fn spans_segments_from_before_sampling_read_the_new_columns_as_null() {
+        use crate::records::{ResourceSpans, SpanBatch, SpanRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.flush_interval = Duration::from_secs(3600);
+        cfg.retention = None;
+        let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let span = |id: u8| SpanRecord {
+            trace_id: vec![id; 16],
+            span_id: vec![id; 8],
+            name: "llm_request".into(),
+            kind: 2,
+            start_unix_nano: now,
+            end_unix_nano: now + 1_000_000,
+            ..Default::default()
+        };
+        let batch = |id: u8| SpanBatch {
+            resources: vec![ResourceSpans { service: "vllm".into(), resource: vec![], spans: vec![span(id)] }],
+            ..Default::default()
+        };
+        let new = crate::rows::spans_batch([&batch(1)]).unwrap();
+        let old_columns: Vec<usize> = (0..new.num_columns())
+            .filter(|&i| {
+                ![schema::col::ADJUSTED_COUNT, schema::col::SAMPLED_BY].contains(&new.schema().field(i).name().as_str())
+            })
+            .collect();
+        assert_eq!(old_columns.len(), 12, "the twelve columns spans had before sampling");
+        let old = crate::rows::spans_batch([&batch(2)]).unwrap().project(&old_columns).unwrap();
+        for b in [old, new] {
+            store.append(Some(b), None);
+            let through = wal.rotate().unwrap();
+            let job = store.freeze(through, through + 1, vec![]);
+            store.write_flush(&job).unwrap();
+        }
+        let snap = store.snapshot();
+        assert_eq!(snap.files().len(), 2);
+        let got = snap
+            .sql("SELECT count(*) AS n, count(adjusted_count) AS a, count(sampled_by) AS b FROM spans")
+            .await
+            .unwrap();
+        let col = |i: usize| got[0].column(i).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+        assert_eq!((col(0), col(1), col(2)), (2, 1, 1));
+    }
 }

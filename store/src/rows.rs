@@ -140,7 +140,7 @@ pub(crate) fn spans_batch<'a>(batches: impl IntoIterator<Item = &'a SpanBatch>) 
     let bytes = records.iter().map(Vec::len).sum();
     let mut rows = crate::encoded::SpansBuilder::with_capacity(bytes / 700 + 1, bytes);
     for r in &records {
-        crate::encoded::visit_spans(r, |res, s, a| rows.append(res, s, a))?;
+        crate::encoded::visit_spans(r, |res, s, a| rows.append(res, s, a, crate::encoded::Sampled::ALL))?;
     }
     rows.finish()
 }

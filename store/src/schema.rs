@@ -58,6 +58,14 @@ pub mod col {
     pub const SPLIT_SOURCE: &str = "split_source";
     /// `attributes`.
     pub const ATTRIBUTES: &str = "attributes";
+    /// `adjusted_count`: how many traces a stored span's trace stands for (1 when it was
+    /// kept for being slow or failed, or when every trace is kept; 1/share when kept by the
+    /// sampled share). Null in data written before sampling, when every trace was kept.
+    pub const ADJUSTED_COUNT: &str = "adjusted_count";
+    /// `sampled_by`: why a span's trace was stored (`slow`, `error`, `share`, `all`,
+    /// `unassembled` for a span that belongs to no trace, `unflushed` for a read-only
+    /// replay). Null in data written before sampling.
+    pub const SAMPLED_BY: &str = "sampled_by";
     /// `resource_attributes`.
     pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
     /// `namespace`.
@@ -160,6 +168,9 @@ static SPANS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(col::DURATION_MS, DataType::Float64, false),
         Field::new(col::RESOURCE_ATTRIBUTES, attribute_map(), true),
         Field::new(col::ATTRIBUTES, attribute_map(), true),
+        // Nullable: segments written before tail sampling lack them and read as null.
+        Field::new(col::ADJUSTED_COUNT, DataType::Float64, true),
+        Field::new(col::SAMPLED_BY, DataType::Utf8, true),
     ]))
 });
 

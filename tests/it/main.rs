@@ -17,6 +17,7 @@ mod loadgen;
 mod otlp_python;
 mod overload;
 mod paging;
+mod sampling;
 mod scrape;
 mod security;
 mod standalone;

@@ -1,0 +1,275 @@
+//! Tail sampling of `spans`: once a trace is assembled and its requests derived, decide
+//! whether its raw spans are stored.
+//!
+//! Every trace gives its `requests` rows (what SLOs, `slo explain` and the dashboard read);
+//! only the raw spans, kept for looking at single traces, are sampled. A trace is always
+//! kept when one of its requests is slow (over its service's recent quantile, or over an
+//! SLO threshold of that service) or failed, or when its service has too few recent
+//! requests to say what slow is; of the rest, `keep_share` is kept, chosen by a fixed hash
+//! of the trace id (so every collector and every restart keeps the same ones). Each stored span says why
+//! (`sampled_by`) and how many traces it stands for (`adjusted_count`, 1/share for the
+//! share), as the OpenTelemetry Collector's tail-sampling processor and probability
+//! sampling's adjusted counts do. See ARCHITECTURE.md, "Tail sampling".
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use slo_store::RequestRef;
+use slo_store::encoded::{ResourceView, Sampled, SpansBuilder, read_span};
+
+use crate::assemble::HeldSpan;
+
+use crate::config::{SamplingConfig, SloThreshold};
+use crate::sli::SliMetric;
+
+/// Relative width of a latency bucket: quantiles are within 2.5%.
+const GROWTH: f64 = 1.05;
+/// Buckets from 1 µs to about 10^8 ms (28 hours).
+const BUCKETS: usize = 520;
+const FLOOR_MS: f64 = 0.001;
+/// Slots the recent window is cut into; the oldest is dropped as a new one starts.
+const SLOTS: usize = 5;
+/// Services with a histogram of their own; the rest share one (a hostile sender cannot
+/// grow this map by inventing service names).
+const MAX_SERVICES: usize = 1024;
+/// How often a service's threshold is recomputed from its histogram.
+const RECOMPUTE: Duration = Duration::from_secs(1);
+
+/// What a trace's requests said so far (see [`Sampler::see`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Verdict {
+    requests: usize,
+    error: bool,
+    slow: bool,
+    low_traffic: bool,
+}
+
+#[derive(Debug)]
+struct Recent {
+    slots: Vec<Vec<u32>>,
+    counts: [u64; SLOTS],
+    current: usize,
+    slot_started: Instant,
+    /// The cached threshold (ms) and when it was computed; `None` while too few requests.
+    threshold: Option<f64>,
+    computed: Option<Instant>,
+}
+
+impl Recent {
+    fn new(now: Instant) -> Self {
+        Recent {
+            slots: vec![vec![0; BUCKETS]; SLOTS],
+            counts: [0; SLOTS],
+            current: 0,
+            slot_started: now,
+            threshold: None,
+            computed: None,
+        }
+    }
+
+    fn rotate(&mut self, now: Instant, slot_len: Duration) {
+        let mut steps = 0;
+        while now.duration_since(self.slot_started) >= slot_len && steps < SLOTS {
+            self.current = (self.current + 1) % SLOTS;
+            self.slots[self.current].iter_mut().for_each(|c| *c = 0);
+            self.counts[self.current] = 0;
+            self.slot_started += slot_len;
+            steps += 1;
+        }
+        if now.duration_since(self.slot_started) >= slot_len {
+            // Idle for longer than the whole window: every slot is empty now.
+            self.slot_started = now;
+        }
+    }
+
+    fn observe(&mut self, ms: f64) {
+        self.slots[self.current][bucket(ms)] += 1;
+        self.counts[self.current] += 1;
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The `q` quantile of the recent requests (the upper edge of its bucket).
+    fn quantile(&self, q: f64) -> f64 {
+        let total = self.total();
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for b in 0..BUCKETS {
+            seen += self.slots.iter().map(|s| u64::from(s[b])).sum::<u64>();
+            if seen >= rank {
+                return upper(b);
+            }
+        }
+        upper(BUCKETS - 1)
+    }
+}
+
+fn bucket(ms: f64) -> usize {
+    if ms.is_nan() || ms <= FLOOR_MS {
+        return 0;
+    }
+    ((ms / FLOOR_MS).ln() / GROWTH.ln()).ceil().clamp(0.0, (BUCKETS - 1) as f64) as usize
+}
+
+fn upper(b: usize) -> f64 {
+    FLOOR_MS * GROWTH.powi(b as i32)
+}
+
+/// Where a trace id falls in `0..2^64`, for the share: a fixed mix of all 16 bytes, the
+/// same in every collector and every version (W3C ids are random, but not every SDK's
+/// are: sequential ids would otherwise all fall in the share).
+fn share_draw(trace_id: &[u8; 16]) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        // splitmix64's finalizer.
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let (hi, lo) = trace_id.split_at(8);
+    let word = |b: &[u8]| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+    mix(mix(word(hi)) ^ word(lo))
+}
+
+/// The sampling decisions of one pipeline (one thread: no locks).
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    cfg: SamplingConfig,
+    slot_len: Duration,
+    /// `keep_share` as a bound on [`share_draw`].
+    share_bound: u64,
+    recent: HashMap<String, Recent>,
+    /// SLO thresholds by service.
+    slo: HashMap<String, Vec<(SliMetric, f64)>>,
+}
+
+const OTHER: &str = "\u{0}other";
+
+impl Sampler {
+    pub(crate) fn new(cfg: &SamplingConfig) -> Self {
+        let share = cfg.keep_share.clamp(0.0, 1.0);
+        let mut slo: HashMap<String, Vec<(SliMetric, f64)>> = HashMap::new();
+        for SloThreshold { service, metric, threshold_ms } in &cfg.slo_thresholds {
+            slo.entry(service.clone()).or_default().push((*metric, *threshold_ms));
+        }
+        Sampler {
+            slot_len: Duration::from_secs(cfg.recent_s.max(SLOTS as u64)) / SLOTS as u32,
+            share_bound: if share >= 1.0 { u64::MAX } else { (share * 2f64.powi(64)) as u64 },
+            cfg: cfg.clone(),
+            recent: HashMap::new(),
+            slo,
+        }
+    }
+
+    /// Whether every trace is kept (`keep_share` 1): no request needs judging.
+    pub(crate) fn keeps_all(&self) -> bool {
+        self.cfg.keep_share >= 1.0
+    }
+
+    /// Judges one request of a trace into `v`, then adds it to its service's recent
+    /// latencies (after judging: a request is not compared with itself).
+    pub(crate) fn see(&mut self, v: &mut Verdict, r: &RequestRef<'_>, now: Instant) {
+        v.requests += 1;
+        if self.keeps_all() {
+            return;
+        }
+        v.error |= r.status == "error";
+        if !v.slow && !v.error {
+            if self.over_slo(r) {
+                v.slow = true;
+            } else {
+                match self.threshold(r.service, now) {
+                    Some(t) => v.slow = r.duration_ms > t,
+                    None => v.low_traffic = true,
+                }
+            }
+        }
+        let key =
+            if self.recent.contains_key(r.service) || self.recent.len() < MAX_SERVICES { r.service } else { OTHER };
+        if !self.recent.contains_key(key) {
+            self.recent.insert(key.to_string(), Recent::new(now));
+        }
+        if let Some(h) = self.recent.get_mut(key) {
+            h.rotate(now, self.slot_len);
+            h.observe(r.duration_ms);
+        }
+    }
+
+    /// Whether a trace's spans are stored, and why; `span_error` says whether any of its
+    /// spans failed. `None`: not stored.
+    pub(crate) fn decide(&self, v: &Verdict, trace_id: &[u8; 16], span_error: bool) -> Option<Sampled> {
+        if self.keeps_all() {
+            return Some(Sampled::ALL);
+        }
+        let keep = |by| Some(Sampled { by, adjusted_count: 1.0 });
+        if v.error || span_error {
+            return keep("error");
+        }
+        if v.slow {
+            return keep("slow");
+        }
+        if v.low_traffic {
+            return keep("low_traffic");
+        }
+        (share_draw(trace_id) < self.share_bound)
+            .then(|| Sampled { by: "share", adjusted_count: 1.0 / self.cfg.keep_share })
+    }
+
+    fn over_slo(&self, r: &RequestRef<'_>) -> bool {
+        let Some(thresholds) = self.slo.get(r.service) else { return false };
+        thresholds.iter().any(|&(metric, t)| {
+            let v = match metric {
+                SliMetric::Duration => Some(r.duration_ms),
+                SliMetric::Ttft => r.ttft_ms,
+                SliMetric::Queue => Some(r.queue_ms),
+                SliMetric::Compute => Some(r.compute_ms),
+            };
+            v.is_some_and(|v| v > t)
+        })
+    }
+
+    /// The service's recent `slow_quantile`, recomputed at most once a second; `None`
+    /// while it has fewer than `min_recent` recent requests.
+    fn threshold(&mut self, service: &str, now: Instant) -> Option<f64> {
+        let key = if self.recent.contains_key(service) { service } else { OTHER };
+        let h = self.recent.get_mut(key)?;
+        let due = h.computed.is_none_or(|t| now.duration_since(t) >= RECOMPUTE)
+            || (h.threshold.is_none() && h.total() >= self.cfg.min_recent as u64);
+        if due {
+            h.rotate(now, self.slot_len);
+            h.threshold = (h.total() >= self.cfg.min_recent as u64).then(|| h.quantile(self.cfg.slow_quantile));
+            h.computed = Some(now);
+        }
+        h.threshold
+    }
+}
+
+/// Appends a held span to `spans` rows. Spans of one resource share its view: `last`
+/// holds the resource read last.
+pub(crate) fn append_held<'a>(
+    rows: &mut SpansBuilder,
+    h: &'a HeldSpan,
+    sampled: Sampled,
+    last: &mut Option<(*const crate::assemble::Resource, ResourceView<'a>)>,
+) -> slo_store::Result<()> {
+    let res = h.resource();
+    if last.as_ref().is_none_or(|(p, _)| !std::ptr::eq(*p, res)) {
+        let view = ResourceView {
+            index: 0,
+            service: &res.service,
+            attrs: res.attrs.iter().map(|a| (a.key.as_str(), a.value.as_str())).collect(),
+        };
+        *last = Some((res as *const _, view));
+    }
+    let mut attrs = Vec::with_capacity(24);
+    let span = read_span(h.raw(), &mut attrs, None)?;
+    let view = match last {
+        Some((_, v)) => &*v,
+        None => return Ok(()),
+    };
+    rows.append(view, &span, &attrs, sampled)
+}
+
+#[cfg(test)]
+mod tests;
