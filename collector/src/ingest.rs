@@ -220,9 +220,11 @@ impl Prepared {
 /// protobuf body, roughly. The benchmark's body is 821 bytes a span (`otlp_load` prints
 /// `export_bytes`: 164,194 for 200 spans). What a span holds queued was measured with its
 /// earlier payload, whose latencies were short decimals: 4.1 KB (record 780, rows 2,518,
-/// held span 790 bytes), a ratio of about 5; 17-digit latencies only add to that. So 4
-/// under-estimates: an export it admits may still be refused when it is queued, after
-/// its transcode. The queue charges what a prepared export measures.
+/// held span 790 bytes), a ratio of about 5. Since tail sampling, a trace's spans get no
+/// rows before they are queued, so a span holds about 1.6 KB (record and held span), a
+/// ratio of about 2 (derived from those figures, not measured again): 4 now refuses early
+/// only when the queue is within a few exports of full. The queue charges what a prepared
+/// export measures.
 pub(crate) const QUEUED_PER_BODY_BYTE: usize = 4;
 
 impl Ingest {

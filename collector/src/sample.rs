@@ -91,6 +91,18 @@ impl Recent {
         self.counts.iter().sum()
     }
 
+    /// The `q` quantile, recomputed at most once a second (and as soon as there are
+    /// `min_recent` requests); `None` while there are fewer.
+    fn threshold(&mut self, now: Instant, min_recent: u64, q: f64) -> Option<f64> {
+        let due = self.computed.is_none_or(|t| now.duration_since(t) >= RECOMPUTE)
+            || (self.threshold.is_none() && self.total() >= min_recent);
+        if due {
+            self.threshold = (self.total() >= min_recent).then(|| self.quantile(q));
+            self.computed = Some(now);
+        }
+        self.threshold
+    }
+
     /// The `q` quantile of the recent requests (the upper edge of its bucket).
     fn quantile(&self, q: f64) -> f64 {
         let total = self.total();
@@ -139,7 +151,8 @@ pub(crate) struct Sampler {
     slot_len: Duration,
     /// `keep_share` as a bound on [`share_draw`].
     share_bound: u64,
-    recent: HashMap<String, Recent>,
+    /// Keyed by names clients choose: aHash with random keys, as the assembler's map.
+    recent: HashMap<String, Recent, ahash::RandomState>,
     /// SLO thresholds by service.
     slo: HashMap<String, Vec<(SliMetric, f64)>>,
 }
@@ -157,7 +170,7 @@ impl Sampler {
             slot_len: Duration::from_secs(cfg.recent_s.max(SLOTS as u64)) / SLOTS as u32,
             share_bound: if share >= 1.0 { u64::MAX } else { (share * 2f64.powi(64)) as u64 },
             cfg: cfg.clone(),
-            recent: HashMap::new(),
+            recent: HashMap::default(),
             slo,
         }
     }
@@ -175,25 +188,32 @@ impl Sampler {
             return;
         }
         v.error |= r.status == "error";
-        if !v.slow && !v.error {
-            if self.over_slo(r) {
-                v.slow = true;
-            } else {
-                match self.threshold(r.service, now) {
-                    Some(t) => v.slow = r.duration_ms > t,
-                    None => v.low_traffic = true,
-                }
+        let judge = !v.slow && !v.error;
+        if judge && self.over_slo(r) {
+            v.slow = true;
+        }
+        let (slot_len, min_recent, q) = (self.slot_len, self.cfg.min_recent as u64, self.cfg.slow_quantile);
+        let Some(h) = self.recent_mut(r.service, now) else { return };
+        h.rotate(now, slot_len);
+        if judge && !v.slow {
+            match h.threshold(now, min_recent, q) {
+                Some(t) => v.slow = r.duration_ms > t,
+                None => v.low_traffic = true,
             }
         }
-        let key =
-            if self.recent.contains_key(r.service) || self.recent.len() < MAX_SERVICES { r.service } else { OTHER };
+        h.observe(r.duration_ms);
+    }
+
+    /// The service's recent latencies (past `MAX_SERVICES`, the shared ones), added if new
+    /// (always `Some`).
+    fn recent_mut(&mut self, service: &str, now: Instant) -> Option<&mut Recent> {
+        let key = if self.recent.contains_key(service) || self.recent.len() < MAX_SERVICES { service } else { OTHER };
         if !self.recent.contains_key(key) {
+            // A new service: the one allocation of its name.
             self.recent.insert(key.to_string(), Recent::new(now));
         }
-        if let Some(h) = self.recent.get_mut(key) {
-            h.rotate(now, self.slot_len);
-            h.observe(r.duration_ms);
-        }
+        // Not the entry API: it would allocate the key on every call.
+        self.recent.get_mut(key)
     }
 
     /// Whether a trace's spans are stored, and why; `span_error` says whether any of its
@@ -217,6 +237,9 @@ impl Sampler {
     }
 
     fn over_slo(&self, r: &RequestRef<'_>) -> bool {
+        if self.slo.is_empty() {
+            return false;
+        }
         let Some(thresholds) = self.slo.get(r.service) else { return false };
         thresholds.iter().any(|&(metric, t)| {
             let v = match metric {
@@ -229,19 +252,13 @@ impl Sampler {
         })
     }
 
-    /// The service's recent `slow_quantile`, recomputed at most once a second; `None`
-    /// while it has fewer than `min_recent` recent requests.
+    /// The service's recent threshold, as [`Sampler::see`] reads it (tests).
+    #[cfg(test)]
     fn threshold(&mut self, service: &str, now: Instant) -> Option<f64> {
-        let key = if self.recent.contains_key(service) { service } else { OTHER };
-        let h = self.recent.get_mut(key)?;
-        let due = h.computed.is_none_or(|t| now.duration_since(t) >= RECOMPUTE)
-            || (h.threshold.is_none() && h.total() >= self.cfg.min_recent as u64);
-        if due {
-            h.rotate(now, self.slot_len);
-            h.threshold = (h.total() >= self.cfg.min_recent as u64).then(|| h.quantile(self.cfg.slow_quantile));
-            h.computed = Some(now);
-        }
-        h.threshold
+        let (slot_len, min_recent, q) = (self.slot_len, self.cfg.min_recent as u64, self.cfg.slow_quantile);
+        let h = self.recent_mut(service, now)?;
+        h.rotate(now, slot_len);
+        h.threshold(now, min_recent, q)
     }
 }
 
