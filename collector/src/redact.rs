@@ -33,7 +33,7 @@ pub struct Redactor {
 }
 
 /// What to do with one attribute.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Store as is.
     Keep,
