@@ -8,8 +8,10 @@ use crate::support::{FAST_CONFIG, Server, export_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_queue_budget_exports_are_shed_with_a_retry_hint() {
-    // A queue of 64 KiB holds one of these exports at a time.
-    let config = FAST_CONFIG.replace("collector:\n", "collector:\n  ingest:\n    queue_bytes: 65536\n");
+    // A queue of 64 KiB holds one of these exports at a time. Every span is stored (no
+    // tail sampling), so that what was acknowledged can be counted span for span.
+    let config = FAST_CONFIG
+        .replace("collector:\n", "collector:\n  ingest:\n    queue_bytes: 65536\n  sampling:\n    keep_share: 1\n");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let mut server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
