@@ -57,6 +57,12 @@ impl Default for SamplingConfig {
 }
 
 impl SamplingConfig {
+    /// Whether every span is stored (`keep_share` 1): then its row is built as it is
+    /// received, spread over the receiving threads, as before sampling.
+    pub fn stores_every_span(&self) -> bool {
+        self.keep_share >= 1.0
+    }
+
     /// Every setting in range, or what is not.
     pub fn check(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.keep_share) {

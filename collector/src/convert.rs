@@ -35,18 +35,34 @@ pub struct Converter {
     pub(crate) max_depth: usize,
     pub(crate) time: TimeRules,
     pub(crate) clock: fn() -> u64,
+    /// Every span is stored (tail sampling keeps all): its `spans` row is built as it is
+    /// received, on the receiving thread, not by the pipeline thread once its trace is
+    /// emitted.
+    pub(crate) spans_at_receipt: bool,
 }
 
 impl Converter {
     /// A converter with a redactor and the attribute nesting limit, that takes any span
     /// time that fits a timestamp ([`TimeRules::TRUSTED`]).
     pub fn new(redactor: Redactor, max_depth: usize) -> Self {
-        Converter { redactor, max_depth, time: TimeRules::TRUSTED, clock: crate::timegate::now_ns }
+        Converter {
+            redactor,
+            max_depth,
+            time: TimeRules::TRUSTED,
+            clock: crate::timegate::now_ns,
+            spans_at_receipt: false,
+        }
     }
 
     /// The same converter refusing span times outside `rules` (from the wall clock).
     pub fn with_time_rules(self, rules: TimeRules) -> Self {
         Converter { time: rules, ..self }
+    }
+
+    /// The same converter building every span's row as it is received (see
+    /// [`crate::SamplingConfig::stores_every_span`]).
+    pub fn with_spans_at_receipt(self, at_receipt: bool) -> Self {
+        Converter { spans_at_receipt: at_receipt, ..self }
     }
 
     /// The gate for one export.

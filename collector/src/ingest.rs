@@ -133,17 +133,20 @@ impl Prepared {
 
 impl Prepared {
     /// Encodes a batch and builds its rows.
+    /// Its trace spans' rows are left for tail sampling: `new` is for batches of samples
+    /// and changes (scrapes, the Kubernetes watch, imports of those).
     pub fn new(batch: SpanBatch) -> Result<Prepared> {
         let record = batch.encode_to_vec();
-        let (mut p, _) = Prepared::spans_of(record.into())?;
+        let (mut p, _) = Prepared::spans_of(record.into(), false)?;
         let cluster = slo_store::cluster_batches(&[&batch]).map_err(storage)?;
         p.rows.splice(0..0, cluster);
         Ok(p)
     }
 
-    /// Builds the rows of an encoded batch (the OTLP fast path, and WAL replay).
-    pub fn from_record(record: Bytes) -> Result<Prepared> {
-        let (mut p, cluster) = Prepared::spans_of(record)?;
+    /// Builds the rows of an encoded batch (OTLP/JSON, and WAL replay); `spans_at_receipt`:
+    /// every span's row now ([`Converter::with_spans_at_receipt`]).
+    pub fn from_record(record: Bytes, spans_at_receipt: bool) -> Result<Prepared> {
+        let (mut p, cluster) = Prepared::spans_of(record, spans_at_receipt)?;
         if cluster {
             // Samples and changes (scrapes, Kubernetes) the slow way: they are not hot.
             let batch =
@@ -157,17 +160,28 @@ impl Prepared {
     /// Transcodes an OTLP protobuf export and builds its rows and held spans in the same
     /// pass (the hot path: the record is not read back). `None` when no span was kept.
     pub fn transcode(c: &Converter, otlp: &[u8]) -> Result<(Option<Prepared>, Transcoded)> {
-        let mut rows = SpansBuilder::with_capacity(0, 0);
+        let at_receipt = c.spans_at_receipt;
+        let mut rows = if at_receipt {
+            SpansBuilder::with_capacity(otlp.len() / 700 + 1, otlp.len())
+        } else {
+            SpansBuilder::with_capacity(0, 0)
+        };
         let mut holder = Holder::default();
         let mut held = Vec::with_capacity(otlp.len() / 700 + 1);
         let mut failed = None;
-        let mut t = c.transcode_with(otlp, |r, s, a| match holder.hold(0, r, s) {
-            Some(h) => held.push(h),
-            // Not a trace span: no trace to sample it with, so it is stored now.
-            None => {
-                if let Err(e) = rows.append(r, s, a, Sampled::UNASSEMBLED) {
-                    failed.get_or_insert(e);
+        let mut t = c.transcode_with(otlp, |r, s, a| {
+            // A span that is not a trace span has no trace to sample it with: stored now.
+            let sampled = match holder.hold(0, r, s) {
+                Some(h) => {
+                    held.push(h);
+                    at_receipt.then_some(Sampled::ALL)
                 }
+                None => Some(Sampled::UNASSEMBLED),
+            };
+            if let Some(sampled) = sampled
+                && let Err(e) = rows.append(r, s, a, sampled)
+            {
+                failed.get_or_insert(e);
             }
         })?;
         if let Some(e) = failed {
@@ -186,13 +200,22 @@ impl Prepared {
 
     /// The spans rows and held spans, and whether the record also holds samples or changes
     /// (whose rows the caller builds).
-    fn spans_of(record: Bytes) -> Result<(Prepared, bool)> {
-        let mut rows = SpansBuilder::with_capacity(0, 0);
+    fn spans_of(record: Bytes, at_receipt: bool) -> Result<(Prepared, bool)> {
+        let mut rows = if at_receipt {
+            SpansBuilder::with_capacity(record.len() / 700 + 1, record.len())
+        } else {
+            SpansBuilder::with_capacity(0, 0)
+        };
         let mut holder = Holder::default();
         let mut held = Vec::with_capacity(record.len() / 700 + 1);
         let cluster = slo_store::encoded::visit_spans(&record, |r, s, a| {
             match holder.hold(record.as_ptr() as usize, r, s) {
-                Some(h) => held.push(h),
+                Some(h) => {
+                    held.push(h);
+                    if at_receipt {
+                        rows.append(r, s, a, Sampled::ALL)?;
+                    }
+                }
                 None => rows.append(r, s, a, Sampled::UNASSEMBLED)?,
             }
             Ok::<_, slo_store::Error>(())

@@ -85,7 +85,8 @@ impl Receiver {
     pub fn new(cfg: &CollectorConfig, time: TimeRules, ingest: Ingest, metrics: CollectorMetrics) -> Arc<Self> {
         Arc::new(Receiver {
             converter: Converter::new(Redactor::new(&cfg.redaction), cfg.otlp.max_attribute_depth)
-                .with_time_rules(time),
+                .with_time_rules(time)
+                .with_spans_at_receipt(cfg.sampling.stores_every_span()),
             ingest,
             metrics,
             limits: cfg.otlp.clone(),
@@ -156,7 +157,11 @@ impl Receiver {
                     let (batch, rejected, stats) = c.convert(req);
                     let accepted = batch.span_count();
                     let record = prost::Message::encode_to_vec(&batch);
-                    let prepared = if accepted > 0 { Some(Prepared::from_record(record.into())) } else { None };
+                    let prepared = if accepted > 0 {
+                        Some(Prepared::from_record(record.into(), c.spans_at_receipt))
+                    } else {
+                        None
+                    };
                     Ok((prepared, n, accepted, rejected, stats))
                 }
             }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use slo_store::{FlushDone, FlushError, Flusher, FlusherThread, Recovery, Store, Wal};
 use tokio::sync::{Semaphore, oneshot};
 
-use slo_store::encoded::SpansBuilder;
+use slo_store::encoded::{Sampled, SpansBuilder};
 
 use crate::assemble::{Assembler, Emission, Emitted, HeldSpan, InFlight, WalPos};
 use crate::config::CollectorConfig;
@@ -186,7 +186,7 @@ impl Pipeline {
             }
             let mut prepared = Vec::with_capacity(read.records.len());
             for (i, record) in read.records.into_iter().enumerate() {
-                match Prepared::from_record(record.into()) {
+                match Prepared::from_record(record.into(), self.sampler.keeps_all()) {
                     Ok(p) => prepared.push((p, WalPos { segment, record: i as u32 })),
                     Err(e) => tracing::error!(segment, error = %e, "undecodable WAL record skipped"),
                 }
@@ -292,7 +292,10 @@ impl Pipeline {
             self.assembler.add_held(p.held, pos, now);
         }
         let late = self.assembler.take_late_kept();
-        if !late.is_empty() {
+        if self.sampler.keeps_all() {
+            // Stored as they were received.
+            self.count_stored(Sampled::ALL.by, late.len() as u64);
+        } else if !late.is_empty() {
             let mut spans = SpansBuilder::with_capacity(late.len(), late.len() * 700);
             let mut last = None;
             for (h, sampled) in &late {
@@ -345,6 +348,11 @@ impl Pipeline {
                 continue;
             };
             self.assembler.stored(id, sampled);
+            if self.sampler.keeps_all() {
+                // Every span's row was built as it was received.
+                *stored.entry(sampled.by).or_default() += spans.len() as u64;
+                continue;
+            }
             let b =
                 spans_rows.get_or_insert_with(|| SpansBuilder::with_capacity(spans.len() * 8, spans.len() * 8 * 700));
             let mut last = None;

@@ -79,7 +79,7 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
         let mut stats = ReplayStats::default();
         for r in records {
             // A record that does not decode is skipped, as the server's own replay does.
-            let Ok(p) = Prepared::from_record(r) else { continue };
+            let Ok(p) = Prepared::from_record(r, false) else { continue };
             stats.records += 1;
             stats.spans += p.spans();
             let (rows, held) = p.into_parts();
