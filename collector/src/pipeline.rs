@@ -26,7 +26,7 @@ use crate::config::CollectorConfig;
 use crate::error::{Error, Result};
 use crate::ingest::{FAILED, Health, Ingest, Msg, Prepared, READY, STOPPING, Submission};
 use crate::metrics::{CollectorMetrics, ReasonLabel};
-use crate::sample::{self, Sampler, Verdict};
+use crate::sample::{HeldRows, Sampler, TraceVerdict};
 use crate::split::Splitter;
 
 use crate::ingest::storage;
@@ -297,12 +297,16 @@ impl Pipeline {
             self.count_stored(Sampled::ALL.by, late.len() as u64);
         } else if !late.is_empty() {
             let mut spans = SpansBuilder::with_capacity(late.len(), late.len() * 700);
-            let mut last = None;
+            let mut held = HeldRows::new();
+            let mut stored: HashMap<&'static str, u64> = HashMap::new();
             for (h, sampled) in &late {
-                match sample::append_held(&mut spans, h, *sampled, &mut last) {
-                    Ok(()) => self.count_stored(sampled.by, 1),
+                match held.append(&mut spans, h, *sampled) {
+                    Ok(()) => *stored.entry(sampled.by).or_default() += 1,
                     Err(e) => tracing::error!(error = %e, "late span does not read; not stored"),
                 }
+            }
+            for (by, n) in stored {
+                self.count_stored(by, n);
             }
             match spans.finish() {
                 Ok(b) => rows.push((slo_store::schema::SPANS, b)),
@@ -334,7 +338,7 @@ impl Pipeline {
                 Emission::Forced => 2,
                 Emission::Drained => 3,
             }] += 1;
-            let mut verdict = Verdict::default();
+            let mut verdict = TraceVerdict::default();
             self.splitter.each_held_request(spans, |row, attrs| {
                 *sources.entry(row.split_source).or_default() += 1;
                 sli.observe(row);
@@ -355,9 +359,9 @@ impl Pipeline {
             }
             let b =
                 spans_rows.get_or_insert_with(|| SpansBuilder::with_capacity(spans.len() * 8, spans.len() * 8 * 700));
-            let mut last = None;
+            let mut held = HeldRows::new();
             for h in spans {
-                if let Err(e) = sample::append_held(b, h, sampled, &mut last) {
+                if let Err(e) = held.append(b, h, sampled) {
                     tracing::error!(error = %e, "held span does not read; not stored");
                     continue;
                 }

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use slo_analyzer::Sketch;
 use slo_store::RequestRef;
 use slo_store::encoded::{ResourceView, Sampled, SpansBuilder, read_span};
 
@@ -22,32 +23,29 @@ use crate::assemble::HeldSpan;
 use crate::config::{SamplingConfig, SloThreshold};
 use crate::sli::SliMetric;
 
-/// Relative width of a latency bucket: quantiles are within 2.5%.
-const GROWTH: f64 = 1.05;
-/// Buckets from 1 µs to about 10^8 ms (28 hours).
-const BUCKETS: usize = 520;
-const FLOOR_MS: f64 = 0.001;
 /// Slots the recent window is cut into; the oldest is dropped as a new one starts.
 const SLOTS: usize = 5;
-/// Services with a histogram of their own; the rest share one (a hostile sender cannot
-/// grow this map by inventing service names).
+/// Services with recent latencies of their own; the rest share one (a hostile sender
+/// cannot grow this map by inventing service names). A slot's sketch holds at most about
+/// 2,100 buckets of 8 bytes, so this bounds the whole at about 90 MB, and at a few KB a
+/// service for real latencies (a few hundred buckets between 10 ms and a minute).
 const MAX_SERVICES: usize = 1024;
-/// How often a service's threshold is recomputed from its histogram.
+/// How often a service's threshold is recomputed from its sketches.
 const RECOMPUTE: Duration = Duration::from_secs(1);
 
 /// What a trace's requests said so far (see [`Sampler::see`]).
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Verdict {
-    requests: usize,
+pub(crate) struct TraceVerdict {
     error: bool,
     slow: bool,
     low_traffic: bool,
 }
 
+/// A service's latencies over the recent window: one DDSketch (the rollups' sketch, 1%
+/// relative accuracy) per slot.
 #[derive(Debug)]
 struct Recent {
-    slots: Vec<Vec<u32>>,
-    counts: [u64; SLOTS],
+    slots: [Sketch; SLOTS],
     current: usize,
     slot_started: Instant,
     /// The cached threshold (ms) and when it was computed; `None` while too few requests.
@@ -57,22 +55,14 @@ struct Recent {
 
 impl Recent {
     fn new(now: Instant) -> Self {
-        Recent {
-            slots: vec![vec![0; BUCKETS]; SLOTS],
-            counts: [0; SLOTS],
-            current: 0,
-            slot_started: now,
-            threshold: None,
-            computed: None,
-        }
+        Recent { slots: Default::default(), current: 0, slot_started: now, threshold: None, computed: None }
     }
 
     fn rotate(&mut self, now: Instant, slot_len: Duration) {
         let mut steps = 0;
         while now.duration_since(self.slot_started) >= slot_len && steps < SLOTS {
             self.current = (self.current + 1) % SLOTS;
-            self.slots[self.current].iter_mut().for_each(|c| *c = 0);
-            self.counts[self.current] = 0;
+            self.slots[self.current] = Sketch::new();
             self.slot_started += slot_len;
             steps += 1;
         }
@@ -83,12 +73,11 @@ impl Recent {
     }
 
     fn observe(&mut self, ms: f64) {
-        self.slots[self.current][bucket(ms)] += 1;
-        self.counts[self.current] += 1;
+        self.slots[self.current].add(ms);
     }
 
     fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.slots.iter().map(Sketch::count).sum()
     }
 
     /// The `q` quantile, recomputed at most once a second (and as soon as there are
@@ -97,36 +86,17 @@ impl Recent {
         let due = self.computed.is_none_or(|t| now.duration_since(t) >= RECOMPUTE)
             || (self.threshold.is_none() && self.total() >= min_recent);
         if due {
-            self.threshold = (self.total() >= min_recent).then(|| self.quantile(q));
+            self.threshold = if self.total() >= min_recent {
+                let mut all = Sketch::new();
+                self.slots.iter().for_each(|s| all.merge(s));
+                all.quantile(q)
+            } else {
+                None
+            };
             self.computed = Some(now);
         }
         self.threshold
     }
-
-    /// The `q` quantile of the recent requests (the upper edge of its bucket).
-    fn quantile(&self, q: f64) -> f64 {
-        let total = self.total();
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0u64;
-        for b in 0..BUCKETS {
-            seen += self.slots.iter().map(|s| u64::from(s[b])).sum::<u64>();
-            if seen >= rank {
-                return upper(b);
-            }
-        }
-        upper(BUCKETS - 1)
-    }
-}
-
-fn bucket(ms: f64) -> usize {
-    if ms.is_nan() || ms <= FLOOR_MS {
-        return 0;
-    }
-    ((ms / FLOOR_MS).ln() / GROWTH.ln()).ceil().clamp(0.0, (BUCKETS - 1) as f64) as usize
-}
-
-fn upper(b: usize) -> f64 {
-    FLOOR_MS * GROWTH.powi(b as i32)
 }
 
 /// Where a trace id falls in `0..2^64`, for the share: a fixed mix of all 16 bytes, the
@@ -177,13 +147,12 @@ impl Sampler {
 
     /// Whether every trace is kept (`keep_share` 1): no request needs judging.
     pub(crate) fn keeps_all(&self) -> bool {
-        self.cfg.keep_share >= 1.0
+        self.cfg.stores_every_span()
     }
 
     /// Judges one request of a trace into `v`, then adds it to its service's recent
     /// latencies (after judging: a request is not compared with itself).
-    pub(crate) fn see(&mut self, v: &mut Verdict, r: &RequestRef<'_>, now: Instant) {
-        v.requests += 1;
+    pub(crate) fn see(&mut self, v: &mut TraceVerdict, r: &RequestRef<'_>, now: Instant) {
         if self.keeps_all() {
             return;
         }
@@ -218,7 +187,7 @@ impl Sampler {
 
     /// Whether a trace's spans are stored, and why; `span_error` says whether any of its
     /// spans failed. `None`: not stored.
-    pub(crate) fn decide(&self, v: &Verdict, trace_id: &[u8; 16], span_error: bool) -> Option<Sampled> {
+    pub(crate) fn decide(&self, v: &TraceVerdict, trace_id: &[u8; 16], span_error: bool) -> Option<Sampled> {
         if self.keeps_all() {
             return Some(Sampled::ALL);
         }
@@ -262,30 +231,41 @@ impl Sampler {
     }
 }
 
-/// Appends a held span to `spans` rows. Spans of one resource share its view: `last`
-/// holds the resource read last.
-pub(crate) fn append_held<'a>(
-    rows: &mut SpansBuilder,
-    h: &'a HeldSpan,
-    sampled: Sampled,
-    last: &mut Option<(*const crate::assemble::Resource, ResourceView<'a>)>,
-) -> slo_store::Result<()> {
-    let res = h.resource();
-    if last.as_ref().is_none_or(|(p, _)| !std::ptr::eq(*p, res)) {
-        let view = ResourceView {
-            index: 0,
-            service: &res.service,
-            attrs: res.attrs.iter().map(|a| (a.key.as_str(), a.value.as_str())).collect(),
-        };
-        *last = Some((res as *const _, view));
+/// Builds `spans` rows from held spans, reusing its scratch from span to span: spans of
+/// one resource share its view, and the attributes' vector is cleared, not reallocated.
+pub(crate) struct HeldRows<'a> {
+    resource: Option<(&'a crate::assemble::Resource, ResourceView<'a>)>,
+    attrs: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> HeldRows<'a> {
+    pub(crate) fn new() -> Self {
+        HeldRows { resource: None, attrs: Vec::with_capacity(24) }
     }
-    let mut attrs = Vec::with_capacity(24);
-    let span = read_span(h.raw(), &mut attrs, None)?;
-    let view = match last {
-        Some((_, v)) => &*v,
-        None => return Ok(()),
-    };
-    rows.append(view, &span, &attrs, sampled)
+
+    /// Appends `h` to `rows`.
+    pub(crate) fn append(
+        &mut self,
+        rows: &mut SpansBuilder,
+        h: &'a HeldSpan,
+        sampled: Sampled,
+    ) -> slo_store::Result<()> {
+        let res = h.resource();
+        let view = match &mut self.resource {
+            Some((r, view)) if std::ptr::eq(*r, res) => view,
+            slot => {
+                let view = ResourceView {
+                    index: 0,
+                    service: &res.service,
+                    attrs: res.attrs.iter().map(|a| (a.key.as_str(), a.value.as_str())).collect(),
+                };
+                &mut slot.insert((res, view)).1
+            }
+        };
+        self.attrs.clear();
+        let span = read_span(h.raw(), &mut self.attrs, None)?;
+        rows.append(view, &span, &self.attrs, sampled)
+    }
 }
 
 #[cfg(test)]

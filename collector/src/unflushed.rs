@@ -96,9 +96,10 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
         }
         for chunk in drained.traces.chunks(4096) {
             let mut b = SpansBuilder::with_capacity(chunk.len() * 4, chunk.len() * 4 * 700);
-            let mut last = None;
+            let mut held = crate::sample::HeldRows::new();
             for h in chunk.iter().flat_map(|(spans, _)| spans) {
-                let _ = crate::sample::append_held(&mut b, h, UNFLUSHED, &mut last);
+                // A span that does not read is skipped, as the server's emission does.
+                let _ = held.append(&mut b, h, UNFLUSHED);
             }
             store.append(Some(b.finish()?), None);
         }

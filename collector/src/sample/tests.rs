@@ -30,13 +30,13 @@ fn cfg(keep_share: f64) -> SamplingConfig {
 /// Feeds `n` requests of `service` with latencies cycling through 1..=100 ms.
 fn warm(s: &mut Sampler, service: &str, n: usize, now: Instant) {
     for i in 0..n {
-        let mut v = Verdict::default();
+        let mut v = TraceVerdict::default();
         s.see(&mut v, &request(service, (i % 100 + 1) as f64), now);
     }
 }
 
 fn decide_one(s: &mut Sampler, r: RequestRef<'_>, trace: [u8; 16], now: Instant) -> Option<Sampled> {
-    let mut v = Verdict::default();
+    let mut v = TraceVerdict::default();
     s.see(&mut v, &r, now);
     s.decide(&v, &trace, false)
 }
@@ -52,7 +52,7 @@ fn slow_and_failed_traces_are_always_kept_and_the_rest_by_share() {
     let failed = RequestRef { status: "error", ..request("llm", 5.0) };
     assert_eq!(decide_one(&mut s, failed, id(OUT), now).unwrap().by, "error");
     // A failed child span is enough.
-    let mut v = Verdict::default();
+    let mut v = TraceVerdict::default();
     s.see(&mut v, &request("llm", 5.0), now);
     assert_eq!(s.decide(&v, &id(OUT), true).unwrap().by, "error");
     // Ordinary traces: kept when the id falls in the share, counted 10 times.
@@ -123,16 +123,17 @@ fn the_slow_threshold_follows_the_service_within_a_bucket() {
     let mut s = Sampler::new(&cfg(0.0));
     // 1..=1000 ms: the p99 is 990 ms.
     for i in 0..100_000 {
-        let mut v = Verdict::default();
+        let mut v = TraceVerdict::default();
         s.see(&mut v, &request("llm", (i % 1000 + 1) as f64), now);
     }
     // Recomputed at most once a second.
     let t = s.threshold("llm", now + Duration::from_secs(2)).unwrap();
-    assert!((990.0..990.0 * GROWTH).contains(&t), "p99 {t}");
+    // Within the sketch's 1% of the exact lower-rank p99 (990 ms).
+    assert!((980.0..=1000.0).contains(&t), "p99 {t}");
     // Every service past the bound shares one histogram: the map stops growing.
     for i in 0..MAX_SERVICES + 50 {
         let name = format!("svc-{i}");
-        let mut v = Verdict::default();
+        let mut v = TraceVerdict::default();
         s.see(&mut v, &request(&name, 1.0), now);
     }
     assert!(s.recent.len() <= MAX_SERVICES + 1, "{}", s.recent.len());
