@@ -7,21 +7,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use prost::Message;
 
-use crate::support::{FAST_CONFIG, Server, export_request};
+use crate::support::{FAST_CONFIG, Server, export_request, post_ok};
 
 const SPANS_PER_EXPORT: usize = 50;
-
-/// Posts an OTLP/HTTP protobuf export and expects it acknowledged.
-async fn post_ok(base: &str, body: Vec<u8>) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_spans_survive_kill_9_during_load() {

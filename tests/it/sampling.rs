@@ -7,22 +7,10 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use prost::Message;
 
-use crate::support::{FAST_CONFIG, Server, export_request};
+use crate::support::{FAST_CONFIG, Server, export_request, post_ok};
 
 fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-async fn post(base: &str, body: Vec<u8>) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
 }
 
 fn by(server: &Server) -> std::collections::HashMap<String, (i64, f64)> {
@@ -41,7 +29,7 @@ async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_samp
     // 1,000 ordinary requests (60 ms each) give the service its recent p99; until then
     // every trace is kept (`low_traffic`).
     for seed in 1..=4 {
-        post(&server.http, export_request(seed, 250).encode_to_vec()).await;
+        post_ok(&server.http, export_request(seed, 250).encode_to_vec()).await;
     }
     let srv = &server;
     tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 1000));
@@ -56,7 +44,7 @@ async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_samp
                 s.status = Some(Status { code: 2, message: "boom".into() });
             }
         }
-        post(&server.http, export.encode_to_vec()).await;
+        post_ok(&server.http, export.encode_to_vec()).await;
     }
     tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 3000));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -97,7 +85,7 @@ async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_samp
     };
     let slow_parent = late.resource_spans[0].scope_spans[0].spans[0].clone();
     late.resource_spans[0].scope_spans[0].spans = vec![child(&slow_parent, 0xaa), child(dropped, 0xbb)];
-    post(&server.http, late.encode_to_vec()).await;
+    post_ok(&server.http, late.encode_to_vec()).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let late_rows =
         tokio::task::block_in_place(|| srv.query("SELECT trace_id, sampled_by FROM spans WHERE name = 'late child'"));

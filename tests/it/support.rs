@@ -382,3 +382,15 @@ pub(crate) fn promtool_ok(promtool: &str, args: &[&str], dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Posts an OTLP/HTTP protobuf export and expects it acknowledged.
+pub(crate) async fn post_ok(base: &str, body: Vec<u8>) {
+    let r = ::reqwest::Client::new()
+        .post(format!("{base}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
