@@ -117,15 +117,9 @@ fn the_server_config_may_hold_them() {
 
 #[test]
 fn a_file_error_names_the_file() {
-    let dir = tempfile_dir();
-    let path = dir.join("slos.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slos.yaml");
     std::fs::write(&path, "slos: [{ name: a }]").unwrap();
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("slos.yaml") && err.contains("slos[0].service"), "{err}");
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("slo-spec-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
