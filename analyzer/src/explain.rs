@@ -13,6 +13,7 @@ use crate::text::{ms, rfc3339};
 
 mod chain;
 mod confidence;
+mod verdicts;
 
 pub(crate) use confidence::{Basis, Confidence};
 
@@ -295,16 +296,22 @@ async fn explain_service(
     report.data.changes_considered = considered;
     let regression = chain::regression(&series, &p99, &found, &ctx);
     let (before, after) = (regression.p99_before_ms.unwrap_or(0.0), regression.p99_after_ms.unwrap_or(0.0));
-    if let Some(c) = own_rollout(&cands, &ctx) {
+    let mut not_one = None;
+    if let Some(c) = verdicts::own_rollout(&cands, &ctx) {
         let ratio = match c.local_ratio {
-            None if !found.ongoing => later_rollout_ratio(source, &ctx, c, &minutes, to).await?,
+            None if !found.ongoing => verdicts::later_rollout_ratio(source, &ctx, c, &minutes, to).await?,
             r => r,
         };
-        if let Some(why) = rollout_verdict(c, ratio, &found, before, after, series.width) {
-            report.regression = no_regression(why);
-            report.regression.p99_now_ms = regression.p99_now_ms;
-            return Ok(report);
-        }
+        not_one = verdicts::rollout_verdict(c, ratio, &found, before, after, series.width);
+    }
+    if not_one.is_none() {
+        not_one =
+            verdicts::catching_up(source, &ctx, &cands, &series, &found, (before, after), to, &q.detection).await?;
+    }
+    if let Some(why) = not_one {
+        report.regression = no_regression(why);
+        report.regression.p99_now_ms = regression.p99_now_ms;
+        return Ok(report);
     }
     report.regression = regression;
     report.common = crate::common::common(&ctx.before, &ctx.after);
@@ -397,80 +404,6 @@ fn add_later_cause(
     Some((at, text))
 }
 
-/// A rollout of the service's own deployment at the onset (from ten minutes before it to
-/// the end of its bucket): the candidate the rollout verdicts below are about.
-fn own_rollout<'c>(cands: &'c [Candidate], ctx: &Context<'_>) -> Option<&'c Candidate> {
-    cands.iter().find(|c| {
-        c.kind == "deploy"
-            && c.object.strip_prefix("deployment/").is_some_and(|d| ctx.deployments.contains(d))
-            && (ctx.onset - 10 * MINUTE_NS..=ctx.onset + ctx.width).contains(&c.time)
-    })
-}
-
-/// A bump that came back down while the service's own deployment rolled out: its new
-/// pods may not have served inside the bump (a rollout's first pods load for minutes), so
-/// they are compared with the old ones over the requests from the deploy on — up to 15
-/// minutes, at most [`chain::DETAIL_PER_SIDE`] requests — as the new ReplicaSet's compute
-/// over the old one's.
-async fn later_rollout_ratio(
-    source: &Source,
-    ctx: &Context<'_>,
-    rollout: &Candidate,
-    minutes: &std::collections::BTreeMap<i64, crate::rollup::Cell>,
-    to: i64,
-) -> Result<Option<f64>> {
-    let from = rollout.time;
-    let (_, until) = chain::detail_span(minutes, from, from, to.min(from + 15 * MINUTE_NS), chain::DETAIL_PER_SIDE);
-    if until <= from {
-        return Ok(None);
-    }
-    let later = source.requests(ctx.service, from, until).await?;
-    let later: Vec<&crate::source::Request> = later.iter().collect();
-    let old = crate::evidence::distinct(&ctx.before, |r| &*r.replicaset);
-    let new_rs = crate::evidence::distinct(&later, |r| &*r.replicaset).into_iter().find(|rs| !old.contains(rs));
-    Ok(new_rs.and_then(|rs| crate::evidence::compare(&later, rs, |r| *r.replicaset == *rs)).map(|c| c.ratio()))
-}
-
-/// The service's own rollout at the onset, with its new pods' compute over the old ones'
-/// (`ratio`, when they served enough to compare), says the rise is no regression:
-/// - new pods compute under 0.9x the old: the rollout's capacity dip while pods are
-///   replaced, as long as it is modest (under 1.5x);
-/// - no new pods to compare yet and the rise still going on and under
-///   [`series::MATERIAL_SHORT`]: a rolling update takes pods out of service by design,
-///   and until the new ones serve nothing tells a slower version from that dip; watched.
-fn rollout_verdict(
-    c: &Candidate,
-    ratio: Option<f64>,
-    found: &crate::series::Found,
-    before: f64,
-    after: f64,
-    width: i64,
-) -> Option<String> {
-    match ratio {
-        Some(r) if r < 0.9 && after < 1.5 * before => Some(format!(
-            "p99 rose from {} to {} while {} rolled out (from {}), but its new pods compute {r:.2}x the old ones' \
-             time: the rollout's brief capacity dip, not a regression",
-            ms(before),
-            ms(after),
-            c.object,
-            rfc3339(c.time),
-        )),
-        None if found.ongoing && after < crate::series::MATERIAL_SHORT * before => {
-            let minutes = (found.regressed.1 - found.regressed.0) as i64 * width / MINUTE_NS;
-            Some(format!(
-                "watching: p99 {} -> {} ({:.2}x) for {minutes} min while {} rolls out (from {}); its new pods have \
-                 not served enough to compare: a rollout's capacity dip until they do, a regression if they are slower",
-                ms(before),
-                ms(after),
-                after / before.max(f64::MIN_POSITIVE),
-                c.object,
-                rfc3339(c.time),
-            ))
-        }
-        _ => None,
-    }
-}
-
 fn next_steps(c: &Cause) -> Vec<String> {
     let ns = if c.namespace.is_empty() { String::new() } else { format!(" -n {}", c.namespace) };
     let name = c.object.split_once('/').map_or(c.object.as_str(), |x| x.1);
@@ -520,12 +453,11 @@ mod tests {
 
     use super::*;
     use crate::changepoint::ChangePoint;
-    use crate::series::Found;
 
-    const S: i64 = 1_000_000_000;
-    const ONSET: i64 = 1_763_820_720 * S;
+    pub(super) const S: i64 = 1_000_000_000;
+    pub(super) const ONSET: i64 = 1_763_820_720 * S;
 
-    fn ctx() -> Context<'static> {
+    pub(super) fn ctx() -> Context<'static> {
         Context {
             service: "qwen-32b",
             deployments: BTreeSet::from(["qwen-32b".to_string()]),
@@ -541,7 +473,7 @@ mod tests {
         }
     }
 
-    fn deploy(local_ratio: Option<f64>) -> Candidate {
+    pub(super) fn deploy(local_ratio: Option<f64>) -> Candidate {
         Candidate {
             kind: "deploy".into(),
             object: "deployment/qwen-32b".into(),
@@ -557,11 +489,6 @@ mod tests {
             began: None,
             score: 0.5,
         }
-    }
-
-    fn found(ongoing: bool) -> Found {
-        let point = ChangePoint { index: 11, mean_before: 10_000.0, mean_after: 11_500.0, p_value: 0.0, energy: 0.0 };
-        Found { point, baseline: (0, 11), regressed: (11, 14), ongoing, material: true }
     }
 
     /// Two causes at once: the scale-down that came 3 minutes into a rollout's regression
@@ -609,25 +536,5 @@ mod tests {
             assert!(add_later_cause(&mut cands, vec![later], &c, ONSET + 180 * S, &step).is_none());
             assert_eq!(cands, first);
         }
-    }
-
-    /// A small rise still going on while the service's own rollout has no new pods to
-    /// compare is watched; a large one, one that came back down, or a rollout whose new
-    /// pods were compared and are not faster is not this; new pods faster is a dip.
-    #[test]
-    fn a_rise_during_the_services_own_rollout_is_a_dip_or_watched_until_its_pods_serve() {
-        let (c, f, d) = (ctx(), found(true), deploy(None));
-        assert!(std::ptr::eq(own_rollout(std::slice::from_ref(&d), &c).unwrap(), &d));
-        let why = rollout_verdict(&d, None, &f, 10_000.0, 11_500.0, 60 * S).expect("watched");
-        assert!(why.starts_with("watching: p99 10.0 s -> 11.5 s (1.15x) for 3 min while deployment/qwen-32b"), "{why}");
-        assert!(rollout_verdict(&d, None, &f, 10_000.0, 13_000.0, 60 * S).is_none(), "1.3x is called");
-        assert!(rollout_verdict(&d, None, &found(false), 10_000.0, 11_500.0, 60 * S).is_none());
-        assert!(rollout_verdict(&d, Some(1.4), &f, 10_000.0, 11_500.0, 60 * S).is_none());
-        let why = rollout_verdict(&d, Some(0.6), &found(false), 10_000.0, 12_000.0, 60 * S).expect("a dip");
-        assert!(why.contains("new pods compute 0.60x"), "{why}");
-        assert!(rollout_verdict(&d, Some(0.6), &f, 10_000.0, 16_000.0, 60 * S).is_none(), "1.6x is called");
-        let mut other = deploy(None);
-        other.object = "deployment/gemma-9b".into();
-        assert!(own_rollout(&[other], &c).is_none());
     }
 }

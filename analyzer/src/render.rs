@@ -36,6 +36,26 @@ pub fn text(r: &Report) -> String {
     o
 }
 
+/// `text` in lines of at most `width` columns, broken between words (a word longer than
+/// the width is a line of its own, cut by [`text`]): a verdict's reason is read whole.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 fn duration(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
     match s {
@@ -100,7 +120,9 @@ fn full_text_without_slo(r: &Report) -> String {
     if !g.detected {
         let _ = writeln!(o, "{}: no p99 regression between {} and {}", r.service, r.window.from, r.window.to);
         if let Some(why) = &g.reason {
-            let _ = writeln!(o, "  {why}");
+            for line in wrap(why, COLUMNS - 2) {
+                let _ = writeln!(o, "  {line}");
+            }
         }
         if let Some(now) = g.p99_now_ms {
             let _ = writeln!(o, "  p99 in the newest bucket: {}", ms(now));
@@ -195,5 +217,22 @@ fn confidence(o: &mut String, c: Option<&crate::explain::Confidence>) {
     let _ = writeln!(o, "  confidence: {}{why}", c.level);
     if let Some(s) = &c.settle {
         let _ = writeln!(o, "  would settle it: {s}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reason_is_wrapped_whole_not_cut() {
+        let reason = "p99 rose from 10.00 s to 13.2 s (1.32x) from 14:19:00 as traffic rose from 27.9/s to 42.6/s, \
+                      within the 63.3/s served from 14:03:00; hpa/qwen-32b is scaling up (5 -> 8 since 14:19:30): the \
+                      autoscaler catching up with load, not a regression";
+        let lines = wrap(reason, COLUMNS - 2);
+        assert!(lines.len() >= 2 && lines.iter().all(|l| l.chars().count() <= COLUMNS - 2), "{lines:?}");
+        assert_eq!(lines.join(" "), reason);
+        assert_eq!(wrap("", 10), Vec::<String>::new());
+        assert_eq!(wrap("a-very-long-word b", 5), ["a-very-long-word", "b"]);
     }
 }

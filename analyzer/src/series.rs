@@ -228,16 +228,38 @@ fn settle_onset(series: &Series, p99: &[f64], f: &mut Found, cfg: &changepoint::
     // One criterion both ways, which depends only on the data before each bucket: the
     // onset is the start of the run of slow buckets the proposal begins in or next to,
     // whichever search proposed it and wherever the window ends.
+    let elevated = |k: usize| edge::bucket_elevated(series, k, cfg);
+    // A bucket between two slow ones that fell just short of slow (a rise in two steps, as
+    // an HPA removing pods one at a time makes, is one onset), as opposed to one back at
+    // the level before: a single slow minute two minutes before an OOM kill loop is noise,
+    // and an onset on it times the cause as coming after its own effect (`oom-kill-loop`
+    // seed 10: 13.0 s at 14:10, 11.3 s at 14:11, the kills from 14:12 ranked below a node
+    // that merely looked slower).
+    let fell_just_short =
+        |k: usize| series.merged_duration(0, k - 1).quantile(0.99).is_some_and(|before| p99[k] > before);
+    let end = f.regressed.1;
     let mut start = f.regressed.0;
-    while f.regressed.1 - start > 1 && !edge::bucket_elevated(series, start, cfg) {
+    // Forward to the first slow bucket that is not alone: one followed by a bucket back at
+    // the level before, with a slow one in the two after, is noise ahead of the rise (the
+    // look ahead is short: each look tests a bucket against all before it).
+    loop {
+        while end - start > 1 && !elevated(start) {
+            start += 1;
+        }
+        let alone = start + 2 < end
+            && !elevated(start + 1)
+            && !fell_just_short(start + 1)
+            && (start + 2..end.min(start + 4)).any(elevated);
+        if !alone {
+            break;
+        }
         start += 1;
     }
-    // Back over slow buckets, and over one that fell just short between two slow ones (a
-    // rise in two steps, as an HPA removing pods one at a time makes, is one onset).
+    // Back over slow buckets, and over one that fell just short between two slow ones.
     loop {
-        if start > 0 && edge::bucket_elevated(series, start - 1, cfg) {
+        if start > 0 && elevated(start - 1) {
             start -= 1;
-        } else if start > 1 && edge::bucket_elevated(series, start - 2, cfg) {
+        } else if start > 1 && fell_just_short(start - 1) && elevated(start - 2) {
             start -= 2;
         } else {
             break;

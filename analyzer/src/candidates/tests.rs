@@ -1,6 +1,9 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
+use crate::evidence;
+use crate::source::Change;
 
 const S: i64 = 1_000_000_000;
 const ONSET: i64 = 1_763_820_720 * S;

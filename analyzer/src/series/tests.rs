@@ -107,6 +107,15 @@ fn smooth(n: u64, ms: f64, slow: u64) -> Cell {
     c
 }
 
+/// The regression of minutes of 2,000 [`smooth`] requests, each `(ms, slow)`.
+fn found_smooth(levels: &[(f64, u64)]) -> Option<Found> {
+    let minutes: BTreeMap<i64, Cell> =
+        levels.iter().enumerate().map(|(i, (ms, slow))| (i as i64 * MINUTE_NS, smooth(2000, *ms, *slow))).collect();
+    let s = Series::from_minutes(&minutes);
+    let p99 = s.quantiles(0.99, |c| &c.duration);
+    find_regression(&s, &p99, &Config::default())
+}
+
 /// A long rise is compared with the history's worst stretch as long as it, not with its
 /// single slowest minute: 1.18x for 15 minutes is a regression though two minutes of the
 /// history had a burst of slow requests that put their own p99 1.16x up (as a scale-down
@@ -114,13 +123,7 @@ fn smooth(n: u64, ms: f64, slow: u64) -> Cell {
 /// rise is its normal.
 #[test]
 fn a_long_small_rise_is_judged_against_stretches_as_long_as_it() {
-    let found = |levels: &[(f64, u64)]| {
-        let minutes: BTreeMap<i64, Cell> =
-            levels.iter().enumerate().map(|(i, (ms, slow))| (i as i64 * MINUTE_NS, smooth(2000, *ms, *slow))).collect();
-        let s = Series::from_minutes(&minutes);
-        let p99 = s.quantiles(0.99, |c| &c.duration);
-        find_regression(&s, &p99, &Config::default())
-    };
+    let found = found_smooth;
     let mut levels = vec![(400.0, 0); 14];
     levels[3] = (400.0, 30);
     levels[9] = (400.0, 30);
@@ -236,4 +239,19 @@ fn every_proposal_settles_into_ordered_parts() {
             assert!(ordered, "{levels:?}: {f:?}");
         }
     }
+}
+
+/// A rise in two steps with a bucket just short between them is one onset; a single
+/// minute with a burst of slow requests two minutes before the rise, with a normal one
+/// between, is not part of it (`oom-kill-loop` seed 10: 13.0 s at 14:10, 11.3 s at 14:11,
+/// then 27-67 s from the first kill at 14:12).
+#[test]
+fn the_onset_steps_back_over_a_bucket_just_short_but_not_over_a_normal_one() {
+    let found = found_smooth;
+    let mut levels = vec![(400.0, 0); 12];
+    levels.extend([(400.0, 40), (400.0, 10)]);
+    levels.extend(vec![(900.0, 0); 4]);
+    assert_eq!(found(&levels).map(|f| f.point.index), Some(12), "a step, one just short, the rise: one onset");
+    levels[13] = (392.0, 0);
+    assert_eq!(found(&levels).map(|f| f.point.index), Some(14), "a normal minute between");
 }
