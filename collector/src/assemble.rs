@@ -68,6 +68,10 @@ pub(crate) struct HeldSpan {
     kind: i32,
     /// Its status is an error.
     error: bool,
+    /// Its `spans` row was built as it was received (a collector keeping every span), so
+    /// emission must not store it again; one resumed after a restart carries what the
+    /// collector that received it did (the state file says).
+    pub(crate) stored: bool,
 }
 
 impl HeldSpan {
@@ -134,7 +138,15 @@ impl Holder {
         let id = TraceId::try_from(s.trace_id).ok()?;
         let span_id = <[u8; 8]>::try_from(s.span_id).ok()?;
         let parent = if s.parent_span_id.is_empty() { None } else { Some(<[u8; 8]>::try_from(s.parent_span_id).ok()?) };
-        let held = HeldSpan { raw: s.raw.into(), resource, span_id, parent, kind: s.kind, error: s.status_code == 2 };
+        let held = HeldSpan {
+            raw: s.raw.into(),
+            resource,
+            span_id,
+            parent,
+            kind: s.kind,
+            error: s.status_code == 2,
+            stored: false,
+        };
         Some((id, held))
     }
 }
@@ -298,6 +310,9 @@ impl Assembler {
     ) -> Result<usize, slo_store::wire::WireError> {
         let mut held = hold_record(record)?;
         held.retain(|(id, _)| in_flight.wants(id, pos));
+        for (_, h) in &mut held {
+            h.stored = in_flight.stored_at_receipt;
+        }
         let n = held.len();
         self.add_held(held, pos, now);
         Ok(n)
@@ -590,6 +605,16 @@ mod tests {
         let want = |t: u8, s: u8| (vec![t; 16], vec![s; 8]);
         assert_eq!(restored, vec![want(1, 9), want(4, 2), want(4, 5)]);
         assert!(Assembler::new(cfg()).in_flight().encode().is_empty());
+
+        // Resumed spans say whether the collector that wrote the state stored them as it
+        // received them (kept every span): then emission leaves them out of `spans`.
+        for at_receipt in [false, true] {
+            let state = InFlight::decode(&a.in_flight().with_stored_at_receipt(at_receipt).encode()).unwrap();
+            let mut c = Assembler::new(cfg());
+            c.resume(&state, &r2, pos(4, 1), t0).unwrap();
+            let spans: Vec<HeldSpan> = c.drain().traces.into_iter().flat_map(|(s, _)| s).collect();
+            assert!(!spans.is_empty() && spans.iter().all(|h| h.stored == at_receipt));
+        }
     }
 
     #[test]

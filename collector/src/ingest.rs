@@ -172,7 +172,8 @@ impl Prepared {
         let mut t = c.transcode_with(otlp, |r, s, a| {
             // A span that is not a trace span has no trace to sample it with: stored now.
             let sampled = match holder.hold(0, r, s) {
-                Some(h) => {
+                Some(mut h) => {
+                    h.1.stored = at_receipt;
                     held.push(h);
                     at_receipt.then_some(Sampled::ALL)
                 }
@@ -210,7 +211,8 @@ impl Prepared {
         let mut held = Vec::with_capacity(record.len() / 700 + 1);
         let cluster = slo_store::encoded::visit_spans(&record, |r, s, a| {
             match holder.hold(record.as_ptr() as usize, r, s) {
-                Some(h) => {
+                Some(mut h) => {
+                    h.1.stored = at_receipt;
                     held.push(h);
                     if at_receipt {
                         rows.append(r, s, a, Sampled::ALL)?;

@@ -156,6 +156,8 @@ impl Pipeline {
         let mut in_flight = InFlight::default();
         match recovery.state.as_deref() {
             Some(state) if InFlight::is_this_format(state) => match InFlight::decode(state) {
+                // Its traces' spans carry whether they were stored as received, so a
+                // restart with keep_share changed to or from 1 stores each of them once.
                 Ok(f) => in_flight = f,
                 Err(e) => {
                     tracing::warn!(error = %e, "traces in flight at the last flush get no request rows (their spans are kept)")
@@ -292,14 +294,16 @@ impl Pipeline {
             self.assembler.add_held(p.held, pos, now);
         }
         let late = self.assembler.take_late_kept();
-        if self.sampler.keeps_all() {
-            // Stored as they were received.
-            self.count_stored(Sampled::ALL.by, late.len() as u64);
-        } else if !late.is_empty() {
+        if !late.is_empty() {
             let mut spans = SpansBuilder::with_capacity(late.len(), late.len() * 700);
             let mut held = HeldRows::new();
             let mut stored: HashMap<&'static str, u64> = HashMap::new();
             for (h, sampled) in &late {
+                if h.stored {
+                    // Stored as it was received.
+                    *stored.entry(Sampled::ALL.by).or_default() += 1;
+                    continue;
+                }
                 match held.append(&mut spans, h, *sampled) {
                     Ok(()) => *stored.entry(sampled.by).or_default() += 1,
                     Err(e) => tracing::error!(error = %e, "late span does not read; not stored"),
@@ -308,9 +312,11 @@ impl Pipeline {
             for (by, n) in stored {
                 self.count_stored(by, n);
             }
-            match spans.finish() {
-                Ok(b) => rows.push((slo_store::schema::SPANS, b)),
-                Err(e) => tracing::error!(error = %e, "late spans' rows not built"),
+            if spans.rows() > 0 {
+                match spans.finish() {
+                    Ok(b) => rows.push((slo_store::schema::SPANS, b)),
+                    Err(e) => tracing::error!(error = %e, "late spans' rows not built"),
+                }
             }
         }
         // One call: the store compacts a step's rows into one batch per table.
@@ -347,20 +353,25 @@ impl Pipeline {
                 rows.append(row, attrs.iter().copied())
             })?;
             let span_error = spans.iter().any(HeldSpan::is_error);
+            // Spans whose rows were built as they were received (every span of a collector
+            // that keeps them all, and those it resumed after a restart) are stored already,
+            // whatever the decision.
+            let received = spans.iter().filter(|h| h.stored).count() as u64;
+            if received > 0 {
+                *stored.entry(Sampled::ALL.by).or_default() += received;
+            }
             let Some(sampled) = self.sampler.decide(&verdict, id, span_error) else {
-                not_stored += spans.len() as u64;
+                not_stored += spans.len() as u64 - received;
                 continue;
             };
             self.assembler.stored(id, sampled);
-            if self.sampler.keeps_all() {
-                // Every span's row was built as it was received.
-                *stored.entry(sampled.by).or_default() += spans.len() as u64;
+            if received == spans.len() as u64 {
                 continue;
             }
             let b =
                 spans_rows.get_or_insert_with(|| SpansBuilder::with_capacity(spans.len() * 8, spans.len() * 8 * 700));
             let mut held = HeldRows::new();
-            for h in spans {
+            for h in spans.iter().filter(|h| !h.stored) {
                 if let Err(e) = held.append(b, h, sampled) {
                     tracing::error!(error = %e, "held span does not read; not stored");
                     continue;
@@ -441,7 +452,7 @@ impl Pipeline {
     fn flush(&mut self, done: Vec<FlushDone>) -> Result<()> {
         let asked = !done.is_empty();
         self.last_flush = Instant::now();
-        let in_flight = self.assembler.in_flight();
+        let in_flight = self.assembler.in_flight().with_stored_at_receipt(self.sampler.keeps_all());
         match self.flusher.flush(&mut self.wal, in_flight.keep_from(), in_flight.encode(), done) {
             Ok(()) => Ok(()),
             Err(FlushError::Rotate(e)) if !asked => {

@@ -5,7 +5,9 @@
 //! checkpoint only for the traces in flight at it), and builds their rows in memory only;
 //! nothing in the data directory changes. Traces still being assembled are emitted as
 //! they are, with every span (`sampled_by` = `unflushed`): the server's tail sampling has
-//! not decided on them yet.
+//! not decided on them yet. A server that keeps every span (`keep_share: 1`, said in its
+//! state file) stored the spans of its in-flight traces as it received them: those are in
+//! the segments already and are not shown twice.
 
 use std::time::Instant;
 
@@ -97,7 +99,9 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
         for chunk in drained.traces.chunks(4096) {
             let mut b = SpansBuilder::with_capacity(chunk.len() * 4, chunk.len() * 4 * 700);
             let mut held = crate::sample::HeldRows::new();
-            for h in chunk.iter().flat_map(|(spans, _)| spans) {
+            // A span resumed from before the checkpoint of a collector that keeps every span
+            // has its row in the segments already.
+            for h in chunk.iter().flat_map(|(spans, _)| spans).filter(|h| !h.stored) {
                 // A span that does not read is skipped, as the server's emission does.
                 let _ = held.append(&mut b, h, UNFLUSHED);
             }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use prost::Message;
 
-use crate::support::{FAST_CONFIG, Server, export_request, post_ok};
+use crate::support::{FAST_CONFIG, Server, export_request, post_ok, slo};
 
 const SPANS_PER_EXPORT: usize = 50;
 
@@ -179,4 +179,86 @@ async fn a_trace_split_by_a_flush_and_a_kill_9_is_assembled_whole() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM requests")), 10);
     assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM spans")), 20);
+}
+
+/// A collector that keeps every span (`keep_share: 1`) stores each span's row as it
+/// receives it, so the spans of traces in flight at a flush are in the segments already:
+/// `slo query --data-dir` over its directory (after `kill -9`, the WAL still holding them)
+/// counts each span once, not once from the segments and again from the replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_query_of_a_keep_all_directory_counts_each_span_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let keep_all = FAST_CONFIG
+        .replace("idle_ms: 300", "idle_ms: 60000")
+        .replace("max_wait_ms: 2000", "max_wait_ms: 120000")
+        .replace("flush_interval_s: 2", "flush_interval_s: 1")
+        .replace("collector:\n", "collector:\n  sampling:\n    keep_share: 1\n");
+    let (d, c) = (data.clone(), keep_all.clone());
+    let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
+    post_ok(&server.http, export_request(51, 12).encode_to_vec()).await;
+    // A flush that leaves the twelve traces in flight, their spans in its segments.
+    let manifest = || -> serde_json::Value {
+        std::fs::read(data.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(manifest()["state_file"].is_string() && manifest()["files"].as_array().is_some_and(|f| !f.is_empty())) {
+        assert!(Instant::now() < deadline, "no flush with traces in flight: {}", manifest());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Newer spans after the flush, in the WAL only.
+    post_ok(&server.http, export_request(52, 5).encode_to_vec()).await;
+    tokio::task::block_in_place(|| server.kill9());
+    let dir = data.to_str().unwrap();
+    let out = slo(&["query", "--data-dir", dir, "--format", "csv", "SELECT count(*) AS n FROM spans"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "n\n17", "each span once");
+    let out = slo(&["query", "--data-dir", dir, "--format", "csv", "SELECT count(*) AS n FROM requests"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "n\n17", "every trace shown whole");
+}
+
+/// A restart with `keep_share` changed to or from 1 stores each span of the traces in
+/// flight at the last flush once: a collector keeping every span stored them as received
+/// (the state file says so, and a sampling successor leaves them out), and one sampling
+/// did not (a successor keeping every span stores them when their traces are emitted).
+/// Few traces are all low-traffic ones, which sampling keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_that_changes_keep_share_stores_each_span_once() {
+    let slow = FAST_CONFIG
+        .replace("idle_ms: 300", "idle_ms: 60000")
+        .replace("max_wait_ms: 2000", "max_wait_ms: 120000")
+        .replace("flush_interval_s: 2", "flush_interval_s: 1");
+    let keep_all = |c: &str| c.replace("collector:\n", "collector:\n  sampling:\n    keep_share: 1\n");
+    for (before, after) in [(keep_all(&slow), FAST_CONFIG.to_string()), (slow.clone(), keep_all(FAST_CONFIG))] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let (d, c) = (data.clone(), before.clone());
+        let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
+        post_ok(&server.http, export_request(61, 9).encode_to_vec()).await;
+        let manifest = || -> serde_json::Value {
+            std::fs::read(data.join("manifest.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(manifest()["state_file"].is_string() && manifest()["wal_checkpoint"].as_u64() >= Some(1)) {
+            assert!(Instant::now() < deadline, "no flush with traces in flight: {}", manifest());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::task::block_in_place(|| server.kill9());
+        let (d, c) = (data.clone(), after.clone());
+        let server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
+        let srv = &server;
+        tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 9));
+        tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM spans", 9));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM spans"));
+        assert_eq!(
+            n,
+            9,
+            "each span once, keep_share 1 {}",
+            if before.contains("keep_share") { "before" } else { "after" }
+        );
+    }
 }

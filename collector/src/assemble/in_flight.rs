@@ -4,15 +4,21 @@
 //! those segments into the assembler only (their rows are in Parquet), taking of each
 //! listed trace the spans at or after its position.
 //!
-//! The file is `MAGIC`, then `[trace id: 16][segment: u64 LE][record: u32 LE]` per trace.
-//! Files written before this format (the pending spans as a `SpanBatch`) start with a
-//! protobuf tag, never with `MAGIC`, and are still restored.
+//! The file is `MAGIC`, one flags byte, then `[trace id: 16][segment: u64 LE][record: u32
+//! LE]` per trace. Flag bit 0, [`InFlight::stored_at_receipt`]: the spans of these traces
+//! already have their `spans` rows in the segments (the collector kept every span and
+//! built its row as it was received), so a replay must not store them again. Files of the
+//! first version (`SLOINFL1`, no flags byte) come from a collector that stored spans when
+//! their trace was emitted. Files written before either (the pending spans as a
+//! `SpanBatch`) start with a protobuf tag, never with a magic, and are still restored.
 
 use std::collections::HashMap;
 
 use super::TraceId;
 
-const MAGIC: &[u8; 8] = b"SLOINFL1";
+const MAGIC: &[u8; 8] = b"SLOINFL2";
+/// The first version: no flags byte.
+const MAGIC_V1: &[u8; 8] = b"SLOINFL1";
 const ENTRY: usize = 16 + 8 + 4;
 
 /// Where a record is in the WAL: its segment, and its index among the segment's records.
@@ -28,6 +34,9 @@ pub(crate) struct WalPos {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct InFlight {
     traces: HashMap<TraceId, WalPos, ahash::RandomState>,
+    /// Whether these traces' spans were stored as they were received (see the module's
+    /// comment).
+    pub stored_at_receipt: bool,
 }
 
 /// A state file that is neither format.
@@ -37,7 +46,12 @@ pub(crate) struct BadInFlight(usize);
 
 impl InFlight {
     pub(super) fn new(traces: HashMap<TraceId, WalPos, ahash::RandomState>) -> Self {
-        InFlight { traces }
+        InFlight { traces, stored_at_receipt: false }
+    }
+
+    /// The same, saying whether their spans were stored as they were received.
+    pub(crate) fn with_stored_at_receipt(self, stored_at_receipt: bool) -> Self {
+        InFlight { stored_at_receipt, ..self }
     }
 
     /// Traces in flight.
@@ -58,7 +72,7 @@ impl InFlight {
 
     /// Whether `bytes` is in this format (rather than the older `SpanBatch` one).
     pub(crate) fn is_this_format(bytes: &[u8]) -> bool {
-        bytes.starts_with(MAGIC)
+        bytes.starts_with(MAGIC) || bytes.starts_with(MAGIC_V1)
     }
 
     /// The state file's bytes; empty when nothing is in flight.
@@ -66,8 +80,9 @@ impl InFlight {
         if self.traces.is_empty() {
             return Vec::new();
         }
-        let mut out = Vec::with_capacity(MAGIC.len() + ENTRY * self.traces.len());
+        let mut out = Vec::with_capacity(MAGIC.len() + 1 + ENTRY * self.traces.len());
         out.extend_from_slice(MAGIC);
+        out.push(u8::from(self.stored_at_receipt));
         for (id, pos) in &self.traces {
             out.extend_from_slice(id);
             out.extend_from_slice(&pos.segment.to_le_bytes());
@@ -78,7 +93,11 @@ impl InFlight {
 
     /// Reads a state file written by [`InFlight::encode`].
     pub(crate) fn decode(bytes: &[u8]) -> Result<InFlight, BadInFlight> {
-        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(BadInFlight(bytes.len()))?;
+        let (body, flags) = match (bytes.strip_prefix(MAGIC.as_slice()), bytes.strip_prefix(MAGIC_V1.as_slice())) {
+            (Some([flags, body @ ..]), _) => (body, *flags),
+            (_, Some(body)) => (body, 0),
+            _ => return Err(BadInFlight(bytes.len().saturating_sub(MAGIC.len()))),
+        };
         if body.len() % ENTRY != 0 {
             return Err(BadInFlight(body.len()));
         }
@@ -92,7 +111,7 @@ impl InFlight {
                 (id, WalPos { segment, record })
             })
             .collect();
-        Ok(InFlight { traces })
+        Ok(InFlight { traces, stored_at_receipt: flags & 1 == 1 })
     }
 }
 
@@ -113,6 +132,13 @@ mod tests {
         assert!(!f.wants(&[3; 16], pos(9, 0)));
         assert_eq!(InFlight::decode(&bytes[..bytes.len() - 1]), Err(BadInFlight(2 * ENTRY - 1)));
         assert!(InFlight::default().encode().is_empty());
+        // The flag round-trips; a first-version file (no flags byte) stored at emission.
+        let kept = f.clone().with_stored_at_receipt(true);
+        assert!(InFlight::decode(&kept.encode()).unwrap().stored_at_receipt);
+        let mut v1 = MAGIC_V1.to_vec();
+        v1.extend_from_slice(&bytes[MAGIC.len() + 1..]);
+        assert!(InFlight::is_this_format(&v1));
+        assert_eq!(InFlight::decode(&v1).unwrap(), f);
         assert!(!InFlight::is_this_format(&[0x0a, 0x03]), "a SpanBatch is the older format");
     }
 }
