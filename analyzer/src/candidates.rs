@@ -25,7 +25,7 @@ use crate::text::{ms, p_text};
 mod changes;
 mod metrics;
 
-pub(crate) use changes::from_changes;
+pub(crate) use changes::{from_changes, scope};
 pub(crate) use metrics::from_metrics;
 
 const MINUTE: i64 = 60_000_000_000;

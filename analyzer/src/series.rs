@@ -240,13 +240,17 @@ fn settle_onset(series: &Series, p99: &[f64], f: &mut Found, cfg: &changepoint::
     let end = f.regressed.1;
     let mut start = f.regressed.0;
     // Forward to the first slow bucket that is not alone: one followed by a bucket back at
-    // the level before, with a slow one in the two after, is noise ahead of the rise (the
-    // look ahead is short: each look tests a bucket against all before it).
+    // the level before, with a slow one in the two after, is noise ahead of the rise. The
+    // look ahead is short and at most two such buckets are passed over: each look tests a
+    // bucket against all before it, and a series that alternates for hours (bursts) must
+    // not cost a test per bucket of the day.
+    let mut passed = 0;
     loop {
         while end - start > 1 && !elevated(start) {
             start += 1;
         }
-        let alone = start + 2 < end
+        let alone = passed < 2
+            && start + 2 < end
             && !elevated(start + 1)
             && !fell_just_short(start + 1)
             && (start + 2..end.min(start + 4)).any(elevated);
@@ -254,6 +258,7 @@ fn settle_onset(series: &Series, p99: &[f64], f: &mut Found, cfg: &changepoint::
             break;
         }
         start += 1;
+        passed += 1;
     }
     // Back over slow buckets, and over one that fell just short between two slow ones.
     loop {

@@ -131,6 +131,12 @@ impl Prepared {
     }
 }
 
+/// The `spans` rows of an export of `bytes`: sized for every span when their rows are
+/// built as they are received, else for the few that are not trace spans.
+fn spans_rows(bytes: usize, at_receipt: bool) -> SpansBuilder {
+    if at_receipt { SpansBuilder::with_capacity(bytes / 700 + 1, bytes) } else { SpansBuilder::with_capacity(0, 0) }
+}
+
 impl Prepared {
     /// Encodes a batch and builds its rows.
     /// Its trace spans' rows are left for tail sampling: `new` is for batches of samples
@@ -161,11 +167,7 @@ impl Prepared {
     /// pass (the hot path: the record is not read back). `None` when no span was kept.
     pub fn transcode(c: &Converter, otlp: &[u8]) -> Result<(Option<Prepared>, Transcoded)> {
         let at_receipt = c.spans_at_receipt;
-        let mut rows = if at_receipt {
-            SpansBuilder::with_capacity(otlp.len() / 700 + 1, otlp.len())
-        } else {
-            SpansBuilder::with_capacity(0, 0)
-        };
+        let mut rows = spans_rows(otlp.len(), at_receipt);
         let mut holder = Holder::default();
         let mut held = Vec::with_capacity(otlp.len() / 700 + 1);
         let mut failed = None;
@@ -202,11 +204,7 @@ impl Prepared {
     /// The spans rows and held spans, and whether the record also holds samples or changes
     /// (whose rows the caller builds).
     fn spans_of(record: Bytes, at_receipt: bool) -> Result<(Prepared, bool)> {
-        let mut rows = if at_receipt {
-            SpansBuilder::with_capacity(record.len() / 700 + 1, record.len())
-        } else {
-            SpansBuilder::with_capacity(0, 0)
-        };
+        let mut rows = spans_rows(record.len(), at_receipt);
         let mut holder = Holder::default();
         let mut held = Vec::with_capacity(record.len() / 700 + 1);
         let cluster = slo_store::encoded::visit_spans(&record, |r, s, a| {

@@ -296,19 +296,8 @@ impl Pipeline {
         let late = self.assembler.take_late_kept();
         if !late.is_empty() {
             let mut spans = SpansBuilder::with_capacity(late.len(), late.len() * 700);
-            let mut held = HeldRows::new();
             let mut stored: HashMap<&'static str, u64> = HashMap::new();
-            for (h, sampled) in &late {
-                if h.stored {
-                    // Stored as it was received.
-                    *stored.entry(Sampled::ALL.by).or_default() += 1;
-                    continue;
-                }
-                match held.append(&mut spans, h, *sampled) {
-                    Ok(()) => *stored.entry(sampled.by).or_default() += 1,
-                    Err(e) => tracing::error!(error = %e, "late span does not read; not stored"),
-                }
-            }
+            HeldRows::new().append_each(&mut spans, late.iter().map(|(h, s)| (h, *s)), &mut stored);
             for (by, n) in stored {
                 self.count_stored(by, n);
             }
@@ -337,6 +326,7 @@ impl Pipeline {
         let mut spans_rows: Option<SpansBuilder> = None;
         let mut stored: HashMap<&'static str, u64> = HashMap::new();
         let mut not_stored = 0u64;
+        let mut held = HeldRows::new();
         for ((spans, reason), id) in emitted.traces.iter().zip(&emitted.ids) {
             reasons[match reason {
                 Emission::Complete => 0,
@@ -353,31 +343,26 @@ impl Pipeline {
                 rows.append(row, attrs.iter().copied())
             })?;
             let span_error = spans.iter().any(HeldSpan::is_error);
-            // Spans whose rows were built as they were received (every span of a collector
-            // that keeps them all, and those it resumed after a restart) are stored already,
-            // whatever the decision.
-            let received = spans.iter().filter(|h| h.stored).count() as u64;
-            if received > 0 {
-                *stored.entry(Sampled::ALL.by).or_default() += received;
-            }
             let Some(sampled) = self.sampler.decide(&verdict, id, span_error) else {
+                // Spans whose rows were built as they were received (those a collector
+                // keeping every span resumed after a restart) are stored whatever the
+                // decision.
+                let received = spans.iter().filter(|h| h.stored).count() as u64;
+                if received > 0 {
+                    *stored.entry(Sampled::ALL.by).or_default() += received;
+                }
                 not_stored += spans.len() as u64 - received;
                 continue;
             };
             self.assembler.stored(id, sampled);
-            if received == spans.len() as u64 {
+            if spans.iter().all(|h| h.stored) {
+                // Every span's row was built as it was received (keep_share 1).
+                *stored.entry(Sampled::ALL.by).or_default() += spans.len() as u64;
                 continue;
             }
             let b =
                 spans_rows.get_or_insert_with(|| SpansBuilder::with_capacity(spans.len() * 8, spans.len() * 8 * 700));
-            let mut held = HeldRows::new();
-            for h in spans.iter().filter(|h| !h.stored) {
-                if let Err(e) = held.append(b, h, sampled) {
-                    tracing::error!(error = %e, "held span does not read; not stored");
-                    continue;
-                }
-                *stored.entry(sampled.by).or_default() += 1;
-            }
+            held.append_each(b, spans.iter().map(|h| (h, sampled)), &mut stored);
         }
         for (by, n) in stored {
             self.count_stored(by, n);

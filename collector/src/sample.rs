@@ -243,6 +243,28 @@ impl<'a> HeldRows<'a> {
         HeldRows { resource: None, attrs: Vec::with_capacity(24) }
     }
 
+    /// Appends each `(span, decision)` to `rows` and counts it in `stored` by its
+    /// decision's `sampled_by`; a span whose row was built as it was received
+    /// ([`HeldSpan::stored`]) is only counted (as `all`, what its row says), and one that
+    /// does not read is logged and skipped.
+    pub(crate) fn append_each(
+        &mut self,
+        rows: &mut SpansBuilder,
+        spans: impl IntoIterator<Item = (&'a HeldSpan, Sampled)>,
+        stored: &mut HashMap<&'static str, u64>,
+    ) {
+        for (h, sampled) in spans {
+            if h.stored {
+                *stored.entry(Sampled::ALL.by).or_default() += 1;
+                continue;
+            }
+            match self.append(rows, h, sampled) {
+                Ok(()) => *stored.entry(sampled.by).or_default() += 1,
+                Err(e) => tracing::error!(error = %e, "held span does not read; not stored"),
+            }
+        }
+    }
+
     /// Appends `h` to `rows`.
     pub(crate) fn append(
         &mut self,

@@ -98,13 +98,11 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
         }
         for chunk in drained.traces.chunks(4096) {
             let mut b = SpansBuilder::with_capacity(chunk.len() * 4, chunk.len() * 4 * 700);
-            let mut held = crate::sample::HeldRows::new();
             // A span resumed from before the checkpoint of a collector that keeps every span
-            // has its row in the segments already.
-            for h in chunk.iter().flat_map(|(spans, _)| spans).filter(|h| !h.stored) {
-                // A span that does not read is skipped, as the server's emission does.
-                let _ = held.append(&mut b, h, UNFLUSHED);
-            }
+            // has its row in the segments already (append_each leaves it out); one that does
+            // not read is skipped, as the server's emission does.
+            let spans = chunk.iter().flat_map(|(spans, _)| spans).map(|h| (h, UNFLUSHED));
+            crate::sample::HeldRows::new().append_each(&mut b, spans, &mut std::collections::HashMap::new());
             store.append(Some(b.finish()?), None);
         }
         return Ok(stats);

@@ -11,15 +11,43 @@ use crate::support::{FAST_CONFIG, Server, export_request, post_ok, slo};
 
 const SPANS_PER_EXPORT: usize = 50;
 
+/// [`FAST_CONFIG`] with assembly waiting minutes (every trace stays in flight) and a flush
+/// every second.
+fn holding_traces() -> String {
+    FAST_CONFIG
+        .replace("idle_ms: 300", "idle_ms: 60000")
+        .replace("max_wait_ms: 2000", "max_wait_ms: 120000")
+        .replace("flush_interval_s: 2", "flush_interval_s: 1")
+}
+
+/// `config` with tail sampling keeping every span (`keep_share: 1`).
+fn keeping_all(config: &str) -> String {
+    config.replace("collector:\n", "collector:\n  sampling:\n    keep_share: 1\n")
+}
+
+/// Waits (20 s at most) for a flush that left traces in flight; its manifest.
+async fn flushed_with_traces_in_flight(data: &std::path::Path) -> serde_json::Value {
+    let manifest = || -> serde_json::Value {
+        std::fs::read(data.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = manifest();
+        if m["state_file"].is_string() && m["wal_checkpoint"].as_u64() >= Some(1) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "no flush with traces in flight: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_spans_survive_kill_9_during_load() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     // Flush every second, so some acknowledged spans are in segments and some only in the
     // WAL. Every trace's spans are stored (no tail sampling), so every one can be checked.
-    let config = FAST_CONFIG
-        .replace("flush_interval_s: 2", "flush_interval_s: 1")
-        .replace("collector:\n", "collector:\n  sampling:\n    keep_share: 1\n");
+    let config = keeping_all(&FAST_CONFIG.replace("flush_interval_s: 2", "flush_interval_s: 1"));
     let d = data.clone();
     let c = config.clone();
     let server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
@@ -91,9 +119,7 @@ async fn traces_in_flight_at_shutdown_become_requests_after_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     // Assembly waits a minute: at shutdown every trace is still in flight.
-    let slow =
-        FAST_CONFIG.replace("idle_ms: 300", "idle_ms: 60000").replace("max_wait_ms: 2000", "max_wait_ms: 120000");
-    let (d, c) = (data.clone(), slow.clone());
+    let (d, c) = (data.clone(), holding_traces());
     let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
     post_ok(&server.http, export_request(77, 25).encode_to_vec()).await;
     let srv = &server;
@@ -124,11 +150,7 @@ async fn a_trace_split_by_a_flush_and_a_kill_9_is_assembled_whole() {
     use opentelemetry_proto::tonic::trace::v1::Span;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let slow = FAST_CONFIG
-        .replace("idle_ms: 300", "idle_ms: 60000")
-        .replace("max_wait_ms: 2000", "max_wait_ms: 120000")
-        .replace("flush_interval_s: 2", "flush_interval_s: 1");
-    let (d, c) = (data.clone(), slow.clone());
+    let (d, c) = (data.clone(), holding_traces());
     let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
     // Ten server spans without latency attributes: their split can only come from a child.
     let mut entries = export_request(93, 10);
@@ -138,15 +160,7 @@ async fn a_trace_split_by_a_flush_and_a_kill_9_is_assembled_whole() {
     }
     post_ok(&server.http, entries.encode_to_vec()).await;
     // Wait for a flush that leaves the ten traces in flight.
-    let manifest = || -> serde_json::Value {
-        std::fs::read(data.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(manifest()["state_file"].is_string() && manifest()["wal_checkpoint"].as_u64() >= Some(1)) {
-        assert!(Instant::now() < deadline, "no flush with traces in flight: {}", manifest());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let m = manifest();
+    let m = flushed_with_traces_in_flight(&data).await;
     let (keep_from, checkpoint) = (m["wal_keep_from"].as_u64().unwrap(), m["wal_checkpoint"].as_u64().unwrap());
     assert!(keep_from <= checkpoint, "the entry spans' segment is kept: {m}");
     assert!(data.join(format!("wal/{keep_from:020}.wal")).exists(), "{m}");
@@ -189,23 +203,12 @@ async fn a_trace_split_by_a_flush_and_a_kill_9_is_assembled_whole() {
 async fn a_read_only_query_of_a_keep_all_directory_counts_each_span_once() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let keep_all = FAST_CONFIG
-        .replace("idle_ms: 300", "idle_ms: 60000")
-        .replace("max_wait_ms: 2000", "max_wait_ms: 120000")
-        .replace("flush_interval_s: 2", "flush_interval_s: 1")
-        .replace("collector:\n", "collector:\n  sampling:\n    keep_share: 1\n");
-    let (d, c) = (data.clone(), keep_all.clone());
+    let (d, c) = (data.clone(), keeping_all(&holding_traces()));
     let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
     post_ok(&server.http, export_request(51, 12).encode_to_vec()).await;
     // A flush that leaves the twelve traces in flight, their spans in its segments.
-    let manifest = || -> serde_json::Value {
-        std::fs::read(data.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(manifest()["state_file"].is_string() && manifest()["files"].as_array().is_some_and(|f| !f.is_empty())) {
-        assert!(Instant::now() < deadline, "no flush with traces in flight: {}", manifest());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let m = flushed_with_traces_in_flight(&data).await;
+    assert!(m["files"].as_array().is_some_and(|f| !f.is_empty()), "{m}");
     // Newer spans after the flush, in the WAL only.
     post_ok(&server.http, export_request(52, 5).encode_to_vec()).await;
     tokio::task::block_in_place(|| server.kill9());
@@ -224,28 +227,14 @@ async fn a_read_only_query_of_a_keep_all_directory_counts_each_span_once() {
 /// Few traces are all low-traffic ones, which sampling keeps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_that_changes_keep_share_stores_each_span_once() {
-    let slow = FAST_CONFIG
-        .replace("idle_ms: 300", "idle_ms: 60000")
-        .replace("max_wait_ms: 2000", "max_wait_ms: 120000")
-        .replace("flush_interval_s: 2", "flush_interval_s: 1");
-    let keep_all = |c: &str| c.replace("collector:\n", "collector:\n  sampling:\n    keep_share: 1\n");
-    for (before, after) in [(keep_all(&slow), FAST_CONFIG.to_string()), (slow.clone(), keep_all(FAST_CONFIG))] {
+    let slow = holding_traces();
+    for (before, after) in [(keeping_all(&slow), FAST_CONFIG.to_string()), (slow.clone(), keeping_all(FAST_CONFIG))] {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let (d, c) = (data.clone(), before.clone());
         let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
         post_ok(&server.http, export_request(61, 9).encode_to_vec()).await;
-        let manifest = || -> serde_json::Value {
-            std::fs::read(data.join("manifest.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default()
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !(manifest()["state_file"].is_string() && manifest()["wal_checkpoint"].as_u64() >= Some(1)) {
-            assert!(Instant::now() < deadline, "no flush with traces in flight: {}", manifest());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        flushed_with_traces_in_flight(&data).await;
         tokio::task::block_in_place(|| server.kill9());
         let (d, c) = (data.clone(), after.clone());
         let server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();

@@ -89,7 +89,9 @@ pub(crate) fn from_changes(ctx: &Context<'_>, changes: &[Change]) -> Vec<Candida
     out
 }
 
-fn scope(ctx: &Context<'_>, c: &Change) -> f64 {
+/// How much the change's object is the service's own: 1 for its deployment, its HPA or
+/// ScaledObject (by target or name), its pods and the nodes that served it.
+pub(crate) fn scope(ctx: &Context<'_>, c: &Change) -> f64 {
     let (kind, name) = c.object.split_once('/').unwrap_or(("", c.object.as_str()));
     let nodes_before = evidence::distinct(&ctx.before, |r| &*r.node);
     match kind {
