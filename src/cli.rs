@@ -136,11 +136,15 @@ pub(crate) enum Format {
 #[derive(Debug, Args)]
 pub(crate) struct QueryArgs {
     /// Data directory to read (segments plus unflushed WAL) [default: ./slo-data].
-    #[arg(long, env = "SLO_DATA_DIR", conflicts_with = "server")]
+    #[arg(long, env = "SLO_DATA_DIR", conflicts_with_all = ["server", "bucket"])]
     pub data_dir: Option<PathBuf>,
     /// A running server to ask instead (e.g. http://127.0.0.1:8080).
-    #[arg(long, env = "SLO_SERVER")]
+    #[arg(long, env = "SLO_SERVER", conflicts_with = "bucket")]
     pub server: Option<String>,
+    /// An object store the collectors upload to (`s3://bucket/prefix`: every collector's
+    /// prefix below it); endpoint, region and credentials from the `AWS_*` environment.
+    #[arg(long, env = "SLO_BUCKET")]
+    pub bucket: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,

@@ -73,6 +73,12 @@ pub(crate) struct StoreSection {
     pub max_memory_mib: usize,
     /// Keep segments this many hours (by data time); 0 keeps everything.
     pub retention_hours: u64,
+    /// Put segments and rollups in an object store (S3 or S3-compatible) once flushed;
+    /// unset: they stay in the data directory. Secrets come from the environment only.
+    pub object_store: Option<slo_store::RemoteOptions>,
+    /// This collector's prefix below `object_store.url` (each collector writes its own);
+    /// unset: `$POD_NAME`, else `$HOSTNAME`, else `slo`.
+    pub collector: Option<String>,
 }
 
 impl Default for StoreSection {
@@ -85,6 +91,8 @@ impl Default for StoreSection {
             flush_rows: d.flush_rows,
             max_memory_mib: d.max_memory_bytes >> 20,
             retention_hours: d.retention.map_or(0, |r| r.as_secs() / 3600),
+            object_store: None,
+            collector: None,
         }
     }
 }
@@ -221,6 +229,24 @@ impl ServeConfig {
         Ok(ServeConfig::default())
     }
 
+    /// This collector's name: its prefix in the object store.
+    pub(crate) fn collector_name(&self) -> anyhow::Result<String> {
+        let from_env = || ["POD_NAME", "HOSTNAME"].iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
+        let name = self.store.collector.clone().or_else(from_env).unwrap_or_else(|| "slo".into());
+        anyhow::ensure!(
+            slo_store::valid_collector_name(&name),
+            "store.collector: {name:?} cannot name a prefix (letters, digits, '.', '_', '-'; at most 128)"
+        );
+        Ok(name)
+    }
+
+    /// The object store this collector writes (its own prefix), if one is configured.
+    pub(crate) fn remote(&self) -> anyhow::Result<Option<slo_store::Remote>> {
+        let Some(o) = &self.store.object_store else { return Ok(None) };
+        let root = slo_store::Remote::open(o).map_err(|e| anyhow::anyhow!("store.object_store: {e}"))?;
+        Ok(Some(root.child(&self.collector_name()?)))
+    }
+
     /// The store's settings.
     pub(crate) fn store_config(&self) -> StoreConfig {
         let s = &self.store;
@@ -233,6 +259,8 @@ impl ServeConfig {
             max_memory_bytes: s.max_memory_mib.max(16) << 20,
             retention: (s.retention_hours > 0).then(|| Duration::from_secs(s.retention_hours * 3600)),
             derive: Some(std::sync::Arc::new(slo_analyzer::RollupDerive)),
+            remote: None,
+            collector: self.collector_name().unwrap_or_else(|_| "slo".into()),
         }
     }
 }

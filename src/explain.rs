@@ -17,11 +17,15 @@ use crate::cli::{Failure, Format};
 #[derive(Debug, Args)]
 pub(crate) struct ExplainArgs {
     /// Data directory to read (segments plus unflushed WAL) [default: ./slo-data].
-    #[arg(long, env = "SLO_DATA_DIR", conflicts_with = "server")]
+    #[arg(long, env = "SLO_DATA_DIR", conflicts_with_all = ["server", "bucket"])]
     pub data_dir: Option<PathBuf>,
     /// A running server to ask instead (e.g. http://127.0.0.1:8080).
-    #[arg(long, env = "SLO_SERVER")]
+    #[arg(long, env = "SLO_SERVER", conflicts_with = "bucket")]
     pub server: Option<String>,
+    /// An object store the collectors upload to (`s3://bucket/prefix`: every collector's
+    /// prefix below it); endpoint, region and credentials from the `AWS_*` environment.
+    #[arg(long, env = "SLO_BUCKET")]
+    pub bucket: Option<String>,
     /// The service (the `service` of its requests) [default: the one whose p99 rose most].
     #[arg(long, conflicts_with = "slo")]
     pub service: Option<String>,
@@ -69,9 +73,12 @@ pub(crate) async fn run(args: ExplainArgs) -> Result<(), Failure> {
         })?;
         query.slo = Some(slo.clone());
     }
-    let report = match &args.server {
-        Some(server) => remote(server, &args).await?,
-        None => local(args.data_dir.as_deref().unwrap_or(Path::new("./slo-data")), &query).await?,
+    let report = match (&args.server, &args.bucket) {
+        (Some(server), _) => remote(server, &args).await?,
+        (None, Some(bucket)) => {
+            explain_with(&Source::new(crate::bucket::open(bucket).await?.snapshot()), &query).await?
+        }
+        (None, None) => local(args.data_dir.as_deref().unwrap_or(Path::new("./slo-data")), &query).await?,
     };
     let body = match args.format {
         Format::Json => serde_json::to_string_pretty(&report).context("encoding the report")? + "\n",

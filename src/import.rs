@@ -24,7 +24,8 @@ pub(crate) async fn run(args: ImportArgs) -> Result<(), Failure> {
 /// flushes; returns what was stored and the error that stopped it, if one did.
 pub(crate) async fn import(cfg: &ServeConfig, files: &[PathBuf]) -> Result<(ImportSummary, Option<Error>), Failure> {
     // An import brings old incidents in: retention must not delete them on arrival.
-    let store_cfg = slo_store::StoreConfig { retention: None, ..cfg.store_config() };
+    let remote = cfg.remote().map_err(Failure::usage)?;
+    let store_cfg = slo_store::StoreConfig { retention: None, remote, ..cfg.store_config() };
     let (store, wal, recovery) =
         tokio::task::spawn_blocking(move || Store::open(store_cfg, StoreMetrics::unregistered()))
             .await
@@ -54,6 +55,15 @@ pub(crate) async fn import(cfg: &ServeConfig, files: &[PathBuf]) -> Result<(Impo
     }
     drop(receiver);
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await.map_err(anyhow::Error::from)??;
+    if let Some(remote) = store_view.config().remote.clone() {
+        // With an object store configured, what was imported goes there now (an import
+        // has no uploader thread); on failure it stays in the data directory, and the next
+        // `slo serve` (or import) of it uploads it.
+        let round = store_view.upload_round().await.map_err(|e| {
+            anyhow::anyhow!("imported into {}, but uploading to {} failed: {e}", cfg.data_dir.display(), remote.url())
+        })?;
+        println!("uploaded {} file(s) to {}", round.uploaded, remote.url());
+    }
     Ok((summary, failed))
 }
 

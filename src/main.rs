@@ -1,5 +1,6 @@
 //! `slo`: SLO analysis for GPU inference on Kubernetes. This file only wires the commands.
 
+mod bucket;
 mod cli;
 mod client;
 mod config;

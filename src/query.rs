@@ -20,9 +20,10 @@ fn format(f: OutputFormat) -> Format {
 /// Runs the query and prints the result.
 pub(crate) async fn run(args: QueryArgs) -> Result<(), Failure> {
     let fmt = format(args.format);
-    let body = match &args.server {
-        Some(server) => remote(&args.client.client()?, server, &args.sql, fmt).await?,
-        None => local(args.data_dir.unwrap_or_else(|| "./slo-data".into()), &args.sql, fmt).await?,
+    let body = match (&args.server, &args.bucket) {
+        (Some(server), _) => remote(&args.client.client()?, server, &args.sql, fmt).await?,
+        (None, Some(bucket)) => run_sql(&crate::bucket::open(bucket).await?, &args.sql, fmt).await?,
+        (None, None) => local(args.data_dir.unwrap_or_else(|| "./slo-data".into()), &args.sql, fmt).await?,
     };
     let mut out = std::io::stdout().lock();
     out.write_all(&body).context("writing the result")?;
@@ -58,6 +59,10 @@ async fn local(dir: std::path::PathBuf, sql: &str, fmt: Format) -> Result<Vec<u8
             .await
             .context("replaying the WAL")??;
     tracing::debug!(records = stats.records, spans = stats.spans, "replayed unflushed WAL records read-only");
+    run_sql(&store, sql, fmt).await
+}
+
+async fn run_sql(store: &Store, sql: &str, fmt: Format) -> Result<Vec<u8>, Failure> {
     let batches =
         store.snapshot().sql(sql).await.map_err(|e| if e.is_user_error() { Failure::usage(e) } else { e.into() })?;
     Ok(output::render(&batches, fmt)?)

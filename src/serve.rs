@@ -66,6 +66,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     let doors = Doors::load(&cfg)?;
     cfg.collector.sampling.check().map_err(Failure::usage_msg)?;
     cfg.collector.sampling.slo_thresholds = crate::rules::slo_thresholds(&slos);
+    let remote = cfg.remote().map_err(Failure::usage)?;
     if check_only {
         cfg.kubernetes.watched().map_err(Failure::usage)?;
         cfg.alerts.check().map_err(Failure::usage_msg)?;
@@ -79,8 +80,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
         )
         .map_err(Failure::usage_msg)?;
         println!(
-            "config ok: data_dir {}, listen otlp_grpc={} otlp_http={} http={}, {} SLO(s){}, kubernetes watch {}, {} static scrape target(s), {} alert forward(s)",
+            "config ok: data_dir {}{}, listen otlp_grpc={} otlp_http={} http={}, {} SLO(s){}, kubernetes watch {}, {} static scrape target(s), {} alert forward(s)",
             cfg.data_dir.display(),
+            remote.as_ref().map_or(String::new(), |r| format!(", object store {}", r.url())),
             cfg.listen.otlp_grpc,
             cfg.listen.otlp_http,
             cfg.listen.http,
@@ -101,11 +103,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     let metrics = CollectorMetrics::with_sli(&mut registry, &crate::rules::sli_bounds(&slos));
     let kube_metrics = KubeMetrics::new(&mut registry);
     let kube_kinds = cfg.kubernetes.watched().map_err(Failure::usage)?;
-    let store_cfg = cfg.store_config();
+    let mut store_cfg = cfg.store_config();
+    store_cfg.remote = remote;
     let (store, wal, recovery) = tokio::task::spawn_blocking(move || Store::open(store_cfg, store_metrics))
         .await
         .context("opening the store")??;
-    tracing::info!(data_dir = %cfg.data_dir.display(), wal_segments = recovery.wal_segments.len(), "store opened");
+    tracing::info!(data_dir = %cfg.data_dir.display(), wal_segments = recovery.wal_segments.len(),
+        object_store = %store.config().remote.as_ref().map_or("none".into(), |r| r.url()), "store opened");
+    let uploader = slo_store::UploaderThread::start(&store).context("starting the uploader")?;
     let (ingest, pipeline) = Pipeline::start(store.clone(), wal, recovery, &cfg.collector, metrics.clone(), false)
         .map_err(Failure::usage)?;
     let health = pipeline.health();
@@ -323,6 +328,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     drop(receiver);
     let flushed = tokio::time::timeout(grace, tokio::task::spawn_blocking(move || pipeline.shutdown())).await;
+    if let Some(u) = uploader {
+        // One last round, bounded: what it does not upload goes up after the next start.
+        let _ = tokio::task::spawn_blocking(move || u.stop()).await;
+    }
     match flushed {
         Ok(Ok(Ok(()))) => tracing::info!("flushed; bye"),
         Ok(Ok(Err(e))) => return Err(anyhow::anyhow!("final flush: {e}").into()),

@@ -139,11 +139,48 @@ impl Source {
     /// flushes that have none (data written before rollups existed, or a rollup that would
     /// not decode), and the rows not flushed yet.
     pub async fn rollups(&self, service: Option<&str>, from: i64, to: i64) -> Result<Rollups> {
+        let (lo, hi) = (minute_of(from), to);
         let snapshot = self.snapshot.clone();
-        let service = service.map(str::to_string);
-        tokio::task::spawn_blocking(move || rollups_blocking(&snapshot, service.as_deref(), from, to))
-            .await
-            .map_err(|e| Error::Data(format!("rollup task failed: {e}")))?
+        let overlapping = |table: &str| -> Vec<SegmentFile> {
+            snapshot
+                .files()
+                .iter()
+                .filter(|f| f.table == table && f.max_time >= lo && f.min_time < hi)
+                .cloned()
+                .collect()
+        };
+        let rollup_files = overlapping(ROLLUPS);
+        let fetched = fetch_all(&snapshot, &rollup_files).await;
+        let owned = service.map(str::to_string);
+        let (mut out, covered) =
+            blocking(move || decode_rollups(rollup_files, fetched, owned.as_deref(), lo, hi)).await??;
+        let uncovered: Vec<SegmentFile> = overlapping(REQUESTS)
+            .into_iter()
+            .filter(|f| flush_key(&f.path, REQUESTS).is_none_or(|k| !covered.contains(&k)))
+            .collect();
+        let fetched = fetch_all(&snapshot, &uncovered).await;
+        let owned = service.map(str::to_string);
+        let rest = blocking(move || {
+            let keep = |r: &mut Rollups| {
+                r.retain(|k| k.minute >= lo && k.minute < hi && owned.as_deref().is_none_or(|s| s == k.service))
+            };
+            let mut out = Rollups::new();
+            for (f, bytes) in uncovered.iter().zip(fetched) {
+                let mut r = rollups_of_segment(&f.path, bytes?)?;
+                keep(&mut r);
+                out.merge(&r);
+            }
+            let mut r = Rollups::new();
+            for b in snapshot.memory(REQUESTS) {
+                r.add_requests(b)?;
+            }
+            keep(&mut r);
+            out.merge(&r);
+            Ok::<_, Error>(out)
+        })
+        .await??;
+        out.merge(&rest);
+        Ok(out)
     }
 
     /// The same rollups by scanning `requests` with SQL (the reference the persisted ones
@@ -363,72 +400,84 @@ impl Interner {
     }
 }
 
-/// The flush id of a segment path (`.../000000000042.parquet`, `rollups/000000000042.bin`).
-fn flush_id(path: &str) -> Option<u64> {
-    let name = path.rsplit('/').next()?;
-    name.split('.').next()?.parse().ok()
+/// The flush a segment or rollup file belongs to: the collector's prefix (empty for a
+/// data directory; several collectors' flush ids overlap) and the flush id, from paths such
+/// as `requests/date=…/hour=…/000000000042.parquet` or `c1/rollups/000000000042.bin`.
+fn flush_key(path: &str, table: &str) -> Option<(String, u64)> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let id = parts.last()?.split('.').next()?.parse().ok()?;
+    let at = parts.iter().rposition(|p| *p == table)?;
+    Some((parts[..at].join("/"), id))
 }
 
-fn rollups_blocking(snapshot: &Snapshot, service: Option<&str>, from: i64, to: i64) -> Result<Rollups> {
-    let (lo, hi) = (minute_of(from), to);
-    let overlaps = |f: &SegmentFile| f.max_time >= lo && f.min_time < hi;
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Data(format!("rollup task failed: {e}")))
+}
+
+/// The bytes of `files`, a few at a time (the object store answers in parallel).
+async fn fetch_all(snapshot: &Snapshot, files: &[SegmentFile]) -> Vec<Result<bytes::Bytes>> {
+    use futures::StreamExt;
+    // Owned futures: borrowed ones trip the compiler's higher-ranked lifetimes in callers'
+    // `Send` checks.
+    let shared = Arc::new(snapshot.clone());
+    futures::stream::iter(files.to_vec())
+        .map(move |f| {
+            let snapshot = shared.clone();
+            async move { snapshot.read(&f).await.map_err(|e| Error::Data(format!("{}: {e}", f.path))) }
+        })
+        .buffered(16)
+        .collect()
+        .await
+}
+
+/// The persisted rollups that decode, kept to `[lo, hi)` and `service`, and the flushes
+/// they cover; one that does not decode is read from its requests instead.
+fn decode_rollups(
+    files: Vec<SegmentFile>,
+    fetched: Vec<Result<bytes::Bytes>>,
+    service: Option<&str>,
+    lo: i64,
+    hi: i64,
+) -> Result<(Rollups, HashSet<(String, u64)>)> {
     let mut out = Rollups::new();
     let mut covered = HashSet::new();
-    let keep =
-        |r: &mut Rollups| r.retain(|k| k.minute >= lo && k.minute < hi && service.is_none_or(|s| s == k.service));
-    for f in snapshot.files().iter().filter(|f| f.table == ROLLUPS && overlaps(f)) {
-        let path = snapshot.data_dir().join(&f.path);
-        let decoded = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| Rollups::decode(&b).map_err(|e| e.to_string()));
-        match decoded {
+    for (f, bytes) in files.iter().zip(fetched) {
+        match bytes.and_then(|b| Rollups::decode(&b).map_err(|e| Error::Data(e.to_string()))) {
             Ok(mut r) => {
-                keep(&mut r);
+                r.retain(|k| k.minute >= lo && k.minute < hi && service.is_none_or(|s| s == k.service));
                 out.merge(&r);
-                covered.extend(flush_id(&f.path));
+                covered.extend(flush_key(&f.path, ROLLUPS));
             }
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "unreadable rollup file; reading its requests instead")
+                tracing::warn!(path = %f.path, error = %e, "unreadable rollup file; reading its requests instead")
             }
         }
     }
-    for f in snapshot.files().iter().filter(|f| f.table == REQUESTS && overlaps(f)) {
-        if flush_id(&f.path).is_some_and(|id| covered.contains(&id)) {
-            continue;
-        }
-        let path = snapshot.data_dir().join(&f.path);
-        let file = std::fs::File::open(&path).map_err(|e| Error::Io { op: "open", path: path.clone(), source: e })?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-        let wanted = [
-            col::TIME,
-            col::SERVICE,
-            col::MODEL,
-            col::STATUS,
-            col::DURATION_MS,
-            col::QUEUE_MS,
-            col::COMPUTE_MS,
-            col::TTFT_MS,
-            col::INPUT_TOKENS,
-            col::OUTPUT_TOKENS,
-        ];
-        let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
-        let reader =
-            builder.with_projection(mask).build().map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-        let mut r = Rollups::new();
-        for b in reader {
-            r.add_requests(&b?)?;
-        }
-        keep(&mut r);
-        out.merge(&r);
-    }
+    Ok((out, covered))
+}
+
+/// Rollups of one `requests` segment's bytes.
+fn rollups_of_segment(path: &str, bytes: bytes::Bytes) -> Result<Rollups> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::Data(format!("{path}: {e}")))?;
+    let wanted = [
+        col::TIME,
+        col::SERVICE,
+        col::MODEL,
+        col::STATUS,
+        col::DURATION_MS,
+        col::QUEUE_MS,
+        col::COMPUTE_MS,
+        col::TTFT_MS,
+        col::INPUT_TOKENS,
+        col::OUTPUT_TOKENS,
+    ];
+    let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
+    let reader = builder.with_projection(mask).build().map_err(|e| Error::Data(format!("{path}: {e}")))?;
     let mut r = Rollups::new();
-    for b in snapshot.memory(REQUESTS) {
-        r.add_requests(b)?;
+    for b in reader {
+        r.add_requests(&b?)?;
     }
-    keep(&mut r);
-    out.merge(&r);
-    Ok(out)
+    Ok(r)
 }
 
 #[cfg(test)]

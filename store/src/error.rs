@@ -28,6 +28,16 @@ pub enum Error {
     /// A WAL record or state file that does not decode (the message names the problem).
     #[error("undecodable record: {0}")]
     Record(#[from] crate::wire::WireError),
+    /// The object store refused or failed an operation (the server's answer, no credentials).
+    #[error("object store: {op} {what}: {detail}")]
+    Remote {
+        /// What we were doing.
+        op: &'static str,
+        /// The object or URL.
+        what: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// Another process holds the data directory.
     #[error("data dir {0} is in use by another slo process (its LOCK file is held)")]
     Locked(PathBuf),

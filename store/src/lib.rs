@@ -8,10 +8,15 @@
 //! DataFusion over the in-memory rows and the segments together ([`query`]), so a row is
 //! always visible exactly once: in memory, being flushed, or in a segment.
 //!
+//! With an object store configured ([`Remote`]), the uploader copies each flush's files
+//! there and deletes the local copies (the WAL stays local: it makes an ack durable);
+//! readers given the object store read every collector's manifest below it (`bucket.rs`).
+//!
 //! The manifest ([`manifest`]) is the only source of truth about which segments exist and
 //! up to which WAL segment the data is reflected in them; a crash between writing a
 //! segment and updating the manifest leaves an orphan file that is removed on open.
 
+mod bucket;
 mod cluster_rows;
 pub mod encoded;
 mod error;
@@ -21,13 +26,16 @@ mod metrics;
 pub mod output;
 mod query;
 mod records;
+mod remote;
 mod rows;
 pub mod schema;
 mod segments;
 mod store;
+mod upload;
 mod wal;
 pub mod wire;
 
+pub use bucket::{CollectorView, lagging};
 pub use cluster_rows::{changes_batch, cluster_batches};
 pub use error::{Error, Result};
 pub use flusher::{FlushDone, FlushError, Flusher, FlusherThread};
@@ -35,7 +43,9 @@ pub use manifest::{Manifest, SegmentFile};
 pub use metrics::StoreMetrics;
 pub use query::{QueryLimits, Snapshot};
 pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord, find_attr};
+pub use remote::{Remote, RemoteManifest, RemoteOptions, valid_collector_name};
 pub use rows::{Request, RequestRef, RequestRow, RequestsBuilder, requests_batch};
 pub use segments::writer_properties;
 pub use store::{Derive, FlushJob, Recovery, Store, StoreConfig};
+pub use upload::{UploadRound, UploaderThread};
 pub use wal::{FsyncPolicy, SegmentRead, Wal, list_segments as list_wal_segments, read_segment as read_wal_segment};

@@ -29,6 +29,10 @@ pub struct SegmentFile {
     pub min_time: i64,
     /// Largest `time` in the file, ns since the epoch.
     pub max_time: i64,
+    /// In the object store (its manifest lists it); the local copy is deleted, or about to
+    /// be. Always false without one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uploaded: bool,
 }
 
 /// The persistent state of the data directory.
@@ -50,6 +54,10 @@ pub struct Manifest {
     pub next_flush_id: u64,
     /// The segments.
     pub files: Vec<SegmentFile>,
+    /// Files retention removed from `files` that are still in the object store: the
+    /// uploader drops them from the object store's manifest, then deletes them there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_expired: Vec<String>,
 }
 
 impl Manifest {

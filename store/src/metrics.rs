@@ -30,6 +30,12 @@ pub struct StoreMetrics {
     pub segments: Gauge,
     /// Segment files removed by retention.
     pub retention_removed: Counter,
+    /// Files copied to the object store.
+    pub uploaded_files: Counter,
+    /// Upload rounds that failed (retried with back-off; the files stay on the local disk).
+    pub upload_errors: Counter,
+    /// Files waiting for the object store (to upload, or to delete there).
+    pub upload_pending: Gauge,
 }
 
 impl StoreMetrics {
@@ -45,6 +51,9 @@ impl StoreMetrics {
             memory_bytes: Gauge::default(),
             segments: Gauge::default(),
             retention_removed: Counter::default(),
+            uploaded_files: Counter::default(),
+            upload_errors: Counter::default(),
+            upload_pending: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("slo_store");
         r.register("wal_append_seconds", "time of one WAL group commit", m.wal_append_seconds.clone());
@@ -60,6 +69,13 @@ impl StoreMetrics {
         );
         r.register("segments", "Parquet segment files in the manifest", m.segments.clone());
         r.register("retention_removed", "segment files removed by retention", m.retention_removed.clone());
+        r.register("uploaded_files", "segment and rollup files copied to the object store", m.uploaded_files.clone());
+        r.register("upload_errors", "upload rounds that failed and will be retried", m.upload_errors.clone());
+        r.register(
+            "upload_pending",
+            "files waiting for the object store (to upload, or expired to delete there)",
+            m.upload_pending.clone(),
+        );
         m
     }
 

@@ -23,6 +23,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
 use crate::manifest::SegmentFile;
+use crate::remote::Remote;
 use crate::schema;
 
 mod limits;
@@ -37,18 +38,20 @@ pub struct Snapshot {
     /// Rows in memory per table, in [`schema::TABLES`] order.
     pub(crate) tables: [Vec<RecordBatch>; schema::TABLES.len()],
     pub(crate) files: Vec<SegmentFile>,
+    /// Where files marked `uploaded` are read from.
+    pub(crate) remote: Option<Remote>,
 }
 
-/// One table: rows in memory plus segment files.
+/// One table: rows in memory plus segment files (on the local disk, in the object store).
 pub(crate) struct StoreTable {
     schema: SchemaRef,
     memory: MemTable,
-    files: Option<ListingTable>,
+    files: Vec<ListingTable>,
 }
 
 impl fmt::Debug for StoreTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreTable").field("files", &self.files.is_some()).finish()
+        f.debug_struct("StoreTable").field("file_sets", &self.files.len()).finish()
     }
 }
 
@@ -79,7 +82,7 @@ impl TableProvider for StoreTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let mut plans = vec![self.memory.scan(state, projection, filters, limit).await?];
-        if let Some(files) = &self.files {
+        for files in &self.files {
             plans.push(files.scan(state, projection, filters, limit).await?);
         }
         UnionExec::try_new(plans)
@@ -89,22 +92,36 @@ impl TableProvider for StoreTable {
 impl Snapshot {
     fn table(&self, name: &str, schema: SchemaRef, batches: &[RecordBatch]) -> Result<StoreTable> {
         let memory = MemTable::try_new(schema.clone(), vec![batches.to_vec()])?;
-        let urls = self
-            .files
-            .iter()
-            .filter(|f| f.table == name)
-            .map(|f| ListingTableUrl::parse(self.data_dir.join(&f.path).to_string_lossy()))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let files = if urls.is_empty() {
-            None
-        } else {
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        for f in self.files.iter().filter(|f| f.table == name) {
+            match (&self.remote, f.uploaded) {
+                (Some(r), true) => remote.push(ListingTableUrl::parse(r.table_url(&f.path))?),
+                _ => local.push(ListingTableUrl::parse(self.data_dir.join(&f.path).to_string_lossy())?),
+            }
+        }
+        // One listing per object store: a listing reads all its files through the store of
+        // its first URL.
+        let mut files = Vec::new();
+        for urls in [local, remote].into_iter().filter(|u| !u.is_empty()) {
             let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema.clone());
-            Some(ListingTable::try_new(config)?)
-        };
+            files.push(ListingTable::try_new(config)?);
+        }
         Ok(StoreTable { schema, memory, files })
+    }
+
+    /// The bytes of a segment or rollup file, from the local disk or the object store.
+    pub async fn read(&self, f: &SegmentFile) -> Result<bytes::Bytes> {
+        match (&self.remote, f.uploaded) {
+            (Some(r), true) => r.get(&f.path).await,
+            _ => {
+                let path = self.data_dir.join(&f.path);
+                let b = tokio::fs::read(&path).await.map_err(crate::error::Error::io("read", &path))?;
+                Ok(bytes::Bytes::from(b))
+            }
+        }
     }
 
     /// A DataFusion session with the store's tables registered under their contract names,
@@ -114,6 +131,10 @@ impl Snapshot {
         let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
         let ctx = SessionContext::new_with_config_rt(config, limits.runtime()?);
         limits.guard_functions(&ctx)?;
+        if let Some(r) = &self.remote {
+            let (url, store) = r.registration();
+            ctx.register_object_store(url, store);
+        }
         let path = self.data_dir.canonicalize().unwrap_or_else(|_| self.data_dir.clone());
         let snap = Snapshot { data_dir: path, ..self.clone() };
         for (name, batches) in schema::TABLES.iter().zip(&self.tables) {

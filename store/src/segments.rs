@@ -147,6 +147,7 @@ pub(crate) fn write_table(
             bytes,
             min_time: min,
             max_time: max,
+            uploaded: false,
         });
     }
     Ok(files)

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, SegmentFile, write_atomic};
 use crate::metrics::StoreMetrics;
 use crate::query::Snapshot;
+use crate::remote::Remote;
 use crate::schema::{REQUESTS, SPANS, TABLES};
 use crate::segments;
 use crate::wal::{self, FsyncPolicy, SegmentRead, Wal};
@@ -48,6 +49,11 @@ pub struct StoreConfig {
     pub retention: Option<Duration>,
     /// What to derive from each flush's requests (the analyzer's rollups), if anything.
     pub derive: Option<Arc<dyn Derive>>,
+    /// Where segments go once written (this collector's own prefix), if anywhere: the
+    /// uploader copies them there and deletes the local copy (`upload.rs`).
+    pub remote: Option<Remote>,
+    /// This collector's name in the object store's manifest.
+    pub collector: String,
 }
 
 impl StoreConfig {
@@ -62,6 +68,8 @@ impl StoreConfig {
             max_memory_bytes: 1 << 30,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             derive: None,
+            remote: None,
+            collector: "slo".into(),
         }
     }
 
@@ -126,6 +134,9 @@ impl State {
 struct Inner {
     cfg: StoreConfig,
     state: Mutex<State>,
+    /// Held while the manifest is read, changed and saved (a flush, retention, the
+    /// uploader), so that none of them saves over another's change.
+    pub(crate) manifest_writer: Mutex<()>,
     metrics: StoreMetrics,
     /// Held for the life of a writable store so that two processes never share a data dir.
     _lock: Option<fs::File>,
@@ -208,6 +219,10 @@ impl Store {
                 tracing::warn!(table, removed, "removed segment files a crash left unlisted");
             }
         }
+        for f in manifest.files.iter().filter(|f| f.uploaded) {
+            // A crash after the upload was recorded, before the local copy went.
+            let _ = fs::remove_file(cfg.data_dir.join(&f.path));
+        }
         let wal_dir = cfg.wal_dir();
         wal::remove_through(&wal_dir, manifest.wal_keep_from() - 1)?;
         let checkpoint = manifest.wal_checkpoint;
@@ -240,11 +255,24 @@ impl Store {
         Ok(Store::from_parts(cfg, manifest, StoreMetrics::unregistered(), None))
     }
 
-    fn from_parts(cfg: StoreConfig, manifest: Manifest, metrics: StoreMetrics, lock: Option<fs::File>) -> Store {
+    pub(crate) fn from_parts(
+        cfg: StoreConfig,
+        manifest: Manifest,
+        metrics: StoreMetrics,
+        lock: Option<fs::File>,
+    ) -> Store {
         metrics.segments.set(manifest.files.len() as i64);
         let next_flush_id = manifest.next_flush_id.max(1);
         let state = State { mem: Rows::default(), mem_since: None, frozen: Vec::new(), manifest, next_flush_id };
-        Store { inner: Arc::new(Inner { cfg, state: Mutex::new(state), metrics, _lock: lock }) }
+        Store {
+            inner: Arc::new(Inner {
+                cfg,
+                state: Mutex::new(state),
+                manifest_writer: Mutex::new(()),
+                metrics,
+                _lock: lock,
+            }),
+        }
     }
 
     /// The configuration.
@@ -371,6 +399,7 @@ impl Store {
                 write_atomic(dir, &name, &job.state)?;
                 Some(name)
             };
+            let _writer = self.inner.manifest_writer.lock();
             let mut manifest = self.inner.state.lock().manifest.clone();
             let old_state = manifest.state_file.take();
             manifest.files.extend(files.iter().cloned());
@@ -434,13 +463,17 @@ impl Store {
             bytes: bytes.len() as u64,
             min_time,
             max_time,
+            uploaded: false,
         }))
     }
 
-    /// Deletes segments whose newest row is older than the retention period.
+    /// Deletes segments whose newest row is older than the retention period. Those in the
+    /// object store are listed for the uploader to delete there (after it has dropped them
+    /// from the object store's manifest, so that no reader is sent to a missing file).
     pub fn apply_retention(&self, now_ns: i64) -> Result<usize> {
         let Some(retention) = self.inner.cfg.retention else { return Ok(0) };
         let cutoff = now_ns.saturating_sub(retention.as_nanos() as i64);
+        let _writer = self.inner.manifest_writer.lock();
         let mut manifest = self.inner.state.lock().manifest.clone();
         let (old, keep): (Vec<SegmentFile>, Vec<SegmentFile>) =
             manifest.files.drain(..).partition(|f| f.max_time < cutoff);
@@ -448,21 +481,38 @@ impl Store {
             return Ok(0);
         }
         manifest.files = keep;
+        manifest.remote_expired.extend(old.iter().filter(|f| f.uploaded).map(|f| f.path.clone()));
         manifest.save(&self.inner.cfg.data_dir)?;
         {
             let mut st = self.inner.state.lock();
-            // Files added by a flush meanwhile stay: only remove the expired ones.
-            st.manifest.files.retain(|f| !old.iter().any(|o| o.path == f.path));
+            st.manifest = manifest;
             self.inner.metrics.segments.set(st.manifest.files.len() as i64);
         }
         for f in &old {
             let path = self.inner.cfg.data_dir.join(&f.path);
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "could not remove expired segment");
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if f.uploaded && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove expired segment"),
             }
         }
         self.inner.metrics.retention_removed.inc_by(old.len() as u64);
         Ok(old.len())
+    }
+
+    /// The manifest as it stands.
+    pub(crate) fn manifest(&self) -> Manifest {
+        self.inner.state.lock().manifest.clone()
+    }
+
+    /// Changes the manifest with `change` and saves it, serialized with every other writer.
+    pub(crate) fn update_manifest(&self, change: impl FnOnce(&mut Manifest)) -> Result<()> {
+        let _writer = self.inner.manifest_writer.lock();
+        let mut m = self.manifest();
+        change(&mut m);
+        m.save(&self.inner.cfg.data_dir)?;
+        self.inner.state.lock().manifest = m;
+        Ok(())
     }
 
     /// What a query sees now: rows in memory, rows being flushed, and the segments.
@@ -475,6 +525,11 @@ impl Store {
             }
             batches.extend(st.mem.tables[i].iter().cloned());
         }
-        Snapshot { data_dir: self.inner.cfg.data_dir.clone(), tables, files: st.manifest.files.clone() }
+        Snapshot {
+            data_dir: self.inner.cfg.data_dir.clone(),
+            tables,
+            files: st.manifest.files.clone(),
+            remote: self.inner.cfg.remote.clone(),
+        }
     }
 }

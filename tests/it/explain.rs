@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{Server, slo};
+use crate::support::{Server, files_under, slo};
 
 const AT: &str = "2026-11-22T14:30:00Z";
 const SNAPSHOT: &str = "tests/it/snapshots/explain-hpa-scale-down.txt";
@@ -174,21 +174,6 @@ fn eval_finds_the_scale_down_and_the_control_stays_quiet() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
-}
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p.to_str().unwrap().to_string());
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The verdict a user acts on: detected, onset, and the likely cause (kind, object). The

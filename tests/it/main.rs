@@ -14,6 +14,7 @@ mod hostile;
 mod import;
 mod kube;
 mod loadgen;
+mod object_store;
 mod otlp_python;
 mod overload;
 mod paging;

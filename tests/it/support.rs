@@ -394,3 +394,18 @@ pub(crate) async fn post_ok(base: &str, body: Vec<u8>) {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Every file under `dir`, recursively.
+pub(crate) fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p.to_str().unwrap().to_string());
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,299 @@
+//! The uploader: segments and rollups from the local disk to the object store.
+//!
+//! One round (`Store::upload_round`), on the uploader's own thread so that an object store
+//! that is down never holds up a flush (the local disk keeps the segments meanwhile, the
+//! WAL having been deleted only once they were written and `fsync`ed there):
+//! 1. copy every file the local manifest lists and has not uploaded;
+//! 2. write the object store's manifest (`<prefix>/manifest.json`): every uploaded file,
+//!    without those retention expired;
+//! 3. record both in the local manifest (saved atomically);
+//! 4. delete the local copies, and the expired files in the object store.
+//!
+//! A crash anywhere leaves a state the next round repairs: a file uploaded but not
+//! recorded is uploaded again (the same bytes); a local copy of a recorded file is removed
+//! when the store opens; an object no manifest lists (uploaded, then a crash) is deleted by
+//! the first round after a start. Readers only ever follow the object store's manifest.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::remote::{MANIFEST, RemoteManifest};
+use crate::store::Store;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct UploadRound {
+    /// Files copied to the object store.
+    pub uploaded: usize,
+    /// Expired files deleted there.
+    pub deleted: usize,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+impl Store {
+    /// Files the local manifest lists that are not in the object store yet.
+    pub fn pending_uploads(&self) -> usize {
+        let m = self.manifest();
+        m.files.iter().filter(|f| !f.uploaded).count() + m.remote_expired.len()
+    }
+
+    /// One upload round (see the module's comment). Nothing to do without an object store.
+    pub async fn upload_round(&self) -> Result<UploadRound> {
+        let Some(remote) = self.config().remote.clone() else { return Ok(UploadRound::default()) };
+        let m = self.manifest();
+        let pending: Vec<_> = m.files.iter().filter(|f| !f.uploaded).cloned().collect();
+        let expired = m.remote_expired;
+        if pending.is_empty() && expired.is_empty() {
+            return Ok(UploadRound::default());
+        }
+        let dir = self.config().data_dir.clone();
+        let mut done = HashSet::new();
+        for f in &pending {
+            let local = dir.join(&f.path);
+            match remote.put_file(&f.path, &local).await {
+                Ok(()) => {
+                    done.insert(f.path.clone());
+                }
+                // Retention took it meanwhile: nothing to upload.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let listed: Vec<_> =
+            self.manifest().files.into_iter().filter(|f| f.uploaded || done.contains(&f.path)).collect();
+        let manifest = RemoteManifest {
+            version: 1,
+            collector: self.config().collector.clone(),
+            written_unix_nano: now_ns(),
+            files: listed.into_iter().map(|f| crate::manifest::SegmentFile { uploaded: true, ..f }).collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Remote {
+            op: "write manifest",
+            what: remote.url(),
+            detail: e.to_string(),
+        })?;
+        remote.put(MANIFEST, Bytes::from(bytes)).await?;
+        self.update_manifest(|m| {
+            for f in m.files.iter_mut().filter(|f| done.contains(&f.path)) {
+                f.uploaded = true;
+            }
+            m.remote_expired.retain(|p| !expired.contains(p));
+        })?;
+        for p in &done {
+            let _ = std::fs::remove_file(dir.join(p));
+        }
+        let mut deleted = 0;
+        for p in &expired {
+            match remote.delete(p).await {
+                Ok(()) => deleted += 1,
+                // Listed nowhere now: the sweep after the next start deletes it.
+                Err(e) => tracing::warn!(error = %e, "could not delete an expired file in the object store"),
+            }
+        }
+        self.metrics().uploaded_files.inc_by(done.len() as u64);
+        Ok(UploadRound { uploaded: done.len(), deleted })
+    }
+
+    /// Deletes objects in this collector's prefix that no manifest lists (a crash between
+    /// an upload and its record, or before an expired file was deleted there).
+    pub async fn sweep_remote(&self) -> Result<usize> {
+        let Some(remote) = self.config().remote.clone() else { return Ok(0) };
+        let known: HashSet<String> = self.manifest().files.into_iter().map(|f| f.path).collect();
+        let mut removed = 0;
+        for rel in remote.list().await? {
+            let ours = rel.ends_with(".parquet") || rel.ends_with(".bin");
+            if ours && !known.contains(&rel) {
+                remote.delete(&rel).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The uploader's thread; [`UploaderThread::stop`] ends it after a last round.
+#[derive(Debug)]
+pub struct UploaderThread {
+    stop: Arc<tokio::sync::Notify>,
+    thread: JoinHandle<()>,
+}
+
+impl UploaderThread {
+    /// Starts uploading `store`'s segments, if it has an object store (else `None`).
+    pub fn start(store: &Store) -> Result<Option<UploaderThread>> {
+        if store.config().remote.is_none() {
+            return Ok(None);
+        }
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let (store, told) = (store.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("slo-uploader".into())
+            .spawn(move || run(store, told))
+            .map_err(|e| Error::Io { op: "spawn the uploader thread", path: std::path::PathBuf::new(), source: e })?;
+        Ok(Some(UploaderThread { stop, thread }))
+    }
+
+    /// Makes one last round (bounded), then ends the thread. What is not uploaded stays on
+    /// the local disk and goes up after the next start.
+    pub fn stop(self) {
+        self.stop.notify_one();
+        let _ = self.thread.join();
+    }
+}
+
+/// The wait after `failures` failed rounds in a row: 1 s, doubling, at most a minute.
+pub(crate) fn back_off(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+fn run(store: Store, stop: Arc<tokio::sync::Notify>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "the uploader could not start; segments stay on the local disk");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut swept = false;
+        let mut failures = 0u32;
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let wait = if failures == 0 { Duration::from_secs(1) } else { back_off(failures) };
+            let stopping = tokio::select! {
+                _ = stop.notified() => true,
+                _ = tokio::time::sleep(wait) => false,
+            };
+            let round = async {
+                if !swept {
+                    let n = store.sweep_remote().await?;
+                    if n > 0 {
+                        tracing::warn!(removed = n, "removed objects no manifest lists (a crash left them)");
+                    }
+                    swept = true;
+                }
+                store.upload_round().await
+            };
+            let result = if stopping {
+                tokio::time::timeout(Duration::from_secs(10), round).await.unwrap_or_else(|_| {
+                    Err(Error::Remote { op: "upload", what: "the last round".into(), detail: "timed out".into() })
+                })
+            } else {
+                round.await
+            };
+            store.metrics().upload_pending.set(store.pending_uploads() as i64);
+            match result {
+                Ok(r) => {
+                    if let Some(since) = failing_since.take() {
+                        tracing::info!(after_s = since.elapsed().as_secs(), uploaded = r.uploaded, "object store reachable again");
+                    }
+                    failures = 0;
+                }
+                Err(e) => {
+                    failures += 1;
+                    failing_since.get_or_insert_with(Instant::now);
+                    store.metrics().upload_errors.inc();
+                    tracing::warn!(error = %e, failures, pending = store.pending_uploads(), retry_in_s = back_off(failures).as_secs(),
+                        "upload failed; segments stay on the local disk");
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::{Remote, RemoteOptions};
+    use crate::rows::{RequestRow, requests_batch};
+    use crate::{StoreConfig, StoreMetrics};
+
+    const HOUR: u64 = 3_600_000_000_000;
+
+    fn rows(t: u64, n: u64) -> arrow::record_batch::RecordBatch {
+        let r = |i: u64| RequestRow {
+            time_unix_nano: t + i,
+            trace_id: format!("{:032x}", t + i),
+            service: "vllm".into(),
+            status: "ok",
+            duration_ms: 10.0,
+            split_source: "none",
+            ..Default::default()
+        };
+        requests_batch(&(0..n).map(r).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn count(batches: &[arrow::record_batch::RecordBatch]) -> i64 {
+        use arrow::array::AsArray;
+        batches[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0)
+    }
+
+    /// Upload, read back through the bucket, retention there, and a crash's leftovers.
+    #[tokio::test]
+    async fn segments_go_up_are_read_there_and_expire_there() {
+        let data = tempfile::tempdir().unwrap();
+        let objects = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(objects.path()).unwrap().to_string();
+        let root = Remote::open(&RemoteOptions { url, ..Default::default() }).unwrap();
+        let mut cfg = StoreConfig::new(data.path());
+        cfg.remote = Some(root.child("c1"));
+        cfg.collector = "c1".into();
+        cfg.retention = Some(Duration::from_secs(2 * 3600));
+        let (store, mut wal, _) = Store::open(cfg.clone(), StoreMetrics::unregistered()).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let (old, new) = (now - 3 * HOUR, now - 60_000_000_000);
+        store.append(None, Some(rows(old, 3)));
+        store.append(None, Some(rows(new, 5)));
+        store.flush_now(&mut wal).unwrap();
+        assert_eq!(store.pending_uploads(), 2, "two hourly segments");
+        // Before the upload the rows are read locally; after it, from the object store,
+        // and the local copies are gone.
+        assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 8);
+        assert_eq!(store.upload_round().await.unwrap(), UploadRound { uploaded: 2, deleted: 0 });
+        assert_eq!(store.pending_uploads(), 0);
+        assert!(store.manifest().files.iter().all(|f| f.uploaded && !data.path().join(&f.path).exists()));
+        assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 8);
+        let (reader, views) = Store::open_bucket(root.clone()).await.unwrap();
+        assert_eq!(views.len(), 1);
+        assert_eq!((views[0].prefix.as_str(), views[0].collector.as_str(), views[0].files), ("c1", "c1", 2));
+        assert_eq!(count(&reader.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 8);
+
+        // Retention: gone from the local manifest at once, from the bucket's manifest and
+        // the bucket at the next round.
+        assert_eq!(store.apply_retention(now as i64).unwrap(), 1);
+        assert_eq!(store.pending_uploads(), 1, "one expired file to delete there");
+        let c1 = root.child("c1");
+        let objects_now = || c1.list();
+        assert_eq!(objects_now().await.unwrap().len(), 3, "two segments and the manifest");
+        assert_eq!(store.upload_round().await.unwrap(), UploadRound { uploaded: 0, deleted: 1 });
+        assert_eq!(objects_now().await.unwrap().len(), 2);
+        let (reader, _) = Store::open_bucket(root.clone()).await.unwrap();
+        assert_eq!(count(&reader.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 5);
+
+        // An object no manifest lists (uploaded, then a crash before it was recorded) is
+        // swept; a listed one stays.
+        root.child("c1").put("requests/date=1970-01-01/hour=00/000000000099.parquet", Bytes::new()).await.unwrap();
+        assert_eq!(store.sweep_remote().await.unwrap(), 1);
+        assert_eq!(objects_now().await.unwrap().len(), 2);
+        drop(store);
+        let (store, _, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 5, "after a restart");
+    }
+
+    #[test]
+    fn back_off_doubles_to_a_minute() {
+        let s: Vec<u64> = (1..=9).map(|f| back_off(f).as_secs()).collect();
+        assert_eq!(s, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}

@@ -1,0 +1,278 @@
+//! Segments in an S3-compatible object store: moto's S3 server (PyPI `moto[s3]`, pinned in
+//! tests/python/requirements.txt), started here on loopback. Two `slo serve` collectors get
+//! the simulator's traces split by trace id, as the OpenTelemetry Collector's
+//! load-balancing exporter in front of them would; `slo query` and `slo explain` over the
+//! bucket must answer as one data directory holding everything does, through an object
+//! store that is down at first and a collector killed with SIGKILL on the way.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use prost::Message;
+
+use crate::support::{BIN, Launch, Server, files_under, slo};
+
+fn python() -> String {
+    std::env::var("SLO_TEST_PYTHON").expect("SLO_TEST_PYTHON is not set: run scripts/test, which makes the pinned venv")
+}
+
+/// moto's S3 server, stopped by its process id when dropped.
+struct S3 {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3 {
+    fn start(port: u16) -> S3 {
+        let child = Command::new(python())
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto's S3 server");
+        let s3 = S3 { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not listen in 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s3
+    }
+
+    fn create_bucket(&self, name: &str) {
+        let script = format!(
+            "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
+             aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='{name}')",
+            self.endpoint
+        );
+        let out = Command::new(python()).args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "create bucket: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `slo` needs to reach the test server (the credentials moto takes).
+fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT", endpoint.to_string()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+fn slo_with(env: &[(&str, String)], args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("RUST_LOG", "warn").envs(env.iter().map(|(k, v)| (*k, v))).output().unwrap()
+}
+
+/// The export split in two by trace id, as a load-balancing exporter routes it.
+fn split(req: &ExportTraceServiceRequest) -> [ExportTraceServiceRequest; 2] {
+    let mut out = [ExportTraceServiceRequest::default(), ExportTraceServiceRequest::default()];
+    for rs in &req.resource_spans {
+        for (half, part) in out.iter_mut().enumerate() {
+            let scopes: Vec<ScopeSpans> = rs
+                .scope_spans
+                .iter()
+                .map(|ss| ScopeSpans {
+                    spans: ss
+                        .spans
+                        .iter()
+                        .filter(|s| usize::from(s.trace_id.last().copied().unwrap_or(0) % 2) == half)
+                        .cloned()
+                        .collect(),
+                    ..ss.clone()
+                })
+                .filter(|ss| !ss.spans.is_empty())
+                .collect();
+            if !scopes.is_empty() {
+                part.resource_spans.push(ResourceSpans { scope_spans: scopes, ..rs.clone() });
+            }
+        }
+    }
+    out
+}
+
+/// Sends each file's half for collector `half` (0 or 1) to `base` over OTLP/HTTP.
+fn feed(files: &[String], half: usize, base: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for f in files {
+        let req = ExportTraceServiceRequest::decode(std::fs::read(f).unwrap().as_slice()).unwrap();
+        let part = split(&req)[half].clone();
+        if !part.resource_spans.is_empty() {
+            rt.block_on(crate::support::post_ok(base, part.encode_to_vec()));
+        }
+    }
+}
+
+fn count(out: &Output) -> Option<i64> {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v[0].as_object()?.values().next()?.as_i64()
+}
+
+fn stdout_ok(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    let (_, body) = crate::support::http_get(&format!("{}/metrics", server.web));
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn wait_until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn two_collectors_in_a_bucket_answer_as_one_directory_holding_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The serving collectors take spans up to an hour old: start the run 40 min back.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let start_s = (now - 40 * 60) / 60 * 60;
+    let iso = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let run = ["--scenario", "hpa-scale-down", "--seed", "1", "--start", &iso(start_s), "--duration", "20m"];
+    let out = tmp.path().join("files");
+    stdout_ok(&slo(&[&["loadgen", "simulate"][..], &run[..], &["--out", out.to_str().unwrap()]].concat()), "simulate");
+    let traces = files_under(&out.join("traces"));
+    let mut cluster = vec![out.join("kube").join("watch.jsonl").to_str().unwrap().to_string()];
+    cluster.extend(files_under(&out.join("metrics")));
+
+    // The reference: one data directory holding everything.
+    let reference = tmp.path().join("reference");
+    let mut import = vec!["import", "--data-dir", reference.to_str().unwrap()];
+    import.extend(traces.iter().map(String::as_str));
+    import.extend(cluster.iter().map(String::as_str));
+    stdout_ok(&slo(&import), "import the reference");
+
+    // The object store is down when the collectors start.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env = aws_env(&endpoint);
+    let bucket = "s3://slo/fleet";
+    let config = |name: &str| {
+        format!(
+            "collector:\n  assembly:\n    idle_ms: 300\n    max_wait_ms: 2000\nstore:\n  flush_interval_s: 1\n  \
+             retention_hours: 0\n  collector: {name}\n  object_store:\n    url: {bucket}\nshutdown_grace_s: 10\n"
+        )
+    };
+    let launch = |name: &str| {
+        Server::launch(&tmp.path().join(name), &config(name), Launch { env: env.clone(), ..Default::default() })
+    };
+    let mut c1 = launch("c1");
+    let c2 = launch("c2");
+    let (first, second) = traces.split_at(traces.len() / 2);
+    feed(first, 0, &c1.http);
+    feed(first, 1, &c2.http);
+    wait_until(Duration::from_secs(60), "uploads failing while the object store is down", || {
+        metric(&c1, "slo_store_upload_errors_total") >= 2.0 && metric(&c2, "slo_store_upload_errors_total") >= 2.0
+    });
+    // Meanwhile every acknowledged span is queryable from the collectors themselves.
+    assert!(c1.count("SELECT count(*) FROM requests") > 0 && c2.count("SELECT count(*) FROM requests") > 0);
+
+    // It comes back: what waited on the local disks goes up.
+    let s3 = S3::start(port);
+    s3.create_bucket("slo");
+    let in_bucket = |sql: &str| count(&slo_with(&env, &["query", "--bucket", bucket, "--format", "json", sql]));
+    let local_sum =
+        |a: &Server, b: &Server| a.count("SELECT count(*) FROM requests") + b.count("SELECT count(*) FROM requests");
+    let first_half = local_sum(&c1, &c2);
+    wait_until(Duration::from_secs(90), "both collectors' segments uploaded", || {
+        in_bucket("SELECT count(*) FROM requests") == Some(first_half)
+    });
+
+    // One collector dies; the other goes on. The bucket says which one is behind.
+    c1.kill9();
+    feed(second, 1, &c2.http);
+    let behind = || slo_with(&env, &["query", "--bucket", bucket, "--format", "json", "SELECT count(*) FROM requests"]);
+    wait_until(Duration::from_secs(60), "the dead collector named as behind", || {
+        String::from_utf8_lossy(&behind().stderr).contains("collector \"c1\"")
+    });
+
+    // It restarts on its data directory and gets its share of the rest; the cluster's
+    // changes and scrapes come from one watcher of their own.
+    let c1 = launch("c1");
+    feed(second, 0, &c1.http);
+    let watch_cfg = tmp.path().join("watch.yaml");
+    std::fs::write(
+        &watch_cfg,
+        format!("store:\n  retention_hours: 0\n  collector: watch\n  object_store:\n    url: {bucket}\n"),
+    )
+    .unwrap();
+    let mut import = vec!["import", "--config", watch_cfg.to_str().unwrap(), "--data-dir"];
+    let watch_dir = tmp.path().join("watch");
+    import.push(watch_dir.to_str().unwrap());
+    import.extend(cluster.iter().map(String::as_str));
+    let said = stdout_ok(&slo_with(&env, &import), "import the cluster's files");
+    assert!(said.contains("uploaded") && said.contains("s3://slo/fleet/watch"), "{said}");
+
+    let all = count(&slo(&[
+        "query",
+        "--data-dir",
+        reference.to_str().unwrap(),
+        "--format",
+        "json",
+        "SELECT count(*) FROM requests",
+    ]));
+    wait_until(Duration::from_secs(90), "every request in the bucket", || {
+        in_bucket("SELECT count(*) FROM requests") == all
+    });
+    assert!(!String::from_utf8_lossy(&behind().stderr).contains("warning"), "no collector is behind now");
+    // Uploaded means gone from the local disks (the WAL stays there).
+    let local_segments = || {
+        ["c1", "c2", "watch"]
+            .iter()
+            .flat_map(|c| files_under(&tmp.path().join(c)))
+            .filter(|f| f.ends_with(".parquet") || (f.ends_with(".bin") && f.contains("/rollups/")))
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(10), "local copies deleted once uploaded", || local_segments().is_empty());
+
+    // The same answers as the one directory.
+    let reference_dir = reference.to_str().unwrap();
+    for sql in [
+        "SELECT service, model, status, count(*) AS n, round(sum(duration_ms), 3) AS d, round(sum(queue_ms), 3) AS q, \
+         min(duration_ms) AS lo, max(duration_ms) AS hi FROM requests GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        "SELECT kind, object, count(*) AS n FROM changes GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT metric, count(*) AS n, round(sum(value), 3) AS v FROM samples GROUP BY 1 ORDER BY 1",
+    ] {
+        let one = stdout_ok(&slo(&["query", "--data-dir", reference_dir, "--format", "csv", sql]), sql);
+        let two = stdout_ok(&slo_with(&env, &["query", "--bucket", bucket, "--format", "csv", sql]), sql);
+        assert!(one.lines().count() > 1, "{sql}: no rows");
+        assert_eq!(one, two, "{sql}");
+    }
+    for minutes in [16, 19] {
+        let at = iso(start_s + minutes * 60);
+        let ask = |from: &[&str]| {
+            let args = [&["explain"][..], from, &["--service", "llama-70b", "--at", &at, "--format", "json"]].concat();
+            let out = slo_with(&env, &args);
+            serde_json::from_str::<serde_json::Value>(&stdout_ok(&out, "explain")).unwrap()
+        };
+        let one = ask(&["--data-dir", reference_dir]);
+        let two = ask(&["--bucket", bucket]);
+        for field in ["detected", "onset", "ongoing", "p99_before_ms", "p99_after_ms"] {
+            assert_eq!(one["regression"][field], two["regression"][field], "at {at}, {field}: {one:#}\n{two:#}");
+        }
+        assert_eq!(two["causes"][0]["object"], "hpa/llama-70b", "at {at}: {two:#}");
+        assert_eq!(one["causes"][0], two["causes"][0], "at {at}");
+    }
+    drop(c1);
+    drop(c2);
+    drop(s3);
+}
