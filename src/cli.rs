@@ -106,6 +106,10 @@ pub(crate) struct ServeArgs {
     /// Scrape this Prometheus `/metrics` URL (repeatable; adds to the config's targets).
     #[arg(long = "scrape", value_name = "URL")]
     pub scrape: Vec<String>,
+    /// `collector` (the default) or `query`: serve the dashboard, API, analyzer and alerts
+    /// over the object store the collectors upload to (`store.object_store.url`).
+    #[arg(long, value_enum, env = "SLO_ROLE")]
+    pub role: Option<crate::config::Role>,
     /// Check the config (and its SLOs, tokens, TLS files, alert forwards), print what it
     /// sets up, and exit: 0 when it would start, 2 naming the problem otherwise.
     #[arg(long)]

@@ -135,6 +135,11 @@ pub(crate) struct ServeConfig {
     pub kubernetes: KubernetesSection,
     /// Prometheus scraping (static targets and pods the watch discovers).
     pub scrape: slo_collector::scrape::ScrapeConfig,
+    /// `collector` (receive, store, upload) or `query` (serve the web, API, analyzer and
+    /// alerts over the object store the collectors upload to; `query_node`).
+    pub role: Role,
+    /// The query node's settings.
+    pub query_node: QueryNodeSection,
     /// SLOs in the native form (read by `slo_analyzer::spec`, which also reads OpenSLO
     /// documents that follow the config in the same file after `---`).
     pub slos: Option<serde_yaml::Value>,
@@ -156,6 +161,10 @@ pub(crate) struct KubernetesSection {
     /// `wall` (this machine's clock; real clusters) or `data` (the cluster's own
     /// timestamps: the load generator's simulated cluster, faster than real time).
     pub clock: slo_collector::kube::watch::ClockKind,
+    /// With several collectors: the one (by `store.collector`, e.g. `slo-0`) that watches
+    /// the cluster and scrapes what it discovers, so that each change and sample is stored
+    /// once; the others do neither. Unset: every collector whose watch is on watches.
+    pub watcher: Option<String>,
 }
 
 impl Default for KubernetesSection {
@@ -166,11 +175,18 @@ impl Default for KubernetesSection {
             events: true,
             kinds: slo_collector::kube::Watched::ALL.iter().map(|k| k.kind().to_string()).collect(),
             clock: Default::default(),
+            watcher: None,
         }
     }
 }
 
 impl KubernetesSection {
+    /// Whether this collector (named `collector`) watches: on, and the designated watcher
+    /// if one is named.
+    pub(crate) fn active_on(&self, collector: &str) -> bool {
+        self.active() && self.watcher.as_deref().is_none_or(|w| w == collector)
+    }
+
     /// Whether to watch.
     pub(crate) fn active(&self) -> bool {
         self.enabled.unwrap_or(self.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some())
@@ -208,7 +224,34 @@ impl Default for ServeConfig {
             kubernetes: KubernetesSection::default(),
             scrape: slo_collector::scrape::ScrapeConfig::default(),
             slos: None,
+            role: Role::Collector,
+            query_node: QueryNodeSection::default(),
         }
+    }
+}
+
+/// What `slo serve` is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Role {
+    /// Receives telemetry, stores it (and uploads it with `store.object_store`), serves it.
+    #[default]
+    Collector,
+    /// Serves what the collectors uploaded to `store.object_store.url`; receives nothing.
+    Query,
+}
+
+/// `role: query`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct QueryNodeSection {
+    /// Seconds between two reads of the collectors' manifests.
+    pub refresh_s: u64,
+}
+
+impl Default for QueryNodeSection {
+    fn default() -> Self {
+        QueryNodeSection { refresh_s: 15 }
     }
 }
 

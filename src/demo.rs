@@ -105,6 +105,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
         http: Some(args.http.clone()),
         kubeconfig: Some(kube.clone()),
         kube_clock: Some(slo_collector::kube::watch::ClockKind::Data),
+        role: None,
         scrape: Vec::new(),
         check_config: false,
     };

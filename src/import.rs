@@ -59,10 +59,23 @@ pub(crate) async fn import(cfg: &ServeConfig, files: &[PathBuf]) -> Result<(Impo
         // With an object store configured, what was imported goes there now (an import
         // has no uploader thread); on failure it stays in the data directory, and the next
         // `slo serve` (or import) of it uploads it.
-        let round = store_view.upload_round().await.map_err(|e| {
-            anyhow::anyhow!("imported into {}, but uploading to {} failed: {e}", cfg.data_dir.display(), remote.url())
-        })?;
-        println!("uploaded {} file(s) to {}", round.uploaded, remote.url());
+        let mut uploaded = 0;
+        while store_view.pending_uploads() > 0 {
+            let round = store_view.upload_round().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "imported into {}, but uploading to {} failed: {e} (the next slo serve or import of it uploads the rest)",
+                    cfg.data_dir.display(),
+                    remote.url()
+                )
+            })?;
+            uploaded += round.uploaded;
+            if round == slo_store::UploadRound::default() {
+                break;
+            }
+        }
+        // Nothing else reads this data directory now: the local copies can go at once.
+        store_view.delete_local_copies(std::time::Duration::ZERO);
+        println!("uploaded {uploaded} file(s) to {}", remote.url());
     }
     Ok((summary, failed))
 }

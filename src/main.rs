@@ -12,6 +12,7 @@ mod explain;
 mod import;
 mod loadgen;
 mod query;
+mod query_node;
 mod rules;
 mod serve;
 mod telemetry;

@@ -47,10 +47,89 @@ fn apply_flags(cfg: &mut ServeConfig, args: ServeArgs) {
     if let Some(c) = args.kube_clock {
         cfg.kubernetes.clock = c;
     }
+    if let Some(r) = args.role {
+        cfg.role = r;
+    }
     cfg.scrape.targets.extend(args.scrape.into_iter().map(slo_collector::scrape::config::StaticTarget::Url));
 }
 
-async fn bind(addr: &str, what: &str) -> Result<TcpListener, Failure> {
+/// What the web listener serves, beside the config.
+pub(crate) struct Web {
+    pub store: Store,
+    pub registry: Registry,
+    pub ready: slo_web::Readiness,
+    pub slos: Vec<slo_analyzer::spec::Slo>,
+    pub alerts: slo_web::Alerts,
+    pub alert_queue: slo_web::AlertQueue,
+    pub regression_metrics: slo_web::RegressionMetrics,
+    pub listen_metrics: slo_web::ListenMetrics,
+    pub targets: slo_web::TargetsStatus,
+}
+
+/// Starts the web listener (dashboard, API, /metrics, the Alertmanager receiver) and what
+/// runs beside it: explanations kept warm, the continuous analyzer, alert forwarding.
+pub(crate) fn start_web(
+    cfg: &ServeConfig,
+    doors: &Doors,
+    listener: TcpListener,
+    web: Web,
+    tracker: &TaskTracker,
+    token: &CancellationToken,
+    fail: impl Fn(anyhow::Error) + Send + 'static,
+) -> Result<(), Failure> {
+    let state = slo_web::WebState {
+        store: web.store,
+        registry: Arc::new(web.registry),
+        ready: web.ready,
+        runner: slo_web::Runner::new(slo_web::RunnerConfig {
+            timeout: Duration::from_secs(cfg.query_timeout_s.max(1)),
+            max_in_flight: cfg.query_max_in_flight.max(1),
+            limits: slo_store::QueryLimits {
+                memory_bytes: cfg.query_memory_mib.max(1) << 20,
+                result_bytes: cfg.query_result_mib.max(1) << 20,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .context("starting the query threads")?,
+        slos: Arc::new(web.slos),
+        verdicts: slo_web::Verdicts::default(),
+        alerts: web.alerts,
+        targets: web.targets,
+    };
+    let open: &[&'static str] =
+        if cfg.auth.metrics_open { &["/healthz", "/readyz", "/metrics"] } else { &["/healthz", "/readyz"] };
+    tracker.spawn(slo_web::keep_warm(state.clone(), token.clone()));
+    let every = Duration::from_secs(cfg.analyze_every_s.max(1));
+    tracker.spawn(slo_web::watch_regressions(state.clone(), web.regression_metrics, every, token.clone()));
+    tracker.spawn(slo_web::run_alerts(state.clone(), web.alert_queue, cfg.alerts.clone(), token.clone()));
+    let router = slo_web::Guard::new(doors.read.clone(), open).wrap(slo_web::router(state));
+    let mut lc = doors.listen_config(cfg, "web");
+    lc.request_timeout = Duration::from_secs(cfg.query_timeout_s.max(1) + 10);
+    let (metrics, token) = (web.listen_metrics, token.clone());
+    tracker.spawn(async move {
+        if let Err(e) = slo_web::serve(listener, router, lc, metrics, token).await {
+            fail(anyhow::anyhow!("web server: {e}"));
+        }
+    });
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub(crate) fn spawn_signals(tracker: &TaskTracker, token: &CancellationToken) {
+    let token = token.clone();
+    tracker.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => tracing::info!("SIGTERM: shutting down"),
+            _ = token.cancelled() => {}
+        }
+        token.cancel();
+    });
+}
+
+pub(crate) async fn bind(addr: &str, what: &str) -> Result<TcpListener, Failure> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}")).map_err(Failure::from)
 }
 
@@ -67,6 +146,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     cfg.collector.sampling.check().map_err(Failure::usage_msg)?;
     cfg.collector.sampling.slo_thresholds = crate::rules::slo_thresholds(&slos);
     let remote = cfg.remote().map_err(Failure::usage)?;
+    let collector_name = cfg.collector_name().map_err(Failure::usage)?;
     if check_only {
         cfg.kubernetes.watched().map_err(Failure::usage)?;
         cfg.alerts.check().map_err(Failure::usage_msg)?;
@@ -80,9 +160,18 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
         )
         .map_err(Failure::usage_msg)?;
         println!(
-            "config ok: data_dir {}{}, listen otlp_grpc={} otlp_http={} http={}, {} SLO(s){}, kubernetes watch {}, {} static scrape target(s), {} alert forward(s)",
+            "config ok: role {}, data_dir {}{}, listen otlp_grpc={} otlp_http={} http={}, {} SLO(s){}, kubernetes watch {}, {} static scrape target(s), {} alert forward(s)",
+            format!("{:?}", cfg.role).to_lowercase(),
             cfg.data_dir.display(),
-            remote.as_ref().map_or(String::new(), |r| format!(", object store {}", r.url())),
+            match (cfg.role, &remote) {
+                (crate::config::Role::Query, _) => cfg
+                    .store
+                    .object_store
+                    .as_ref()
+                    .map_or(String::new(), |o| format!(", reads the object store {}", o.url)),
+                (_, Some(r)) => format!(", object store {}", r.url()),
+                (_, None) => String::new(),
+            },
             cfg.listen.otlp_grpc,
             cfg.listen.otlp_http,
             cfg.listen.http,
@@ -92,11 +181,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
             } else {
                 format!(" ({})", slos.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
             },
-            if cfg.kubernetes.active() { "on" } else { "off" },
+            if cfg.kubernetes.active_on(&collector_name) { "on" } else { "off" },
             cfg.scrape.targets.len(),
             cfg.alerts.forward.len(),
         );
         return Ok(());
+    }
+    if cfg.role == crate::config::Role::Query {
+        return crate::query_node::run(cfg, slos, doors).await;
     }
     let mut registry = Registry::default();
     let store_metrics = StoreMetrics::new(&mut registry);
@@ -110,7 +202,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
         .context("opening the store")??;
     tracing::info!(data_dir = %cfg.data_dir.display(), wal_segments = recovery.wal_segments.len(),
         object_store = %store.config().remote.as_ref().map_or("none".into(), |r| r.url()), "store opened");
-    let uploader = slo_store::UploaderThread::start(&store).context("starting the uploader")?;
+    // A query (or explanation) runs at most query_timeout_s: a local copy outlives it.
+    let grace = Duration::from_secs(cfg.query_timeout_s.max(1) + 5);
+    let uploader = slo_store::UploaderThread::start(&store, grace).context("starting the uploader")?;
     let (ingest, pipeline) = Pipeline::start(store.clone(), wal, recovery, &cfg.collector, metrics.clone(), false)
         .map_err(Failure::usage)?;
     let health = pipeline.health();
@@ -165,18 +259,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     };
 
-    {
-        let token = token.clone();
-        tracker.spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => tracing::info!("SIGTERM: shutting down"),
-                _ = token.cancelled() => {}
-            }
-            token.cancel();
-        });
-    }
+    spawn_signals(&tracker, &token);
     let listen_metrics = slo_web::ListenMetrics::new(&mut registry);
     let regression_metrics = slo_web::RegressionMetrics::new(&mut registry);
     cfg.alerts.check().map_err(Failure::usage_msg)?;
@@ -216,57 +299,35 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
             }
         });
     }
-    {
-        let (token, fail) = (token.clone(), fail.clone());
-        let ready_health = health.clone();
-        let state = slo_web::WebState {
-            store: store.clone(),
-            registry: Arc::new(registry),
-            ready: Arc::new(move || match ready_health.not_ready_because() {
-                None => Ok(()),
-                Some(why) => Err(why),
-            }),
-            runner: slo_web::Runner::new(slo_web::RunnerConfig {
-                timeout: Duration::from_secs(cfg.query_timeout_s.max(1)),
-                max_in_flight: cfg.query_max_in_flight.max(1),
-                limits: slo_store::QueryLimits {
-                    memory_bytes: cfg.query_memory_mib.max(1) << 20,
-                    result_bytes: cfg.query_result_mib.max(1) << 20,
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-            .context("starting the query threads")?,
-            slos: Arc::new(slos),
-            verdicts: slo_web::Verdicts::default(),
-            alerts,
-            targets: {
-                let health = scrape_health.clone();
-                Arc::new(move || {
-                    let mut all: Vec<_> = health.lock().values().cloned().collect();
-                    all.sort_by(|a, b| a.url.cmp(&b.url));
-                    serde_json::to_value(all).unwrap_or_default()
-                })
-            },
-        };
-        let open: &[&'static str] =
-            if cfg.auth.metrics_open { &["/healthz", "/readyz", "/metrics"] } else { &["/healthz", "/readyz"] };
-        tracker.spawn(slo_web::keep_warm(state.clone(), token.clone()));
-        let every = Duration::from_secs(cfg.analyze_every_s.max(1));
-        tracker.spawn(slo_web::watch_regressions(state.clone(), regression_metrics, every, token.clone()));
-        tracker.spawn(slo_web::run_alerts(state.clone(), alert_queue, cfg.alerts.clone(), token.clone()));
-        let router = slo_web::Guard::new(doors.read.clone(), open).wrap(slo_web::router(state));
-        let mut lc = doors.listen_config(&cfg, "web");
-        lc.request_timeout = Duration::from_secs(cfg.query_timeout_s.max(1) + 10);
-        let metrics = listen_metrics.clone();
-        tracker.spawn(async move {
-            if let Err(e) = slo_web::serve(web_listener, router, lc, metrics, token).await {
-                fail(anyhow::anyhow!("web server: {e}"));
-            }
-        });
-    }
+    let ready_health = health.clone();
+    let targets = {
+        let health = scrape_health.clone();
+        Arc::new(move || {
+            let mut all: Vec<_> = health.lock().values().cloned().collect();
+            all.sort_by(|a, b| a.url.cmp(&b.url));
+            serde_json::to_value(all).unwrap_or_default()
+        })
+    };
+    let web = Web {
+        store: store.clone(),
+        registry,
+        ready: Arc::new(move || match ready_health.not_ready_because() {
+            None => Ok(()),
+            Some(why) => Err(why),
+        }),
+        slos,
+        alerts,
+        alert_queue,
+        regression_metrics,
+        listen_metrics: listen_metrics.clone(),
+        targets,
+    };
+    start_web(&cfg, &doors, web_listener, web, &tracker, &token, fail.clone())?;
     doors.keep_tokens_fresh(&tracker, token.clone());
-    let kube_active = cfg.kubernetes.active();
+    let kube_active = cfg.kubernetes.active_on(&collector_name);
+    if cfg.kubernetes.active() && !kube_active {
+        tracing::info!(watcher = ?cfg.kubernetes.watcher, "not the designated watcher: the Kubernetes watch and discovered scrapes run there");
+    }
     let (discovery_tx, discovery_rx) = tokio::sync::watch::channel(Arc::new(Discovery::default()));
     if !cfg.scrape.targets.is_empty() || (kube_active && cfg.scrape.discover) {
         let discovery = (kube_active && cfg.scrape.discover).then_some(discovery_rx);

@@ -414,7 +414,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Data(format!("rollup task failed: {e}")))
 }
 
-/// The bytes of `files`, a few at a time (the object store answers in parallel).
+/// Files read at once: an object store answers each GET in tens of milliseconds and many
+/// in parallel (a day is 1,440 rollup files at the default flush interval).
+const FETCH_AT_ONCE: usize = 64;
+
+/// The bytes of `files`, many at a time (the object store answers in parallel).
 async fn fetch_all(snapshot: &Snapshot, files: &[SegmentFile]) -> Vec<Result<bytes::Bytes>> {
     use futures::StreamExt;
     // Owned futures: borrowed ones trip the compiler's higher-ranked lifetimes in callers'
@@ -425,7 +429,7 @@ async fn fetch_all(snapshot: &Snapshot, files: &[SegmentFile]) -> Vec<Result<byt
             let snapshot = shared.clone();
             async move { snapshot.read(&f).await.map_err(|e| Error::Data(format!("{}: {e}", f.path))) }
         })
-        .buffered(16)
+        .buffered(FETCH_AT_ONCE)
         .collect()
         .await
 }

@@ -58,43 +58,68 @@ pub fn lagging(views: &[CollectorView], behind_ns: i64) -> Vec<(CollectorView, S
         .collect()
 }
 
+/// Every collector's manifest at or one level below `root`: their files (paths relative
+/// to `root`, all uploaded) and what each says of itself.
+async fn read_bucket(root: &Remote) -> Result<(Vec<SegmentFile>, Vec<CollectorView>)> {
+    let mut places = vec![String::new()];
+    places.extend(root.children().await?);
+    let mut files: Vec<SegmentFile> = Vec::new();
+    let mut views = Vec::new();
+    for prefix in places {
+        let at = if prefix.is_empty() { root.clone() } else { root.child(&prefix) };
+        let Some(bytes) = at.get_opt(MANIFEST).await? else { continue };
+        let m = RemoteManifest::decode(&bytes, &at)?;
+        views.push(CollectorView {
+            prefix: prefix.clone(),
+            collector: m.collector.clone(),
+            written_unix_nano: m.written_unix_nano,
+            newest_data: m.newest_data(),
+            files: m.files.len(),
+        });
+        files.extend(m.files.into_iter().map(|f| SegmentFile {
+            path: if prefix.is_empty() { f.path } else { format!("{prefix}/{}", f.path) },
+            uploaded: true,
+            ..f
+        }));
+    }
+    if views.is_empty() {
+        return Err(crate::error::Error::Remote {
+            op: "open",
+            what: root.url(),
+            detail: "no collector's manifest.json here or one level below".into(),
+        });
+    }
+    Ok((files, views))
+}
+
 impl Store {
     /// Opens the object store at `root` to read what every collector below it (or the one
     /// writing `root` itself) has uploaded. Read-only: nothing is written there.
     pub async fn open_bucket(root: Remote) -> Result<(Store, Vec<CollectorView>)> {
-        let mut places = vec![String::new()];
-        places.extend(root.children().await?);
-        let mut files: Vec<SegmentFile> = Vec::new();
-        let mut views = Vec::new();
-        for prefix in places {
-            let at = if prefix.is_empty() { root.clone() } else { root.child(&prefix) };
-            let Some(bytes) = at.get_opt(MANIFEST).await? else { continue };
-            let m = RemoteManifest::decode(&bytes, &at)?;
-            views.push(CollectorView {
-                prefix: prefix.clone(),
-                collector: m.collector.clone(),
-                written_unix_nano: m.written_unix_nano,
-                newest_data: m.newest_data(),
-                files: m.files.len(),
-            });
-            files.extend(m.files.into_iter().map(|f| SegmentFile {
-                path: if prefix.is_empty() { f.path } else { format!("{prefix}/{}", f.path) },
-                uploaded: true,
-                ..f
-            }));
-        }
-        if views.is_empty() {
-            return Err(crate::error::Error::Remote {
-                op: "open",
-                what: root.url(),
-                detail: "no collector's manifest.json here or one level below".into(),
-            });
-        }
+        let (files, views) = read_bucket(&root).await?;
+        let store = Store::bucket_reader(root);
+        store.set_files(files);
+        Ok((store, views))
+    }
+
+    /// A reader of the object store at `root` that has read nothing yet: its first
+    /// [`Store::refresh_bucket`] fills it (a query node that starts before any collector
+    /// has uploaded).
+    pub fn bucket_reader(root: Remote) -> Store {
         let mut cfg = StoreConfig::new(PathBuf::new());
         cfg.retention = None;
-        cfg.remote = Some(root);
-        let manifest = Manifest { version: 1, next_flush_id: 1, files, ..Manifest::default() };
-        Ok((Store::from_parts(cfg, manifest, StoreMetrics::unregistered(), None), views))
+        cfg.remote = Some(root.clone());
+        let empty = Manifest { version: 1, next_flush_id: 1, ..Manifest::default() };
+        Store::from_parts(cfg, empty, StoreMetrics::unregistered(), None, Some(root))
+    }
+
+    /// Reads the manifests of a store [`Store::open_bucket`] opened again: what the
+    /// collectors uploaded since becomes visible. On error the view stays as it was.
+    pub async fn refresh_bucket(&self) -> Result<Vec<CollectorView>> {
+        let Some(root) = self.config().remote.clone() else { return Ok(Vec::new()) };
+        let (files, views) = read_bucket(&root).await?;
+        self.set_files(files);
+        Ok(views)
     }
 }
 

@@ -58,6 +58,10 @@ pub struct Manifest {
     /// uploader drops them from the object store's manifest, then deletes them there.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_expired: Vec<String>,
+    /// Where the files marked `uploaded` are (this collector's prefix; no secrets), so that
+    /// a read of the data directory finds them whatever the config says now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<crate::remote::RemoteOptions>,
 }
 
 impl Manifest {

@@ -83,6 +83,8 @@ pub struct Remote {
     base: Url,
     prefix: ObjPath,
     cache: Arc<Mutex<Cache>>,
+    /// The settings it was opened with (no secrets: there are none in them).
+    options: RemoteOptions,
 }
 
 impl std::fmt::Debug for Remote {
@@ -164,12 +166,17 @@ impl Remote {
             }
             other => return Err(bad_url(raw, &format!("scheme {other:?} is not supported; use s3:// or file://"))),
         };
-        Ok(Remote { store, base, prefix, cache: Arc::default() })
+        Ok(Remote { store, base, prefix, cache: Arc::default(), options: options.clone() })
     }
 
     /// The place `name` below this one (a collector's prefix under the root).
     pub fn child(&self, name: &str) -> Remote {
         Remote { prefix: self.path(name), ..self.clone() }
+    }
+
+    /// The settings that open this place again (its URL, endpoint, region; no secrets).
+    pub fn options(&self) -> RemoteOptions {
+        RemoteOptions { url: self.url(), ..self.options.clone() }
     }
 
     /// Where this place is, as a URL (no credentials: it never has any).

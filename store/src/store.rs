@@ -140,6 +140,12 @@ struct Inner {
     metrics: StoreMetrics,
     /// Held for the life of a writable store so that two processes never share a data dir.
     _lock: Option<fs::File>,
+    /// Where files marked `uploaded` are read: the configured object store, or the one the
+    /// manifest says they went to.
+    read_remote: Option<Remote>,
+    /// Local copies of uploaded files, and when their upload was recorded: deleted once no
+    /// query can still read them (`Store::delete_local_copies`).
+    local_deletes: Mutex<Vec<(PathBuf, Instant)>>,
 }
 
 /// A handle on the store; clones share it.
@@ -200,6 +206,28 @@ fn lock_data_dir(dir: &Path) -> Result<fs::File> {
     }
 }
 
+/// Where the files the manifest marks `uploaded` are read from: the configured object
+/// store, or, without one, the one they were uploaded to. A configured one that is not
+/// where they went is refused (a renamed collector would otherwise read nothing).
+fn uploaded_to(cfg: &StoreConfig, manifest: &Manifest) -> Result<Option<Remote>> {
+    let saved = manifest.object_store.as_ref().filter(|_| manifest.files.iter().any(|f| f.uploaded));
+    match (&cfg.remote, saved) {
+        (Some(now), Some(then)) if now.url() != then.url => Err(Error::Remote {
+            op: "open",
+            what: cfg.data_dir.display().to_string(),
+            detail: format!(
+                "its segments were uploaded to {}, but the config now says {}: set store.object_store and \
+                 store.collector back, or move the objects",
+                then.url,
+                now.url()
+            ),
+        }),
+        (Some(now), _) => Ok(Some(now.clone())),
+        (None, Some(then)) => Ok(Some(Remote::open(then)?)),
+        (None, None) => Ok(None),
+    }
+}
+
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
@@ -212,6 +240,12 @@ impl Store {
         fs::create_dir_all(&cfg.data_dir).map_err(Error::io("create data dir", &cfg.data_dir))?;
         let lock = lock_data_dir(&cfg.data_dir)?;
         let manifest = Manifest::load(&cfg.data_dir)?;
+        let read_remote = uploaded_to(&cfg, &manifest)?;
+        if cfg.remote.is_none() && read_remote.is_some() {
+            tracing::warn!(
+                "store.object_store is not set: segments already uploaded are read where they went; new ones stay local"
+            );
+        }
         let derived = cfg.derive.as_ref().map(|d| d.table());
         for table in TABLES.into_iter().chain(derived) {
             let removed = segments::remove_orphans(&cfg.data_dir, table, &manifest.files)?;
@@ -235,7 +269,7 @@ impl Store {
         };
         let wal_segments = wal::list_segments(&wal_dir)?;
         let wal = Wal::open(&wal_dir, cfg.fsync, cfg.fsync_interval)?;
-        let store = Store::from_parts(cfg, manifest, metrics, Some(lock));
+        let store = Store::from_parts(cfg, manifest, metrics, Some(lock), read_remote);
         store.apply_retention(now_ns())?;
         Ok((store, wal, Recovery { state, checkpoint, wal_segments, wal_dir }))
     }
@@ -252,7 +286,8 @@ impl Store {
         }
         let manifest = Manifest::load(data_dir)?;
         let cfg = StoreConfig::new(data_dir);
-        Ok(Store::from_parts(cfg, manifest, StoreMetrics::unregistered(), None))
+        let read_remote = uploaded_to(&cfg, &manifest)?;
+        Ok(Store::from_parts(cfg, manifest, StoreMetrics::unregistered(), None, read_remote))
     }
 
     pub(crate) fn from_parts(
@@ -260,6 +295,7 @@ impl Store {
         manifest: Manifest,
         metrics: StoreMetrics,
         lock: Option<fs::File>,
+        read_remote: Option<Remote>,
     ) -> Store {
         metrics.segments.set(manifest.files.len() as i64);
         let next_flush_id = manifest.next_flush_id.max(1);
@@ -271,6 +307,8 @@ impl Store {
                 manifest_writer: Mutex::new(()),
                 metrics,
                 _lock: lock,
+                read_remote,
+                local_deletes: Mutex::default(),
             }),
         }
     }
@@ -515,6 +553,33 @@ impl Store {
         Ok(())
     }
 
+    /// Queues local copies of uploaded files for deletion.
+    pub(crate) fn defer_local_deletes(&self, paths: impl IntoIterator<Item = PathBuf>) {
+        let now = Instant::now();
+        self.inner.local_deletes.lock().extend(paths.into_iter().map(|p| (p, now)));
+    }
+
+    /// Deletes the local copies of uploaded files recorded more than `grace` ago (a query
+    /// that listed a file before its upload was recorded reads the local copy).
+    pub fn delete_local_copies(&self, grace: Duration) {
+        let due: Vec<PathBuf> = {
+            let mut queued = self.inner.local_deletes.lock();
+            let (due, keep): (Vec<_>, Vec<_>) = queued.drain(..).partition(|(_, at)| at.elapsed() >= grace);
+            *queued = keep;
+            due.into_iter().map(|(p, _)| p).collect()
+        };
+        for p in due {
+            let _ = fs::remove_file(p);
+        }
+    }
+
+    /// Replaces the list of files (a bucket reader's refresh; nothing is saved).
+    pub(crate) fn set_files(&self, files: Vec<SegmentFile>) {
+        let mut st = self.inner.state.lock();
+        st.manifest.files = files;
+        self.inner.metrics.segments.set(st.manifest.files.len() as i64);
+    }
+
     /// What a query sees now: rows in memory, rows being flushed, and the segments.
     pub fn snapshot(&self) -> Snapshot {
         let st = self.inner.state.lock();
@@ -529,7 +594,7 @@ impl Store {
             data_dir: self.inner.cfg.data_dir.clone(),
             tables,
             files: st.manifest.files.clone(),
-            remote: self.inner.cfg.remote.clone(),
+            remote: self.inner.read_remote.clone(),
         }
     }
 }

@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 use crate::remote::{MANIFEST, RemoteManifest};
 use crate::store::Store;
 
+/// Files one round uploads at most before it records them.
+const MAX_FILES_PER_ROUND: usize = 256;
+
 /// What one round did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct UploadRound {
@@ -56,7 +59,9 @@ impl Store {
         }
         let dir = self.config().data_dir.clone();
         let mut done = HashSet::new();
-        for f in &pending {
+        // A backlog (after an outage) goes up a part at a time, each part recorded.
+        let mut failed = None;
+        for f in pending.iter().take(MAX_FILES_PER_ROUND) {
             let local = dir.join(&f.path);
             match remote.put_file(&f.path, &local).await {
                 Ok(()) => {
@@ -64,8 +69,16 @@ impl Store {
                 }
                 // Retention took it meanwhile: nothing to upload.
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
+        }
+        if done.is_empty()
+            && let Some(e) = failed
+        {
+            return Err(e);
         }
         let listed: Vec<_> =
             self.manifest().files.into_iter().filter(|f| f.uploaded || done.contains(&f.path)).collect();
@@ -86,10 +99,9 @@ impl Store {
                 f.uploaded = true;
             }
             m.remote_expired.retain(|p| !expired.contains(p));
+            m.object_store = Some(remote.options());
         })?;
-        for p in &done {
-            let _ = std::fs::remove_file(dir.join(p));
-        }
+        self.defer_local_deletes(done.iter().map(|p| dir.join(p)));
         let mut deleted = 0;
         for p in &expired {
             match remote.delete(p).await {
@@ -99,7 +111,10 @@ impl Store {
             }
         }
         self.metrics().uploaded_files.inc_by(done.len() as u64);
-        Ok(UploadRound { uploaded: done.len(), deleted })
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(UploadRound { uploaded: done.len(), deleted }),
+        }
     }
 
     /// Deletes objects in this collector's prefix that no manifest lists (a crash between
@@ -127,8 +142,10 @@ pub struct UploaderThread {
 }
 
 impl UploaderThread {
-    /// Starts uploading `store`'s segments, if it has an object store (else `None`).
-    pub fn start(store: &Store) -> Result<Option<UploaderThread>> {
+    /// Starts uploading `store`'s segments, if it has an object store (else `None`). The
+    /// local copy of an uploaded file stays `grace` after its upload is recorded: a query
+    /// that listed it before still reads it there (give the longest a query may run).
+    pub fn start(store: &Store, grace: Duration) -> Result<Option<UploaderThread>> {
         if store.config().remote.is_none() {
             return Ok(None);
         }
@@ -136,7 +153,7 @@ impl UploaderThread {
         let (store, told) = (store.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("slo-uploader".into())
-            .spawn(move || run(store, told))
+            .spawn(move || run(store, told, grace))
             .map_err(|e| Error::Io { op: "spawn the uploader thread", path: std::path::PathBuf::new(), source: e })?;
         Ok(Some(UploaderThread { stop, thread }))
     }
@@ -154,7 +171,7 @@ pub(crate) fn back_off(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
-fn run(store: Store, stop: Arc<tokio::sync::Notify>) {
+fn run(store: Store, stop: Arc<tokio::sync::Notify>, grace: Duration) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -190,6 +207,7 @@ fn run(store: Store, stop: Arc<tokio::sync::Notify>) {
                 round.await
             };
             store.metrics().upload_pending.set(store.pending_uploads() as i64);
+            store.delete_local_copies(if stopping { Duration::ZERO } else { grace });
             match result {
                 Ok(r) => {
                     if let Some(since) = failing_since.take() {
@@ -262,6 +280,9 @@ mod tests {
         assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 8);
         assert_eq!(store.upload_round().await.unwrap(), UploadRound { uploaded: 2, deleted: 0 });
         assert_eq!(store.pending_uploads(), 0);
+        // The local copies stay for the queries that listed them, then go.
+        assert!(store.manifest().files.iter().all(|f| data.path().join(&f.path).exists()));
+        store.delete_local_copies(Duration::ZERO);
         assert!(store.manifest().files.iter().all(|f| f.uploaded && !data.path().join(&f.path).exists()));
         assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 8);
         let (reader, views) = Store::open_bucket(root.clone()).await.unwrap();
@@ -287,8 +308,17 @@ mod tests {
         assert_eq!(store.sweep_remote().await.unwrap(), 1);
         assert_eq!(objects_now().await.unwrap().len(), 2);
         drop(store);
-        let (store, _, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        let (store, _, _) = Store::open(cfg.clone(), StoreMetrics::unregistered()).unwrap();
         assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 5, "after a restart");
+        drop(store);
+        // A read of the data directory alone (`slo query --data-dir`) finds the uploaded
+        // files where the manifest says they went.
+        let read = Store::open_read_only(data.path()).unwrap();
+        assert_eq!(count(&read.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 5);
+        // A renamed collector would read an empty prefix: refused, naming both places.
+        let renamed = StoreConfig { remote: Some(root.child("c9")), ..cfg };
+        let e = Store::open(renamed, StoreMetrics::unregistered()).unwrap_err().to_string();
+        assert!(e.contains("/c1") && e.contains("/c9") && e.contains("config now says"), "{e}");
     }
 
     #[test]

@@ -76,6 +76,36 @@ fn the_config_map_config_is_one_the_binary_accepts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("fsynk"));
 }
 
+/// The object-store overlay's two configs: collectors that upload (slo-0 alone watching)
+/// and a query node reading the bucket's root.
+#[test]
+fn the_object_store_overlays_configs_are_ones_the_binary_accepts() {
+    let dir = root().join("deploy/kubernetes/overlays/object-store");
+    let check = |file: &str, pod: &str| {
+        let out = Command::new(BIN)
+            .args(["serve", "--check-config", "--config", dir.join(file).to_str().unwrap()])
+            .env("POD_NAME", pod)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{file}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let watcher = check("slo.yaml", "slo-0");
+    assert!(
+        watcher.contains("role collector") && watcher.contains("object store s3://slo-telemetry/fleet/slo-0"),
+        "{watcher}"
+    );
+    assert!(watcher.contains("kubernetes watch on"), "{watcher}");
+    let other = check("slo.yaml", "slo-1");
+    assert!(other.contains("fleet/slo-1") && other.contains("kubernetes watch off"), "{other}");
+    let query = check("query.yaml", "slo-query-abc");
+    assert!(
+        query.contains("role query") && query.contains("reads the object store s3://slo-telemetry/fleet,"),
+        "{query}"
+    );
+}
+
 #[test]
 fn the_overlays_rules_are_what_slo_rules_generates() {
     for (args, file) in [
@@ -105,11 +135,15 @@ fn kustomizations_reference_what_exists() {
         "deploy/kubernetes/base",
         "deploy/kubernetes/overlays/prometheus-operator",
         "deploy/kubernetes/overlays/prometheus",
+        "deploy/kubernetes/overlays/object-store",
     ] {
         let k = yaml(&root().join(dir).join("kustomization.yaml"));
         let mut files: Vec<String> = k.get("resources").map(strings).unwrap_or_default();
         for g in k.get("configMapGenerator").and_then(|g| g.as_sequence()).into_iter().flatten() {
             files.extend(strings(&g["files"]));
+        }
+        for p in k.get("patches").and_then(|p| p.as_sequence()).into_iter().flatten() {
+            files.extend(p["path"].as_str().map(str::to_string));
         }
         for f in files {
             assert!(root().join(dir).join(&f).exists(), "{dir}: {f} does not exist");
@@ -188,6 +222,7 @@ fn kustomizations_render_to_valid_objects() {
         ("base", &[][..]),
         ("overlays/prometheus-operator", &["PrometheusRule", "ServiceMonitor"][..]),
         ("overlays/prometheus", &[][..]),
+        ("overlays/object-store", &[][..]),
     ] {
         let out = Command::new(kubectl)
             .args(["kustomize", root().join("deploy/kubernetes").join(overlay).to_str().unwrap()])
@@ -214,6 +249,10 @@ fn kustomizations_render_to_valid_objects() {
         want.extend(extra);
         if overlay == "overlays/prometheus" {
             want.push("ConfigMap");
+        }
+        if overlay == "overlays/object-store" {
+            // The query node: its config, Deployment, Service and NetworkPolicy.
+            want.extend(["ConfigMap", "Deployment", "Service", "NetworkPolicy"]);
         }
         want.sort();
         assert_eq!(kinds, want, "{overlay}");

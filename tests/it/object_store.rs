@@ -6,6 +6,7 @@
 //! store that is down at first and a collector killed with SIGKILL on the way.
 
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -169,7 +170,8 @@ fn two_collectors_in_a_bucket_answer_as_one_directory_holding_everything() {
     let config = |name: &str| {
         format!(
             "collector:\n  assembly:\n    idle_ms: 300\n    max_wait_ms: 2000\nstore:\n  flush_interval_s: 1\n  \
-             retention_hours: 0\n  collector: {name}\n  object_store:\n    url: {bucket}\nshutdown_grace_s: 10\n"
+             retention_hours: 0\n  collector: {name}\n  object_store:\n    url: {bucket}\nshutdown_grace_s: 10\n\
+             query_timeout_s: 3\n"
         )
     };
     let launch = |name: &str| {
@@ -242,7 +244,8 @@ fn two_collectors_in_a_bucket_answer_as_one_directory_holding_everything() {
             .filter(|f| f.ends_with(".parquet") || (f.ends_with(".bin") && f.contains("/rollups/")))
             .collect::<Vec<_>>()
     };
-    wait_until(Duration::from_secs(10), "local copies deleted once uploaded", || local_segments().is_empty());
+    // (A collector keeps them query_timeout_s + 5 s: 8 s here.)
+    wait_until(Duration::from_secs(30), "local copies deleted once uploaded", || local_segments().is_empty());
 
     // The same answers as the one directory.
     let reference_dir = reference.to_str().unwrap();
@@ -272,7 +275,70 @@ fn two_collectors_in_a_bucket_answer_as_one_directory_holding_everything() {
         assert_eq!(two["causes"][0]["object"], "hpa/llama-70b", "at {at}: {two:#}");
         assert_eq!(one["causes"][0], two["causes"][0], "at {at}");
     }
+    // A query node serves the same over HTTP: dashboard API, explain, and each
+    // collector's upload times on /metrics.
+    let node_cfg = tmp.path().join("query.yaml");
+    std::fs::write(
+        &node_cfg,
+        format!("role: query\nquery_node:\n  refresh_s: 1\nstore:\n  object_store:\n    url: {bucket}\n"),
+    )
+    .unwrap();
+    let node = QueryNode::start(&node_cfg, &tmp.path().join("query"), &env);
+    let at = iso(start_s + 19 * 60);
+    let (code, body) =
+        crate::support::http_get(&format!("{}/api/v1/explain?service=llama-70b&at={at}&window=1h", node.web));
+    assert_eq!(code, 200, "{body}");
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cli =
+        slo_with(&env, &["explain", "--bucket", bucket, "--service", "llama-70b", "--at", &at, "--format", "json"]);
+    let cli: serde_json::Value = serde_json::from_str(&stdout_ok(&cli, "explain")).unwrap();
+    assert_eq!(served["regression"], cli["regression"]);
+    assert_eq!(served["causes"][0], cli["causes"][0]);
+    let (_, metrics) = crate::support::http_get(&format!("{}/metrics", node.web));
+    for c in ["c1", "c2", "watch"] {
+        assert!(metrics.contains(&format!("slo_bucket_newest_data_seconds{{collector=\"{c}\"}}")), "{c}: {metrics}");
+    }
+    let (code, _) = crate::support::http_get(&format!("{}/services/llama-70b", node.web));
+    assert_eq!(code, 200);
+    drop(node);
     drop(c1);
     drop(c2);
     drop(s3);
+}
+
+/// `slo serve --role query`, stopped by its process id when dropped.
+struct QueryNode {
+    child: Child,
+    web: String,
+}
+
+impl QueryNode {
+    fn start(config: &Path, data_dir: &Path, env: &[(&str, String)]) -> QueryNode {
+        use std::io::BufRead;
+        let mut child = Command::new(BIN)
+            .args(["serve", "--http", "127.0.0.1:0", "--config", config.to_str().unwrap()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v)))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("role=query"), "{line}");
+        let addr = line.split_whitespace().find_map(|w| w.strip_prefix("http=")).unwrap().to_string();
+        let node = QueryNode { child, web: format!("http://{addr}") };
+        wait_until(Duration::from_secs(30), "the query node ready", || {
+            crate::support::http_get(&format!("{}/readyz", node.web)).0 == 200
+        });
+        node
+    }
+}
+
+impl Drop for QueryNode {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
 }

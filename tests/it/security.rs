@@ -207,11 +207,22 @@ fn idle_connections_leave_the_server_serving_an_authenticated_client() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
         assert!(evicted > 1000.0, "idle connections were not closed for new ones:\n{metrics}");
-        let open = metrics
-            .lines()
-            .filter(|l| l.starts_with("slo_listener_connections{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .fold(0.0, f64::max);
+        // An evicted connection is told to close and counted open until its task ends: on a
+        // loaded machine that lags the admissions by a moment. What must hold is that the
+        // open count comes back under the cap while the idle clients still connect.
+        let open_now = |metrics: &str| {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("slo_listener_connections{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .fold(0.0, f64::max)
+        };
+        let mut open = open_now(&metrics);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while open > 513.0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            open = open_now(&get(&client, &format!("{}/metrics", server.web), Some(READ)).await.1);
+        }
         assert!(open <= 513.0, "a listener holds {open} connections, over its cap of 512");
     });
     server.wait_count("SELECT count(*) FROM spans", 5);

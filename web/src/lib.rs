@@ -32,7 +32,7 @@ mod runner;
 mod verdicts;
 mod watch;
 
-pub use alerts::{Alerts, AlertsConfig, run as run_alerts};
+pub use alerts::{Alerts, AlertsConfig, Queue as AlertQueue, run as run_alerts};
 pub use auth::{AuthConfig, Guard, Tokens};
 pub use listen::{ListenConfig, ListenMetrics, TlsConfig, serve};
 pub use runner::{Refusal, Runner, RunnerConfig};

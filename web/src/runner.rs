@@ -81,7 +81,8 @@ impl Runner {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.threads.max(1))
             .thread_name("slo-query")
-            .enable_time()
+            // I/O too: queries over an object store read it through HTTP.
+            .enable_all()
             .build()?;
         Ok(Runner {
             runtime: Arc::new(OwnedRuntime(Some(runtime))),
