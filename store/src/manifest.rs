@@ -62,6 +62,11 @@ pub struct Manifest {
     /// a read of the data directory finds them whatever the config says now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object_store: Option<crate::remote::RemoteOptions>,
+    /// This data directory's identity in the object store, made at its first upload: a
+    /// prefix another directory's collector writes is refused (two collectors under one
+    /// name would drop and sweep each other's files).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub instance: String,
 }
 
 impl Manifest {

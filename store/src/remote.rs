@@ -297,6 +297,8 @@ pub struct RemoteManifest {
     pub version: u32,
     /// The collector that writes this prefix.
     pub collector: String,
+    /// The identity of the data directory that writes it (its local manifest's `instance`).
+    pub instance: String,
     /// When it was written, by the collector's clock (ns since the epoch).
     pub written_unix_nano: i64,
     /// The segment and rollup files readers may read, paths relative to the prefix.

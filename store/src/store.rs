@@ -511,21 +511,18 @@ impl Store {
     pub fn apply_retention(&self, now_ns: i64) -> Result<usize> {
         let Some(retention) = self.inner.cfg.retention else { return Ok(0) };
         let cutoff = now_ns.saturating_sub(retention.as_nanos() as i64);
-        let _writer = self.inner.manifest_writer.lock();
-        let mut manifest = self.inner.state.lock().manifest.clone();
-        let (old, keep): (Vec<SegmentFile>, Vec<SegmentFile>) =
-            manifest.files.drain(..).partition(|f| f.max_time < cutoff);
-        if old.is_empty() {
+        if !self.with_manifest(|m| m.files.iter().any(|f| f.max_time < cutoff)) {
             return Ok(0);
         }
-        manifest.files = keep;
-        manifest.remote_expired.extend(old.iter().filter(|f| f.uploaded).map(|f| f.path.clone()));
-        manifest.save(&self.inner.cfg.data_dir)?;
-        {
-            let mut st = self.inner.state.lock();
-            st.manifest = manifest;
-            self.inner.metrics.segments.set(st.manifest.files.len() as i64);
-        }
+        let mut old = Vec::new();
+        self.update_manifest(|m| {
+            let (expired, keep): (Vec<SegmentFile>, Vec<SegmentFile>) =
+                m.files.drain(..).partition(|f| f.max_time < cutoff);
+            m.files = keep;
+            m.remote_expired.extend(expired.iter().filter(|f| f.uploaded).map(|f| f.path.clone()));
+            old = expired;
+        })?;
+        self.inner.metrics.segments.set(self.with_manifest(|m| m.files.len()) as i64);
         for f in &old {
             let path = self.inner.cfg.data_dir.join(&f.path);
             match fs::remove_file(&path) {
@@ -540,7 +537,12 @@ impl Store {
 
     /// The manifest as it stands.
     pub(crate) fn manifest(&self) -> Manifest {
-        self.inner.state.lock().manifest.clone()
+        self.with_manifest(Manifest::clone)
+    }
+
+    /// `read` of the manifest as it stands, without copying it.
+    pub(crate) fn with_manifest<T>(&self, read: impl FnOnce(&Manifest) -> T) -> T {
+        read(&self.inner.state.lock().manifest)
     }
 
     /// Changes the manifest with `change` and saves it, serialized with every other writer.

@@ -44,8 +44,7 @@ fn now_ns() -> i64 {
 impl Store {
     /// Files the local manifest lists that are not in the object store yet.
     pub fn pending_uploads(&self) -> usize {
-        let m = self.manifest();
-        m.files.iter().filter(|f| !f.uploaded).count() + m.remote_expired.len()
+        self.with_manifest(|m| m.files.iter().filter(|f| !f.uploaded).count() + m.remote_expired.len())
     }
 
     /// One upload round (see the module's comment). Nothing to do without an object store.
@@ -57,6 +56,7 @@ impl Store {
         if pending.is_empty() && expired.is_empty() {
             return Ok(UploadRound::default());
         }
+        let instance = self.claim(&remote).await?;
         let dir = self.config().data_dir.clone();
         let mut done = HashSet::new();
         // A backlog (after an outage) goes up a part at a time, each part recorded.
@@ -85,6 +85,7 @@ impl Store {
         let manifest = RemoteManifest {
             version: 1,
             collector: self.config().collector.clone(),
+            instance,
             written_unix_nano: now_ns(),
             files: listed.into_iter().map(|f| crate::manifest::SegmentFile { uploaded: true, ..f }).collect(),
         };
@@ -117,11 +118,41 @@ impl Store {
         }
     }
 
+    /// This data directory's identity, once it is sure the prefix is its own: the prefix
+    /// has no manifest yet, or one this directory wrote. Another directory's is refused:
+    /// two collectors under one `store.collector` would each drop the other's files from
+    /// the manifest and sweep them.
+    async fn claim(&self, remote: &crate::remote::Remote) -> Result<String> {
+        let mut instance = self.with_manifest(|m| m.instance.clone());
+        if instance.is_empty() {
+            instance = format!("{:016x}-{:x}", now_ns(), std::process::id());
+            let made = instance.clone();
+            self.update_manifest(|m| m.instance = made)?;
+        }
+        if let Some(bytes) = remote.get_opt(MANIFEST).await? {
+            let theirs = RemoteManifest::decode(&bytes, remote)?;
+            if !theirs.instance.is_empty() && theirs.instance != instance {
+                return Err(Error::Remote {
+                    op: "claim",
+                    what: remote.url(),
+                    detail: format!(
+                        "this prefix is written by another data directory (collector {:?}, instance {}); this one \
+                         is {instance}. Two collectors under one store.collector would delete each other's files: \
+                         give this one another store.collector (the other's data stays readable)",
+                        theirs.collector, theirs.instance
+                    ),
+                });
+            }
+        }
+        Ok(instance)
+    }
+
     /// Deletes objects in this collector's prefix that no manifest lists (a crash between
     /// an upload and its record, or before an expired file was deleted there).
     pub async fn sweep_remote(&self) -> Result<usize> {
         let Some(remote) = self.config().remote.clone() else { return Ok(0) };
-        let known: HashSet<String> = self.manifest().files.into_iter().map(|f| f.path).collect();
+        self.claim(&remote).await?;
+        let known: HashSet<String> = self.with_manifest(|m| m.files.iter().map(|f| f.path.clone()).collect());
         let mut removed = 0;
         for rel in remote.list().await? {
             let ours = rel.ends_with(".parquet") || rel.ends_with(".bin");
@@ -319,6 +350,38 @@ mod tests {
         let renamed = StoreConfig { remote: Some(root.child("c9")), ..cfg };
         let e = Store::open(renamed, StoreMetrics::unregistered()).unwrap_err().to_string();
         assert!(e.contains("/c1") && e.contains("/c9") && e.contains("config now says"), "{e}");
+    }
+
+    /// Two data directories under one collector name: the second is refused before it
+    /// writes the manifest or sweeps, so the first's files stay listed and stored.
+    #[tokio::test]
+    async fn a_prefix_another_directory_writes_is_refused() {
+        let objects = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(objects.path()).unwrap().to_string();
+        let root = Remote::open(&RemoteOptions { url, ..Default::default() }).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let open = |dir: &std::path::Path| {
+            let mut cfg = StoreConfig::new(dir);
+            cfg.remote = Some(root.child("same"));
+            let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+            store.append(None, Some(rows(now, 4)));
+            store.flush_now(&mut wal).unwrap();
+            store
+        };
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = open(a_dir.path());
+        assert_eq!(a.upload_round().await.unwrap().uploaded, 1);
+        let b = open(b_dir.path());
+        let e = b.upload_round().await.unwrap_err().to_string();
+        assert!(e.contains("another data directory") && e.contains("another store.collector"), "{e}");
+        assert!(b.sweep_remote().await.is_err(), "no sweep of another directory's prefix");
+        assert_eq!(b.pending_uploads(), 1, "its segment waits on its disk");
+        let (reader, _) = Store::open_bucket(root.clone()).await.unwrap();
+        assert_eq!(count(&reader.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 4);
+        // The first goes on (its identity is in its manifest across restarts).
+        drop(a);
+        let a = open(a_dir.path());
+        assert_eq!(a.upload_round().await.unwrap().uploaded, 1);
     }
 
     #[test]
