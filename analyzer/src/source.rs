@@ -158,25 +158,31 @@ impl Source {
             .into_iter()
             .filter(|f| flush_key(&f.path, REQUESTS).is_none_or(|k| !covered.contains(&k)))
             .collect();
-        let fetched = fetch_all(&snapshot, &uncovered).await;
+        // Without a rollup, a flush is read from its requests segment: one at a time (a day
+        // of them is gigabytes), the local ones by their projected columns only.
         let owned = service.map(str::to_string);
-        let rest = blocking(move || {
-            let keep = |r: &mut Rollups| {
-                r.retain(|k| k.minute >= lo && k.minute < hi && owned.as_deref().is_none_or(|s| s == k.service))
+        for f in uncovered {
+            let segment = if f.uploaded && snapshot.has_remote() {
+                Segment::Bytes(snapshot.read(&f).await.map_err(|e| Error::Data(format!("{}: {e}", f.path)))?)
+            } else {
+                Segment::File(snapshot.data_dir().join(&f.path))
             };
-            let mut out = Rollups::new();
-            for (f, bytes) in uncovered.iter().zip(fetched) {
-                let mut r = rollups_of_segment(&f.path, bytes?)?;
-                keep(&mut r);
-                out.merge(&r);
-            }
+            let owned = owned.clone();
+            let r = blocking(move || {
+                let mut r = rollups_of_segment(&f.path, segment)?;
+                keep(&mut r, owned.as_deref(), lo, hi);
+                Ok::<_, Error>(r)
+            })
+            .await??;
+            out.merge(&r);
+        }
+        let rest = blocking(move || {
             let mut r = Rollups::new();
             for b in snapshot.memory(REQUESTS) {
                 r.add_requests(b)?;
             }
-            keep(&mut r);
-            out.merge(&r);
-            Ok::<_, Error>(out)
+            keep(&mut r, owned.as_deref(), lo, hi);
+            Ok::<_, Error>(r)
         })
         .await??;
         out.merge(&rest);
@@ -448,7 +454,7 @@ fn decode_rollups(
     for (f, bytes) in files.iter().zip(fetched) {
         match bytes.and_then(|b| Rollups::decode(&b).map_err(|e| Error::Data(e.to_string()))) {
             Ok(mut r) => {
-                r.retain(|k| k.minute >= lo && k.minute < hi && service.is_none_or(|s| s == k.service));
+                keep(&mut r, service, lo, hi);
                 out.merge(&r);
                 covered.extend(flush_key(&f.path, ROLLUPS));
             }
@@ -460,9 +466,30 @@ fn decode_rollups(
     Ok((out, covered))
 }
 
-/// Rollups of one `requests` segment's bytes.
-fn rollups_of_segment(path: &str, bytes: bytes::Bytes) -> Result<Rollups> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::Data(format!("{path}: {e}")))?;
+/// Keeps the minutes `[lo, hi)` of `service` (all services: `None`).
+fn keep(r: &mut Rollups, service: Option<&str>, lo: i64, hi: i64) {
+    r.retain(|k| k.minute >= lo && k.minute < hi && service.is_none_or(|s| s == k.service));
+}
+
+/// A `requests` segment to roll up: a local file, or an object's bytes.
+enum Segment {
+    File(std::path::PathBuf),
+    Bytes(bytes::Bytes),
+}
+
+/// Rollups of one `requests` segment (its projected columns only).
+fn rollups_of_segment(path: &str, segment: Segment) -> Result<Rollups> {
+    match segment {
+        Segment::File(p) => {
+            let file = std::fs::File::open(&p).map_err(|e| Error::Io { op: "open", path: p.clone(), source: e })?;
+            rollups_of_parquet(path, file)
+        }
+        Segment::Bytes(b) => rollups_of_parquet(path, b),
+    }
+}
+
+fn rollups_of_parquet<R: parquet::file::reader::ChunkReader + 'static>(path: &str, reader: R) -> Result<Rollups> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(|e| Error::Data(format!("{path}: {e}")))?;
     let wanted = [
         col::TIME,
         col::SERVICE,

@@ -112,6 +112,11 @@ impl Snapshot {
         Ok(StoreTable { schema, memory, files })
     }
 
+    /// Whether files marked `uploaded` are read from an object store.
+    pub fn has_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// The bytes of a segment or rollup file, from the local disk or the object store.
     pub async fn read(&self, f: &SegmentFile) -> Result<bytes::Bytes> {
         match (&self.remote, f.uploaded) {

@@ -89,6 +89,43 @@ async fn a_lost_or_corrupt_rollup_is_rebuilt_from_its_requests() {
     assert_eq!(src.rollups(None, from, to).await.unwrap(), src.rollups_by_scan(None, from, to).await.unwrap());
 }
 
+/// Two collectors in one bucket repeat each other's flush ids: a corrupt rollup of one is
+/// rebuilt from that collector's own requests (read from the object store), not taken as
+/// covered by the other's rollup of the same id.
+#[tokio::test]
+async fn rollups_over_a_bucket_of_two_collectors_equal_a_scan() {
+    let bucket = tempfile::tempdir().unwrap();
+    let root = slo_store::Remote::open(&slo_store::RemoteOptions {
+        url: format!("file://{}/", bucket.path().display()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut dirs = Vec::new();
+    for (name, from_s) in [("c1", 0), ("c2", 300)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.retention = None;
+        cfg.derive = Some(std::sync::Arc::new(RollupDerive));
+        cfg.remote = Some(root.child(name));
+        let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        for part in 0..2 {
+            store.append(None, Some(requests_batch(&rows(from_s + part * 600, 500)).unwrap()));
+            flush(&store, &mut wal);
+        }
+        assert_eq!(store.upload_round().await.unwrap().uploaded, 4, "{name}: two segments, two rollups");
+        dirs.push(dir);
+    }
+    let c2_first_rollup = bucket.path().join("c2/rollups/000000000001.bin");
+    assert!(c2_first_rollup.exists());
+    std::fs::write(&c2_first_rollup, b"SLOROLL1 garbage").unwrap();
+    let (store, _) = Store::open_bucket(root).await.unwrap();
+    let src = Source::new(store.snapshot());
+    let (from, to) = (T0 - MINUTE_NS, T0 + 40 * MINUTE_NS);
+    let rolled = src.rollups(None, from, to).await.unwrap();
+    assert_eq!(rolled, src.rollups_by_scan(None, from, to).await.unwrap());
+    assert!(!rolled.is_empty());
+}
+
 #[tokio::test]
 async fn request_detail_reads_flushed_and_unflushed_rows_alike() {
     let dir = tempfile::tempdir().unwrap();
