@@ -8,6 +8,11 @@
 //! spans per server CPU-second, which is what stays comparable on a shared 2-core machine
 //! (the driver uses the same cores).
 //!
+//! With `--bodies K` (OTLP/HTTP only), each client encodes K bodies once and then only
+//! writes fresh trace and span ids into them for each export: the driver then costs a
+//! fraction of a core, so a server given a core of its own is measured, not the driver
+//! beside it (`scripts/bench-shards`). The other values repeat every K exports.
+//!
 //! cargo run --release --example otlp_load -- --http http://127.0.0.1:4318 --pid $(pidof slo)
 
 use std::sync::Arc;
@@ -28,11 +33,19 @@ struct Args {
     duration: Duration,
     spans: usize,
     pid: Option<u32>,
+    bodies: usize,
 }
 
 fn parse() -> Args {
-    let mut a =
-        Args { grpc: None, http: None, concurrency: 8, duration: Duration::from_secs(20), spans: 200, pid: None };
+    let mut a = Args {
+        grpc: None,
+        http: None,
+        concurrency: 8,
+        duration: Duration::from_secs(20),
+        spans: 200,
+        pid: None,
+        bodies: 0,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -43,12 +56,14 @@ fn parse() -> Args {
             "--duration" => a.duration = Duration::from_secs_f64(val().parse().expect("--duration SECONDS")),
             "--spans" => a.spans = val().parse().expect("--spans N"),
             "--pid" => a.pid = Some(val().parse().expect("--pid PID")),
-            other => {
-                panic!("unknown flag {other}: use --grpc URL | --http URL, --concurrency, --duration, --spans, --pid")
-            }
+            "--bodies" => a.bodies = val().parse().expect("--bodies K"),
+            other => panic!(
+                "unknown flag {other}: use --grpc URL | --http URL, --concurrency, --duration, --spans, --pid, --bodies"
+            ),
         }
     }
     assert!(a.grpc.is_some() != a.http.is_some(), "give exactly one of --grpc URL or --http URL");
+    assert!(a.bodies == 0 || a.http.is_some(), "--bodies is for --http");
     a
 }
 
@@ -131,13 +146,10 @@ fn stamp(req: &mut ExportTraceServiceRequest, worker: usize, seq: u64) {
     for (i, span) in req.resource_spans[0].scope_spans[0].spans.iter_mut().enumerate() {
         // Random-looking like real ids, and still unique: `mix` is a bijection, the high
         // half differs between exports and the low half between the spans of one.
-        let high = mix((worker as u64) << 48 | seq);
-        let low = mix(high ^ i as u64);
-        let mut t = [0u8; 16];
-        t[..8].copy_from_slice(&high.to_be_bytes());
-        t[8..].copy_from_slice(&low.to_be_bytes());
+        let (t, span_id) = ids(worker, seq, i);
         span.trace_id = t.to_vec();
-        span.span_id = mix(low).to_be_bytes().to_vec();
+        span.span_id = span_id.to_vec();
+        let low = u64::from_be_bytes(t[8..].try_into().unwrap());
         let r = mix(low ^ 0x5eed);
         let prompt = 40 + (r & 0xfff) as i64; // 40..4135 tokens
         let completion = 1 + (r >> 12 & 0x3ff) as i64; // 1..1024 tokens
@@ -154,6 +166,50 @@ fn stamp(req: &mut ExportTraceServiceRequest, worker: usize, seq: u64) {
         }
         span.start_time_unix_nano = now - (e2e * 1e9) as u64;
         span.end_time_unix_nano = now;
+    }
+}
+
+/// The ids of span `i` of export `seq` of client `worker`: random-looking and unique (`mix`
+/// is a bijection; the high half differs between exports, the low half between spans).
+fn ids(worker: usize, seq: u64, i: usize) -> ([u8; 16], [u8; 8]) {
+    let high = mix((worker as u64) << 48 | seq);
+    let low = mix(high ^ i as u64);
+    let mut t = [0u8; 16];
+    t[..8].copy_from_slice(&high.to_be_bytes());
+    t[8..].copy_from_slice(&low.to_be_bytes());
+    (t, mix(low).to_be_bytes())
+}
+
+/// An encoded export, and where each span's trace id and span id are in it.
+struct Body {
+    bytes: Vec<u8>,
+    at: Vec<(usize, usize)>,
+}
+
+impl Body {
+    fn new(req: &ExportTraceServiceRequest) -> Body {
+        let bytes = req.encode_to_vec();
+        // The spans are encoded in order, each its trace id before its span id.
+        let mut from = 0;
+        let mut find = |needle: &[u8]| {
+            let at = from + bytes[from..].windows(needle.len()).position(|w| w == needle).expect("id in its body");
+            from = at + needle.len();
+            at
+        };
+        let spans = &req.resource_spans[0].scope_spans[0].spans;
+        let at = spans.iter().map(|s| (find(&s.trace_id), find(&s.span_id))).collect();
+        Body { bytes, at }
+    }
+
+    /// A copy with the ids of export `seq`.
+    fn stamped(&self, worker: usize, seq: u64) -> Vec<u8> {
+        let mut out = self.bytes.clone();
+        for (i, &(t, s)) in self.at.iter().enumerate() {
+            let (trace, span) = ids(worker, seq, i);
+            out[t..t + 16].copy_from_slice(&trace);
+            out[s..s + 8].copy_from_slice(&span);
+        }
+        out
     }
 }
 
@@ -175,7 +231,7 @@ async fn main() {
     let mut tasks = Vec::new();
     for w in 0..args.concurrency {
         let (ok, refused) = (ok.clone(), refused.clone());
-        let (grpc, http, n) = (args.grpc.clone(), args.http.clone(), args.spans);
+        let (grpc, http, n, k) = (args.grpc.clone(), args.http.clone(), args.spans, args.bodies);
         tasks.push(tokio::spawn(async move {
             let mut req = template(n, w);
             let mut seq = 0u64;
@@ -198,16 +254,26 @@ async fn main() {
             } else if let Some(url) = http {
                 let client = reqwest::Client::new();
                 let url = format!("{url}/v1/traces");
+                // Export numbers past 2^40 for the prepared bodies: their ids never meet
+                // the ones they were made with.
+                let bodies: Vec<Body> = (0..k as u64)
+                    .map(|b| {
+                        stamp(&mut req, w, b + 1);
+                        Body::new(&req)
+                    })
+                    .collect();
                 while Instant::now() < deadline {
                     seq += 1;
-                    stamp(&mut req, w, seq);
+                    let body = match bodies.get(seq as usize % k.max(1)) {
+                        Some(b) => b.stamped(w, seq + (1 << 40)),
+                        None => {
+                            stamp(&mut req, w, seq);
+                            req.encode_to_vec()
+                        }
+                    };
                     let started = Instant::now();
-                    let sent = client
-                        .post(&url)
-                        .header("content-type", "application/x-protobuf")
-                        .body(req.encode_to_vec())
-                        .send()
-                        .await;
+                    let sent =
+                        client.post(&url).header("content-type", "application/x-protobuf").body(body).send().await;
                     match sent {
                         Ok(r) if r.status().is_success() => {
                             took.push(started.elapsed());

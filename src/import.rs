@@ -3,7 +3,7 @@
 use slo_collector::otlp::Receiver;
 use slo_collector::{CollectorMetrics, Error, Pipeline};
 use slo_collector::{ImportState, ImportSummary, import_file};
-use slo_store::{Store, StoreMetrics};
+use slo_store::StoreMetrics;
 
 use std::path::PathBuf;
 
@@ -26,14 +26,17 @@ pub(crate) async fn import(cfg: &ServeConfig, files: &[PathBuf]) -> Result<(Impo
     // An import brings old incidents in: retention must not delete them on arrival.
     let remote = cfg.remote().map_err(Failure::usage)?;
     let store_cfg = slo_store::StoreConfig { retention: None, remote, ..cfg.store_config() };
-    let (store, wal, recovery) =
-        tokio::task::spawn_blocking(move || Store::open(store_cfg, StoreMetrics::unregistered()))
-            .await
-            .map_err(anyhow::Error::from)??;
+    let collector_cfg = cfg.collector.clone();
+    let (store, wals) = tokio::task::spawn_blocking(move || {
+        slo_collector::open_store(store_cfg, StoreMetrics::unregistered(), &collector_cfg)
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+    .map_err(Failure::usage)?;
     let metrics = CollectorMetrics::unregistered();
     let store_view = store.clone();
     let (ingest, pipeline) =
-        Pipeline::start(store, wal, recovery, &cfg.collector, metrics.clone(), true).map_err(Failure::usage)?;
+        Pipeline::start(store, wals, &cfg.collector, metrics.clone(), true).map_err(Failure::usage)?;
     let health = pipeline.health();
     while health.describe().starts_with("starting") {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -144,6 +144,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     apply_flags(&mut cfg, args);
     let doors = Doors::load(&cfg)?;
     cfg.collector.sampling.check().map_err(Failure::usage_msg)?;
+    cfg.collector.ingest.check().map_err(Failure::usage_msg)?;
     cfg.collector.sampling.slo_thresholds = crate::rules::slo_thresholds(&slos);
     let remote = cfg.remote().map_err(Failure::usage)?;
     let collector_name = cfg.collector_name().map_err(Failure::usage)?;
@@ -197,16 +198,19 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     let kube_kinds = cfg.kubernetes.watched().map_err(Failure::usage)?;
     let mut store_cfg = cfg.store_config();
     store_cfg.remote = remote;
-    let (store, wal, recovery) = tokio::task::spawn_blocking(move || Store::open(store_cfg, store_metrics))
-        .await
-        .context("opening the store")??;
-    tracing::info!(data_dir = %cfg.data_dir.display(), wal_segments = recovery.wal_segments.len(),
+    let collector_cfg = cfg.collector.clone();
+    let (store, wals) =
+        tokio::task::spawn_blocking(move || slo_collector::open_store(store_cfg, store_metrics, &collector_cfg))
+            .await
+            .context("opening the store")??;
+    tracing::info!(data_dir = %cfg.data_dir.display(), shards = wals.len(),
+        wal_segments = wals.iter().map(|(_, r)| r.wal_segments.len()).sum::<usize>(),
         object_store = %store.config().remote.as_ref().map_or("none".into(), |r| r.url()), "store opened");
     // A query (or explanation) runs at most query_timeout_s: a local copy outlives it.
     let grace = Duration::from_secs(cfg.query_timeout_s.max(1) + 5);
     let uploader = slo_store::UploaderThread::start(&store, grace).context("starting the uploader")?;
-    let (ingest, pipeline) = Pipeline::start(store.clone(), wal, recovery, &cfg.collector, metrics.clone(), false)
-        .map_err(Failure::usage)?;
+    let (ingest, pipeline) =
+        Pipeline::start(store.clone(), wals, &cfg.collector, metrics.clone(), false).map_err(Failure::usage)?;
     let health = pipeline.health();
     let kube_ingest = ingest.clone();
     let scrape_ingest = ingest.clone();

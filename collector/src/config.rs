@@ -358,10 +358,29 @@ pub struct IngestConfig {
     pub receive_bytes: usize,
     /// Most export requests written to the WAL in one group commit.
     pub max_group: usize,
+    /// Pipeline shards: each a thread with its own WAL, trace assembly and rows, every
+    /// trace's spans routed to one by the trace id (ARCHITECTURE.md, "Ingest shards"). One
+    /// pipeline thread does about 60% of a span's server CPU, so one shard stops growing
+    /// past about 1.7 cores; give one shard per core the collector may use. Changing it
+    /// replays the WAL with the old count once at the next start.
+    pub shards: usize,
+}
+
+/// Most pipeline shards.
+pub const MAX_SHARDS: usize = 64;
+
+impl IngestConfig {
+    /// Every setting in range, or what is not.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_SHARDS).contains(&self.shards) {
+            return Err(format!("collector.ingest.shards: {} is not between 1 and {MAX_SHARDS}", self.shards));
+        }
+        Ok(())
+    }
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { queue_bytes: 256 << 20, receive_bytes: 256 << 20, max_group: 1024 }
+        IngestConfig { queue_bytes: 256 << 20, receive_bytes: 256 << 20, max_group: 1024, shards: 1 }
     }
 }

@@ -4,7 +4,7 @@
 //! does not have to, and the [`Health`] `/readyz` reads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 
 use arrow::record_batch::RecordBatch;
@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::assemble::{HeldSpan, Holder, TraceId};
 use crate::convert::Converter;
 use crate::error::{Error, Result};
+use crate::shard::{ShardRecords, shard_of, split_record};
 use crate::transcode::Transcoded;
 
 pub(crate) fn storage(e: slo_store::Error) -> Error {
@@ -35,6 +36,8 @@ pub struct Health {
     /// Why the WAL cannot be written now (a full disk, no file descriptor left); cleared
     /// when a write or a probe succeeds again.
     pub(crate) wal_problem: parking_lot::Mutex<Option<String>>,
+    /// Pipeline shards still replaying their WAL: ready once none is.
+    pub(crate) replaying: AtomicUsize,
 }
 
 impl Health {
@@ -80,7 +83,8 @@ pub(crate) struct Submission {
     pub(crate) prepared: Prepared,
     /// What it holds ([`Prepared::bytes`]), measured once when it was queued.
     pub(crate) bytes: usize,
-    pub(crate) _permit: OwnedSemaphorePermit,
+    /// Its share of the queue budget (an export cut into shards shares one reservation).
+    pub(crate) _permit: Option<OwnedSemaphorePermit>,
     pub(crate) ack: oneshot::Sender<Result<(), String>>,
 }
 
@@ -89,13 +93,17 @@ pub(crate) enum Msg {
     Shutdown,
 }
 
-/// The handle receivers submit through; clones share the queue.
+/// The handle receivers submit through; clones share the queue (one channel per pipeline
+/// shard, one byte budget).
 #[derive(Clone)]
 pub struct Ingest {
-    pub(crate) tx: Sender<Msg>,
+    pub(crate) tx: Vec<Sender<Msg>>,
     pub(crate) budget: Arc<Semaphore>,
     pub(crate) budget_kib: usize,
     pub(crate) health: Arc<Health>,
+    /// Whether spans' rows are built as they are received (`keep_share` 1): a batch cut
+    /// into shards is prepared again the same way.
+    pub(crate) spans_at_receipt: bool,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -120,6 +128,8 @@ pub struct Prepared {
     pub(crate) rows: Vec<(&'static str, RecordBatch)>,
     /// The spans for the assembler.
     pub(crate) held: Vec<(TraceId, HeldSpan)>,
+    /// The pipeline shard it goes to: its trace spans' (`shard.rs`).
+    pub(crate) shard: usize,
 }
 
 impl Prepared {
@@ -149,6 +159,29 @@ impl Prepared {
         Ok(p)
     }
 
+    /// Cut into one per pipeline shard of `n`, by trace id (`shard.rs`): whole when its
+    /// trace spans are all one shard's (or it has none: shard 0), else its record is cut
+    /// and each part prepared again (OTLP/JSON and imports; protobuf is cut as it is
+    /// transcoded, [`Prepared::transcode`]).
+    pub(crate) fn split(mut self, n: usize, spans_at_receipt: bool) -> Result<Vec<Prepared>> {
+        let mut shards = self.held.iter().map(|(id, _)| shard_of(id, n));
+        let first = shards.next().unwrap_or(0);
+        if n <= 1 || shards.all(|k| k == first) {
+            self.shard = first;
+            return Ok(vec![self]);
+        }
+        let mut parts = Vec::with_capacity(n);
+        for (k, record) in split_record(&self.record, n)?.into_iter().enumerate() {
+            if record.is_empty() {
+                continue;
+            }
+            let mut p = Prepared::from_record(record.into(), spans_at_receipt)?;
+            p.shard = k;
+            parts.push(p);
+        }
+        Ok(parts)
+    }
+
     /// Builds the rows of an encoded batch (OTLP/JSON, and WAL replay); `spans_at_receipt`:
     /// every span's row now ([`Converter::with_spans_at_receipt`]).
     pub fn from_record(record: Bytes, spans_at_receipt: bool) -> Result<Prepared> {
@@ -164,25 +197,35 @@ impl Prepared {
     }
 
     /// Transcodes an OTLP protobuf export and builds its rows and held spans in the same
-    /// pass (the hot path: the record is not read back). `None` when no span was kept.
-    pub fn transcode(c: &Converter, otlp: &[u8]) -> Result<(Option<Prepared>, Transcoded)> {
+    /// pass (the hot path: the record is not read back), one [`Prepared`] per pipeline
+    /// shard of `shards` that gets any of its spans (none when no span was kept).
+    pub fn transcode(c: &Converter, otlp: &[u8], shards: usize) -> Result<(Vec<Prepared>, Transcoded)> {
+        let n = shards.max(1);
         let at_receipt = c.spans_at_receipt;
-        let mut rows = spans_rows(otlp.len(), at_receipt);
+        let mut rows: Vec<SpansBuilder> = (0..n).map(|_| spans_rows(otlp.len() / n, at_receipt)).collect();
         let mut holder = Holder::default();
-        let mut held = Vec::with_capacity(otlp.len() / 700 + 1);
+        let mut held: Vec<Vec<(TraceId, HeldSpan)>> =
+            (0..n).map(|_| Vec::with_capacity(otlp.len() / (700 * n) + 1)).collect();
+        // With one shard the transcoded record is the WAL record; with more, each span is
+        // copied into its shard's.
+        let mut records = (n > 1).then(|| ShardRecords::new(n, otlp.len()));
         let mut failed = None;
         let mut t = c.transcode_with(otlp, |r, s, a| {
             // A span that is not a trace span has no trace to sample it with: stored now.
-            let sampled = match holder.hold(0, r, s) {
+            let (k, sampled) = match holder.hold(0, r, s) {
                 Some(mut h) => {
                     h.1.stored = at_receipt;
-                    held.push(h);
-                    at_receipt.then_some(Sampled::ALL)
+                    let k = shard_of(&h.0, n);
+                    held[k].push(h);
+                    (k, at_receipt.then_some(Sampled::ALL))
                 }
-                None => Some(Sampled::UNASSEMBLED),
+                None => (0, Some(Sampled::UNASSEMBLED)),
             };
+            if let Some(records) = &mut records {
+                records.push(k, r, s.raw);
+            }
             if let Some(sampled) = sampled
-                && let Err(e) = rows.append(r, s, a, sampled)
+                && let Err(e) = rows[k].append(r, s, a, sampled)
             {
                 failed.get_or_insert(e);
             }
@@ -191,14 +234,24 @@ impl Prepared {
             return Err(storage(e));
         }
         if t.accepted == 0 {
-            return Ok((None, t));
+            return Ok((Vec::new(), t));
         }
-        let record = Bytes::from(std::mem::take(&mut t.record));
-        let mut out = Vec::new();
-        if rows.rows() > 0 {
-            out.push((slo_store::schema::SPANS, rows.finish().map_err(storage)?));
+        let records = match records {
+            Some(r) => r.finish(),
+            None => vec![std::mem::take(&mut t.record)],
+        };
+        let mut parts = Vec::with_capacity(n);
+        for (shard, ((record, rows), held)) in records.into_iter().zip(rows).zip(held).enumerate() {
+            if record.is_empty() {
+                continue;
+            }
+            let mut out = Vec::new();
+            if rows.rows() > 0 {
+                out.push((slo_store::schema::SPANS, rows.finish().map_err(storage)?));
+            }
+            parts.push(Prepared { record: Bytes::from(record), rows: out, held, shard });
         }
-        Ok((Some(Prepared { record, rows: out, held }), t))
+        Ok((parts, t))
     }
 
     /// The spans rows and held spans, and whether the record also holds samples or changes
@@ -225,7 +278,7 @@ impl Prepared {
         if rows.rows() > 0 {
             out.push((slo_store::schema::SPANS, rows.finish().map_err(storage)?));
         }
-        Ok((Prepared { record, rows: out, held }, cluster))
+        Ok((Prepared { record, rows: out, held, shard: 0 }, cluster))
     }
 
     /// Spans held for assembly.
@@ -282,32 +335,73 @@ impl Ingest {
         let (tx, rx) = std::sync::mpsc::channel();
         std::mem::forget(rx);
         let health = Arc::new(Health { state: AtomicU8::new(READY), ..Default::default() });
-        Ingest { tx, budget: Arc::new(Semaphore::new(budget_kib - held_kib)), budget_kib, health }
+        Ingest {
+            tx: vec![tx],
+            budget: Arc::new(Semaphore::new(budget_kib - held_kib)),
+            budget_kib,
+            health,
+            spans_at_receipt: false,
+        }
+    }
+
+    /// Pipeline shards: what [`Prepared::transcode`] cuts an export into.
+    pub fn shards(&self) -> usize {
+        self.tx.len()
     }
 
     /// Queues a prepared batch and waits until it is durable. `Ok` means it may be
-    /// acknowledged.
+    /// acknowledged. A batch whose spans belong to several pipeline shards is cut first.
     pub async fn submit(&self, prepared: Prepared) -> Result<()> {
+        let parts =
+            if self.shards() > 1 { prepared.split(self.shards(), self.spans_at_receipt)? } else { vec![prepared] };
+        self.submit_parts(parts).await
+    }
+
+    /// Queues the parts of one export, each to its shard, and waits until every one is
+    /// durable. `Ok` means the export may be acknowledged; when one shard fails, the export
+    /// is refused (the parts other shards wrote are stored, and come again if the client
+    /// retries: at least once).
+    pub async fn submit_parts(&self, parts: Vec<Prepared>) -> Result<()> {
         if let Some(why) = self.health.not_ready_because() {
             return Err(Error::Unavailable(why));
         }
-        // What the batch costs while queued: its record, its rows and its held spans,
-        // measured (the rows' buffers as reserved), not estimated from the record.
-        let bytes = prepared.bytes();
-        let kib = bytes / 1024 + 1;
-        let kib = kib.min(self.budget_kib) as u32;
+        if parts.is_empty() {
+            return Ok(());
+        }
+        // What the parts cost while queued: their records, rows and held spans, measured
+        // (the rows' buffers as reserved), not estimated from the record.
+        let sizes: Vec<usize> = parts.iter().map(Prepared::bytes).collect();
+        let kib = (sizes.iter().sum::<usize>() / 1024 + 1).min(self.budget_kib) as u32;
         let permit = self.budget.clone().try_acquire_many_owned(kib).map_err(|_| Error::Overloaded {
             queued_bytes: self.queued_bytes(),
             limit_bytes: self.budget_kib * 1024,
         })?;
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Msg::Batch(Submission { prepared, bytes, _permit: permit, ack }))
-            .map_err(|_| Error::Unavailable("stopping".into()))?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Storage(e)),
-            Err(_) => Err(Error::Unavailable("stopping".into())),
+        let last = parts.len() - 1;
+        let mut permit = Some(permit);
+        let mut waits = Vec::with_capacity(parts.len());
+        for (i, (prepared, bytes)) in parts.into_iter().zip(sizes).enumerate() {
+            // Each part releases its share as its shard finishes it; the last takes the rest.
+            let share = match &mut permit {
+                Some(p) if i < last => p.split((bytes / 1024 + 1).min(p.num_permits())),
+                _ => permit.take(),
+            };
+            let (ack, done) = oneshot::channel();
+            let tx = self.tx.get(prepared.shard).unwrap_or(&self.tx[0]);
+            tx.send(Msg::Batch(Submission { prepared, bytes, _permit: share, ack }))
+                .map_err(|_| Error::Unavailable("stopping".into()))?;
+            waits.push(done);
         }
+        let mut result = Ok(());
+        for done in waits {
+            let r = match done.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Error::Storage(e)),
+                Err(_) => Err(Error::Unavailable("stopping".into())),
+            };
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
     }
 }

@@ -146,23 +146,25 @@ impl Receiver {
         // blocking pool, so the async workers keep answering.
         let c = self.converter.clone();
         let large = payload.is_large();
+        let shards = self.ingest.shards();
         let prepare = move || -> Result<_> {
             match payload {
                 Payload::Protobuf(bytes) => {
-                    let (prepared, t) = Prepared::transcode(&c, &bytes)?;
-                    Ok((prepared.map(Ok), t.received, t.accepted, t.rejected, t.stats))
+                    let (parts, t) = Prepared::transcode(&c, &bytes, shards)?;
+                    Ok((Ok(parts), t.received, t.accepted, t.rejected, t.stats))
                 }
                 Payload::Decoded(req) => {
                     let n = spans_in(&req);
                     let (batch, rejected, stats) = c.convert(req);
                     let accepted = batch.span_count();
                     let record = prost::Message::encode_to_vec(&batch);
-                    let prepared = if accepted > 0 {
-                        Some(Prepared::from_record(record.into(), c.spans_at_receipt))
+                    let parts = if accepted > 0 {
+                        Prepared::from_record(record.into(), c.spans_at_receipt)
+                            .and_then(|p| p.split(shards, c.spans_at_receipt))
                     } else {
-                        None
+                        Ok(Vec::new())
                     };
-                    Ok((prepared, n, accepted, rejected, stats))
+                    Ok((parts, n, accepted, rejected, stats))
                 }
             }
         };
@@ -178,9 +180,8 @@ impl Receiver {
         };
         self.metrics.redacted_attributes.inc_by(stats.redacted);
         let result = match prepared {
-            Some(Ok(p)) => self.ingest.submit(p).await,
-            Some(Err(e)) => Err(e),
-            None => Ok(()),
+            Ok(parts) => self.ingest.submit_parts(parts).await,
+            Err(e) => Err(e),
         };
         let label = TransportLabel { transport };
         self.metrics.export_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());

@@ -1,17 +1,21 @@
-//! The ingest pipeline: one thread that owns the WAL and the assembler.
+//! The ingest pipeline: one thread per shard, each owning its WAL and its assembler.
 //!
 //! Receivers call [`Ingest::submit`] (`ingest.rs`), which reserves room in a byte budget
-//! (or sheds the export), queues the batch and waits for the pipeline thread to write it
-//! to the WAL. The pipeline thread takes whatever is queued as one group commit,
+//! (or sheds the export), cuts it by trace id into one part per shard (`shard.rs`), queues
+//! each part to its shard and waits for every shard to write its part to its WAL. Each
+//! pipeline thread takes whatever is queued as one group commit,
 //! acknowledges it, then feeds the assembler, whose finished traces become `requests`
 //! rows and, when tail sampling keeps them (`sample.rs`), `spans` rows. It decides when a flush is due and hands it to
 //! the store's [`Flusher`] with the traces in flight (their state and the first WAL
 //! segment their spans are in): the store rotates the WAL, writes the segments and the
-//! manifest, and deletes the WAL segments no trace in flight needs.
+//! manifest, and deletes the WAL segments no trace in flight needs. With several shards a
+//! flush is gathered: the shard that finds one due asks the store for it, every shard gives
+//! its rows at its own next rotation, and the last part given queues the write
+//! (`Store::freeze_part`), so each shard's checkpoint matches exactly the rows it gave.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,8 +42,8 @@ const STEP_BYTES: usize = 32 << 20;
 
 /// The running pipeline: stop it with [`PipelineHandle::shutdown`].
 pub struct PipelineHandle {
-    tx: Sender<Msg>,
-    pipeline: JoinHandle<Result<()>>,
+    tx: Vec<Sender<Msg>>,
+    pipelines: Vec<JoinHandle<Result<()>>>,
     flusher: FlusherThread,
     health: Arc<Health>,
 }
@@ -55,15 +59,23 @@ impl PipelineHandle {
     /// in-flight traces saved for the next start) and waits for the threads. Blocking.
     pub fn shutdown(self) -> Result<()> {
         self.health.set(STOPPING);
-        let _ = self.tx.send(Msg::Shutdown);
-        let result = self.pipeline.join().unwrap_or_else(|_| Err(Error::Storage("pipeline thread panicked".into())));
+        for tx in &self.tx {
+            let _ = tx.send(Msg::Shutdown);
+        }
+        let mut result = Ok(());
+        for pipeline in self.pipelines {
+            let r = pipeline.join().unwrap_or_else(|_| Err(Error::Storage("pipeline thread panicked".into())));
+            if result.is_ok() {
+                result = r;
+            }
+        }
         self.flusher.join();
         result
     }
 
-    /// Whether the pipeline thread has ended (it only ends on its own after a failure).
+    /// Whether a pipeline thread has ended (one only ends on its own after a failure).
     pub fn is_finished(&self) -> bool {
-        self.pipeline.is_finished()
+        self.pipelines.iter().any(JoinHandle::is_finished)
     }
 
     /// The shared health.
@@ -72,8 +84,26 @@ impl PipelineHandle {
     }
 }
 
-/// The pipeline thread's state.
+/// How the shards stop together: each, once it has stopped taking data, waits for the
+/// others (giving its part to any flush they ask for meanwhile), then every shard gives its
+/// last part to one final flush.
+#[derive(Debug)]
+struct Closing {
+    shards: usize,
+    /// Shards that have stopped taking data.
+    stopped: AtomicUsize,
+    /// Shards past the last flush gathered before every shard stopped.
+    settled: AtomicUsize,
+    /// A shard failed: the others give up waiting for it.
+    failed: AtomicBool,
+}
+
+/// One shard's pipeline thread's state.
 pub struct Pipeline {
+    shard: usize,
+    closing: Arc<Closing>,
+    /// What this shard last set the assembler gauges to (they sum the shards).
+    pending_shown: (i64, i64),
     store: Store,
     wal: Wal,
     assembler: Assembler,
@@ -95,60 +125,91 @@ pub struct Pipeline {
 const WAL_RETRY: Duration = Duration::from_secs(1);
 
 impl Pipeline {
-    /// Starts the pipeline: replays `recovery` (the pipeline reports ready afterwards), then
-    /// serves submissions. With `drain_on_exit`, traces still being assembled at shutdown
-    /// are emitted (an import has all its spans); otherwise they are saved for the next start.
+    /// Starts the pipeline, a thread per WAL shard (`shards`, from
+    /// [`Store::open_shards`]): each replays its [`Recovery`] (the pipeline reports ready
+    /// once all have), then serves submissions. With `drain_on_exit`, traces still being
+    /// assembled at shutdown are emitted (an import has all its spans); otherwise they are
+    /// saved for the next start.
     pub fn start(
         store: Store,
-        wal: Wal,
-        recovery: Recovery,
+        shards: Vec<(Wal, Recovery)>,
         cfg: &CollectorConfig,
         metrics: CollectorMetrics,
         drain_on_exit: bool,
     ) -> Result<(Ingest, PipelineHandle)> {
-        let splitter = Splitter::new(&cfg.split).map_err(Error::InvalidPayload)?;
         cfg.sampling.check().map_err(Error::InvalidPayload)?;
-        let (tx, rx) = mpsc::channel();
+        cfg.ingest.check().map_err(Error::InvalidPayload)?;
+        let n = shards.len();
+        if n == 0 {
+            return Err(Error::Storage("no WAL shard to write".into()));
+        }
         let health = Arc::new(Health::default());
+        health.replaying.store(n, Ordering::Release);
         let stopping = {
             let health = health.clone();
             Arc::new(move || health.state.load(Ordering::Acquire) == STOPPING)
         };
         let (flusher, flusher_thread) = Flusher::start(store.clone(), stopping).map_err(storage)?;
-        let mut pipeline = Pipeline {
-            store,
-            wal,
-            assembler: Assembler::new(cfg.assembly.clone()),
-            splitter,
-            sampler: Sampler::new(&cfg.sampling),
-            metrics,
-            rx,
-            flusher,
-            max_group: cfg.ingest.max_group.max(1),
-            drain_on_exit,
-            health: health.clone(),
-            wal_retry_at: None,
-            last_flush: Instant::now(),
-        };
-        let thread_health = health.clone();
-        let handle = std::thread::Builder::new()
-            .name("slo-pipeline".into())
-            .spawn(move || {
-                let result = pipeline.recover(recovery).and_then(|()| {
-                    thread_health.set(READY);
-                    pipeline.run()
-                });
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "ingest pipeline failed");
-                    thread_health.set(FAILED);
-                }
-                result
-            })
-            .map_err(|e| Error::Storage(format!("spawn pipeline: {e}")))?;
+        let closing = Arc::new(Closing {
+            shards: n,
+            stopped: AtomicUsize::new(0),
+            settled: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+        });
+        let mut txs = Vec::with_capacity(n);
+        let mut pipelines = Vec::with_capacity(n);
+        for (shard, (wal, recovery)) in shards.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            txs.push(tx);
+            let mut pipeline = Pipeline {
+                shard,
+                closing: closing.clone(),
+                pending_shown: (0, 0),
+                store: store.clone(),
+                wal,
+                assembler: Assembler::new(cfg.assembly.clone()),
+                splitter: Splitter::new(&cfg.split).map_err(Error::InvalidPayload)?,
+                sampler: Sampler::new(&cfg.sampling),
+                metrics: metrics.clone(),
+                rx,
+                flusher: flusher.clone(),
+                max_group: cfg.ingest.max_group.max(1),
+                drain_on_exit,
+                health: health.clone(),
+                wal_retry_at: None,
+                last_flush: Instant::now(),
+            };
+            let thread_health = health.clone();
+            let name = if n == 1 { "slo-pipeline".to_string() } else { format!("slo-pipeline-{shard}") };
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    let result = pipeline.recover(recovery).and_then(|()| {
+                        if thread_health.replaying.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            thread_health.set(READY);
+                        }
+                        pipeline.run()
+                    });
+                    if let Err(e) = &result {
+                        tracing::error!(shard, error = %e, "ingest pipeline failed");
+                        pipeline.closing.failed.store(true, Ordering::Release);
+                        thread_health.set(FAILED);
+                    }
+                    result
+                })
+                .map_err(|e| Error::Storage(format!("spawn pipeline: {e}")))?;
+            pipelines.push(handle);
+        }
+        drop(flusher);
         let budget_kib = (cfg.ingest.queue_bytes / 1024).max(1);
-        let ingest =
-            Ingest { tx: tx.clone(), budget: Arc::new(Semaphore::new(budget_kib)), budget_kib, health: health.clone() };
-        Ok((ingest, PipelineHandle { tx, pipeline: handle, flusher: flusher_thread, health }))
+        let ingest = Ingest {
+            tx: txs.clone(),
+            budget: Arc::new(Semaphore::new(budget_kib)),
+            budget_kib,
+            health: health.clone(),
+            spans_at_receipt: cfg.sampling.keep_share >= 1.0,
+        };
+        Ok((ingest, PipelineHandle { tx: txs, pipelines, flusher: flusher_thread, health }))
     }
 
     fn recover(&mut self, recovery: Recovery) -> Result<()> {
@@ -246,12 +307,39 @@ impl Pipeline {
             let drained = self.assembler.drain();
             self.emit(drained)?;
         }
+        // Every shard has stopped taking data and no flush asked before is half gathered:
+        // then one final flush, to which every shard gives its last part exactly once.
+        self.closing.stopped.fetch_add(1, Ordering::AcqRel);
+        self.settle(true, |p| {
+            p.closing.stopped.load(Ordering::Acquire) == p.closing.shards && !p.store.flush_gathering()
+        })?;
+        // Past here no shard asks for a flush but the final one, which must have every
+        // shard's last part: a shard still waiting must not give it an earlier one.
+        self.closing.settled.fetch_add(1, Ordering::AcqRel);
+        self.settle(false, |p| p.closing.settled.load(Ordering::Acquire) == p.closing.shards)?;
         let (done, wait) = oneshot::channel();
         self.flush(vec![done])?;
         self.flusher.close();
         match wait.blocking_recv() {
             Ok(Err(e)) => Err(Error::Storage(e)),
             _ => Ok(()),
+        }
+    }
+
+    /// Waits until `ready`, giving this shard's part (when `give`) to any flush gathered
+    /// meanwhile.
+    fn settle(&mut self, give: bool, ready: impl Fn(&Pipeline) -> bool) -> Result<()> {
+        loop {
+            if give && self.store.flush_wanted(self.shard) {
+                self.flush(Vec::new())?;
+            }
+            if ready(self) {
+                return Ok(());
+            }
+            if self.closing.failed.load(Ordering::Acquire) {
+                return Err(Error::Storage("another ingest shard failed; its data stays in its WAL".into()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -309,7 +397,7 @@ impl Pipeline {
             }
         }
         // One call: the store compacts a step's rows into one batch per table.
-        self.store.append_tables(rows);
+        self.store.append_shard(self.shard, rows);
     }
 
     fn count_stored(&self, by: &'static str, n: u64) {
@@ -378,11 +466,15 @@ impl Pipeline {
         }
         let spans_batch = spans_rows.map(SpansBuilder::finish).transpose()?;
         let requests_batch = if rows.rows() > 0 { Some(rows.finish()?) } else { None };
-        if spans_batch.is_some() || requests_batch.is_some() {
-            self.store.append(spans_batch, requests_batch);
+        let batches = [(slo_store::schema::SPANS, spans_batch), (slo_store::schema::REQUESTS, requests_batch)];
+        let batches: Vec<_> = batches.into_iter().filter_map(|(t, b)| Some((t, b?))).collect();
+        if !batches.is_empty() {
+            self.store.append_shard(self.shard, batches);
         }
-        self.metrics.assembly_pending_spans.set(self.assembler.pending_spans() as i64);
-        self.metrics.assembly_pending_bytes.set(self.assembler.pending_bytes() as i64);
+        let shown = (self.assembler.pending_spans() as i64, self.assembler.pending_bytes() as i64);
+        self.metrics.assembly_pending_spans.inc_by(shown.0 - self.pending_shown.0);
+        self.metrics.assembly_pending_bytes.inc_by(shown.1 - self.pending_shown.1);
+        self.pending_shown = shown;
         let stats = self.assembler.take_stats();
         self.metrics.late_spans.inc_by(stats.late_spans);
         self.metrics.spans_not_stored.inc_by(stats.late_unsampled);
@@ -420,11 +512,20 @@ impl Pipeline {
         // traces' positions), so a restart replays one flush interval, not everything.
         let wal_due = self.wal.active_records() > 0 && self.last_flush.elapsed() >= self.store.config().flush_interval;
         if self.store.flush_due() || wal_due || (over_budget && self.store.pending_flushes() == 0) {
+            self.store.request_flush();
+        }
+        if self.store.flush_wanted(self.shard) {
             self.flush(Vec::new())?;
         }
         // Unflushed rows over budget: wait for the flusher (the queue fills meanwhile, and
-        // receivers shed).
+        // receivers shed), giving this shard's part to a flush the others gather.
         while over_budget && self.store.over_memory_budget() && self.store.pending_flushes() > 0 {
+            if self.store.flush_wanted(self.shard) {
+                self.flush(Vec::new())?;
+            }
+            if self.closing.failed.load(Ordering::Acquire) {
+                return Err(Error::Storage("another ingest shard failed".into()));
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
@@ -438,7 +539,7 @@ impl Pipeline {
         let asked = !done.is_empty();
         self.last_flush = Instant::now();
         let in_flight = self.assembler.in_flight().with_stored_at_receipt(self.sampler.keeps_all());
-        match self.flusher.flush(&mut self.wal, in_flight.keep_from(), in_flight.encode(), done) {
+        match self.flusher.flush(self.shard, &mut self.wal, in_flight.keep_from(), in_flight.encode(), done) {
             Ok(()) => Ok(()),
             Err(FlushError::Rotate(e)) if !asked => {
                 tracing::error!(error = %e, "WAL rotation failed; the flush waits");
@@ -449,4 +550,32 @@ impl Pipeline {
             Err(FlushError::Gone) => Err(Error::Storage("flusher thread is gone".into())),
         }
     }
+}
+
+/// Opens the store's data directory with `collector.ingest.shards` WAL shards, for
+/// [`Pipeline::start`]. A directory whose WAL was written with another count and holds data
+/// not yet in segments is first replayed and flushed with that count (its traces in flight
+/// are emitted as they are, as an import's are), so no span is lost or routed to a shard
+/// that does not assemble its trace.
+pub fn open_store(
+    store: slo_store::StoreConfig,
+    metrics: slo_store::StoreMetrics,
+    cfg: &CollectorConfig,
+) -> Result<(Store, Vec<(Wal, Recovery)>)> {
+    cfg.ingest.check().map_err(Error::InvalidPayload)?;
+    let shards = cfg.ingest.shards;
+    let on_disk = slo_store::wal_shards_on_disk(&store.data_dir).map_err(storage)?;
+    if on_disk != shards && slo_store::wal_unflushed(&store.data_dir, on_disk).map_err(storage)? {
+        tracing::warn!(
+            written_with = on_disk,
+            configured = shards,
+            "the WAL was written with another shard count: replaying and flushing it with that count first \
+             (traces in flight are stored as they are)"
+        );
+        let old = slo_store::StoreConfig { wal_shards: on_disk, ..store.clone() };
+        let (s, wals) = Store::open_shards(old, slo_store::StoreMetrics::unregistered()).map_err(storage)?;
+        let (_, handle) = Pipeline::start(s, wals, cfg, CollectorMetrics::unregistered(), true)?;
+        handle.shutdown()?;
+    }
+    Store::open_shards(slo_store::StoreConfig { wal_shards: shards, ..store }, metrics).map_err(storage)
 }

@@ -1,8 +1,8 @@
 //! The unflushed data, read only: what `slo query --data-dir` adds to the segments so that it sees
 //! every acknowledged span, even when the server died before flushing (or still runs).
 //!
-//! It reads the manifest's state file and the WAL segments it keeps (those up to the
-//! checkpoint only for the traces in flight at it), and builds their rows in memory only;
+//! It reads, for each WAL shard, its state file and the WAL segments it keeps (those up to
+//! the checkpoint only for the traces in flight at it), and builds their rows in memory only;
 //! nothing in the data directory changes. Traces still being assembled are emitted as
 //! they are, with every span (`sampled_by` = `unflushed`): the server's tail sampling has
 //! not decided on them yet. A server that keeps every span (`keep_share: 1`, said in its
@@ -43,36 +43,40 @@ pub fn read_only(store: &Store, cfg: &CollectorConfig) -> Result<ReplayStats> {
     // A running server may checkpoint between our reads; then a segment is gone. Retry.
     for attempt in 0..3 {
         let manifest = Manifest::load(&dir)?;
-        let wal_dir = dir.join("wal");
+        // A trace's spans are all in one shard: one assembler serves them all.
         let mut assembler = Assembler::new(cfg.assembly.clone());
         let now = Instant::now();
-        let mut in_flight = InFlight::default();
-        if let Some(name) = &manifest.state_file
-            && let Ok(bytes) = std::fs::read(dir.join(name))
-        {
-            if InFlight::is_this_format(&bytes) {
-                in_flight = InFlight::decode(&bytes).unwrap_or_default();
-            } else {
-                let _ = assembler.restore_spans(&bytes, now);
-            }
-        }
         let mut records = Vec::new();
         let mut vanished = false;
-        for id in list_wal_segments(&wal_dir)?.into_iter().filter(|id| *id >= manifest.wal_keep_from()) {
-            match read_wal_segment(&wal_dir, id) {
-                Ok(read) if id <= manifest.wal_checkpoint => {
-                    // Rows already in segments: only the spans of traces in flight.
-                    for (i, r) in read.records.into_iter().enumerate() {
-                        let pos = WalPos { segment: id, record: i as u32 };
-                        let _ = assembler.resume(&in_flight, &r, pos, now);
+        for k in 0..slo_store::wal_shards_on_disk(&dir)? {
+            let saved = manifest.shard(k);
+            let wal_dir = slo_store::wal_dir(&dir, k);
+            let mut in_flight = InFlight::default();
+            if let Some(name) = &saved.state_file
+                && let Ok(bytes) = std::fs::read(dir.join(name))
+            {
+                if InFlight::is_this_format(&bytes) {
+                    in_flight = InFlight::decode(&bytes).unwrap_or_default();
+                } else {
+                    let _ = assembler.restore_spans(&bytes, now);
+                }
+            }
+            for id in list_wal_segments(&wal_dir)?.into_iter().filter(|id| *id >= saved.keep_from()) {
+                match read_wal_segment(&wal_dir, id) {
+                    Ok(read) if id <= saved.checkpoint => {
+                        // Rows already in segments: only the spans of traces in flight.
+                        for (i, r) in read.records.into_iter().enumerate() {
+                            let pos = WalPos { segment: id, record: i as u32 };
+                            let _ = assembler.resume(&in_flight, &r, pos, now);
+                        }
                     }
+                    Ok(read) => records.extend(read.records.into_iter().map(Bytes::from)),
+                    Err(slo_store::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                        vanished = true;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Ok(read) => records.extend(read.records.into_iter().map(Bytes::from)),
-                Err(slo_store::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    vanished = true;
-                    break;
-                }
-                Err(e) => return Err(e.into()),
             }
         }
         if vanished && attempt < 2 {

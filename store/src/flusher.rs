@@ -1,7 +1,8 @@
 //! The flush, owned by the store from start to end.
 //!
-//! [`Flusher::flush`] runs on the thread that owns the WAL, between two group commits: it
-//! rotates the WAL and freezes the rows in memory into a [`FlushJob`], then queues it. The
+//! [`Flusher::flush`] runs on the thread that owns a WAL shard, between two group commits:
+//! it rotates that WAL and freezes the shard's rows in memory as its part of a
+//! [`FlushJob`]; the part that completes the job (every shard's given) queues it. The
 //! flusher thread writes the job (Parquet segments per table and hour, the derived
 //! rollups, the in-flight state, the manifest; then deletes the WAL segments no trace in
 //! flight needs), retrying while the disk refuses, and applies retention. The caller
@@ -38,8 +39,8 @@ struct Request {
     done: Vec<FlushDone>,
 }
 
-/// The sending side, held by the thread that owns the WAL.
-#[derive(Debug)]
+/// The sending side, held by each thread that owns a WAL shard.
+#[derive(Debug, Clone)]
 pub struct Flusher {
     store: Store,
     tx: Option<SyncSender<Request>>,
@@ -77,12 +78,14 @@ impl Flusher {
         Ok((Flusher { store, tx: Some(tx) }, FlusherThread(thread)))
     }
 
-    /// Rotates `wal`, freezes the rows in memory and queues their flush. `keep_from` is
-    /// the first WAL segment a trace still being assembled has spans in (None: none), and
-    /// `state` those traces' encoded state, kept with the flush for the next start.
-    /// `done` are told when the flush is on disk.
+    /// Rotates `wal` (shard `shard`'s), freezes that shard's rows in memory as its part of
+    /// the flush being gathered (asking for one if none is) and, when that completes it,
+    /// queues the flush. `keep_from` is the first WAL segment a trace still being assembled
+    /// has spans in (None: none), and `state` those traces' encoded state, kept with the
+    /// flush for the next start. `done` are told when the flush is on disk.
     pub fn flush(
         &self,
+        shard: usize,
         wal: &mut Wal,
         keep_from: Option<u64>,
         state: Vec<u8>,
@@ -90,11 +93,15 @@ impl Flusher {
     ) -> std::result::Result<(), FlushError> {
         let tx = self.tx.as_ref().ok_or(FlushError::Gone)?;
         let through = wal.rotate().map_err(FlushError::Rotate)?;
-        let job = self.store.freeze(through, keep_from.unwrap_or(through + 1), state);
-        tx.send(Request { job, done }).map_err(|_| FlushError::Gone)
+        let keep_from = keep_from.unwrap_or(through + 1);
+        match self.store.freeze_part(shard, through, keep_from, state, done) {
+            Some((job, done)) => tx.send(Request { job, done }).map_err(|_| FlushError::Gone),
+            None => Ok(()),
+        }
     }
 
-    /// Queues nothing more: the thread ends once the queued flushes are written.
+    /// Queues nothing more from this handle: the thread ends once every handle is closed
+    /// (or dropped) and the queued flushes are written.
     pub fn close(&mut self) {
         self.tx = None;
     }
@@ -102,10 +109,23 @@ impl Flusher {
 
 impl Store {
     /// The whole flush at once, on this thread, with no trace in flight: for tools and
-    /// tests that write a data directory without a pipeline.
+    /// tests that write a data directory of one WAL shard without a pipeline.
     pub fn flush_now(&self, wal: &mut Wal) -> Result<()> {
         let through = wal.rotate()?;
-        self.write_flush(&self.freeze(through, through + 1, Vec::new()))
+        match self.freeze(through) {
+            Some(job) => self.write_flush(&job),
+            None => Err(Error::Corrupt {
+                what: "flush",
+                path: wal.dir().to_path_buf(),
+                detail: "a flush of one WAL shard asked of a store with several".into(),
+            }),
+        }
+    }
+
+    /// Shard 0's rows for a flush that reflects its WAL segments `<= through`: the job,
+    /// when the store has that one shard only.
+    pub(crate) fn freeze(&self, through: u64) -> Option<FlushJob> {
+        self.freeze_part(0, through, through + 1, Vec::new(), Vec::new()).map(|(job, _)| job)
     }
 }
 

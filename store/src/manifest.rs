@@ -67,6 +67,32 @@ pub struct Manifest {
     /// name would drop and sweep each other's files).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub instance: String,
+    /// The WAL shards after the first (`ingest.shards` above 1), each its own directory
+    /// (`wal-1`, `wal-2`, ...) with its own checkpoint and state; the first is the fields
+    /// above, so a manifest of one shard reads as before sharding.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wal_shards: Vec<WalShard>,
+}
+
+/// How far one WAL shard is reflected in the segments (see [`Manifest::wal_checkpoint`],
+/// [`Manifest::wal_keep_from`] and [`Manifest::state_file`], which are shard 0's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WalShard {
+    /// Every segment with an id `<=` this has its rows in the segments.
+    pub checkpoint: u64,
+    /// Segments from this id on are kept (`0`: `checkpoint + 1`).
+    pub keep_from: u64,
+    /// The shard's traces in flight at the checkpoint.
+    pub state_file: Option<String>,
+}
+
+impl WalShard {
+    /// The oldest WAL segment to keep.
+    pub fn keep_from(&self) -> u64 {
+        let after = self.checkpoint + 1;
+        if self.keep_from == 0 { after } else { self.keep_from.min(after) }
+    }
 }
 
 impl Manifest {
@@ -88,8 +114,38 @@ impl Manifest {
 
     /// The oldest WAL segment to keep.
     pub fn wal_keep_from(&self) -> u64 {
-        let after = self.wal_checkpoint + 1;
-        if self.wal_keep_from == 0 { after } else { self.wal_keep_from.min(after) }
+        self.shard(0).keep_from()
+    }
+
+    /// WAL shards this manifest records (at least 1).
+    pub fn shard_count(&self) -> usize {
+        1 + self.wal_shards.len()
+    }
+
+    /// Shard `k`'s checkpoint (a shard the manifest does not list has none yet).
+    pub fn shard(&self, k: usize) -> WalShard {
+        match k {
+            0 => WalShard {
+                checkpoint: self.wal_checkpoint,
+                keep_from: self.wal_keep_from,
+                state_file: self.state_file.clone(),
+            },
+            k => self.wal_shards.get(k - 1).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Sets shard `k`'s checkpoint.
+    pub(crate) fn set_shard(&mut self, k: usize, shard: WalShard) {
+        if k == 0 {
+            self.wal_checkpoint = shard.checkpoint;
+            self.wal_keep_from = shard.keep_from;
+            self.state_file = shard.state_file;
+            return;
+        }
+        if self.wal_shards.len() < k {
+            self.wal_shards.resize(k, WalShard::default());
+        }
+        self.wal_shards[k - 1] = shard;
     }
 
     /// Writes the manifest atomically.

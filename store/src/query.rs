@@ -259,7 +259,7 @@ mod tests {
         assert!(!store.over_memory_budget());
         // Frozen for the flusher: no longer due, and room for as much again meanwhile.
         let through = wal.rotate().unwrap();
-        let job = store.freeze(through, through + 1, vec![]);
+        let job = store.freeze(through).unwrap();
         assert!(!store.flush_due());
         store.append(None, Some(batch.clone()));
         assert!(!store.over_memory_budget(), "frozen and new rows within the budget");
@@ -276,7 +276,7 @@ mod tests {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
         store.append(None, Some(requests_batch(&[row(now, "a", 10.0), row(now + 1, "b", 20.0)]).unwrap()));
         let through = wal.rotate().unwrap();
-        let job = store.freeze(through, through + 1, vec![]);
+        let job = store.freeze(through).unwrap();
         // Frozen rows are still visible.
         assert_eq!(count(&store.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 2);
         store.write_flush(&job).unwrap();
@@ -446,7 +446,7 @@ mod tests {
         for b in [old, new] {
             store.append(Some(b), None);
             let through = wal.rotate().unwrap();
-            let job = store.freeze(through, through + 1, vec![]);
+            let job = store.freeze(through).unwrap();
             store.write_flush(&job).unwrap();
         }
         let snap = store.snapshot();

@@ -54,6 +54,10 @@ pub struct StoreConfig {
     pub remote: Option<Remote>,
     /// This collector's name in the object store's manifest.
     pub collector: String,
+    /// WAL shards: each its own directory, written by its own pipeline thread (the
+    /// collector routes every trace to one by its id). A flush takes every shard's rows at
+    /// its own rotation point and is written once all have given theirs.
+    pub wal_shards: usize,
 }
 
 impl StoreConfig {
@@ -70,12 +74,53 @@ impl StoreConfig {
             derive: None,
             remote: None,
             collector: "slo".into(),
+            wal_shards: 1,
         }
     }
+}
 
-    fn wal_dir(&self) -> PathBuf {
-        self.data_dir.join("wal")
+/// The WAL directory of shard `k` of a data directory: `wal` for the first, as before
+/// sharding, then `wal-1`, `wal-2`, ...
+pub fn wal_dir(data_dir: &Path, k: usize) -> PathBuf {
+    if k == 0 { data_dir.join("wal") } else { data_dir.join(format!("wal-{k}")) }
+}
+
+/// Whether any of the first `shards` WAL shards of a data directory holds data not yet in
+/// segments: a record past its checkpoint, or traces in flight at it.
+pub fn wal_unflushed(data_dir: &Path, shards: usize) -> Result<bool> {
+    let manifest = Manifest::load(data_dir)?;
+    for k in 0..shards {
+        if shard_unflushed(data_dir, &manifest, k)? {
+            return Ok(true);
+        }
     }
+    Ok(false)
+}
+
+/// Whether WAL shard `k` holds a record past its checkpoint or traces in flight at it.
+fn shard_unflushed(data_dir: &Path, manifest: &Manifest, k: usize) -> Result<bool> {
+    let saved = manifest.shard(k);
+    if saved.state_file.is_some() {
+        return Ok(true);
+    }
+    let dir = wal_dir(data_dir, k);
+    for id in wal::list_segments(&dir)?.into_iter().filter(|id| *id > saved.checkpoint) {
+        if !wal::read_segment(&dir, id)?.records.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// WAL shards a data directory was last written with: what its manifest records, or more
+/// where WAL directories of more shards exist (a crash before their first flush). 1 for a
+/// new directory.
+pub fn wal_shards_on_disk(data_dir: &Path) -> Result<usize> {
+    let mut n = Manifest::load(data_dir)?.shard_count();
+    while wal_dir(data_dir, n).exists() {
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Batches per table, in [`TABLES`] order.
@@ -90,6 +135,26 @@ struct Rows {
     tables: Tables,
     rows: usize,
     bytes: usize,
+    /// When its first row came.
+    since: Option<Instant>,
+}
+
+/// Where one WAL shard's part of a flush stops: the rows it gave reflect its segments
+/// `<= wal_through`; those below `wal_keep_from` are deletable once written; `state` is its
+/// traces in flight.
+#[derive(Debug)]
+struct Part {
+    wal_through: u64,
+    wal_keep_from: u64,
+    state: Vec<u8>,
+}
+
+/// A flush being gathered: each shard gives its rows at its own next rotation.
+#[derive(Debug)]
+struct Gathering {
+    id: u64,
+    parts: Vec<Option<Part>>,
+    done: Vec<crate::flusher::FlushDone>,
 }
 
 #[derive(Debug)]
@@ -101,9 +166,10 @@ struct Frozen {
 
 #[derive(Debug)]
 struct State {
-    mem: Rows,
-    mem_since: Option<Instant>,
+    /// Rows in memory, per WAL shard.
+    mem: Vec<Rows>,
     frozen: Vec<Frozen>,
+    gathering: Option<Gathering>,
     manifest: Manifest,
     next_flush_id: u64,
 }
@@ -126,7 +192,11 @@ fn compact(batches: &[RecordBatch]) -> std::result::Result<RecordBatch, arrow::e
 impl State {
     /// Arrow bytes of rows not yet in segments: in memory and frozen for a flush.
     fn unflushed_bytes(&self) -> usize {
-        self.mem.bytes + self.frozen.iter().map(|f| f.bytes).sum::<usize>()
+        self.mem.iter().map(|m| m.bytes).sum::<usize>() + self.frozen.iter().map(|f| f.bytes).sum::<usize>()
+    }
+
+    fn mem_rows(&self) -> usize {
+        self.mem.iter().map(|m| m.rows).sum()
     }
 }
 
@@ -158,9 +228,8 @@ pub struct Store {
 #[derive(Debug)]
 pub struct FlushJob {
     id: u64,
-    wal_through: u64,
-    wal_keep_from: u64,
-    state: Vec<u8>,
+    /// Per WAL shard, in shard order.
+    parts: Vec<Part>,
     tables: Tables,
 }
 
@@ -233,13 +302,26 @@ fn now_ns() -> i64 {
 }
 
 impl Store {
-    /// Opens the data directory for writing: takes its lock, removes what a crash left
-    /// half-done, applies retention, and opens a fresh WAL segment. The caller must replay
-    /// [`Recovery`] before accepting new data.
+    /// Opens the data directory for writing with one WAL shard (tools, imports, tests):
+    /// [`Store::open_shards`] with `wal_shards` 1.
     pub fn open(cfg: StoreConfig, metrics: StoreMetrics) -> Result<(Store, Wal, Recovery)> {
+        let cfg = StoreConfig { wal_shards: 1, ..cfg };
+        let (store, mut shards) = Store::open_shards(cfg, metrics)?;
+        let (wal, recovery) = shards.remove(0);
+        Ok((store, wal, recovery))
+    }
+
+    /// Opens the data directory for writing: takes its lock, removes what a crash left
+    /// half-done, applies retention, and opens a fresh segment in each of the
+    /// `cfg.wal_shards` WALs. The caller must replay each shard's [`Recovery`] before
+    /// accepting new data. A directory last written with more shards is refused while the
+    /// extra shards hold data not in segments (the collector replays it with the old count
+    /// first, [`wal_shards_on_disk`]).
+    pub fn open_shards(cfg: StoreConfig, metrics: StoreMetrics) -> Result<(Store, Vec<(Wal, Recovery)>)> {
+        let shards = cfg.wal_shards.max(1);
         fs::create_dir_all(&cfg.data_dir).map_err(Error::io("create data dir", &cfg.data_dir))?;
         let lock = lock_data_dir(&cfg.data_dir)?;
-        let manifest = Manifest::load(&cfg.data_dir)?;
+        let mut manifest = Manifest::load(&cfg.data_dir)?;
         let read_remote = uploaded_to(&cfg, &manifest)?;
         if cfg.remote.is_none() && read_remote.is_some() {
             tracing::warn!(
@@ -257,21 +339,42 @@ impl Store {
             // A crash after the upload was recorded, before the local copy went.
             let _ = fs::remove_file(cfg.data_dir.join(&f.path));
         }
-        let wal_dir = cfg.wal_dir();
-        wal::remove_through(&wal_dir, manifest.wal_keep_from() - 1)?;
-        let checkpoint = manifest.wal_checkpoint;
-        let state = match &manifest.state_file {
-            Some(name) => {
-                let path = cfg.data_dir.join(name);
-                Some(fs::read(&path).map_err(Error::io("read state", &path))?)
+        // Shards beyond the configured count: only when nothing of theirs waits.
+        let on_disk = wal_shards_on_disk(&cfg.data_dir)?;
+        for k in shards..on_disk {
+            let dir = wal_dir(&cfg.data_dir, k);
+            if shard_unflushed(&cfg.data_dir, &manifest, k)? {
+                return Err(Error::Corrupt {
+                    what: "write-ahead log",
+                    path: dir,
+                    detail: format!(
+                        "this data directory was written with {on_disk} WAL shards and shard {k} holds data not yet \
+                         in segments; open it with {on_disk} shards first"
+                    ),
+                });
             }
-            None => None,
-        };
-        let wal_segments = wal::list_segments(&wal_dir)?;
-        let wal = Wal::open(&wal_dir, cfg.fsync, cfg.fsync_interval)?;
+            fs::remove_dir_all(&dir).map_err(Error::io("remove wal dir", &dir))?;
+        }
+        manifest.wal_shards.truncate(shards - 1);
+        let mut opened = Vec::with_capacity(shards);
+        for k in 0..shards {
+            let saved = manifest.shard(k);
+            let dir = wal_dir(&cfg.data_dir, k);
+            wal::remove_through(&dir, saved.keep_from() - 1)?;
+            let state = match &saved.state_file {
+                Some(name) => {
+                    let path = cfg.data_dir.join(name);
+                    Some(fs::read(&path).map_err(Error::io("read state", &path))?)
+                }
+                None => None,
+            };
+            let wal_segments = wal::list_segments(&dir)?;
+            let wal = Wal::open(&dir, cfg.fsync, cfg.fsync_interval)?;
+            opened.push((wal, Recovery { state, checkpoint: saved.checkpoint, wal_segments, wal_dir: dir }));
+        }
         let store = Store::from_parts(cfg, manifest, metrics, Some(lock), read_remote);
         store.apply_retention(now_ns())?;
-        Ok((store, wal, Recovery { state, checkpoint, wal_segments, wal_dir }))
+        Ok((store, opened))
     }
 
     /// Opens the data directory to read its segments only, without its lock (a server may be
@@ -299,7 +402,8 @@ impl Store {
     ) -> Store {
         metrics.segments.set(manifest.files.len() as i64);
         let next_flush_id = manifest.next_flush_id.max(1);
-        let state = State { mem: Rows::default(), mem_since: None, frozen: Vec::new(), manifest, next_flush_id };
+        let mem = (0..cfg.wal_shards.max(1)).map(|_| Rows::default()).collect();
+        let state = State { mem, frozen: Vec::new(), gathering: None, manifest, next_flush_id };
         Store {
             inner: Arc::new(Inner {
                 cfg,
@@ -337,6 +441,12 @@ impl Store {
     /// reserved is what memory holds until the flush. Compacted, the memory budget holds
     /// twice the rows, and queries and flushes see one batch per call, not one per export.
     pub fn append_tables<'a>(&self, batches: impl IntoIterator<Item = (&'a str, RecordBatch)>) {
+        self.append_shard(0, batches);
+    }
+
+    /// [`Store::append_tables`] for the rows of WAL shard `shard`: they are flushed with
+    /// that shard's checkpoint.
+    pub fn append_shard<'a>(&self, shard: usize, batches: impl IntoIterator<Item = (&'a str, RecordBatch)>) {
         let mut by_table = Tables::default();
         for (table, b) in batches {
             let Some(i) = table_index(table) else {
@@ -360,7 +470,10 @@ impl Store {
             }
         });
         let mut st = self.inner.state.lock();
-        let mem = &mut st.mem;
+        let Some(mem) = st.mem.get_mut(shard) else {
+            tracing::error!(shard, "rows for a WAL shard the store does not have were dropped");
+            return;
+        };
         for (i, batches) in compacted.into_iter().enumerate() {
             for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
                 mem.rows += b.num_rows();
@@ -368,10 +481,10 @@ impl Store {
                 mem.tables[i].push(b);
             }
         }
-        let rows = mem.rows;
-        if rows > 0 && st.mem_since.is_none() {
-            st.mem_since = Some(Instant::now());
+        if mem.rows > 0 && mem.since.is_none() {
+            mem.since = Some(Instant::now());
         }
+        let rows = st.mem_rows();
         let bytes = st.unflushed_bytes();
         drop(st);
         self.inner.metrics.memory_rows.set(rows as i64);
@@ -385,9 +498,9 @@ impl Store {
     /// flush; BENCHMARKS.md, "Acknowledgement latency").
     pub fn flush_due(&self) -> bool {
         let st = self.inner.state.lock();
-        st.mem.rows >= self.inner.cfg.flush_rows
-            || st.mem.bytes >= self.inner.cfg.max_memory_bytes / 2
-            || st.mem_since.is_some_and(|t| t.elapsed() >= self.inner.cfg.flush_interval)
+        st.mem_rows() >= self.inner.cfg.flush_rows
+            || st.mem.iter().map(|m| m.bytes).sum::<usize>() >= self.inner.cfg.max_memory_bytes / 2
+            || st.mem.iter().filter_map(|m| m.since).any(|t| t.elapsed() >= self.inner.cfg.flush_interval)
     }
 
     /// Whether unflushed rows (in memory and being flushed) exceed the memory budget.
@@ -400,22 +513,64 @@ impl Store {
         self.inner.state.lock().frozen.len()
     }
 
-    /// Takes the rows in memory for a flush that reflects WAL segments `<= wal_through` and
-    /// makes those below `wal_keep_from` deletable (the rest hold spans of traces in flight);
-    /// `state` is the collector's in-flight state at that point. The rows stay visible to
-    /// queries until [`Store::write_flush`] has put them in segments.
-    pub(crate) fn freeze(&self, wal_through: u64, wal_keep_from: u64, state: Vec<u8>) -> FlushJob {
-        let wal_keep_from = wal_keep_from.min(wal_through + 1);
+    /// Asks every WAL shard for its part of a flush, unless one is being gathered.
+    pub fn request_flush(&self) {
         let mut st = self.inner.state.lock();
-        let mem = std::mem::take(&mut st.mem);
-        st.mem_since = None;
+        if st.gathering.is_some() {
+            return;
+        }
         let id = st.next_flush_id;
         st.next_flush_id += 1;
-        let job = FlushJob { id, wal_through, wal_keep_from, state, tables: mem.tables.clone() };
-        st.frozen.push(Frozen { id, tables: mem.tables, bytes: mem.bytes });
-        drop(st);
-        self.inner.metrics.memory_rows.set(0);
-        job
+        let shards = st.mem.len();
+        st.gathering = Some(Gathering { id, parts: (0..shards).map(|_| None).collect(), done: Vec::new() });
+        st.frozen.push(Frozen { id, tables: Tables::default(), bytes: 0 });
+    }
+
+    /// Whether a flush is being gathered (some shard has not given its part yet).
+    pub fn flush_gathering(&self) -> bool {
+        self.inner.state.lock().gathering.is_some()
+    }
+
+    /// Whether the flush being gathered waits for shard `shard`'s part.
+    pub fn flush_wanted(&self, shard: usize) -> bool {
+        self.inner.state.lock().gathering.as_ref().is_some_and(|g| g.parts.get(shard).is_some_and(Option::is_none))
+    }
+
+    /// Gives shard `shard`'s part of the flush being gathered (asking for one if none is):
+    /// its rows in memory, which reflect its WAL segments `<= wal_through`; those below
+    /// `wal_keep_from` become deletable (the rest hold spans of its traces in flight, whose
+    /// encoded `state` is kept with the flush). The rows stay visible to queries until
+    /// [`Store::write_flush`] has put them in segments. Returns the job, and who to tell,
+    /// once every shard has given its part.
+    pub(crate) fn freeze_part(
+        &self,
+        shard: usize,
+        wal_through: u64,
+        wal_keep_from: u64,
+        state: Vec<u8>,
+        done: Vec<crate::flusher::FlushDone>,
+    ) -> Option<(FlushJob, Vec<crate::flusher::FlushDone>)> {
+        self.request_flush();
+        let wal_keep_from = wal_keep_from.min(wal_through + 1);
+        let mut st = self.inner.state.lock();
+        let st = &mut *st;
+        let mem = std::mem::take(st.mem.get_mut(shard)?);
+        self.inner.metrics.memory_rows.set(st.mem_rows() as i64);
+        let gathering = st.gathering.as_mut()?;
+        let frozen = st.frozen.iter_mut().find(|f| f.id == gathering.id)?;
+        for (into, batches) in frozen.tables.iter_mut().zip(mem.tables) {
+            into.extend(batches);
+        }
+        frozen.bytes += mem.bytes;
+        *gathering.parts.get_mut(shard)? = Some(Part { wal_through, wal_keep_from, state });
+        gathering.done.extend(done);
+        if gathering.parts.iter().any(Option::is_none) {
+            return None;
+        }
+        let g = st.gathering.take()?;
+        let tables = st.frozen.iter().find(|f| f.id == g.id).map(|f| f.tables.clone()).unwrap_or_default();
+        let parts = g.parts.into_iter().flatten().collect();
+        Some((FlushJob { id: g.id, parts, tables }, g.done))
     }
 
     /// Writes a frozen job as segments, then the manifest, then deletes the WAL segments and
@@ -430,20 +585,35 @@ impl Store {
                 files.extend(segments::write_table(dir, table, job.id, batches)?);
             }
             files.extend(self.write_derived(job, &files)?);
-            let state_file = if job.state.is_empty() {
-                None
-            } else {
-                let name = format!("state-{:012}.bin", job.id);
-                write_atomic(dir, &name, &job.state)?;
-                Some(name)
-            };
+            let mut state_files = Vec::with_capacity(job.parts.len());
+            for (k, part) in job.parts.iter().enumerate() {
+                state_files.push(if part.state.is_empty() {
+                    None
+                } else {
+                    let name = match k {
+                        0 => format!("state-{:012}.bin", job.id),
+                        k => format!("state-{:012}-{k}.bin", job.id),
+                    };
+                    write_atomic(dir, &name, &part.state)?;
+                    Some(name)
+                });
+            }
             let _writer = self.inner.manifest_writer.lock();
             let mut manifest = self.inner.state.lock().manifest.clone();
-            let old_state = manifest.state_file.take();
+            let mut old_states = Vec::new();
+            for (k, (part, state_file)) in job.parts.iter().zip(state_files).enumerate() {
+                let saved = manifest.shard(k);
+                old_states.extend(saved.state_file);
+                manifest.set_shard(
+                    k,
+                    crate::manifest::WalShard {
+                        checkpoint: saved.checkpoint.max(part.wal_through),
+                        keep_from: part.wal_keep_from,
+                        state_file,
+                    },
+                );
+            }
             manifest.files.extend(files.iter().cloned());
-            manifest.wal_checkpoint = manifest.wal_checkpoint.max(job.wal_through);
-            manifest.wal_keep_from = job.wal_keep_from;
-            manifest.state_file = state_file;
             manifest.next_flush_id = manifest.next_flush_id.max(job.id + 1);
             manifest.save(dir)?;
             {
@@ -457,10 +627,16 @@ impl Store {
                 let table = TABLES.iter().copied().find(|t| *t == f.table).unwrap_or(SPANS);
                 self.inner.metrics.flushed_rows.get_or_create(&vec![("table", table)]).inc_by(f.rows);
             }
-            if let Some(old) = old_state.filter(|o| Some(o) != self.inner.state.lock().manifest.state_file.as_ref()) {
+            let kept: Vec<Option<String>> = {
+                let st = self.inner.state.lock();
+                (0..job.parts.len()).map(|k| st.manifest.shard(k).state_file).collect()
+            };
+            for old in old_states.into_iter().filter(|o| !kept.contains(&Some(o.clone()))) {
                 let _ = fs::remove_file(dir.join(old));
             }
-            wal::remove_through(&self.inner.cfg.wal_dir(), job.wal_keep_from - 1)?;
+            for (k, part) in job.parts.iter().enumerate() {
+                wal::remove_through(&wal_dir(dir, k), part.wal_keep_from - 1)?;
+            }
             Ok(())
         })();
         match &result {
@@ -590,7 +766,9 @@ impl Store {
             for f in &st.frozen {
                 batches.extend(f.tables[i].iter().cloned());
             }
-            batches.extend(st.mem.tables[i].iter().cloned());
+            for mem in &st.mem {
+                batches.extend(mem.tables[i].iter().cloned());
+            }
         }
         Snapshot {
             data_dir: self.inner.cfg.data_dir.clone(),

@@ -20,6 +20,11 @@ fn holding_traces() -> String {
         .replace("flush_interval_s: 2", "flush_interval_s: 1")
 }
 
+/// `config` with `n` ingest shards.
+fn sharded(config: &str, n: usize) -> String {
+    config.replace("collector:\n", &format!("collector:\n  ingest:\n    shards: {n}\n"))
+}
+
 /// `config` with tail sampling keeping every span (`keep_share: 1`).
 fn keeping_all(config: &str) -> String {
     config.replace("collector:\n", "collector:\n  sampling:\n    keep_share: 1\n")
@@ -43,11 +48,22 @@ async fn flushed_with_traces_in_flight(data: &std::path::Path) -> serde_json::Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_spans_survive_kill_9_during_load() {
+    kill_9_during_load(1).await;
+}
+
+/// Three shards, each its own WAL and checkpoint, a flush gathered from all three: the
+/// same promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_spans_survive_kill_9_during_load_with_three_shards() {
+    kill_9_during_load(3).await;
+}
+
+async fn kill_9_during_load(shards: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     // Flush every second, so some acknowledged spans are in segments and some only in the
     // WAL. Every trace's spans are stored (no tail sampling), so every one can be checked.
-    let config = keeping_all(&FAST_CONFIG.replace("flush_interval_s: 2", "flush_interval_s: 1"));
+    let config = sharded(&keeping_all(&FAST_CONFIG.replace("flush_interval_s: 2", "flush_interval_s: 1")), shards);
     let d = data.clone();
     let c = config.clone();
     let server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
@@ -82,6 +98,9 @@ async fn acknowledged_spans_survive_kill_9_during_load() {
     }
     let acked: Vec<u64> = acked.lock().clone();
     assert!(acked.len() > 20, "only {} exports acknowledged before the kill", acked.len());
+    for k in 1..shards {
+        assert!(data.join(format!("wal-{k}")).is_dir(), "shard {k} has its own WAL");
+    }
 
     let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
     // Replayed traces are stored once assembled again (idle_ms after the restart).
@@ -116,10 +135,27 @@ async fn acknowledged_spans_survive_kill_9_during_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_in_flight_at_shutdown_become_requests_after_restart() {
+    in_flight_at_shutdown(1, 1).await;
+}
+
+/// Stopped with three shards holding traces in flight, started again with one: the old WAL
+/// is replayed with three first, so nothing is lost or stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_fewer_shards_loses_and_repeats_nothing() {
+    in_flight_at_shutdown(3, 1).await;
+}
+
+/// And from one shard to two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_more_shards_loses_and_repeats_nothing() {
+    in_flight_at_shutdown(1, 2).await;
+}
+
+async fn in_flight_at_shutdown(before: usize, after: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     // Assembly waits a minute: at shutdown every trace is still in flight.
-    let (d, c) = (data.clone(), holding_traces());
+    let (d, c) = (data.clone(), sharded(&holding_traces(), before));
     let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
     post_ok(&server.http, export_request(77, 25).encode_to_vec()).await;
     let srv = &server;
@@ -134,12 +170,19 @@ async fn traces_in_flight_at_shutdown_become_requests_after_restart() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join("manifest.json")).unwrap()).unwrap();
     assert!(manifest["state_file"].is_string(), "{manifest}");
-    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, FAST_CONFIG)).await.unwrap();
+    assert_eq!(manifest["wal_shards"].as_array().map_or(0, Vec::len), before - 1, "{manifest}");
+    let config = sharded(FAST_CONFIG, after);
+    let d = data.clone();
+    let server = tokio::task::spawn_blocking(move || Server::start_in(&d, &config)).await.unwrap();
     let srv = &server;
     tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 25));
     tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM spans", 25));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM spans")), 25, "no span duplicated");
+    assert_eq!(tokio::task::block_in_place(|| srv.count("SELECT count(*) FROM requests")), 25, "no request twice");
+    for k in after..before {
+        assert!(!data.join(format!("wal-{k}")).exists(), "shard {k}'s WAL removed once replayed");
+    }
 }
 
 /// A trace whose entry span was flushed while the trace waited, and whose child came after
@@ -147,10 +190,20 @@ async fn traces_in_flight_at_shutdown_become_requests_after_restart() {
 /// entry span (rather than a copy of it), and the restart took the span back from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_split_by_a_flush_and_a_kill_9_is_assembled_whole() {
+    split_by_a_flush_and_a_kill_9(1).await;
+}
+
+/// The same with two shards: each keeps the WAL segments its own traces in flight need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_split_by_a_flush_and_a_kill_9_is_assembled_whole_with_two_shards() {
+    split_by_a_flush_and_a_kill_9(2).await;
+}
+
+async fn split_by_a_flush_and_a_kill_9(shards: usize) {
     use opentelemetry_proto::tonic::trace::v1::Span;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (d, c) = (data.clone(), holding_traces());
+    let (d, c) = (data.clone(), sharded(&holding_traces(), shards));
     let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
     // Ten server spans without latency attributes: their split can only come from a child.
     let mut entries = export_request(93, 10);
@@ -180,7 +233,8 @@ async fn a_trace_split_by_a_flush_and_a_kill_9_is_assembled_whole() {
     post_ok(&server.http, children.encode_to_vec()).await;
     tokio::task::block_in_place(|| server.kill9());
 
-    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, FAST_CONFIG)).await.unwrap();
+    let config = sharded(FAST_CONFIG, shards);
+    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
     let srv = &server;
     tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 10));
     let rows = tokio::task::block_in_place(|| {
@@ -201,9 +255,19 @@ async fn a_trace_split_by_a_flush_and_a_kill_9_is_assembled_whole() {
 /// counts each span once, not once from the segments and again from the replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_query_of_a_keep_all_directory_counts_each_span_once() {
+    read_only_query_after_kill_9(1).await;
+}
+
+/// The same over a directory of three WAL shards: each shard's WAL and state are read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_query_of_three_shards_counts_each_span_once() {
+    read_only_query_after_kill_9(3).await;
+}
+
+async fn read_only_query_after_kill_9(shards: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (d, c) = (data.clone(), keeping_all(&holding_traces()));
+    let (d, c) = (data.clone(), sharded(&keeping_all(&holding_traces()), shards));
     let mut server = tokio::task::spawn_blocking(move || Server::start_in(&d, &c)).await.unwrap();
     post_ok(&server.http, export_request(51, 12).encode_to_vec()).await;
     // A flush that leaves the twelve traces in flight, their spans in its segments.
