@@ -304,7 +304,7 @@ impl ServeConfig {
             derive: Some(std::sync::Arc::new(slo_analyzer::RollupDerive)),
             remote: None,
             collector: self.collector_name().unwrap_or_else(|_| "slo".into()),
-            wal_shards: self.collector.ingest.shards.clamp(1, slo_collector::MAX_SHARDS),
+            wal_shards: self.collector.ingest.shard_count(),
         }
     }
 }

@@ -36,7 +36,9 @@ pub struct SamplingConfig {
     /// How far back "recent" reaches, in seconds.
     pub recent_s: u64,
     /// A service with fewer recent requests than this has every trace stored: there is no
-    /// quantile to judge by yet (a new or a low-traffic service).
+    /// quantile to judge by yet (a new or a low-traffic service). With several ingest
+    /// shards each judges by its own share of the requests, so each needs
+    /// `min_recent / shards` of them.
     pub min_recent: usize,
     /// The SLO thresholds `slo serve` was given: a request over one is slow. Not read from
     /// the config file (the SLO specs are).
@@ -359,28 +361,44 @@ pub struct IngestConfig {
     /// Most export requests written to the WAL in one group commit.
     pub max_group: usize,
     /// Pipeline shards: each a thread with its own WAL, trace assembly and rows, every
-    /// trace's spans routed to one by the trace id (ARCHITECTURE.md, "Ingest shards"). One
-    /// pipeline thread does about 60% of a span's server CPU, so one shard stops growing
-    /// past about 1.7 cores; give one shard per core the collector may use. Changing it
+    /// trace's spans routed to one by the trace id (ARCHITECTURE.md, invariants of the
+    /// store and the collector). One pipeline thread does about 60% of a span's server
+    /// CPU, so one shard stops growing past about 1.7 cores. `0` (the default): one per
+    /// core the process may use ([`std::thread::available_parallelism`], which follows
+    /// CPU affinity and cgroup quotas), at most [`AUTO_SHARDS`]. Changing it (or the cores)
     /// replays the WAL with the old count once at the next start.
     pub shards: usize,
 }
 
+/// Most shards `shards: 0` picks.
+pub(crate) const AUTO_SHARDS: usize = 8;
+
 /// Most pipeline shards.
-pub const MAX_SHARDS: usize = 64;
+pub(crate) const MAX_SHARDS: usize = 64;
 
 impl IngestConfig {
     /// Every setting in range, or what is not.
     pub fn check(&self) -> Result<(), String> {
-        if !(1..=MAX_SHARDS).contains(&self.shards) {
-            return Err(format!("collector.ingest.shards: {} is not between 1 and {MAX_SHARDS}", self.shards));
+        if self.shards > MAX_SHARDS {
+            return Err(format!(
+                "collector.ingest.shards: {} is more than {MAX_SHARDS} (0: one per core)",
+                self.shards
+            ));
         }
         Ok(())
+    }
+
+    /// The pipeline shards to run: `shards`, or for 0 one per core (at most [`AUTO_SHARDS`]).
+    pub fn shard_count(&self) -> usize {
+        match self.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(AUTO_SHARDS),
+            n => n.min(MAX_SHARDS),
+        }
     }
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { queue_bytes: 256 << 20, receive_bytes: 256 << 20, max_group: 1024, shards: 1 }
+        IngestConfig { queue_bytes: 256 << 20, receive_bytes: 256 << 20, max_group: 1024, shards: 0 }
     }
 }

@@ -37,7 +37,7 @@ mod timegate;
 mod transcode;
 mod unflushed;
 
-pub use config::{CollectorConfig, MAX_SHARDS, RedactionConfig, SamplingConfig, SloThreshold};
+pub use config::{CollectorConfig, RedactionConfig, SamplingConfig, SloThreshold};
 pub use convert::Converter;
 pub use error::{Error, Result};
 pub use import::{ImportState, ImportSummary, import_file};

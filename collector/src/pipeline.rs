@@ -156,6 +156,16 @@ impl Pipeline {
             settled: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
         });
+        // The assembly budgets are the collector's, not each shard's: a shard holds its
+        // share of them (traces spread evenly), so the memory bound stays what it says.
+        let mut assembly = cfg.assembly.clone();
+        assembly.max_pending_spans = assembly.max_pending_spans.div_ceil(n);
+        assembly.max_pending_bytes = assembly.max_pending_bytes.div_ceil(n);
+        assembly.remember_emitted = assembly.remember_emitted.div_ceil(n);
+        // Likewise a service's recent latencies: each shard sees 1/n of its requests, so it
+        // judges "slow" once it has its share of `min_recent`.
+        let mut sampling = cfg.sampling.clone();
+        sampling.min_recent = sampling.min_recent.div_ceil(n);
         let mut txs = Vec::with_capacity(n);
         let mut pipelines = Vec::with_capacity(n);
         for (shard, (wal, recovery)) in shards.into_iter().enumerate() {
@@ -167,9 +177,9 @@ impl Pipeline {
                 pending_shown: (0, 0),
                 store: store.clone(),
                 wal,
-                assembler: Assembler::new(cfg.assembly.clone()),
+                assembler: Assembler::new(assembly.clone()),
                 splitter: Splitter::new(&cfg.split).map_err(Error::InvalidPayload)?,
-                sampler: Sampler::new(&cfg.sampling),
+                sampler: Sampler::new(&sampling),
                 metrics: metrics.clone(),
                 rx,
                 flusher: flusher.clone(),
@@ -563,7 +573,7 @@ pub fn open_store(
     cfg: &CollectorConfig,
 ) -> Result<(Store, Vec<(Wal, Recovery)>)> {
     cfg.ingest.check().map_err(Error::InvalidPayload)?;
-    let shards = cfg.ingest.shards;
+    let shards = cfg.ingest.shard_count();
     let on_disk = slo_store::wal_shards_on_disk(&store.data_dir).map_err(storage)?;
     if on_disk != shards && slo_store::wal_unflushed(&store.data_dir, on_disk).map_err(storage)? {
         tracing::warn!(

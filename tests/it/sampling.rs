@@ -25,7 +25,9 @@ fn by(server: &Server) -> std::collections::HashMap<String, (i64, f64)> {
 async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_sampled() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, FAST_CONFIG)).await.unwrap();
+    // One ingest shard: the counts below are exact for one sampler.
+    let config = FAST_CONFIG.replace("collector:\n", "collector:\n  ingest:\n    shards: 1\n");
+    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
     // 1,000 ordinary requests (60 ms each) give the service its recent p99; until then
     // every trace is kept (`low_traffic`).
     for seed in 1..=4 {
@@ -98,4 +100,47 @@ async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_samp
     let line = metrics.lines().find(|l| l.starts_with("slo_collector_spans_not_stored_total")).unwrap();
     let not_stored: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert_eq!(not_stored as i64, 3000 - 1000 - 20 - 10 - share + 1, "{line}");
+}
+
+/// Two ingest shards, each with its own sampler judging its half of the requests: together
+/// they keep the first 1,000 as `low_traffic` (each its first 500), every failed trace, and
+/// every slow one (as `slow`, or as `low_traffic` where a shard had not yet seen its 500),
+/// and about a tenth of the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_sample_as_one_collector_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = FAST_CONFIG.replace("collector:\n", "collector:\n  ingest:\n    shards: 2\n");
+    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
+    for seed in 1..=4 {
+        post_ok(&server.http, export_request(seed, 250).encode_to_vec()).await;
+    }
+    let srv = &server;
+    tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 1000));
+    for seed in 5..=12 {
+        let mut export = export_request(seed, 250);
+        for (i, s) in export.resource_spans[0].scope_spans[0].spans.iter_mut().enumerate() {
+            if seed == 5 && i < 20 {
+                s.start_time_unix_nano = s.end_time_unix_nano - 600_000_000;
+            }
+            if seed == 6 && i < 10 {
+                s.status = Some(Status { code: 2, message: "boom".into() });
+            }
+        }
+        post_ok(&server.http, export.encode_to_vec()).await;
+    }
+    tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 3000));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = tokio::task::block_in_place(|| by(srv));
+    assert_eq!(counts.get("low_traffic").map(|c| c.0), Some(1000), "{counts:?}");
+    assert_eq!(counts.get("error"), Some(&(10, 10.0)), "every failed trace: {counts:?}");
+    let slow_kept = tokio::task::block_in_place(|| {
+        srv.count(
+            "SELECT count(*) FROM spans s JOIN requests r ON s.trace_id = r.trace_id \
+             WHERE r.duration_ms > 500 AND s.sampled_by IN ('slow', 'low_traffic')",
+        )
+    });
+    assert_eq!(slow_kept, 20, "every slow trace kept: {counts:?}");
+    let (share, _) = counts["share"];
+    assert!((140..=260).contains(&share), "{share} of about 1,970 ordinary traces kept: {counts:?}");
 }
