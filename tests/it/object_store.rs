@@ -342,3 +342,155 @@ impl Drop for QueryNode {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP relay to `target` on `port`, for an object store that stops and comes back with
+/// what it held (moto keeps its objects in memory: stopping moto itself would lose them).
+/// [`Relay::stop`] closes the port and resets every open connection, as a stopped server.
+struct Relay {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<parking_lot::Mutex<Vec<TcpStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(port: u16, target: u16) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the relay's port again");
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<TcpStream>::new()));
+        let (s, o) = (stop.clone(), open.clone());
+        let accept = std::thread::spawn(move || {
+            while !s.load(Ordering::Acquire) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let mut held = o.lock();
+                for (mut from, mut to) in
+                    [(client.try_clone(), server.try_clone()), (server.try_clone(), client.try_clone())]
+                        .into_iter()
+                        .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+                held.extend([client, server]);
+            }
+        });
+        Relay { stop, open, accept: Some(accept) }
+    }
+
+    fn stop(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        for c in self.open.lock().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The object store stops while a collector uploads, and the collector is killed with
+/// SIGKILL during the outage: segments wait on its disk, uploads retry (counted), the
+/// restarted collector finds what waits, and once the store is back the bucket holds
+/// everything, as one data directory that imported the same files does. (While the store
+/// is down, a query that needs an uploaded file fails; the test does not ask one.)
+#[test]
+fn an_object_store_stopped_mid_run_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let start_s = (now - 30 * 60) / 60 * 60;
+    let iso = chrono::DateTime::from_timestamp(start_s, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let run = ["--scenario", "hpa-scale-down", "--seed", "2", "--start", &iso, "--duration", "10m"];
+    let out = tmp.path().join("files");
+    stdout_ok(&slo(&[&["loadgen", "simulate"][..], &run[..], &["--out", out.to_str().unwrap()]].concat()), "simulate");
+    let traces = files_under(&out.join("traces"));
+    let reference = tmp.path().join("reference");
+    let mut import = vec!["import", "--data-dir", reference.to_str().unwrap()];
+    import.extend(traces.iter().map(String::as_str));
+    stdout_ok(&slo(&import), "import the reference");
+
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (moto_port, port) = (free_port(), free_port());
+    let s3 = S3::start(moto_port);
+    s3.create_bucket("slo");
+    let relay = Relay::start(port, moto_port);
+    let env = aws_env(&format!("http://127.0.0.1:{port}"));
+    let bucket = "s3://slo/outage";
+    let config = "collector:\n  assembly:\n    idle_ms: 300\n    max_wait_ms: 2000\nstore:\n  flush_interval_s: 1\n  \
+                  retention_hours: 0\n  collector: c1\n  object_store:\n    url: s3://slo/outage\nshutdown_grace_s: 10\n\
+                  query_timeout_s: 3\n";
+    let dir = tmp.path().join("c1");
+    let launch = || Server::launch(&dir, config, Launch { env: env.clone(), ..Default::default() });
+    let in_bucket = |sql: &str| count(&slo_with(&env, &["query", "--bucket", bucket, "--format", "json", sql]));
+    let (first, second) = traces.split_at(traces.len() / 2);
+    let feed_all = |files: &[String], base: &str| {
+        feed(files, 0, base);
+        feed(files, 1, base);
+    };
+    let mut c1 = launch();
+    feed_all(first, &c1.http);
+    let first_count = c1.count("SELECT count(*) FROM requests");
+    wait_until(Duration::from_secs(60), "the first half uploaded", || {
+        in_bucket("SELECT count(*) FROM requests") == Some(first_count)
+    });
+
+    // The object store stops mid-run; data keeps coming and is acknowledged.
+    relay.stop();
+    let errors_before = metric(&c1, "slo_store_upload_errors_total");
+    feed_all(second, &c1.http);
+    wait_until(Duration::from_secs(60), "uploads retried and failing", || {
+        metric(&c1, "slo_store_upload_errors_total") >= errors_before + 2.0
+            && metric(&c1, "slo_store_upload_pending") > 0.0
+    });
+    let local_segments = || files_under(&dir).into_iter().filter(|f| f.ends_with(".parquet")).count();
+    assert!(local_segments() > 0, "segments wait on the local disk");
+    // Killed during the outage: the collector starts again without the object store (it is
+    // ready to take data), and finds what still waits for the upload.
+    c1.kill9();
+    let c1 = launch();
+    wait_until(Duration::from_secs(30), "the restarted collector retrying its uploads", || {
+        metric(&c1, "slo_store_upload_pending") > 0.0 && metric(&c1, "slo_store_upload_errors_total") >= 1.0
+    });
+    let all = count(&slo(&[
+        "query",
+        "--data-dir",
+        reference.to_str().unwrap(),
+        "--format",
+        "json",
+        "SELECT count(*) FROM requests",
+    ]))
+    .unwrap();
+
+    // The object store comes back on the same port, holding what it held.
+    let relay = Relay::start(port, moto_port);
+    wait_until(Duration::from_secs(90), "everything uploaded once the store is back", || {
+        in_bucket("SELECT count(*) FROM requests") == Some(all)
+    });
+    wait_until(Duration::from_secs(30), "nothing waiting to upload", || metric(&c1, "slo_store_upload_pending") == 0.0);
+    let sql = "SELECT service, model, status, count(*) AS n, round(sum(duration_ms), 3) AS d, \
+               round(sum(queue_ms), 3) AS q FROM requests GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+    let one = stdout_ok(&slo(&["query", "--data-dir", reference.to_str().unwrap(), "--format", "csv", sql]), sql);
+    let two = stdout_ok(&slo_with(&env, &["query", "--bucket", bucket, "--format", "csv", sql]), sql);
+    assert!(one.lines().count() > 1, "no rows");
+    assert_eq!(one, two, "the bucket after the outage and the one directory");
+    drop(c1);
+    drop(relay);
+    drop(s3);
+}
