@@ -88,13 +88,24 @@ pub(crate) async fn run(cfg: ServeConfig, slos: Vec<slo_analyzer::spec::Slo>, do
             (store.clone(), bucket_metrics.clone(), read_once.clone(), token.clone());
         let every = Duration::from_secs(cfg.query_node.refresh_s.max(1));
         tracker.spawn(async move {
+            // Collectors said to lag at the last refresh: each is logged when it starts and
+            // when it stops lagging, not at every refresh.
+            let mut behind: std::collections::BTreeSet<String> = Default::default();
             loop {
                 match store.refresh_bucket().await {
                     Ok(views) => {
                         metrics.set(&views);
-                        for (_, said) in slo_store::lagging(&views, 5 * 60 * 1_000_000_000) {
-                            tracing::warn!("{said}");
+                        let mut now = std::collections::BTreeSet::new();
+                        for (v, said) in slo_store::lagging(&views, 5 * 60 * 1_000_000_000) {
+                            if !behind.contains(&v.prefix) {
+                                tracing::warn!("{said}");
+                            }
+                            now.insert(v.prefix);
                         }
+                        for caught_up in behind.difference(&now) {
+                            tracing::info!(collector = %caught_up, "collector no longer behind the others");
+                        }
+                        behind = now;
                         read_once.store(true, Ordering::Relaxed);
                     }
                     Err(e) => {

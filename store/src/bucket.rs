@@ -7,7 +7,9 @@
 //!
 //! A collector that stopped uploading (down, or its object store access broken) shows as
 //! one whose newest data is behind the others' ([`CollectorView`], [`lagging`]), so a
-//! reader can say so instead of showing a silent gap.
+//! reader can say so instead of showing a silent gap. A collector whose manifest cannot be
+//! read or does not decode costs only itself: it is named with the reason, and the others
+//! are read (a refresh keeps what it last read of that collector).
 
 use std::path::PathBuf;
 
@@ -30,6 +32,8 @@ pub struct CollectorView {
     pub newest_data: Option<i64>,
     /// Files it lists.
     pub files: usize,
+    /// Why its manifest could not be read, when it could not.
+    pub problem: Option<String>,
 }
 
 /// Collectors whose newest data is more than `behind_ns` older than the newest
@@ -38,14 +42,15 @@ pub fn lagging(views: &[CollectorView], behind_ns: i64) -> Vec<(CollectorView, S
     let Some(newest) = views.iter().filter_map(|v| v.newest_data).max() else { return Vec::new() };
     views
         .iter()
-        .filter(|v| v.newest_data.is_none_or(|t| newest - t > behind_ns))
+        .filter(|v| v.problem.is_some() || v.newest_data.is_none_or(|t| newest - t > behind_ns))
         .map(|v| {
-            let said = match v.newest_data {
-                Some(t) => format!(
+            let said = match (&v.problem, v.newest_data) {
+                (Some(p), _) => format!("its manifest could not be read ({p})"),
+                (None, Some(t)) => format!(
                     "its newest data is {} min older than the newest collector's",
                     (newest - t) / 60_000_000_000
                 ),
-                None => "it has no data".to_string(),
+                (None, None) => "it has no data".to_string(),
             };
             (
                 v.clone(),
@@ -59,7 +64,8 @@ pub fn lagging(views: &[CollectorView], behind_ns: i64) -> Vec<(CollectorView, S
 }
 
 /// Every collector's manifest at or one level below `root`: their files (paths relative
-/// to `root`, all uploaded) and what each says of itself.
+/// to `root`, all uploaded) and what each says of itself. One whose manifest cannot be
+/// fetched or decoded is a view with its problem and no files.
 async fn read_bucket(root: &Remote) -> Result<(Vec<SegmentFile>, Vec<CollectorView>)> {
     let mut places = vec![String::new()];
     places.extend(root.children().await?);
@@ -67,14 +73,32 @@ async fn read_bucket(root: &Remote) -> Result<(Vec<SegmentFile>, Vec<CollectorVi
     let mut views = Vec::new();
     for prefix in places {
         let at = if prefix.is_empty() { root.clone() } else { root.child(&prefix) };
-        let Some(bytes) = at.get_opt(MANIFEST).await? else { continue };
-        let m = RemoteManifest::decode(&bytes, &at)?;
+        let read = match at.get_opt(MANIFEST).await {
+            Ok(None) => continue,
+            Ok(Some(bytes)) => RemoteManifest::decode(&bytes, &at),
+            Err(e) => Err(e),
+        };
+        let m = match read {
+            Ok(m) => m,
+            Err(e) => {
+                views.push(CollectorView {
+                    collector: if prefix.is_empty() { root.url() } else { prefix.clone() },
+                    prefix: prefix.clone(),
+                    written_unix_nano: 0,
+                    newest_data: None,
+                    files: 0,
+                    problem: Some(e.to_string()),
+                });
+                continue;
+            }
+        };
         views.push(CollectorView {
             prefix: prefix.clone(),
             collector: m.collector.clone(),
             written_unix_nano: m.written_unix_nano,
             newest_data: m.newest_data(),
             files: m.files.len(),
+            problem: None,
         });
         files.extend(m.files.into_iter().map(|f| SegmentFile {
             path: if prefix.is_empty() { f.path } else { format!("{prefix}/{}", f.path) },
@@ -82,11 +106,17 @@ async fn read_bucket(root: &Remote) -> Result<(Vec<SegmentFile>, Vec<CollectorVi
             ..f
         }));
     }
-    if views.is_empty() {
+    if views.iter().all(|v| v.problem.is_some()) {
+        let problems: Vec<String> =
+            views.iter().filter_map(|v| Some(format!("{}: {}", v.prefix, v.problem.as_ref()?))).collect();
         return Err(crate::error::Error::Remote {
             op: "open",
             what: root.url(),
-            detail: "no collector's manifest.json here or one level below".into(),
+            detail: if problems.is_empty() {
+                "no collector's manifest.json here or one level below".into()
+            } else {
+                format!("no collector's manifest.json could be read: {}", problems.join("; "))
+            },
         });
     }
     Ok((files, views))
@@ -114,10 +144,23 @@ impl Store {
     }
 
     /// Reads the manifests of a store [`Store::open_bucket`] opened again: what the
-    /// collectors uploaded since becomes visible. On error the view stays as it was.
+    /// collectors uploaded since becomes visible. On error the view stays as it was; a
+    /// collector whose manifest cannot be read now keeps the files last read of it.
     pub async fn refresh_bucket(&self) -> Result<Vec<CollectorView>> {
         let Some(root) = self.config().remote.clone() else { return Ok(Vec::new()) };
-        let (files, views) = read_bucket(&root).await?;
+        let (mut files, views) = read_bucket(&root).await?;
+        let unread: Vec<&CollectorView> = views.iter().filter(|v| v.problem.is_some()).collect();
+        if !unread.is_empty() {
+            // A collector's files are below its prefix; the root's own, below their table.
+            let of = |f: &SegmentFile, v: &CollectorView| match v.prefix.as_str() {
+                "" => f.path.starts_with(&format!("{}/", f.table)),
+                prefix => f.path.starts_with(&format!("{prefix}/")),
+            };
+            let kept = self.with_manifest(|m| {
+                m.files.iter().filter(|f| unread.iter().any(|v| of(f, v))).cloned().collect::<Vec<_>>()
+            });
+            files.extend(kept);
+        }
         self.set_files(files);
         Ok(views)
     }
@@ -134,6 +177,7 @@ mod tests {
             written_unix_nano: 0,
             newest_data: newest,
             files: 1,
+            problem: None,
         }
     }
 

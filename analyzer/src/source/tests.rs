@@ -159,3 +159,51 @@ async fn request_detail_reads_flushed_and_unflushed_rows_alike() {
         assert_eq!(g.error, w.status == "error");
     }
 }
+
+/// One collector's `manifest.json` that does not decode costs only that collector: a new
+/// reader names it and reads the other; a reader that had read it keeps its files.
+#[tokio::test]
+async fn a_collector_whose_manifest_is_unreadable_costs_only_itself() {
+    let bucket = tempfile::tempdir().unwrap();
+    let root = slo_store::Remote::open(&slo_store::RemoteOptions {
+        url: format!("file://{}/", bucket.path().display()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut dirs = Vec::new();
+    for (name, from_s) in [("c1", 0), ("c2", 300)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.retention = None;
+        cfg.derive = Some(std::sync::Arc::new(RollupDerive));
+        cfg.remote = Some(root.child(name));
+        let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        store.append(None, Some(requests_batch(&rows(from_s, 500)).unwrap()));
+        flush(&store, &mut wal);
+        assert_eq!(store.upload_round().await.unwrap().uploaded, 2);
+        dirs.push(dir);
+    }
+    let (from, to) = (T0 - MINUTE_NS, T0 + 40 * MINUTE_NS);
+    let (reader, views) = Store::open_bucket(root.clone()).await.unwrap();
+    assert!(views.iter().all(|v| v.problem.is_none()), "{views:?}");
+    let both = Source::new(reader.snapshot()).rollups_by_scan(None, from, to).await.unwrap();
+
+    std::fs::write(bucket.path().join("c2/manifest.json"), b"{ not json").unwrap();
+    let (fresh, views) = Store::open_bucket(root.clone()).await.unwrap();
+    let c2 = views.iter().find(|v| v.prefix == "c2").expect("c2 named");
+    assert!(c2.problem.as_deref().is_some_and(|p| p.contains("manifest")), "{c2:?}");
+    let said = slo_store::lagging(&views, 5 * MINUTE_NS);
+    assert!(said.iter().any(|(v, s)| v.prefix == "c2" && s.contains("could not be read")), "{said:?}");
+    let one = Source::new(fresh.snapshot()).rollups_by_scan(None, from, to).await.unwrap();
+    assert!(!one.is_empty() && one != both, "c1's data alone");
+
+    // The reader that had read c2 keeps its files through the refresh.
+    let views = reader.refresh_bucket().await.unwrap();
+    assert!(views.iter().any(|v| v.prefix == "c2" && v.problem.is_some()));
+    assert_eq!(Source::new(reader.snapshot()).rollups_by_scan(None, from, to).await.unwrap(), both);
+
+    // Every manifest unreadable: an error that says why.
+    std::fs::write(bucket.path().join("c1/manifest.json"), b"{ not json").unwrap();
+    let e = Store::open_bucket(root).await.unwrap_err().to_string();
+    assert!(e.contains("could be read") && e.contains("c1") && e.contains("c2"), "{e}");
+}
