@@ -27,6 +27,7 @@ use crate::remote::Remote;
 use crate::schema;
 
 mod limits;
+mod prune;
 mod readonly;
 
 pub use limits::QueryLimits;
@@ -42,16 +43,51 @@ pub struct Snapshot {
     pub(crate) remote: Option<Remote>,
 }
 
-/// One table: rows in memory plus segment files (on the local disk, in the object store).
+/// One table: rows in memory plus segment files (on the local disk, in the object store),
+/// each with the manifest's min/max time, so that a scan opens only those its filters on
+/// `time` may keep rows of (`query/prune.rs`).
 pub(crate) struct StoreTable {
     schema: SchemaRef,
     memory: MemTable,
-    files: Vec<ListingTable>,
+    files: Vec<TableFile>,
+}
+
+/// A segment file of a table: where it is, and its rows' time range.
+struct TableFile {
+    url: ListingTableUrl,
+    remote: bool,
+    min_time: i64,
+    max_time: i64,
 }
 
 impl fmt::Debug for StoreTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreTable").field("file_sets", &self.files.len()).finish()
+        f.debug_struct("StoreTable").field("files", &self.files.len()).finish()
+    }
+}
+
+impl StoreTable {
+    /// Listings over the files whose time range meets `bounds`: one per object store (a
+    /// listing reads all its files through the store of its first URL).
+    fn listings(&self, bounds: prune::TimeBounds) -> datafusion::error::Result<Vec<ListingTable>> {
+        let mut out = Vec::new();
+        for remote in [false, true] {
+            let urls: Vec<ListingTableUrl> = self
+                .files
+                .iter()
+                .filter(|f| f.remote == remote && bounds.overlaps(f.min_time, f.max_time))
+                .map(|f| f.url.clone())
+                .collect();
+            if urls.is_empty() {
+                continue;
+            }
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(self.schema.clone());
+            out.push(ListingTable::try_new(config)?);
+        }
+        Ok(out)
     }
 }
 
@@ -82,7 +118,7 @@ impl TableProvider for StoreTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let mut plans = vec![self.memory.scan(state, projection, filters, limit).await?];
-        for files in &self.files {
+        for files in self.listings(prune::TimeBounds::of(filters))? {
             plans.push(files.scan(state, projection, filters, limit).await?);
         }
         UnionExec::try_new(plans)
@@ -92,22 +128,13 @@ impl TableProvider for StoreTable {
 impl Snapshot {
     fn table(&self, name: &str, schema: SchemaRef, batches: &[RecordBatch]) -> Result<StoreTable> {
         let memory = MemTable::try_new(schema.clone(), vec![batches.to_vec()])?;
-        let (mut local, mut remote) = (Vec::new(), Vec::new());
-        for f in self.files.iter().filter(|f| f.table == name) {
-            match (&self.remote, f.uploaded) {
-                (Some(r), true) => remote.push(ListingTableUrl::parse(r.table_url(&f.path))?),
-                _ => local.push(ListingTableUrl::parse(self.data_dir.join(&f.path).to_string_lossy())?),
-            }
-        }
-        // One listing per object store: a listing reads all its files through the store of
-        // its first URL.
         let mut files = Vec::new();
-        for urls in [local, remote].into_iter().filter(|u| !u.is_empty()) {
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let config = ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(options)
-                .with_schema(schema.clone());
-            files.push(ListingTable::try_new(config)?);
+        for f in self.files.iter().filter(|f| f.table == name) {
+            let (url, remote) = match (&self.remote, f.uploaded) {
+                (Some(r), true) => (ListingTableUrl::parse(r.table_url(&f.path))?, true),
+                _ => (ListingTableUrl::parse(self.data_dir.join(&f.path).to_string_lossy())?, false),
+            };
+            files.push(TableFile { url, remote, min_time: f.min_time, max_time: f.max_time });
         }
         Ok(StoreTable { schema, memory, files })
     }
@@ -240,6 +267,42 @@ mod tests {
 
     fn count(batches: &[RecordBatch]) -> i64 {
         batches[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)
+    }
+
+    /// A query whose filter on `time` excludes a segment never opens it: with the older
+    /// segment's file overwritten with garbage, filtered queries still answer (so they did
+    /// not open it), and one that needs it fails.
+    #[tokio::test]
+    async fn segments_outside_a_queries_time_bounds_are_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut wal, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        // 2026-12-05 10:00 and 12:00 UTC.
+        let (ten, noon) = (1_796_464_800_000_000_000u64, 1_796_472_000_000_000_000u64);
+        store.append(None, Some(requests_batch(&(0..10).map(|i| row(ten + i, "a", 1.0)).collect::<Vec<_>>()).unwrap()));
+        store.flush_now(&mut wal).unwrap();
+        store
+            .append(None, Some(requests_batch(&(0..20).map(|i| row(noon + i, "b", 1.0)).collect::<Vec<_>>()).unwrap()));
+        store.flush_now(&mut wal).unwrap();
+        let older = store.snapshot().files().iter().find(|f| f.min_time == ten as i64).unwrap().path.clone();
+        // (A missing file would not do: a listing of its path finds nothing and skips it.)
+        std::fs::write(dir.path().join(older), b"not parquet").unwrap();
+        let snap = store.snapshot();
+        for filter in [
+            "time >= TIMESTAMP '2026-12-05T11:00:00Z'",
+            "time > '2026-12-05T11:00:00Z'",
+            "'2026-12-05T11:00:00Z' <= time",
+            "time BETWEEN TIMESTAMP '2026-12-05T11:30:00Z' AND TIMESTAMP '2026-12-05T13:00:00Z'",
+            "time >= to_timestamp_seconds(1796468400) AND model = 'b'",
+        ] {
+            let sql = format!("SELECT count(*) FROM requests WHERE {filter}");
+            let got = snap.sql(&sql).await.unwrap_or_else(|e| panic!("{filter}: {e}"));
+            assert_eq!(count(&got), 20, "{filter}");
+        }
+        for needs_it in
+            ["SELECT count(*) FROM requests", "SELECT count(*) FROM requests WHERE time < '2026-12-05T11:00:00Z'"]
+        {
+            assert!(snap.sql(needs_it).await.is_err(), "{needs_it} reads the broken file");
+        }
     }
 
     #[test]
