@@ -9,13 +9,21 @@ use arrow::record_batch::RecordBatch;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, SegmentFile, write_atomic};
+use crate::manifest::{Manifest, SegmentFile};
 use crate::metrics::StoreMetrics;
 use crate::query::Snapshot;
 use crate::remote::Remote;
 use crate::schema::{REQUESTS, SPANS, TABLES};
 use crate::segments;
 use crate::wal::{self, FsyncPolicy, SegmentRead, Wal};
+
+mod flush;
+mod wal_shards;
+
+pub use flush::FlushJob;
+use flush::Gathering;
+use wal_shards::shard_unflushed;
+pub use wal_shards::{wal_dir, wal_shards_on_disk, wal_unflushed};
 
 /// Data derived from each flush's `requests` rows and kept beside its segments (the
 /// analyzer's rollups): written in the same flush, listed in the manifest under
@@ -79,50 +87,6 @@ impl StoreConfig {
     }
 }
 
-/// The WAL directory of shard `k` of a data directory: `wal` for the first, as before
-/// sharding, then `wal-1`, `wal-2`, ...
-pub fn wal_dir(data_dir: &Path, k: usize) -> PathBuf {
-    if k == 0 { data_dir.join("wal") } else { data_dir.join(format!("wal-{k}")) }
-}
-
-/// Whether any of the first `shards` WAL shards of a data directory holds data not yet in
-/// segments: a record past its checkpoint, or traces in flight at it.
-pub fn wal_unflushed(data_dir: &Path, shards: usize) -> Result<bool> {
-    let manifest = Manifest::load(data_dir)?;
-    for k in 0..shards {
-        if shard_unflushed(data_dir, &manifest, k)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Whether WAL shard `k` holds a record past its checkpoint or traces in flight at it.
-fn shard_unflushed(data_dir: &Path, manifest: &Manifest, k: usize) -> Result<bool> {
-    let saved = manifest.shard(k);
-    if saved.state_file.is_some() {
-        return Ok(true);
-    }
-    let dir = wal_dir(data_dir, k);
-    for id in wal::list_segments(&dir)?.into_iter().filter(|id| *id > saved.checkpoint) {
-        if !wal::read_segment(&dir, id)?.records.is_empty() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// WAL shards a data directory was last written with: what its manifest records, or more
-/// where WAL directories of more shards exist (a crash before their first flush). 1 for a
-/// new directory.
-pub fn wal_shards_on_disk(data_dir: &Path) -> Result<usize> {
-    let mut n = Manifest::load(data_dir)?.shard_count();
-    while wal_dir(data_dir, n).exists() {
-        n += 1;
-    }
-    Ok(n)
-}
-
 /// Batches per table, in [`TABLES`] order.
 type Tables = [Vec<RecordBatch>; TABLES.len()];
 
@@ -137,24 +101,6 @@ struct Rows {
     bytes: usize,
     /// When its first row came.
     since: Option<Instant>,
-}
-
-/// Where one WAL shard's part of a flush stops: the rows it gave reflect its segments
-/// `<= wal_through`; those below `wal_keep_from` are deletable once written; `state` is its
-/// traces in flight.
-#[derive(Debug)]
-struct Part {
-    wal_through: u64,
-    wal_keep_from: u64,
-    state: Vec<u8>,
-}
-
-/// A flush being gathered: each shard gives its rows at its own next rotation.
-#[derive(Debug)]
-struct Gathering {
-    id: u64,
-    parts: Vec<Option<Part>>,
-    done: Vec<crate::flusher::FlushDone>,
 }
 
 #[derive(Debug)]
@@ -222,22 +168,6 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
-}
-
-/// Rows taken out of memory to be written as segments.
-#[derive(Debug)]
-pub struct FlushJob {
-    id: u64,
-    /// Per WAL shard, in shard order.
-    parts: Vec<Part>,
-    tables: Tables,
-}
-
-impl FlushJob {
-    /// Rows in the job.
-    pub fn rows(&self) -> usize {
-        self.tables.iter().flatten().map(|b| b.num_rows()).sum()
-    }
 }
 
 /// What must be replayed after opening: the collector's saved state, then the WAL.
@@ -511,174 +441,6 @@ impl Store {
     /// Flushes waiting to be written.
     pub fn pending_flushes(&self) -> usize {
         self.inner.state.lock().frozen.len()
-    }
-
-    /// Asks every WAL shard for its part of a flush, unless one is being gathered.
-    pub fn request_flush(&self) {
-        let mut st = self.inner.state.lock();
-        if st.gathering.is_some() {
-            return;
-        }
-        let id = st.next_flush_id;
-        st.next_flush_id += 1;
-        let shards = st.mem.len();
-        st.gathering = Some(Gathering { id, parts: (0..shards).map(|_| None).collect(), done: Vec::new() });
-        st.frozen.push(Frozen { id, tables: Tables::default(), bytes: 0 });
-    }
-
-    /// Whether a flush is being gathered (some shard has not given its part yet).
-    pub fn flush_gathering(&self) -> bool {
-        self.inner.state.lock().gathering.is_some()
-    }
-
-    /// Whether the flush being gathered waits for shard `shard`'s part.
-    pub fn flush_wanted(&self, shard: usize) -> bool {
-        self.inner.state.lock().gathering.as_ref().is_some_and(|g| g.parts.get(shard).is_some_and(Option::is_none))
-    }
-
-    /// Gives shard `shard`'s part of the flush being gathered (asking for one if none is):
-    /// its rows in memory, which reflect its WAL segments `<= wal_through`; those below
-    /// `wal_keep_from` become deletable (the rest hold spans of its traces in flight, whose
-    /// encoded `state` is kept with the flush). The rows stay visible to queries until
-    /// [`Store::write_flush`] has put them in segments. Returns the job, and who to tell,
-    /// once every shard has given its part.
-    pub(crate) fn freeze_part(
-        &self,
-        shard: usize,
-        wal_through: u64,
-        wal_keep_from: u64,
-        state: Vec<u8>,
-        done: Vec<crate::flusher::FlushDone>,
-    ) -> Option<(FlushJob, Vec<crate::flusher::FlushDone>)> {
-        self.request_flush();
-        let wal_keep_from = wal_keep_from.min(wal_through + 1);
-        let mut st = self.inner.state.lock();
-        let st = &mut *st;
-        let mem = std::mem::take(st.mem.get_mut(shard)?);
-        self.inner.metrics.memory_rows.set(st.mem_rows() as i64);
-        let gathering = st.gathering.as_mut()?;
-        let frozen = st.frozen.iter_mut().find(|f| f.id == gathering.id)?;
-        for (into, batches) in frozen.tables.iter_mut().zip(mem.tables) {
-            into.extend(batches);
-        }
-        frozen.bytes += mem.bytes;
-        *gathering.parts.get_mut(shard)? = Some(Part { wal_through, wal_keep_from, state });
-        gathering.done.extend(done);
-        if gathering.parts.iter().any(Option::is_none) {
-            return None;
-        }
-        let g = st.gathering.take()?;
-        let tables = st.frozen.iter().find(|f| f.id == g.id).map(|f| f.tables.clone()).unwrap_or_default();
-        let parts = g.parts.into_iter().flatten().collect();
-        Some((FlushJob { id: g.id, parts, tables }, g.done))
-    }
-
-    /// Writes a frozen job as segments, then the manifest, then deletes the WAL segments and
-    /// state it makes obsolete. On error nothing is lost: the rows stay in memory and the WAL
-    /// stays, and the same job can be written again.
-    pub(crate) fn write_flush(&self, job: &FlushJob) -> Result<()> {
-        let started = Instant::now();
-        let dir = &self.inner.cfg.data_dir;
-        let result = (|| {
-            let mut files = Vec::new();
-            for (table, batches) in TABLES.iter().zip(&job.tables) {
-                files.extend(segments::write_table(dir, table, job.id, batches)?);
-            }
-            files.extend(self.write_derived(job, &files)?);
-            let mut state_files = Vec::with_capacity(job.parts.len());
-            for (k, part) in job.parts.iter().enumerate() {
-                state_files.push(if part.state.is_empty() {
-                    None
-                } else {
-                    let name = match k {
-                        0 => format!("state-{:012}.bin", job.id),
-                        k => format!("state-{:012}-{k}.bin", job.id),
-                    };
-                    write_atomic(dir, &name, &part.state)?;
-                    Some(name)
-                });
-            }
-            let _writer = self.inner.manifest_writer.lock();
-            let mut manifest = self.inner.state.lock().manifest.clone();
-            let mut old_states = Vec::new();
-            for (k, (part, state_file)) in job.parts.iter().zip(state_files).enumerate() {
-                let saved = manifest.shard(k);
-                old_states.extend(saved.state_file);
-                manifest.set_shard(
-                    k,
-                    crate::manifest::WalShard {
-                        checkpoint: saved.checkpoint.max(part.wal_through),
-                        keep_from: part.wal_keep_from,
-                        state_file,
-                    },
-                );
-            }
-            manifest.files.extend(files.iter().cloned());
-            manifest.next_flush_id = manifest.next_flush_id.max(job.id + 1);
-            manifest.save(dir)?;
-            {
-                let mut st = self.inner.state.lock();
-                st.manifest = manifest;
-                st.frozen.retain(|f| f.id != job.id);
-                self.inner.metrics.memory_bytes.set(st.unflushed_bytes() as i64);
-                self.inner.metrics.segments.set(st.manifest.files.len() as i64);
-            }
-            for f in &files {
-                let table = TABLES.iter().copied().find(|t| *t == f.table).unwrap_or(SPANS);
-                self.inner.metrics.flushed_rows.get_or_create(&vec![("table", table)]).inc_by(f.rows);
-            }
-            let kept: Vec<Option<String>> = {
-                let st = self.inner.state.lock();
-                (0..job.parts.len()).map(|k| st.manifest.shard(k).state_file).collect()
-            };
-            for old in old_states.into_iter().filter(|o| !kept.contains(&Some(o.clone()))) {
-                let _ = fs::remove_file(dir.join(old));
-            }
-            for (k, part) in job.parts.iter().enumerate() {
-                wal::remove_through(&wal_dir(dir, k), part.wal_keep_from - 1)?;
-            }
-            Ok(())
-        })();
-        match &result {
-            Ok(()) => self.inner.metrics.flush_seconds.observe(started.elapsed().as_secs_f64()),
-            Err(_) => {
-                self.inner.metrics.flush_errors.inc();
-            }
-        }
-        result
-    }
-
-    fn write_derived(&self, job: &FlushJob, written: &[SegmentFile]) -> Result<Option<SegmentFile>> {
-        let Some(d) = &self.inner.cfg.derive else { return Ok(None) };
-        let Some(i) = table_index(REQUESTS) else { return Ok(None) };
-        let requests = &job.tables[i];
-        let rows: usize = requests.iter().map(|b| b.num_rows()).sum();
-        if rows == 0 {
-            return Ok(None);
-        }
-        let bytes = match d.derive(requests) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(table = d.table(), error = %e, "could not derive data for a flush; it is rebuilt from requests when read");
-                return Ok(None);
-            }
-        };
-        let dir = self.inner.cfg.data_dir.join(d.table());
-        fs::create_dir_all(&dir).map_err(Error::io("create dir", &dir))?;
-        let name = format!("{:012}.bin", job.id);
-        write_atomic(&dir, &name, &bytes)?;
-        let of_requests = written.iter().filter(|f| f.table == REQUESTS);
-        let min_time = of_requests.clone().map(|f| f.min_time).min().unwrap_or(0);
-        let max_time = of_requests.map(|f| f.max_time).max().unwrap_or(0);
-        Ok(Some(SegmentFile {
-            table: d.table().to_string(),
-            path: format!("{}/{name}", d.table()),
-            rows: rows as u64,
-            bytes: bytes.len() as u64,
-            min_time,
-            max_time,
-            uploaded: false,
-        }))
     }
 
     /// Deletes segments whose newest row is older than the retention period. Those in the

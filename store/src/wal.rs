@@ -85,6 +85,12 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(ids)
 }
 
+/// Bytes in segment `id`.
+pub(crate) fn segment_len(dir: &Path, id: u64) -> Result<u64> {
+    let path = segment_path(dir, id);
+    fs::metadata(&path).map(|m| m.len()).map_err(Error::io("stat wal segment", &path))
+}
+
 /// Reads every intact record of segment `id`.
 pub fn read_segment(dir: &Path, id: u64) -> Result<SegmentRead> {
     let path = segment_path(dir, id);
