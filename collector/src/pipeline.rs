@@ -217,7 +217,7 @@ impl Pipeline {
             budget: Arc::new(Semaphore::new(budget_kib)),
             budget_kib,
             health: health.clone(),
-            spans_at_receipt: cfg.sampling.keep_share >= 1.0,
+            spans_at_receipt: cfg.sampling.stores_every_span(),
         };
         Ok((ingest, PipelineHandle { tx: txs, pipelines, flusher: flusher_thread, health }))
     }

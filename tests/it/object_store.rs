@@ -120,6 +120,11 @@ fn count(out: &Output) -> Option<i64> {
     v[0].as_object()?.values().next()?.as_i64()
 }
 
+/// `requests` rows in a data directory, by `slo query --data-dir`.
+fn requests_in(dir: &Path) -> Option<i64> {
+    count(&slo(&["query", "--data-dir", dir.to_str().unwrap(), "--format", "json", "SELECT count(*) FROM requests"]))
+}
+
 fn stdout_ok(out: &Output, what: &str) -> String {
     assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).unwrap()
@@ -224,14 +229,7 @@ fn two_collectors_in_a_bucket_answer_as_one_directory_holding_everything() {
     let said = stdout_ok(&slo_with(&env, &import), "import the cluster's files");
     assert!(said.contains("uploaded") && said.contains("s3://slo/fleet/watch"), "{said}");
 
-    let all = count(&slo(&[
-        "query",
-        "--data-dir",
-        reference.to_str().unwrap(),
-        "--format",
-        "json",
-        "SELECT count(*) FROM requests",
-    ]));
+    let all = requests_in(&reference);
     wait_until(Duration::from_secs(90), "every request in the bucket", || {
         in_bucket("SELECT count(*) FROM requests") == all
     });
@@ -470,15 +468,7 @@ fn an_object_store_stopped_mid_run_loses_nothing() {
     wait_until(Duration::from_secs(30), "the restarted collector retrying its uploads", || {
         metric(&c1, "slo_store_upload_pending") > 0.0 && metric(&c1, "slo_store_upload_errors_total") >= 1.0
     });
-    let all = count(&slo(&[
-        "query",
-        "--data-dir",
-        reference.to_str().unwrap(),
-        "--format",
-        "json",
-        "SELECT count(*) FROM requests",
-    ]))
-    .unwrap();
+    let all = requests_in(&reference).unwrap();
 
     // The object store comes back on the same port, holding what it held.
     let relay = Relay::start(port, moto_port);

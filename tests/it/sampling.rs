@@ -21,13 +21,8 @@ fn by(server: &Server) -> std::collections::HashMap<String, (i64, f64)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_sampled() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    // One ingest shard: the counts below are exact for one sampler.
-    let config = FAST_CONFIG.replace("collector:\n", "collector:\n  ingest:\n    shards: 1\n");
-    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
+/// What both sampling tests send, and waits until it is all requests.
+async fn traffic(server: &Server) {
     // 1,000 ordinary requests (60 ms each) give the service its recent p99; until then
     // every trace is kept (`low_traffic`).
     for seed in 1..=4 {
@@ -50,6 +45,17 @@ async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_samp
     }
     tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 3000));
     tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_sampled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // One ingest shard: the counts below are exact for one sampler.
+    let config = FAST_CONFIG.replace("collector:\n", "collector:\n  ingest:\n    shards: 1\n");
+    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
+    traffic(&server).await;
+    let srv = &server;
     let counts = tokio::task::block_in_place(|| by(srv));
     assert_eq!(counts.get("low_traffic").map(|c| c.0), Some(1000), "{counts:?}");
     assert_eq!(counts.get("slow"), Some(&(20, 20.0)), "every slow trace: {counts:?}");
@@ -112,25 +118,8 @@ async fn two_shards_sample_as_one_collector_does() {
     let data = tmp.path().join("data");
     let config = FAST_CONFIG.replace("collector:\n", "collector:\n  ingest:\n    shards: 2\n");
     let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
-    for seed in 1..=4 {
-        post_ok(&server.http, export_request(seed, 250).encode_to_vec()).await;
-    }
+    traffic(&server).await;
     let srv = &server;
-    tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 1000));
-    for seed in 5..=12 {
-        let mut export = export_request(seed, 250);
-        for (i, s) in export.resource_spans[0].scope_spans[0].spans.iter_mut().enumerate() {
-            if seed == 5 && i < 20 {
-                s.start_time_unix_nano = s.end_time_unix_nano - 600_000_000;
-            }
-            if seed == 6 && i < 10 {
-                s.status = Some(Status { code: 2, message: "boom".into() });
-            }
-        }
-        post_ok(&server.http, export.encode_to_vec()).await;
-    }
-    tokio::task::block_in_place(|| srv.wait_count("SELECT count(*) FROM requests", 3000));
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let counts = tokio::task::block_in_place(|| by(srv));
     assert_eq!(counts.get("low_traffic").map(|c| c.0), Some(1000), "{counts:?}");
     assert_eq!(counts.get("error"), Some(&(10, 10.0)), "every failed trace: {counts:?}");

@@ -89,11 +89,9 @@ async fn a_lost_or_corrupt_rollup_is_rebuilt_from_its_requests() {
     assert_eq!(src.rollups(None, from, to).await.unwrap(), src.rollups_by_scan(None, from, to).await.unwrap());
 }
 
-/// Two collectors in one bucket repeat each other's flush ids: a corrupt rollup of one is
-/// rebuilt from that collector's own requests (read from the object store), not taken as
-/// covered by the other's rollup of the same id.
-#[tokio::test]
-async fn rollups_over_a_bucket_of_two_collectors_equal_a_scan() {
+/// A bucket (a directory as the object store) where collectors `c1` and `c2` each uploaded
+/// `flushes` flushes of 500 requests (c2's 5 minutes after c1's), and their data dirs.
+async fn two_collectors_uploaded(flushes: usize) -> (tempfile::TempDir, slo_store::Remote, Vec<tempfile::TempDir>) {
     let bucket = tempfile::tempdir().unwrap();
     let root = slo_store::Remote::open(&slo_store::RemoteOptions {
         url: format!("file://{}/", bucket.path().display()),
@@ -108,13 +106,23 @@ async fn rollups_over_a_bucket_of_two_collectors_equal_a_scan() {
         cfg.derive = Some(std::sync::Arc::new(RollupDerive));
         cfg.remote = Some(root.child(name));
         let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
-        for part in 0..2 {
-            store.append(None, Some(requests_batch(&rows(from_s + part * 600, 500)).unwrap()));
+        for part in 0..flushes {
+            store.append(None, Some(requests_batch(&rows(from_s + part as i64 * 600, 500)).unwrap()));
             flush(&store, &mut wal);
         }
-        assert_eq!(store.upload_round().await.unwrap().uploaded, 4, "{name}: two segments, two rollups");
+        let uploaded = store.upload_round().await.unwrap().uploaded;
+        assert_eq!(uploaded as usize, 2 * flushes, "{name}: a segment and a rollup a flush");
         dirs.push(dir);
     }
+    (bucket, root, dirs)
+}
+
+/// Two collectors in one bucket repeat each other's flush ids: a corrupt rollup of one is
+/// rebuilt from that collector's own requests (read from the object store), not taken as
+/// covered by the other's rollup of the same id.
+#[tokio::test]
+async fn rollups_over_a_bucket_of_two_collectors_equal_a_scan() {
+    let (bucket, root, _dirs) = two_collectors_uploaded(2).await;
     let c2_first_rollup = bucket.path().join("c2/rollups/000000000001.bin");
     assert!(c2_first_rollup.exists());
     std::fs::write(&c2_first_rollup, b"SLOROLL1 garbage").unwrap();
@@ -164,25 +172,7 @@ async fn request_detail_reads_flushed_and_unflushed_rows_alike() {
 /// reader names it and reads the other; a reader that had read it keeps its files.
 #[tokio::test]
 async fn a_collector_whose_manifest_is_unreadable_costs_only_itself() {
-    let bucket = tempfile::tempdir().unwrap();
-    let root = slo_store::Remote::open(&slo_store::RemoteOptions {
-        url: format!("file://{}/", bucket.path().display()),
-        ..Default::default()
-    })
-    .unwrap();
-    let mut dirs = Vec::new();
-    for (name, from_s) in [("c1", 0), ("c2", 300)] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = StoreConfig::new(dir.path());
-        cfg.retention = None;
-        cfg.derive = Some(std::sync::Arc::new(RollupDerive));
-        cfg.remote = Some(root.child(name));
-        let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
-        store.append(None, Some(requests_batch(&rows(from_s, 500)).unwrap()));
-        flush(&store, &mut wal);
-        assert_eq!(store.upload_round().await.unwrap().uploaded, 2);
-        dirs.push(dir);
-    }
+    let (bucket, root, _dirs) = two_collectors_uploaded(1).await;
     let (from, to) = (T0 - MINUTE_NS, T0 + 40 * MINUTE_NS);
     let (reader, views) = Store::open_bucket(root.clone()).await.unwrap();
     assert!(views.iter().all(|v| v.problem.is_none()), "{views:?}");
