@@ -120,19 +120,37 @@ struct State {
     next_flush_id: u64,
 }
 
-/// `batches` (one table's, same schema, at least one) copied into one batch with buffers
-/// of exactly the size of their data.
+/// `batches` (one table's, same schema, at least one) as one batch whose buffers hold
+/// little more than its data: a lone batch that already does is kept as it is (copying
+/// every row of a step cost the pipeline about 7% of its time, BENCHMARKS.md "Less work
+/// a span, again"); otherwise they are copied into buffers of exactly their data's size.
 fn compact(batches: &[RecordBatch]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     let Some(first) = batches.first() else {
         return Err(arrow::error::ArrowError::InvalidArgumentError("no batches to compact".into()));
     };
     let schema = first.schema();
     if batches.len() == 1 {
+        if is_tight(first) {
+            return Ok(first.clone());
+        }
         // Concatenating one array returns a slice of it, buffers and all; with an empty
         // batch beside it, the columns are copied.
         return arrow::compute::concat_batches(&schema, [first, &RecordBatch::new_empty(schema.clone())]);
     }
     arrow::compute::concat_batches(&schema, batches)
+}
+
+/// Whether the batch's buffers are at most an eighth larger than the data it holds (a
+/// builder sized to its rows leaves that much at most; a slice of a larger batch does not).
+fn is_tight(batch: &RecordBatch) -> bool {
+    let mut used = 0usize;
+    for c in batch.columns() {
+        match c.to_data().get_slice_memory_size() {
+            Ok(n) => used += n,
+            Err(_) => return false,
+        }
+    }
+    batch.get_array_memory_size() <= used + used / 8
 }
 
 impl State {
@@ -538,5 +556,33 @@ impl Store {
             files: st.manifest.files.clone(),
             remote: self.inner.read_remote.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn ints(n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..n))]).unwrap()
+    }
+
+    #[test]
+    fn a_tight_batch_is_kept_and_a_slice_is_copied() {
+        let whole = ints(10_000);
+        let kept = compact(std::slice::from_ref(&whole)).unwrap();
+        assert_eq!(kept.column(0).to_data().buffers()[0].as_ptr(), whole.column(0).to_data().buffers()[0].as_ptr());
+
+        let slice = whole.slice(0, 10);
+        let copied = compact(&[slice]).unwrap();
+        assert_eq!(copied.num_rows(), 10);
+        assert!(copied.get_array_memory_size() < 1_000, "{} bytes for 10 rows", copied.get_array_memory_size());
+        assert_eq!(copied.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(9), 9);
+
+        let two = compact(&[ints(3), ints(4)]).unwrap();
+        assert_eq!(two.num_rows(), 7);
     }
 }
