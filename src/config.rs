@@ -305,6 +305,8 @@ impl ServeConfig {
             remote: None,
             collector: self.collector_name().unwrap_or_else(|_| "slo".into()),
             wal_shards: self.collector.ingest.shard_count(),
+            // A query (or explanation) runs at most query_timeout_s: a local copy outlives it.
+            read_grace: Duration::from_secs(self.query_timeout_s.max(1) + 5),
         }
     }
 }

@@ -61,7 +61,10 @@ pub(crate) async fn import(cfg: &ServeConfig, files: &[PathBuf]) -> Result<(Impo
     if let Some(remote) = store_view.config().remote.clone() {
         // With an object store configured, what was imported goes there now (an import
         // has no uploader thread); on failure it stays in the data directory, and the next
-        // `slo serve` (or import) of it uploads it.
+        // `slo serve` (or import) of it uploads it. Rollups are merged first: fewer objects.
+        if let Err(e) = store_view.compact_all_derived().await {
+            tracing::warn!(error = %e, "could not merge rollup files; they go up as they are");
+        }
         let mut uploaded = 0;
         while store_view.pending_uploads() > 0 {
             let round = store_view.upload_round().await.map_err(|e| {

@@ -206,9 +206,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     tracing::info!(data_dir = %cfg.data_dir.display(), shards = wals.len(),
         wal_segments = wals.iter().map(|(_, r)| r.wal_segments.len()).sum::<usize>(),
         object_store = %store.config().remote.as_ref().map_or("none".into(), |r| r.url()), "store opened");
-    // A query (or explanation) runs at most query_timeout_s: a local copy outlives it.
-    let grace = Duration::from_secs(cfg.query_timeout_s.max(1) + 5);
-    let uploader = slo_store::UploaderThread::start(&store, grace).context("starting the uploader")?;
+    let uploader = slo_store::UploaderThread::start(&store).context("starting the uploader")?;
     let (ingest, pipeline) =
         Pipeline::start(store.clone(), wals, &cfg.collector, metrics.clone(), false).map_err(Failure::usage)?;
     let health = pipeline.health();

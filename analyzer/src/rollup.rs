@@ -283,6 +283,14 @@ impl slo_store::Derive for RollupDerive {
         }
         Ok(r.encode())
     }
+
+    fn merge(&self, parts: &[&[u8]]) -> std::result::Result<Vec<u8>, String> {
+        let mut r = Rollups::new();
+        for (i, p) in parts.iter().enumerate() {
+            r.merge(&Rollups::decode(p).map_err(|e| format!("part {i}: {e}"))?);
+        }
+        Ok(r.encode())
+    }
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {

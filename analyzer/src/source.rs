@@ -8,7 +8,7 @@ use slo_store::Snapshot;
 
 use crate::columns::{self, f64_at, i64_at, str_at};
 use crate::error::Result;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parquet::arrow::ProjectionMask;
@@ -156,7 +156,7 @@ impl Source {
             blocking(move || decode_rollups(rollup_files, fetched, owned.as_deref(), lo, hi)).await??;
         let uncovered: Vec<SegmentFile> = overlapping(REQUESTS)
             .into_iter()
-            .filter(|f| flush_key(&f.path, REQUESTS).is_none_or(|k| !covered.contains(&k)))
+            .filter(|f| flush_key(&f.path, REQUESTS).is_none_or(|k| !covered.has(&k)))
             .collect();
         // Without a rollup, a flush is read from its requests segment: one at a time (a day
         // of them is gigabytes), the local ones by their projected columns only.
@@ -406,14 +406,30 @@ impl Interner {
     }
 }
 
-/// The flush a segment or rollup file belongs to: the collector's prefix (empty for a
-/// data directory; several collectors' flush ids overlap) and the flush id, from paths such
-/// as `requests/date=…/hour=…/000000000042.parquet` or `c1/rollups/000000000042.bin`.
-fn flush_key(path: &str, table: &str) -> Option<(String, u64)> {
+/// The flushes a segment or rollup file belongs to: the collector's prefix (empty for a
+/// data directory; several collectors' flush ids overlap) and the first and last flush id,
+/// from paths such as `requests/date=…/hour=…/000000000042.parquet`,
+/// `c1/rollups/000000000042.bin` or, merged by compaction, `rollups/000000000042-000000000101.bin`.
+fn flush_key(path: &str, table: &str) -> Option<(String, (u64, u64))> {
     let parts: Vec<&str> = path.split('/').collect();
-    let id = parts.last()?.split('.').next()?.parse().ok()?;
+    let range = slo_store::flush_range(path)?;
     let at = parts.iter().rposition(|p| *p == table)?;
-    Some((parts[..at].join("/"), id))
+    Some((parts[..at].join("/"), range))
+}
+
+/// The flushes persisted rollups cover, per collector prefix.
+#[derive(Debug, Default)]
+struct Covered(HashMap<String, Vec<(u64, u64)>>);
+
+impl Covered {
+    fn add(&mut self, (prefix, range): (String, (u64, u64))) {
+        self.0.entry(prefix).or_default().push(range);
+    }
+
+    /// Whether the flush a requests segment belongs to has a persisted rollup.
+    fn has(&self, (prefix, (id, _)): &(String, (u64, u64))) -> bool {
+        self.0.get(prefix).is_some_and(|ranges| ranges.iter().any(|(a, b)| (a..=b).contains(&id)))
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -448,15 +464,17 @@ fn decode_rollups(
     service: Option<&str>,
     lo: i64,
     hi: i64,
-) -> Result<(Rollups, HashSet<(String, u64)>)> {
+) -> Result<(Rollups, Covered)> {
     let mut out = Rollups::new();
-    let mut covered = HashSet::new();
+    let mut covered = Covered::default();
     for (f, bytes) in files.iter().zip(fetched) {
         match bytes.and_then(|b| Rollups::decode(&b).map_err(|e| Error::Data(e.to_string()))) {
             Ok(mut r) => {
                 keep(&mut r, service, lo, hi);
                 out.merge(&r);
-                covered.extend(flush_key(&f.path, ROLLUPS));
+                if let Some(k) = flush_key(&f.path, ROLLUPS) {
+                    covered.add(k);
+                }
             }
             Err(e) => {
                 tracing::warn!(path = %f.path, error = %e, "unreadable rollup file; reading its requests instead")

@@ -130,6 +130,11 @@ impl Store {
 }
 
 fn run(store: Store, rx: Receiver<Request>, stopping: Arc<dyn Fn() -> bool + Send + Sync>) {
+    // Without an object store, rollup files are merged here, after flushes (with one, the
+    // uploader merges them: uploaded parts are read back from there).
+    let compactor = (store.config().remote.is_none() && store.config().derive.is_some())
+        .then(|| tokio::runtime::Builder::new_current_thread().enable_all().build())
+        .and_then(|rt| rt.map_err(|e| tracing::warn!(error = %e, "rollup files will not be merged")).ok());
     while let Ok(req) = rx.recv() {
         let mut attempt = 0u32;
         let result = loop {
@@ -151,6 +156,14 @@ fn run(store: Store, rx: Receiver<Request>, stopping: Arc<dyn Fn() -> bool + Sen
         }
         for d in req.done {
             let _ = d.send(result.clone());
+        }
+        if let Some(rt) = &compactor
+            && !stopping()
+        {
+            if let Err(e) = rt.block_on(store.compact_derived()) {
+                tracing::warn!(error = %e, "could not merge rollup files; they stay as they are");
+            }
+            store.delete_local_copies(store.config().read_grace);
         }
     }
 }

@@ -18,6 +18,7 @@
 
 mod bucket;
 mod cluster_rows;
+mod compact;
 pub mod encoded;
 mod error;
 mod flusher;
@@ -37,6 +38,7 @@ pub mod wire;
 
 pub use bucket::{CollectorView, lagging};
 pub use cluster_rows::{changes_batch, cluster_batches};
+pub use compact::{FAN_IN as COMPACTION_FAN_IN, flush_range};
 pub use error::{Error, Result};
 pub use flusher::{FlushDone, FlushError, Flusher, FlusherThread};
 pub use manifest::{Manifest, SegmentFile, WalShard};

@@ -36,6 +36,8 @@ pub struct StoreMetrics {
     pub upload_errors: Counter,
     /// Files waiting for the object store (to upload, or to delete there).
     pub upload_pending: Gauge,
+    /// Derived files (rollups) merged into larger ones by compaction.
+    pub compacted_files: Counter,
 }
 
 impl StoreMetrics {
@@ -54,6 +56,7 @@ impl StoreMetrics {
             uploaded_files: Counter::default(),
             upload_errors: Counter::default(),
             upload_pending: Gauge::default(),
+            compacted_files: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("slo_store");
         r.register("wal_append_seconds", "time of one WAL group commit", m.wal_append_seconds.clone());
@@ -75,6 +78,11 @@ impl StoreMetrics {
             "upload_pending",
             "files waiting for the object store (to upload, or expired to delete there)",
             m.upload_pending.clone(),
+        );
+        r.register(
+            "compacted_files",
+            "rollup files merged into larger ones (60 flushes a file)",
+            m.compacted_files.clone(),
         );
         m
     }

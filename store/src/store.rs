@@ -34,6 +34,9 @@ pub trait Derive: Send + Sync + std::fmt::Debug {
     fn table(&self) -> &'static str;
     /// The bytes to keep for these `requests` batches.
     fn derive(&self, requests: &[RecordBatch]) -> std::result::Result<Vec<u8>, String>;
+    /// One file's bytes holding what `parts` (files [`Derive::derive`] or this wrote) hold
+    /// together: what compaction keeps in their place (`compact.rs`).
+    fn merge(&self, parts: &[&[u8]]) -> std::result::Result<Vec<u8>, String>;
 }
 
 /// How the store behaves. The serve command fills it from the config file and flags.
@@ -66,6 +69,9 @@ pub struct StoreConfig {
     /// collector routes every trace to one by its id). A flush takes every shard's rows at
     /// its own rotation point and is written once all have given theirs.
     pub wal_shards: usize,
+    /// How long a file that left the manifest (merged by compaction) stays on the local
+    /// disk: a query that listed it before reads it there. Give the longest a query runs.
+    pub read_grace: Duration,
 }
 
 impl StoreConfig {
@@ -83,6 +89,7 @@ impl StoreConfig {
             remote: None,
             collector: "slo".into(),
             wal_shards: 1,
+            read_grace: Duration::from_secs(35),
         }
     }
 }

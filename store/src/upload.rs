@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 use crate::remote::{MANIFEST, RemoteManifest};
 use crate::store::Store;
 
+/// How often the uploader looks for rollup files to merge when the last look merged none.
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
+
 /// Files one round uploads at most before it records them.
 const MAX_FILES_PER_ROUND: usize = 256;
 
@@ -174,9 +177,10 @@ pub struct UploaderThread {
 
 impl UploaderThread {
     /// Starts uploading `store`'s segments, if it has an object store (else `None`). The
-    /// local copy of an uploaded file stays `grace` after its upload is recorded: a query
-    /// that listed it before still reads it there (give the longest a query may run).
-    pub fn start(store: &Store, grace: Duration) -> Result<Option<UploaderThread>> {
+    /// local copy of an uploaded file stays [`crate::StoreConfig::read_grace`] after its
+    /// upload is recorded: a query that listed it before still reads it there. Each round
+    /// also merges rollup files that are due (`compact.rs`).
+    pub fn start(store: &Store) -> Result<Option<UploaderThread>> {
         if store.config().remote.is_none() {
             return Ok(None);
         }
@@ -184,7 +188,7 @@ impl UploaderThread {
         let (store, told) = (store.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("slo-uploader".into())
-            .spawn(move || run(store, told, grace))
+            .spawn(move || run(store, told))
             .map_err(|e| Error::Io { op: "spawn the uploader thread", path: std::path::PathBuf::new(), source: e })?;
         Ok(Some(UploaderThread { stop, thread }))
     }
@@ -202,7 +206,8 @@ pub(crate) fn back_off(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
-fn run(store: Store, stop: Arc<tokio::sync::Notify>, grace: Duration) {
+fn run(store: Store, stop: Arc<tokio::sync::Notify>) {
+    let grace = store.config().read_grace;
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -212,6 +217,7 @@ fn run(store: Store, stop: Arc<tokio::sync::Notify>, grace: Duration) {
     };
     rt.block_on(async move {
         let mut swept = false;
+        let mut compacted_at: Option<Instant> = None;
         let mut failures = 0u32;
         let mut failing_since: Option<Instant> = None;
         loop {
@@ -228,7 +234,20 @@ fn run(store: Store, stop: Arc<tokio::sync::Notify>, grace: Duration) {
                     }
                     swept = true;
                 }
-                store.upload_round().await
+                let round = store.upload_round().await?;
+                // Rollups merged now go up in the next round, their parts deleted after. A
+                // failed merge is tried again a minute later, not every round.
+                if !stopping && compacted_at.is_none_or(|t: Instant| t.elapsed() >= COMPACT_EVERY) {
+                    match store.compact_derived().await {
+                        Ok(0) => compacted_at = Some(Instant::now()),
+                        Ok(_) => {}
+                        Err(e) => {
+                            compacted_at = Some(Instant::now());
+                            tracing::warn!(error = %e, "could not merge rollup files; they stay as they are");
+                        }
+                    }
+                }
+                Ok(round)
             };
             let result = if stopping {
                 tokio::time::timeout(Duration::from_secs(10), round).await.unwrap_or_else(|_| {

@@ -197,3 +197,91 @@ async fn a_collector_whose_manifest_is_unreadable_costs_only_itself() {
     let e = Store::open_bucket(root).await.unwrap_err().to_string();
     assert!(e.contains("could be read") && e.contains("c1") && e.contains("c2"), "{e}");
 }
+
+/// `flushes` flushes of 20 requests 30 s apart into `store`.
+fn many_flushes(store: &Store, wal: &mut slo_store::Wal, flushes: usize) {
+    for part in 0..flushes {
+        store.append(None, Some(requests_batch(&rows(part as i64 * 30, 20)).unwrap()));
+        flush(store, wal);
+    }
+}
+
+fn rollup_paths(store: &Store) -> Vec<String> {
+    store.snapshot().files().iter().filter(|f| f.table == ROLLUPS).map(|f| f.path.clone()).collect()
+}
+
+/// Compaction merges 60 flushes' rollups into one file that answers as they did; a part
+/// that does not read is dropped (its requests stand in), and no run crosses it.
+#[tokio::test]
+async fn merged_rollups_answer_as_the_flushes_they_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut wal) = open(dir.path());
+    many_flushes(&store, &mut wal, 125);
+    let (from, to) = (T0 - MINUTE_NS, T0 + 70 * MINUTE_NS);
+    let before = Source::new(store.snapshot()).rollups(None, from, to).await.unwrap();
+    assert_eq!(before, Source::new(store.snapshot()).rollups_by_scan(None, from, to).await.unwrap());
+    std::fs::write(dir.path().join("rollups/000000000070.bin"), b"SLOROLL1 garbage").unwrap();
+
+    assert_eq!(store.compact_all_derived().await.unwrap(), 61, "60 merged, one dropped");
+    let paths = rollup_paths(&store);
+    assert_eq!(paths.len(), 1 + 9 + 55, "{paths:?}");
+    assert!(paths.contains(&"rollups/000000000001-000000000060.bin".to_string()), "{paths:?}");
+    assert!(!paths.contains(&"rollups/000000000070.bin".to_string()));
+    // The parts stay on disk for the queries that listed them, then go.
+    assert!(dir.path().join("rollups/000000000001.bin").exists());
+    store.delete_local_copies(Duration::ZERO);
+    assert!(!dir.path().join("rollups/000000000001.bin").exists());
+    assert_eq!(std::fs::read_dir(dir.path().join("rollups")).unwrap().count(), paths.len());
+
+    for (a, b) in [(from, to), (T0 + 10 * MINUTE_NS, T0 + 40 * MINUTE_NS)] {
+        let src = Source::new(store.snapshot());
+        let merged = src.rollups(Some("llama"), a, b).await.unwrap();
+        assert!(!merged.is_empty());
+        assert_eq!(merged, src.rollups_by_scan(Some("llama"), a, b).await.unwrap());
+    }
+    assert_eq!(Source::new(store.snapshot()).rollups(None, from, to).await.unwrap(), before);
+    drop((store, wal));
+    let (store, _wal) = open(dir.path());
+    assert_eq!(rollup_paths(&store).len(), 65, "nothing unlisted or lost across a restart");
+    assert_eq!(Source::new(store.snapshot()).rollups(None, from, to).await.unwrap(), before);
+}
+
+/// With an object store, a merged file goes up in the next round and its parts are
+/// deleted there after the object store's manifest drops them; a reader of the bucket gets
+/// the same rollups.
+#[tokio::test]
+async fn merged_rollups_replace_their_parts_in_the_object_store() {
+    let bucket = tempfile::tempdir().unwrap();
+    let root = slo_store::Remote::open(&slo_store::RemoteOptions {
+        url: format!("file://{}/", bucket.path().display()),
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::new(dir.path());
+    cfg.retention = None;
+    cfg.derive = Some(std::sync::Arc::new(RollupDerive));
+    cfg.remote = Some(root.child("c1"));
+    let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+    many_flushes(&store, &mut wal, 61);
+    assert_eq!(store.upload_round().await.unwrap().uploaded, 122);
+    let (from, to) = (T0 - MINUTE_NS, T0 + 40 * MINUTE_NS);
+    let (reader, _) = Store::open_bucket(root.clone()).await.unwrap();
+    let before = Source::new(reader.snapshot()).rollups(None, from, to).await.unwrap();
+
+    assert_eq!(store.compact_derived().await.unwrap(), 60);
+    let round = store.upload_round().await.unwrap();
+    assert_eq!((round.uploaded, round.deleted), (1, 60));
+    let mut in_bucket: Vec<_> = std::fs::read_dir(bucket.path().join("c1/rollups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    in_bucket.sort();
+    assert_eq!(in_bucket, ["000000000001-000000000060.bin", "000000000061.bin"]);
+
+    let (reader, _) = Store::open_bucket(root).await.unwrap();
+    let src = Source::new(reader.snapshot());
+    let after = src.rollups(None, from, to).await.unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after, src.rollups_by_scan(None, from, to).await.unwrap());
+}

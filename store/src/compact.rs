@@ -1,0 +1,229 @@
+//! Compaction of derived files (the analyzer's rollups): the files of [`FAN_IN`]
+//! consecutive flushes merged into one, so that a day read from an object store is 24
+//! objects instead of 1,440 at the default flush interval (one GET each: BENCHMARKS.md,
+//! "Segments in an object store"), as Tempo's and Loki's compactors merge their blocks.
+//!
+//! A merged file is named after the flushes it covers, `<first>-<last>.bin`
+//! ([`flush_range`]); a reader takes it for every flush in that range. A run of files to
+//! merge therefore never crosses a flush that wrote requests but has no derived file (its
+//! derivation failed: readers rebuild it from its requests, and would not if a merged file
+//! claimed it).
+//!
+//! The swap is one manifest change: the merged file in, its parts out. Parts already in
+//! the object store are deleted there by the uploader once its manifest has dropped them
+//! (as retention's are); local parts are deleted after [`crate::StoreConfig::read_grace`],
+//! so that a query that listed them still reads them. A crash before the swap leaves an
+//! unlisted merged file, after it unlisted parts: the next open removes both (and the first
+//! upload round after a start sweeps unlisted objects).
+
+use std::collections::{BTreeSet, HashSet};
+
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, SegmentFile, write_atomic};
+use crate::schema::REQUESTS;
+use crate::store::Store;
+
+/// Derived files merged into one.
+pub const FAN_IN: usize = 60;
+
+/// The flushes a segment or derived file belongs to, from its name: `…/000000000042.bin`
+/// or `…/000000000042.parquet` is flush 42 (`(42, 42)`), a merged `…/000000000042-000000000101.bin`
+/// flushes 42 to 101.
+pub fn flush_range(path: &str) -> Option<(u64, u64)> {
+    let name = path.rsplit('/').next()?;
+    let stem = name.split('.').next()?;
+    match stem.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b).then_some((a, b))
+        }
+        None => stem.parse().ok().map(|a| (a, a)),
+    }
+}
+
+/// The oldest run of [`FAN_IN`] single-flush files of `table` that may be merged, if
+/// there is one.
+fn plan(m: &Manifest, table: &str) -> Option<Vec<SegmentFile>> {
+    let mut singles: Vec<(u64, &SegmentFile)> = m
+        .files
+        .iter()
+        .filter(|f| f.table == table)
+        .filter_map(|f| match flush_range(&f.path)? {
+            (a, b) if a == b => Some((a, f)),
+            _ => None,
+        })
+        .collect();
+    singles.sort_by_key(|(id, _)| *id);
+    let with_requests: BTreeSet<u64> =
+        m.files.iter().filter(|f| f.table == REQUESTS).filter_map(|f| flush_range(&f.path)).map(|(a, _)| a).collect();
+    let mut run: Vec<&SegmentFile> = Vec::with_capacity(FAN_IN);
+    let mut prev: Option<u64> = None;
+    for (id, f) in singles {
+        if let Some(p) = prev
+            && (id == p || with_requests.range(p + 1..id).next().is_some())
+        {
+            run.clear();
+        }
+        run.push(f);
+        prev = Some(id);
+        if run.len() == FAN_IN {
+            return Some(run.into_iter().cloned().collect());
+        }
+    }
+    None
+}
+
+impl Store {
+    /// Merges one run of derived files (see the module's comment), reading uploaded parts
+    /// from the object store; returns how many files left the manifest (0: none due; 1: a
+    /// part that did not read was dropped instead). Runs on the uploader's thread when
+    /// there is an object store, else on the flusher's.
+    pub async fn compact_derived(&self) -> Result<usize> {
+        let Some(derive) = self.config().derive.clone() else { return Ok(0) };
+        let table = derive.table();
+        let Some(parts) = self.with_manifest(|m| plan(m, table)) else { return Ok(0) };
+        if self.config().remote.is_none() && parts.iter().any(|f| f.uploaded) {
+            // Uploaded by an earlier configuration: nothing here could delete them there.
+            return Ok(0);
+        }
+        let first = parts.first().and_then(|f| flush_range(&f.path)).map_or(0, |r| r.0);
+        let last = parts.last().and_then(|f| flush_range(&f.path)).map_or(0, |r| r.1);
+        let dir = self.config().data_dir.join(table);
+        let snapshot = self.snapshot();
+        let mut bytes = Vec::with_capacity(parts.len());
+        for f in &parts {
+            bytes.push(snapshot.read(f).await?);
+        }
+        let merged = match derive.merge(&bytes.iter().map(|b| b.as_ref()).collect::<Vec<_>>()) {
+            Ok(m) => m,
+            Err(e) => {
+                // A part that does not read is dropped: readers then rebuild its flush from
+                // its requests (as they do for it now), and the next run does not cross it.
+                let bad = parts.iter().zip(&bytes).find(|(_, b)| derive.merge(&[b.as_ref()]).is_err());
+                let Some((bad, _)) = bad else {
+                    return Err(Error::Corrupt { what: "derived files", path: dir.clone(), detail: e });
+                };
+                tracing::warn!(path = %bad.path, error = %e, "an unreadable rollup file leaves the manifest; its requests stand in for it");
+                return Ok(usize::from(self.drop_files(std::slice::from_ref(bad))?));
+            }
+        };
+        drop(bytes);
+        let name = format!("{first:012}-{last:012}.bin");
+        let (dir_w, name_w, merged_len) = (dir.clone(), name.clone(), merged.len());
+        tokio::task::spawn_blocking(move || write_atomic(&dir_w, &name_w, &merged))
+            .await
+            .map_err(|e| Error::Refused(format!("writing a merged {table} file: {e}")))??;
+        let file = SegmentFile {
+            table: table.to_string(),
+            path: format!("{table}/{name}"),
+            rows: parts.iter().map(|f| f.rows).sum(),
+            bytes: merged_len as u64,
+            min_time: parts.iter().map(|f| f.min_time).min().unwrap_or(0),
+            max_time: parts.iter().map(|f| f.max_time).max().unwrap_or(0),
+            uploaded: false,
+        };
+        if !self.swap_files(&parts, Some(file))? {
+            let _ = std::fs::remove_file(dir.join(&name));
+            return Ok(0);
+        }
+        self.metrics().compacted_files.inc_by(parts.len() as u64);
+        self.metrics().segments.set(self.with_manifest(|m| m.files.len()) as i64);
+        tracing::debug!(table, first, last, bytes = merged_len, "merged derived files");
+        Ok(parts.len())
+    }
+
+    /// Takes `files` out of the manifest: those in the object store to be deleted there
+    /// (by the uploader, after its manifest drops them), local ones after the read grace.
+    fn drop_files(&self, files: &[SegmentFile]) -> Result<bool> {
+        self.swap_files(files, None)
+    }
+
+    /// Replaces `parts` by `merged` (or removes them) in one manifest change, unless one of
+    /// them has left it meanwhile (retention): whether it did.
+    fn swap_files(&self, parts: &[SegmentFile], merged: Option<SegmentFile>) -> Result<bool> {
+        let gone: HashSet<&str> = parts.iter().map(|f| f.path.as_str()).collect();
+        let (mut local, mut swapped) = (Vec::new(), false);
+        self.update_manifest(|m| {
+            if m.files.iter().filter(|f| gone.contains(f.path.as_str())).count() != gone.len() {
+                return;
+            }
+            swapped = true;
+            for f in m.files.iter().filter(|f| gone.contains(f.path.as_str())) {
+                if f.uploaded {
+                    m.remote_expired.push(f.path.clone());
+                } else {
+                    local.push(f.path.clone());
+                }
+            }
+            m.files.retain(|f| !gone.contains(f.path.as_str()));
+            m.files.extend(merged);
+        })?;
+        let data_dir = self.config().data_dir.clone();
+        self.defer_local_deletes(local.iter().map(|p| data_dir.join(p)));
+        Ok(swapped)
+    }
+
+    /// [`Store::compact_derived`] until no run is due.
+    pub async fn compact_all_derived(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            match self.compact_derived().await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(table: &str, path: &str) -> SegmentFile {
+        SegmentFile {
+            table: table.into(),
+            path: path.into(),
+            rows: 1,
+            bytes: 1,
+            min_time: 0,
+            max_time: 0,
+            uploaded: false,
+        }
+    }
+
+    #[test]
+    fn ranges_from_names() {
+        assert_eq!(flush_range("rollups/000000000042.bin"), Some((42, 42)));
+        assert_eq!(flush_range("c1/rollups/000000000042-000000000101.bin"), Some((42, 101)));
+        assert_eq!(flush_range("requests/date=2026-12-05/hour=17/000000000007.parquet"), Some((7, 7)));
+        assert_eq!(flush_range("rollups/000000000101-000000000042.bin"), None);
+        assert_eq!(flush_range("rollups/x.bin"), None);
+    }
+
+    #[test]
+    fn a_run_never_crosses_a_flush_without_its_rollup() {
+        let mut m = Manifest::default();
+        for id in 1..=130u64 {
+            m.files.push(file(REQUESTS, &format!("requests/date=d/hour=h/{id:012}.parquet")));
+            // Flush 30's rollup is missing (its derivation failed).
+            if id != 30 {
+                m.files.push(file("rollups", &format!("rollups/{id:012}.bin")));
+            }
+        }
+        let run = plan(&m, "rollups").unwrap();
+        assert_eq!(run.len(), FAN_IN);
+        assert_eq!(flush_range(&run[0].path), Some((31, 31)));
+        assert_eq!(flush_range(&run[FAN_IN - 1].path), Some((90, 90)));
+        // Flushes that wrote no requests (spans or samples only) do not break a run.
+        let mut sparse = Manifest::default();
+        for id in (2..=120u64).step_by(2) {
+            sparse.files.push(file(REQUESTS, &format!("requests/{id:012}.parquet")));
+            sparse.files.push(file("rollups", &format!("rollups/{id:012}.bin")));
+        }
+        assert_eq!(plan(&sparse, "rollups").map(|r| r.len()), Some(FAN_IN));
+        // Fewer than FAN_IN: nothing is due; merged files are not merged again.
+        sparse.files.retain(|f| f.path != "rollups/000000000120.bin");
+        sparse.files.push(file("rollups", "rollups/000000000200-000000000259.bin"));
+        assert_eq!(plan(&sparse, "rollups"), None);
+    }
+}
