@@ -2,6 +2,7 @@
 //! consecutive flushes merged into one, so that a day read from an object store is 24
 //! objects instead of 1,440 at the default flush interval (one GET each: BENCHMARKS.md,
 //! "Segments in an object store"), as Tempo's and Loki's compactors merge their blocks.
+//! Fewer parts where the merged file would pass 8 MiB, the largest object readers cache.
 //!
 //! A merged file is named after the flushes it covers, `<first>-<last>.bin`
 //! ([`flush_range`]); a reader takes it for every flush in that range. A run of files to
@@ -26,6 +27,10 @@ use crate::store::Store;
 /// Derived files merged into one.
 pub const FAN_IN: usize = 60;
 
+/// A merged file stays at most this big, fewer parts if need be: readers keep objects up to
+/// this size in memory (a fleet of many services' hour of rollups can be more).
+const MAX_MERGED_BYTES: u64 = crate::remote::CACHE_OBJECT_MAX as u64;
+
 /// The flushes a segment or derived file belongs to, from its name: `…/000000000042.bin`
 /// or `…/000000000042.parquet` is flush 42 (`(42, 42)`), a merged `…/000000000042-000000000101.bin`
 /// flushes 42 to 101.
@@ -41,8 +46,9 @@ pub fn flush_range(path: &str) -> Option<(u64, u64)> {
     }
 }
 
-/// The oldest run of [`FAN_IN`] single-flush files of `table` that may be merged, if
-/// there is one.
+/// The oldest run of single-flush files of `table` that may be merged, if there is one:
+/// [`FAN_IN`] of them, or fewer (at least two) where one more would make the merged file
+/// larger than [`MAX_MERGED_BYTES`].
 fn plan(m: &Manifest, table: &str) -> Option<Vec<SegmentFile>> {
     let mut singles: Vec<(u64, &SegmentFile)> = m
         .files
@@ -57,14 +63,23 @@ fn plan(m: &Manifest, table: &str) -> Option<Vec<SegmentFile>> {
     let with_requests: BTreeSet<u64> =
         m.files.iter().filter(|f| f.table == REQUESTS).filter_map(|f| flush_range(&f.path)).map(|(a, _)| a).collect();
     let mut run: Vec<&SegmentFile> = Vec::with_capacity(FAN_IN);
-    let mut prev: Option<u64> = None;
+    let (mut prev, mut bytes): (Option<u64>, u64) = (None, 0);
     for (id, f) in singles {
         if let Some(p) = prev
             && (id == p || with_requests.range(p + 1..id).next().is_some())
         {
             run.clear();
+            bytes = 0;
+        }
+        if !run.is_empty() && bytes + f.bytes > MAX_MERGED_BYTES {
+            if run.len() >= 2 {
+                return Some(run.into_iter().cloned().collect());
+            }
+            run.clear();
+            bytes = 0;
         }
         run.push(f);
+        bytes += f.bytes;
         prev = Some(id);
         if run.len() == FAN_IN {
             return Some(run.into_iter().cloned().collect());
@@ -291,5 +306,23 @@ mod tests {
         sparse.files.retain(|f| f.path != "rollups/000000000120.bin");
         sparse.files.push(file("rollups", "rollups/000000000200-000000000259.bin"));
         assert_eq!(plan(&sparse, "rollups"), None);
+    }
+
+    #[test]
+    fn a_merged_file_stays_small_enough_to_cache() {
+        let mut m = Manifest::default();
+        for id in 1..=10u64 {
+            m.files.push(file(REQUESTS, &format!("requests/{id:012}.parquet")));
+            // 3 MB each: two make a merged file, a third would pass the bound.
+            m.files.push(SegmentFile { bytes: 3 << 20, ..file("rollups", &format!("rollups/{id:012}.bin")) });
+        }
+        let run = plan(&m, "rollups").unwrap();
+        assert_eq!(run.iter().map(|f| flush_range(&f.path).unwrap().0).collect::<Vec<_>>(), [1, 2]);
+        // One part alone over the bound is left as it is.
+        let mut big = Manifest::default();
+        big.files.push(SegmentFile { bytes: 9 << 20, ..file("rollups", "rollups/000000000001.bin") });
+        big.files.push(SegmentFile { bytes: 1 << 20, ..file("rollups", "rollups/000000000002.bin") });
+        big.files.push(SegmentFile { bytes: 9 << 20, ..file("rollups", "rollups/000000000003.bin") });
+        assert_eq!(plan(&big, "rollups"), None);
     }
 }

@@ -47,7 +47,7 @@ pub struct RemoteOptions {
 }
 
 /// Objects at most this big are kept in memory once read (rollups, small segments).
-const CACHE_OBJECT_MAX: usize = 8 << 20;
+pub(crate) const CACHE_OBJECT_MAX: usize = 8 << 20;
 /// Memory the cache of immutable objects may hold.
 const CACHE_BYTES: usize = 128 << 20;
 
