@@ -107,7 +107,14 @@ impl Store {
         let snapshot = self.snapshot();
         let mut bytes = Vec::with_capacity(parts.len());
         for f in &parts {
-            bytes.push(snapshot.read(f).await?);
+            match snapshot.read_opt(f).await? {
+                Some(b) => bytes.push(b),
+                None => {
+                    // Gone behind the manifest's back: as a part that does not read (below).
+                    tracing::warn!(path = %f.path, "a listed rollup file is missing; it leaves the manifest and its requests stand in for it");
+                    return Ok(usize::from(self.drop_files(std::slice::from_ref(f))?));
+                }
+            }
         }
         let merged = match derive.merge(&bytes.iter().map(|b| b.as_ref()).collect::<Vec<_>>()) {
             Ok(m) => m,

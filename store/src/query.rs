@@ -156,6 +156,22 @@ impl Snapshot {
         }
     }
 
+    /// [`Snapshot::read`], or `None` when the file is not there (deleted behind the
+    /// manifest's back).
+    pub(crate) async fn read_opt(&self, f: &SegmentFile) -> Result<Option<bytes::Bytes>> {
+        match (&self.remote, f.uploaded) {
+            (Some(r), true) => r.get_opt(&f.path).await,
+            _ => {
+                let path = self.data_dir.join(&f.path);
+                match tokio::fs::read(&path).await {
+                    Ok(b) => Ok(Some(bytes::Bytes::from(b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(crate::error::Error::io("read", &path)(e)),
+                }
+            }
+        }
+    }
+
     /// A DataFusion session with the store's tables registered under their contract names,
     /// bounded by `limits` (its own memory pool, no spill files, guarded functions). URL
     /// tables stay off: a query reads the registered tables and nothing else.

@@ -211,29 +211,34 @@ fn rollup_paths(store: &Store) -> Vec<String> {
 }
 
 /// Compaction merges 60 flushes' rollups into one file that answers as they did; a part
-/// that does not read is dropped (its requests stand in), and no run crosses it.
+/// that does not read or is missing is dropped (its requests stand in), and no run crosses it.
 #[tokio::test]
 async fn merged_rollups_answer_as_the_flushes_they_replace() {
     let dir = tempfile::tempdir().unwrap();
     let (store, mut wal) = open(dir.path());
-    many_flushes(&store, &mut wal, 125);
-    let (from, to) = (T0 - MINUTE_NS, T0 + 70 * MINUTE_NS);
+    many_flushes(&store, &mut wal, 185);
+    let (from, to) = (T0 - MINUTE_NS, T0 + 100 * MINUTE_NS);
     let before = Source::new(store.snapshot()).rollups(None, from, to).await.unwrap();
     assert_eq!(before, Source::new(store.snapshot()).rollups_by_scan(None, from, to).await.unwrap());
-    std::fs::write(dir.path().join("rollups/000000000070.bin"), b"SLOROLL1 garbage").unwrap();
+    std::fs::write(dir.path().join("rollups/000000000030.bin"), b"SLOROLL1 garbage").unwrap();
+    std::fs::remove_file(dir.path().join("rollups/000000000100.bin")).unwrap();
 
-    assert_eq!(store.compact_all_derived().await.unwrap(), 61, "60 merged, one dropped");
+    // 1-60 meets the corrupt 30 (dropped), 31-90 merges, 91-150 meets the missing 100
+    // (dropped), 101-160 merges; 1-29, 91-99 and 161-185 stay as they are.
+    assert_eq!(store.compact_all_derived().await.unwrap(), 122);
     let paths = rollup_paths(&store);
-    assert_eq!(paths.len(), 1 + 9 + 55, "{paths:?}");
-    assert!(paths.contains(&"rollups/000000000001-000000000060.bin".to_string()), "{paths:?}");
-    assert!(!paths.contains(&"rollups/000000000070.bin".to_string()));
+    assert_eq!(paths.len(), 2 + 29 + 9 + 25, "{paths:?}");
+    for merged in ["rollups/000000000031-000000000090.bin", "rollups/000000000101-000000000160.bin"] {
+        assert!(paths.contains(&merged.to_string()), "{paths:?}");
+    }
+    assert!(!paths.contains(&"rollups/000000000030.bin".to_string()));
     // The parts stay on disk for the queries that listed them, then go.
-    assert!(dir.path().join("rollups/000000000001.bin").exists());
+    assert!(dir.path().join("rollups/000000000031.bin").exists());
     store.delete_local_copies(Duration::ZERO);
-    assert!(!dir.path().join("rollups/000000000001.bin").exists());
+    assert!(!dir.path().join("rollups/000000000031.bin").exists());
     assert_eq!(std::fs::read_dir(dir.path().join("rollups")).unwrap().count(), paths.len());
 
-    for (a, b) in [(from, to), (T0 + 10 * MINUTE_NS, T0 + 40 * MINUTE_NS)] {
+    for (a, b) in [(from, to), (T0 + 10 * MINUTE_NS, T0 + 70 * MINUTE_NS)] {
         let src = Source::new(store.snapshot());
         let merged = src.rollups(Some("llama"), a, b).await.unwrap();
         assert!(!merged.is_empty());
