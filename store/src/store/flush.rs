@@ -89,16 +89,19 @@ impl Store {
         let wal_keep_from = wal_keep_from.min(wal_through + 1);
         let mut st = self.inner.state.lock();
         let st = &mut *st;
-        let mem = std::mem::take(st.mem.get_mut(shard)?);
-        self.inner.metrics.memory_rows.set(st.mem_rows() as i64);
+        // Everything the part goes into is found before the rows leave memory: rows taken
+        // and then not given would be lost to queries and, past the next checkpoint, for good.
         let gathering = st.gathering.as_mut()?;
         let frozen = st.frozen.iter_mut().find(|f| f.id == gathering.id)?;
+        let slot = gathering.parts.get_mut(shard)?;
+        let mem = std::mem::take(st.mem.get_mut(shard)?);
         for (into, batches) in frozen.tables.iter_mut().zip(mem.tables) {
             into.extend(batches);
         }
         frozen.bytes += mem.bytes;
-        *gathering.parts.get_mut(shard)? = Some(Part { wal_through, wal_keep_from, state });
+        *slot = Some(Part { wal_through, wal_keep_from, state });
         gathering.done.extend(done);
+        self.inner.metrics.memory_rows.set(st.mem.iter().map(|m| m.rows).sum::<usize>() as i64);
         if gathering.parts.iter().any(Option::is_none) {
             return None;
         }
