@@ -417,7 +417,8 @@ fn flush_key(path: &str, table: &str) -> Option<(String, (u64, u64))> {
     Some((parts[..at].join("/"), range))
 }
 
-/// The flushes persisted rollups cover, per collector prefix.
+/// The flushes persisted rollups cover, per collector prefix: ranges sorted by their first
+/// flush ([`Covered::sorted`]), which do not overlap (each flush's rollup is in one file).
 #[derive(Debug, Default)]
 struct Covered(HashMap<String, Vec<(u64, u64)>>);
 
@@ -426,9 +427,21 @@ impl Covered {
         self.0.entry(prefix).or_default().push(range);
     }
 
-    /// Whether the flush a requests segment belongs to has a persisted rollup.
+    fn sorted(mut self) -> Covered {
+        for ranges in self.0.values_mut() {
+            ranges.sort_unstable();
+        }
+        self
+    }
+
+    /// Whether the flush a requests segment belongs to has a persisted rollup: the last
+    /// range starting at or before it, by bisection (a month unmerged is 43,000 files a
+    /// side).
     fn has(&self, (prefix, (id, _)): &(String, (u64, u64))) -> bool {
-        self.0.get(prefix).is_some_and(|ranges| ranges.iter().any(|(a, b)| (a..=b).contains(&id)))
+        self.0.get(prefix).is_some_and(|ranges| {
+            let after = ranges.partition_point(|(a, _)| a <= id);
+            after > 0 && ranges[after - 1].1 >= *id
+        })
     }
 }
 
@@ -481,7 +494,7 @@ fn decode_rollups(
             }
         }
     }
-    Ok((out, covered))
+    Ok((out, covered.sorted()))
 }
 
 /// Keeps the minutes `[lo, hi)` of `service` (all services: `None`).

@@ -132,9 +132,9 @@ impl Store {
         drop(bytes);
         let name = format!("{first:012}-{last:012}.bin");
         let (dir_w, name_w, merged_len) = (dir.clone(), name.clone(), merged.len());
-        tokio::task::spawn_blocking(move || write_atomic(&dir_w, &name_w, &merged))
-            .await
-            .map_err(|e| Error::Refused(format!("writing a merged {table} file: {e}")))??;
+        tokio::task::spawn_blocking(move || write_atomic(&dir_w, &name_w, &merged)).await.map_err(|e| {
+            Error::Io { op: "write merged file", path: dir.join(&name), source: std::io::Error::other(e) }
+        })??;
         let file = SegmentFile {
             table: table.to_string(),
             path: format!("{table}/{name}"),

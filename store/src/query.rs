@@ -157,7 +157,8 @@ impl Snapshot {
     }
 
     /// [`Snapshot::read`], or `None` when the file is not there (deleted behind the
-    /// manifest's back).
+    /// manifest's back): the object store's or the disk's "not found", told apart from
+    /// the errors worth retrying.
     pub(crate) async fn read_opt(&self, f: &SegmentFile) -> Result<Option<bytes::Bytes>> {
         match (&self.remote, f.uploaded) {
             (Some(r), true) => r.get_opt(&f.path).await,

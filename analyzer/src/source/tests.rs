@@ -290,3 +290,16 @@ async fn merged_rollups_replace_their_parts_in_the_object_store() {
     assert_eq!(after, before);
     assert_eq!(after, src.rollups_by_scan(None, from, to).await.unwrap());
 }
+
+#[test]
+fn covered_flushes_are_found_in_sorted_ranges() {
+    let mut c = Covered::default();
+    for (prefix, range) in [("", (61, 61)), ("", (1, 60)), ("c2", (5, 5)), ("", (70, 129))] {
+        c.add((prefix.to_string(), range));
+    }
+    let c = c.sorted();
+    let has = |prefix: &str, id| c.has(&(prefix.to_string(), (id, id)));
+    assert!(has("", 1) && has("", 60) && has("", 61) && has("", 70) && has("", 129));
+    assert!(!has("", 0) && !has("", 62) && !has("", 69) && !has("", 130));
+    assert!(has("c2", 5) && !has("c2", 4) && !has("c2", 6) && !has("c3", 5));
+}
