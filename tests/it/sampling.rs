@@ -21,6 +21,19 @@ fn by(server: &Server) -> std::collections::HashMap<String, (i64, f64)> {
         .collect()
 }
 
+/// A server with `shards` ingest shards that has taken [`traffic`], and its spans counted
+/// by `sampled_by` (the server's data is in the returned directory).
+async fn sampled(shards: usize) -> (tempfile::TempDir, Server, std::collections::HashMap<String, (i64, f64)>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = FAST_CONFIG.replace("collector:\n", &format!("collector:\n  ingest:\n    shards: {shards}\n"));
+    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
+    traffic(&server).await;
+    let srv = &server;
+    let counts = tokio::task::block_in_place(|| by(srv));
+    (tmp, server, counts)
+}
+
 /// What both sampling tests send, and waits until it is all requests.
 async fn traffic(server: &Server) {
     // 1,000 ordinary requests (60 ms each) give the service its recent p99; until then
@@ -49,14 +62,9 @@ async fn traffic(server: &Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_sampled() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
     // One ingest shard: the counts below are exact for one sampler.
-    let config = FAST_CONFIG.replace("collector:\n", "collector:\n  ingest:\n    shards: 1\n");
-    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
-    traffic(&server).await;
+    let (_tmp, server, counts) = sampled(1).await;
     let srv = &server;
-    let counts = tokio::task::block_in_place(|| by(srv));
     assert_eq!(counts.get("low_traffic").map(|c| c.0), Some(1000), "{counts:?}");
     assert_eq!(counts.get("slow"), Some(&(20, 20.0)), "every slow trace: {counts:?}");
     assert_eq!(counts.get("error"), Some(&(10, 10.0)), "every failed trace: {counts:?}");
@@ -114,13 +122,8 @@ async fn slow_and_failed_traces_keep_their_spans_and_a_tenth_of_the_rest_is_samp
 /// and about a tenth of the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_sample_as_one_collector_does() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let config = FAST_CONFIG.replace("collector:\n", "collector:\n  ingest:\n    shards: 2\n");
-    let server = tokio::task::spawn_blocking(move || Server::start_in(&data, &config)).await.unwrap();
-    traffic(&server).await;
+    let (_tmp, server, counts) = sampled(2).await;
     let srv = &server;
-    let counts = tokio::task::block_in_place(|| by(srv));
     assert_eq!(counts.get("low_traffic").map(|c| c.0), Some(1000), "{counts:?}");
     assert_eq!(counts.get("error"), Some(&(10, 10.0)), "every failed trace: {counts:?}");
     let slow_kept = tokio::task::block_in_place(|| {
