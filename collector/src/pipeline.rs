@@ -119,7 +119,13 @@ pub struct Pipeline {
     wal_retry_at: Option<Instant>,
     /// When the last flush was handed to the flusher.
     last_flush: Instant,
+    /// How wide the last `requests` rows built were: the next builder's room.
+    widths: slo_store::RowWidths,
 }
+
+/// A step's `requests` rows size the next step's builder when there are at least this
+/// many (fewer say little about the rows to come).
+const WIDTHS_FROM_ROWS: usize = 32;
 
 /// How often an unwritable WAL is probed.
 const WAL_RETRY: Duration = Duration::from_secs(1);
@@ -188,6 +194,7 @@ impl Pipeline {
                 health: health.clone(),
                 wal_retry_at: None,
                 last_flush: Instant::now(),
+                widths: slo_store::RowWidths::default(),
             };
             let thread_health = health.clone();
             let name = if n == 1 { "slo-pipeline".to_string() } else { format!("slo-pipeline-{shard}") };
@@ -415,7 +422,7 @@ impl Pipeline {
     }
 
     fn emit(&mut self, emitted: Emitted) -> Result<()> {
-        let mut rows = slo_store::RequestsBuilder::with_capacity(emitted.traces.len());
+        let mut rows = slo_store::RequestsBuilder::sized_like(emitted.traces.len(), &self.widths);
         let mut sources: HashMap<&'static str, u64> = HashMap::new();
         let mut reasons = [0u64; 4];
         let mut sli = self.metrics.sli.batch();
@@ -475,6 +482,9 @@ impl Pipeline {
             self.metrics.requests_emitted.get_or_create(&vec![("split_source", source)]).inc_by(n);
         }
         let spans_batch = spans_rows.map(SpansBuilder::finish).transpose()?;
+        if rows.rows() >= WIDTHS_FROM_ROWS || (rows.rows() > 0 && self.widths.is_empty()) {
+            self.widths = rows.widths();
+        }
         let requests_batch = if rows.rows() > 0 { Some(rows.finish()?) } else { None };
         let batches = [(slo_store::schema::SPANS, spans_batch), (slo_store::schema::REQUESTS, requests_batch)];
         let batches: Vec<_> = batches.into_iter().filter_map(|(t, b)| Some((t, b?))).collect();

@@ -46,7 +46,7 @@ pub use metrics::StoreMetrics;
 pub use query::{QueryLimits, Snapshot};
 pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord, find_attr};
 pub use remote::{Remote, RemoteManifest, RemoteOptions, valid_collector_name};
-pub use rows::{Request, RequestRef, RequestRow, RequestsBuilder, requests_batch};
+pub use rows::{Request, RequestRef, RequestRow, RequestsBuilder, RowWidths, requests_batch};
 pub use segments::writer_properties;
 pub use store::{Derive, FlushJob, Recovery, Store, StoreConfig, wal_dir, wal_shards_on_disk, wal_unflushed};
 pub use upload::{UploadRound, UploaderThread};

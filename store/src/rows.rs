@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Builder, Int64Builder, MapBuilder, StringBuilder, TimestampNanosecondBuilder};
+use arrow::array::{
+    ArrayBuilder, ArrayRef, Float64Builder, Int64Builder, MapBuilder, StringBuilder, TimestampNanosecondBuilder,
+};
 use arrow::record_batch::RecordBatch;
 
 use crate::Result;
@@ -181,15 +183,65 @@ pub struct RequestsBuilder {
     rows: usize,
 }
 
+/// The text columns of a builder, in [`RowWidths`]'s order: trace, service, the optional
+/// ones, status, split source, attribute keys, attribute values.
+const TEXT: usize = 14;
+
+/// What the rows of a batch already built took, per text column (bytes) and in attribute
+/// entries: [`RequestsBuilder::sized_like`] reserves as much a row for the next batch, so
+/// that its buffers neither grow by doubling (a copy of what they hold, into fresh pages)
+/// nor end much larger than their data (the store copies a batch whose buffers are, see
+/// `store::compact`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowWidths {
+    rows: usize,
+    text: [usize; TEXT],
+    entries: usize,
+}
+
+impl RowWidths {
+    /// Whether no row was measured.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Room for `rows` rows as wide as these, plus a sixteenth and a cache line.
+    fn room(&self, rows: usize, bytes: usize) -> usize {
+        if self.rows == 0 {
+            return 0;
+        }
+        let per_row = bytes as f64 / self.rows as f64;
+        (rows as f64 * per_row * (17.0 / 16.0)) as usize + 64
+    }
+}
+
 impl RequestsBuilder {
     /// Room for `rows` rows.
     pub fn with_capacity(rows: usize) -> Self {
+        let guess = RowWidths { rows: 1, text: [32, 16, 16, 16, 16, 32, 16, 40, 16, 16, 2, 8, 160, 320], entries: 10 };
+        Self::sized_like(rows, &guess)
+    }
+
+    /// Room for `rows` rows as wide as those of `widths` (taken from the last batch built).
+    pub fn sized_like(rows: usize, widths: &RowWidths) -> Self {
+        if widths.rows == 0 {
+            return Self::with_capacity(rows);
+        }
+        let mut bytes = widths.text.iter().map(|&b| widths.room(rows, b));
+        let mut text = |items: usize| StringBuilder::with_capacity(items, bytes.next().unwrap_or(0));
+        let trace = text(rows);
+        let service = text(rows);
+        let opt = std::array::from_fn(|_| text(rows));
+        let status = text(rows);
+        let source = text(rows);
+        let entries = widths.room(rows, widths.entries);
+        let (keys, values) = (text(entries), text(entries));
         RequestsBuilder {
             time: TimestampNanosecondBuilder::with_capacity(rows),
-            trace: StringBuilder::with_capacity(rows, rows * 32),
-            service: StringBuilder::new(),
-            opt: std::array::from_fn(|_| StringBuilder::new()),
-            status: StringBuilder::new(),
+            trace,
+            service,
+            opt,
+            status,
             duration: Float64Builder::with_capacity(rows),
             queue: Float64Builder::with_capacity(rows),
             compute: Float64Builder::with_capacity(rows),
@@ -197,10 +249,27 @@ impl RequestsBuilder {
             ttft: Float64Builder::with_capacity(rows),
             input: Int64Builder::with_capacity(rows),
             output: Int64Builder::with_capacity(rows),
-            source: StringBuilder::new(),
-            attrs: map_builder(),
+            source,
+            attrs: MapBuilder::with_capacity(None, keys, values, rows),
             rows: 0,
         }
+    }
+
+    /// What the rows appended so far take, for [`RequestsBuilder::sized_like`].
+    pub fn widths(&mut self) -> RowWidths {
+        let mut text = [0; TEXT];
+        let columns = [&self.trace, &self.service]
+            .into_iter()
+            .chain(&self.opt)
+            .chain([&self.status, &self.source])
+            .map(|b| b.values_slice().len());
+        for (w, b) in text.iter_mut().zip(columns) {
+            *w = b;
+        }
+        let entries = self.attrs.keys().len();
+        text[TEXT - 2] = self.attrs.keys().values_slice().len();
+        text[TEXT - 1] = self.attrs.values().values_slice().len();
+        RowWidths { rows: self.rows, text, entries }
     }
 
     /// Rows appended so far.
@@ -304,5 +373,46 @@ mod tests {
         let rb = requests_batch(&[row.clone(), row]).unwrap();
         assert_eq!(rb.num_rows(), 2);
         assert_eq!(rb.schema(), schema::requests());
+    }
+
+    /// Buffers' bytes over the data's, as the store's compaction judges a batch.
+    fn slack(b: &RecordBatch) -> f64 {
+        let used: usize = b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap()).sum();
+        b.get_array_memory_size() as f64 / used as f64
+    }
+
+    #[test]
+    fn a_builder_sized_like_the_last_batch_ends_close_to_its_data() {
+        let row = |i: usize| RequestRow {
+            trace_id: format!("{i:032x}"),
+            service: "vllm-llama-3-8b".into(),
+            pod: Some(format!("vllm-7d9f-{i:05}")),
+            model: Some("meta-llama/Llama-3.1-8B-Instruct".into()),
+            status: "ok",
+            split_source: "attributes",
+            attributes: (0..9).map(|k| Attr::new(format!("http.attr.{k}"), format!("value-{i:05}-{k}"))).collect(),
+            ..Default::default()
+        };
+        let build = |b: &mut RequestsBuilder, from: usize, n: usize| {
+            for i in from..from + n {
+                let r = row(i);
+                b.append(&r.as_ref(), r.attributes.iter().map(|a| (a.key.as_str(), a.value.as_str()))).unwrap();
+            }
+        };
+        let mut first = RequestsBuilder::with_capacity(100);
+        build(&mut first, 0, 100);
+        let widths = first.widths();
+        assert!(!widths.is_empty());
+        // Another step, with more rows of the same width: no regrowth, little unused room.
+        let mut next = RequestsBuilder::sized_like(3_000, &widths);
+        build(&mut next, 100, 3_000);
+        let batch = next.finish().unwrap();
+        assert_eq!(batch.num_rows(), 3_000);
+        let s = slack(&batch);
+        assert!((1.0..1.15).contains(&s), "buffers {s:.3}x the data");
+        // A builder that had to double holds far more than its data: the store copies it.
+        let mut small = RequestsBuilder::sized_like(10, &widths);
+        build(&mut small, 0, 3_000);
+        assert!(slack(&small.finish().unwrap()) > 1.25);
     }
 }

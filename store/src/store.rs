@@ -147,8 +147,9 @@ fn compact(batches: &[RecordBatch]) -> std::result::Result<RecordBatch, arrow::e
     arrow::compute::concat_batches(&schema, batches)
 }
 
-/// Whether the batch's buffers are at most an eighth larger than the data it holds (a
-/// builder sized to its rows leaves that much at most; a slice of a larger batch does not).
+/// Whether the batch's buffers are at most a quarter larger than the data it holds (a
+/// builder sized from the rows before it, [`crate::RowWidths`], usually leaves a sixteenth;
+/// a slice of a larger batch, or a builder that doubled, may leave far more).
 fn is_tight(batch: &RecordBatch) -> bool {
     let mut used = 0usize;
     for c in batch.columns() {
@@ -157,7 +158,7 @@ fn is_tight(batch: &RecordBatch) -> bool {
             Err(_) => return false,
         }
     }
-    batch.get_array_memory_size() <= used + used / 8
+    batch.get_array_memory_size() <= used + used / 4
 }
 
 impl State {
