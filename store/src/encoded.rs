@@ -57,6 +57,16 @@ impl SpanView<'_> {
 
 /// Reads an encoded `Attr`.
 pub fn attr(raw: &[u8]) -> Result<(&str, &str), WireError> {
+    // The shape slo's own encoder writes, a key then a value, each under 128 bytes: taken
+    // in place (the emission of every trace reads each attribute of its request span again).
+    if let [0x0a, key_len, rest @ ..] = raw
+        && let Some((key, [0x12, value_len, value @ ..])) = rest.split_at_checked(usize::from(*key_len))
+        && *key_len < 0x80
+        && *value_len < 0x80
+        && value.len() == usize::from(*value_len)
+    {
+        return Ok((wire::utf8(key)?, wire::utf8(value)?));
+    }
     let (mut key, mut value) = ("", "");
     for f in wire::fields(raw) {
         match f? {
@@ -402,5 +412,41 @@ mod tests {
         assert_eq!(names, vec![schema::CHANGES, schema::SPANS]);
         let e = batch_rows(&[&bytes[..bytes.len() - 3]]).unwrap_err().to_string();
         assert!(e.contains("undecodable record"), "{e}");
+    }
+
+    /// The general reading of an attribute message, field by field.
+    fn attr_by_fields(raw: &[u8]) -> Result<(&str, &str), WireError> {
+        let (mut key, mut value) = ("", "");
+        for f in wire::fields(raw) {
+            match f? {
+                (1, v) => key = v.str()?,
+                (2, v) => value = v.str()?,
+                _ => {}
+            }
+        }
+        Ok((key, value))
+    }
+
+    #[test]
+    fn an_attribute_read_in_place_reads_as_field_by_field() {
+        let long = "k".repeat(200);
+        let mut cases: Vec<Vec<u8>> =
+            [("gen_ai.request.model", "llama"), ("", ""), ("k", ""), ("", "v"), (&long, "v"), ("k", &long)]
+                .iter()
+                .map(|(k, v)| Attr::new(*k, *v).encode_to_vec())
+                .collect();
+        // Shapes another encoder could write: value first, a field repeated, one more field,
+        // a key that is not UTF-8, a length past the end.
+        cases.push(vec![0x12, 1, b'v', 0x0a, 1, b'k']);
+        cases.push(vec![0x0a, 1, b'k', 0x12, 1, b'v', 0x12, 1, b'w']);
+        cases.push(vec![0x0a, 1, b'k', 0x12, 1, b'v', 0x18, 1]);
+        cases.push(vec![0x0a, 1, 0xff, 0x12, 1, b'v']);
+        cases.push(vec![0x0a, 1, b'k', 0x12, 2, b'v']);
+        cases.push(vec![0x0a, 1, b'k', 0x12, 0, b'v']);
+        for raw in &cases {
+            assert_eq!(attr(raw), attr_by_fields(raw), "{raw:x?}");
+        }
+        assert_eq!(attr(&cases[0]).unwrap(), ("gen_ai.request.model", "llama"));
+        assert!(attr(&cases[9]).is_err());
     }
 }

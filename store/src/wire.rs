@@ -75,6 +75,13 @@ pub fn utf8(b: &[u8]) -> Result<&str, WireError> {
 
 /// Reads a varint.
 pub fn read_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    // Most varints on the ingest path (tags, lengths, kinds) are one byte.
+    if let Some((&b, rest)) = buf.split_first()
+        && b < 0x80
+    {
+        *buf = rest;
+        return Ok(u64::from(b));
+    }
     let mut value = 0u64;
     for i in 0..10 {
         let Some((&b, rest)) = buf.split_first() else {
