@@ -378,10 +378,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
         let t0 = 1_763_900_000_000_000_000u64;
-        // One-row batches, as small exports make them: builders reserve far more than a row.
-        let batches: Vec<RecordBatch> = (0..50u64)
-            .map(|i| requests_batch(&[row(t0 + i, if i % 2 == 0 { "a" } else { "b" }, i as f64)]).unwrap())
-            .collect();
+        // One-row batches from builders that reserved far more than a row.
+        let loose = |r: RequestRow| {
+            let mut b = crate::RequestsBuilder::with_capacity(1_000);
+            b.append(&r.as_ref(), r.attributes.iter().map(|a| (a.key.as_str(), a.value.as_str()))).unwrap();
+            b.finish().unwrap()
+        };
+        let batches: Vec<RecordBatch> =
+            (0..50u64).map(|i| loose(row(t0 + i, if i % 2 == 0 { "a" } else { "b" }, i as f64))).collect();
         let reserved: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
         store.append_tables(batches.into_iter().map(|b| (crate::schema::REQUESTS, b)));
         let held = store.metrics().memory_bytes.get() as usize;
@@ -394,7 +398,7 @@ mod tests {
         let first = sum[0].column(1).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
         assert_eq!(first, t0 as i64);
         // A single batch is compacted too.
-        let one = requests_batch(&[row(t0 + 99, "c", 1.0)]).unwrap();
+        let one = loose(row(t0 + 99, "c", 1.0));
         let reserved = one.get_array_memory_size();
         store.append(None, Some(one));
         let added = store.metrics().memory_bytes.get() as usize - held;

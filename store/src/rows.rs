@@ -147,9 +147,9 @@ pub(crate) fn spans_batch<'a>(batches: impl IntoIterator<Item = &'a SpanBatch>) 
     rows.finish()
 }
 
-/// Builds a `requests` batch.
+/// Builds a `requests` batch, its buffers sized to the rows.
 pub fn requests_batch(rows: &[RequestRow]) -> Result<RecordBatch> {
-    let mut b = RequestsBuilder::with_capacity(rows.len());
+    let mut b = RequestsBuilder::sized_like(rows.len(), &RowWidths::of(rows));
     for r in rows {
         b.append(&r.as_ref(), r.attributes.iter().map(|a| (a.key.as_str(), a.value.as_str())))?;
     }
@@ -203,6 +203,26 @@ impl RowWidths {
     /// Whether no row was measured.
     pub fn is_empty(&self) -> bool {
         self.rows == 0
+    }
+
+    /// What `rows` take.
+    fn of(rows: &[RequestRow]) -> Self {
+        let mut w = RowWidths { rows: rows.len(), ..Default::default() };
+        for r in rows {
+            let optional =
+                [&r.namespace, &r.deployment, &r.replicaset, &r.pod, &r.node, &r.gpu, &r.model, &r.operation];
+            let text = [r.trace_id.len(), r.service.len()]
+                .into_iter()
+                .chain(optional.map(|o| o.as_ref().map_or(0, String::len)))
+                .chain([r.status.len(), r.split_source.len()]);
+            for (sum, n) in w.text.iter_mut().zip(text) {
+                *sum += n;
+            }
+            w.entries += r.attributes.len();
+            w.text[TEXT - 2] += r.attributes.iter().map(|a| a.key.len()).sum::<usize>();
+            w.text[TEXT - 1] += r.attributes.iter().map(|a| a.value.len()).sum::<usize>();
+        }
+        w
     }
 
     /// Room for `rows` rows as wide as these, plus a sixteenth and a cache line.
