@@ -67,6 +67,11 @@ pub fn attr(raw: &[u8]) -> Result<(&str, &str), WireError> {
     {
         return Ok((wire::utf8(key)?, wire::utf8(value)?));
     }
+    attr_by_fields(raw)
+}
+
+/// Reads an encoded `Attr` field by field, whatever its shape.
+fn attr_by_fields(raw: &[u8]) -> Result<(&str, &str), WireError> {
     let (mut key, mut value) = ("", "");
     for f in wire::fields(raw) {
         match f? {
@@ -412,19 +417,6 @@ mod tests {
         assert_eq!(names, vec![schema::CHANGES, schema::SPANS]);
         let e = batch_rows(&[&bytes[..bytes.len() - 3]]).unwrap_err().to_string();
         assert!(e.contains("undecodable record"), "{e}");
-    }
-
-    /// The general reading of an attribute message, field by field.
-    fn attr_by_fields(raw: &[u8]) -> Result<(&str, &str), WireError> {
-        let (mut key, mut value) = ("", "");
-        for f in wire::fields(raw) {
-            match f? {
-                (1, v) => key = v.str()?,
-                (2, v) => value = v.str()?,
-                _ => {}
-            }
-        }
-        Ok((key, value))
     }
 
     #[test]
