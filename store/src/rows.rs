@@ -225,28 +225,35 @@ impl RowWidths {
         w
     }
 
-    /// Room for `rows` rows as wide as these, plus a sixteenth and a cache line.
+    /// Room for `rows` rows as wide as these, plus a sixteenth and a cache line, at most
+    /// [`MAX_ROOM`]: a few very wide rows (a client's megabyte attributes) must not make the
+    /// next step reserve as much for each of thousands of rows.
     fn room(&self, rows: usize, bytes: usize) -> usize {
         if self.rows == 0 {
             return 0;
         }
         let per_row = bytes as f64 / self.rows as f64;
-        (rows as f64 * per_row * (17.0 / 16.0)) as usize + 64
+        ((rows as f64 * per_row * (17.0 / 16.0)) as usize + 64).min(MAX_ROOM)
     }
 }
+
+/// The most bytes (or attribute entries) one column of a builder reserves up front;
+/// past it the builder grows as its rows need.
+const MAX_ROOM: usize = 16 << 20;
+
+/// Widths of a vLLM request row, for a builder with no rows before it.
+const FIRST_GUESS: RowWidths =
+    RowWidths { rows: 1, text: [32, 16, 16, 16, 16, 32, 16, 40, 16, 16, 2, 8, 160, 320], entries: 10 };
 
 impl RequestsBuilder {
     /// Room for `rows` rows.
     pub fn with_capacity(rows: usize) -> Self {
-        let guess = RowWidths { rows: 1, text: [32, 16, 16, 16, 16, 32, 16, 40, 16, 16, 2, 8, 160, 320], entries: 10 };
-        Self::sized_like(rows, &guess)
+        Self::sized_like(rows, &FIRST_GUESS)
     }
 
     /// Room for `rows` rows as wide as those of `widths` (taken from the last batch built).
     pub fn sized_like(rows: usize, widths: &RowWidths) -> Self {
-        if widths.rows == 0 {
-            return Self::with_capacity(rows);
-        }
+        let widths = if widths.is_empty() { &FIRST_GUESS } else { widths };
         let mut bytes = widths.text.iter().map(|&b| widths.room(rows, b));
         let mut text = |items: usize| StringBuilder::with_capacity(items, bytes.next().unwrap_or(0));
         let trace = text(rows);
@@ -254,7 +261,8 @@ impl RequestsBuilder {
         let opt = std::array::from_fn(|_| text(rows));
         let status = text(rows);
         let source = text(rows);
-        let entries = widths.room(rows, widths.entries);
+        // Entries cost 4 bytes of offsets each, in keys and in values.
+        let entries = widths.room(rows, widths.entries).min(MAX_ROOM / 8);
         let (keys, values) = (text(entries), text(entries));
         RequestsBuilder {
             time: TimestampNanosecondBuilder::with_capacity(rows),
@@ -395,12 +403,6 @@ mod tests {
         assert_eq!(rb.schema(), schema::requests());
     }
 
-    /// Buffers' bytes over the data's, as the store's compaction judges a batch.
-    fn slack(b: &RecordBatch) -> f64 {
-        let used: usize = b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap()).sum();
-        b.get_array_memory_size() as f64 / used as f64
-    }
-
     #[test]
     fn a_builder_sized_like_the_last_batch_ends_close_to_its_data() {
         let row = |i: usize| RequestRow {
@@ -428,11 +430,27 @@ mod tests {
         build(&mut next, 100, 3_000);
         let batch = next.finish().unwrap();
         assert_eq!(batch.num_rows(), 3_000);
-        let s = slack(&batch);
-        assert!((1.0..1.15).contains(&s), "buffers {s:.3}x the data");
+        assert!(crate::store::is_tight(&batch), "kept by the store as it is");
         // A builder that had to double holds far more than its data: the store copies it.
         let mut small = RequestsBuilder::sized_like(10, &widths);
         build(&mut small, 0, 3_000);
-        assert!(slack(&small.finish().unwrap()) > 1.25);
+        assert!(!crate::store::is_tight(&small.finish().unwrap()));
+    }
+
+    #[test]
+    fn a_few_very_wide_rows_do_not_make_the_next_builder_reserve_as_much_a_row() {
+        let wide = RequestRow {
+            trace_id: "00".into(),
+            service: "s".into(),
+            status: "ok",
+            split_source: "none",
+            attributes: vec![Attr::new("prompt", "x".repeat(1 << 20))],
+            ..Default::default()
+        };
+        let widths = RowWidths::of(&vec![wide; 32]);
+        // Uncapped, 100,000 rows of a megabyte each: a 100 GiB reservation.
+        let empty = RequestsBuilder::sized_like(100_000, &widths).finish().unwrap();
+        assert_eq!(empty.num_rows(), 0);
+        assert!(empty.get_array_memory_size() <= 15 * MAX_ROOM, "{} bytes reserved", empty.get_array_memory_size());
     }
 }

@@ -150,7 +150,7 @@ fn compact(batches: &[RecordBatch]) -> std::result::Result<RecordBatch, arrow::e
 /// Whether the batch's buffers are at most a quarter larger than the data it holds (a
 /// builder sized from the rows before it, [`crate::RowWidths`], usually leaves a sixteenth;
 /// a slice of a larger batch, or a builder that doubled, may leave far more).
-fn is_tight(batch: &RecordBatch) -> bool {
+pub(crate) fn is_tight(batch: &RecordBatch) -> bool {
     let mut used = 0usize;
     for c in batch.columns() {
         match c.to_data().get_slice_memory_size() {
