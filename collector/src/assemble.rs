@@ -9,6 +9,7 @@
 //! `spans` when their trace's spans were (see `sample.rs`). Time is passed in, so tests
 //! drive it.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,10 +76,11 @@ pub(crate) struct HeldSpan {
 }
 
 impl HeldSpan {
-    fn is_entry(&self, present: &HashSet<[u8; 8]>) -> bool {
+    /// Whether it is an entry span of a trace whose span ids `present` tells.
+    fn is_entry(&self, present: impl Fn(&[u8; 8]) -> bool) -> bool {
         match self.parent {
             None => true,
-            Some(p) => (self.kind == 2 || self.kind == 5) && !present.contains(&p),
+            Some(p) => (self.kind == 2 || self.kind == 5) && !present(&p),
         }
     }
 
@@ -370,18 +372,23 @@ impl Assembler {
 
     fn take(&mut self, id: &TraceId) -> Option<Vec<HeldSpan>> {
         let p = self.pending.remove(id)?;
-        self.pending_spans -= p.spans.len();
-        self.pending_bytes -= p.spans.iter().map(HeldSpan::footprint).sum::<usize>();
-        self.remember(*id);
-        Some(p.spans)
+        Some(self.taken(*id, p))
     }
 
-    fn verdict(&self, p: &Pending, now: Instant) -> Option<Emission> {
-        if now.duration_since(p.first_seen) >= self.max_wait() {
+    /// Bookkeeping for a trace removed from `pending`: its counts, and that it was emitted.
+    fn taken(&mut self, id: TraceId, p: Pending) -> Vec<HeldSpan> {
+        self.pending_spans -= p.spans.len();
+        self.pending_bytes -= p.spans.iter().map(HeldSpan::footprint).sum::<usize>();
+        self.remember(id);
+        p.spans
+    }
+
+    fn verdict(p: &Pending, now: Instant, idle: Duration, max_wait: Duration) -> Option<Emission> {
+        if now.duration_since(p.first_seen) >= max_wait {
             let complete = has_entry(&p.spans);
             return Some(if complete { Emission::Complete } else { Emission::Timeout });
         }
-        if now.duration_since(p.last_seen) >= self.idle() && has_entry(&p.spans) {
+        if now.duration_since(p.last_seen) >= idle && has_entry(&p.spans) {
             return Some(Emission::Complete);
         }
         None
@@ -390,20 +397,22 @@ impl Assembler {
     /// Emits the traces that are due at `now`.
     pub(crate) fn poll(&mut self, now: Instant) -> Emitted {
         let mut out = Emitted::default();
-        let max_wait = self.max_wait();
+        let (idle, max_wait) = (self.idle(), self.max_wait());
         while let Some(&(due, id)) = self.timers.front() {
             if due > now {
                 break;
             }
             self.timers.pop_front();
-            let Some(p) = self.pending.get(&id) else { continue };
-            match self.verdict(p, now) {
+            // One lookup: the trace is looked at and, when due, removed through its entry.
+            let Entry::Occupied(entry) = self.pending.entry(id) else { continue };
+            let p = entry.get();
+            match Self::verdict(p, now, idle, max_wait) {
                 Some(reason) => {
-                    if let Some(spans) = self.take(&id) {
-                        out.push(id, spans, reason);
-                    }
+                    let p = entry.remove();
+                    let spans = self.taken(id, p);
+                    out.push(id, spans, reason);
                 }
-                None if now.duration_since(p.last_seen) >= self.idle() => {
+                None if now.duration_since(p.last_seen) >= idle => {
                     // No entry span yet: look again when max_wait runs out. Timers stay
                     // ordered because this is pushed behind every timer due earlier.
                     let at = (p.first_seen + max_wait).max(now);
@@ -417,6 +426,15 @@ impl Assembler {
             if let Some(spans) = self.take(&id) {
                 out.push(id, spans, Emission::Forced);
             }
+        }
+        // Traces mostly leave in the order they came: drop the emitted ones at the front
+        // (one lookup each). One held to `max_wait` stops that, so the ids behind it are
+        // swept when they have grown to twice the pending traces.
+        while let Some(front) = self.arrival.front() {
+            if self.pending.contains_key(front) {
+                break;
+            }
+            self.arrival.pop_front();
         }
         if self.arrival.len() > 2 * self.pending.len() + 1024 {
             let pending = &self.pending;
@@ -462,9 +480,16 @@ fn has_entry(spans: &[HeldSpan]) -> bool {
     if spans.iter().any(|s| s.parent.is_none()) {
         return true;
     }
+    // Most traces are a few spans: comparing ids costs less than building a set of them.
+    if spans.len() <= SMALL_TRACE {
+        return spans.iter().any(|s| s.is_entry(|p| spans.iter().any(|o| o.span_id == *p)));
+    }
     let present: HashSet<[u8; 8]> = spans.iter().map(|s| s.span_id).collect();
-    spans.iter().any(|s| s.is_entry(&present))
+    spans.iter().any(|s| s.is_entry(|p| present.contains(p)))
 }
+
+/// Traces of up to this many spans are searched span by span rather than through a set.
+const SMALL_TRACE: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -516,6 +541,40 @@ mod tests {
         a.add(&batch(vec![span(1, 3, Some(1), 1)]), t0 + ms(200));
         assert_eq!(a.take_stats().late_spans, 1);
         assert_eq!(a.pending_spans(), 0);
+    }
+
+    /// A chain of `n` spans under a parent that is not in the trace, its top of `kind`.
+    fn chain(trace: u8, n: u8, kind: i32) -> SpanBatch {
+        let spans =
+            (1..=n).map(|i| span(trace, i, Some(if i == 1 { 200 } else { i - 1 }), if i == 1 { kind } else { 1 }));
+        batch(spans.collect())
+    }
+
+    #[test]
+    fn an_entry_span_is_found_alike_in_traces_searched_span_by_span_and_through_a_set() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut a = Assembler::new(AssemblyConfig { max_pending_spans: 1000, ..cfg() });
+        // Below and above SMALL_TRACE: a server span under a remote parent is the entry
+        // (emitted when idle); an internal one is not, so its trace waits for max_wait.
+        for (trace, n) in [(1, 3), (2, SMALL_TRACE as u8), (3, SMALL_TRACE as u8 + 1), (4, 40)] {
+            a.add(&chain(trace, n, 2), t0);
+            a.add(&chain(trace + 100, n, 1), t0);
+        }
+        let idle = a.poll(t0 + ms(100));
+        let mut complete: Vec<(u8, usize)> = idle
+            .traces
+            .iter()
+            .map(|(spans, why)| {
+                assert_eq!(*why, Emission::Complete);
+                (spans[0].decode().unwrap().span.trace_id[0], spans.len())
+            })
+            .collect();
+        complete.sort();
+        assert_eq!(complete, [(1, 3), (2, SMALL_TRACE), (3, SMALL_TRACE + 1), (4, 40)]);
+        let late = a.poll(t0 + ms(1000));
+        assert_eq!(late.traces.len(), 4);
+        assert!(late.traces.iter().all(|(_, why)| *why == Emission::Timeout));
     }
 
     #[test]

@@ -188,13 +188,17 @@ pub(crate) fn render(v: &AnyValue, out: &mut String, depth: usize) {
         None | Some(Value::StringValueStrindex(_)) => {}
         Some(Value::StringValue(s)) => out.push_str(s),
         Some(Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
-        Some(Value::IntValue(i)) => {
-            let _ = write!(out, "{i}");
-        }
+        Some(Value::IntValue(i)) => push_i64(*i, out),
         Some(Value::DoubleValue(d)) => push_f64(*d, out),
         Some(Value::BytesValue(b)) => out.push_str(&hex::encode(b)),
         Some(_) => render_json(v, out, depth),
     }
+}
+
+/// Appends `i` as `format!("{i}")` writes it, without the formatting machinery (an
+/// integer attribute is on most spans: token counts, ports, status codes).
+pub(crate) fn push_i64(i: i64, out: &mut String) {
+    out.push_str(itoa::Buffer::new().format(i));
 }
 
 /// Appends `d` as `format!("{d}")` writes it: the shortest digits that read back as `d`,

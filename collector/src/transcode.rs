@@ -11,8 +11,6 @@
 //! [`slo_store::encoded::visit_spans`] would read it back from the record: the ingest path
 //! builds its `spans` rows and held spans there, so the record is not read again.
 
-use std::fmt::Write as _;
-
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
@@ -383,9 +381,7 @@ impl Converter {
             None => {}
             Some((1, v)) => return Ok(Some(v.str()?)),
             Some((2, v)) => out.push_str(if v.varint()? != 0 { "true" } else { "false" }),
-            Some((3, v)) => {
-                let _ = write!(out, "{}", v.varint()? as i64);
-            }
+            Some((3, v)) => crate::convert::push_i64(v.varint()? as i64, out),
             Some((4, v)) => crate::convert::push_f64(f64::from_bits(v.fixed64()?), out),
             Some((7, v)) => out.push_str(&hex::encode(v.bytes()?)),
             // `string_value_strindex` belongs to profiles: taken as absent, as the spec asks.
