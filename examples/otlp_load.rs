@@ -13,6 +13,10 @@
 //! fraction of a core, so a server given a core of its own is measured, not the driver
 //! beside it (`scripts/bench-shards`). The other values repeat every K exports.
 //!
+//! With `--rate R`, the clients together send at most R spans a second (each its share, one
+//! export at a time): servers compared at the same offered load, neither saturated, rather
+//! than each at whatever rate it and the driver reach on the shared cores.
+//!
 //! cargo run --release --example otlp_load -- --http http://127.0.0.1:4318 --pid $(pidof slo)
 
 use std::sync::Arc;
@@ -34,6 +38,7 @@ struct Args {
     spans: usize,
     pid: Option<u32>,
     bodies: usize,
+    rate: Option<f64>,
 }
 
 fn parse() -> Args {
@@ -45,6 +50,7 @@ fn parse() -> Args {
         spans: 200,
         pid: None,
         bodies: 0,
+        rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,13 +63,15 @@ fn parse() -> Args {
             "--spans" => a.spans = val().parse().expect("--spans N"),
             "--pid" => a.pid = Some(val().parse().expect("--pid PID")),
             "--bodies" => a.bodies = val().parse().expect("--bodies K"),
+            "--rate" => a.rate = Some(val().parse().expect("--rate SPANS_PER_SECOND")),
             other => panic!(
-                "unknown flag {other}: use --grpc URL | --http URL, --concurrency, --duration, --spans, --pid, --bodies"
+                "unknown flag {other}: use --grpc URL | --http URL, --concurrency, --duration, --spans, --pid, --bodies, --rate"
             ),
         }
     }
     assert!(a.grpc.is_some() != a.http.is_some(), "give exactly one of --grpc URL or --http URL");
     assert!(a.bodies == 0 || a.http.is_some(), "--bodies is for --http");
+    assert!(a.rate.is_none_or(|r| r > 0.0), "--rate must be above 0");
     a
 }
 
@@ -232,14 +240,31 @@ async fn main() {
     for w in 0..args.concurrency {
         let (ok, refused) = (ok.clone(), refused.clone());
         let (grpc, http, n, k) = (args.grpc.clone(), args.http.clone(), args.spans, args.bodies);
+        let (rate, concurrency) = (args.rate, args.concurrency);
         tasks.push(tokio::spawn(async move {
             let mut req = template(n, w);
             let mut seq = 0u64;
             // How long each acknowledged export took, from send to answer.
             let mut took = Vec::new();
+            // Each client's share of `--rate`: one export every `n * concurrency / rate` s,
+            // the clients' first sends spread over one interval. A send that falls behind
+            // is not made up with a burst.
+            let mut pace = rate.map(|r| {
+                let every = Duration::from_secs_f64(n as f64 * concurrency as f64 / r);
+                let first = tokio::time::Instant::now() + every.mul_f64(w as f64 / concurrency as f64);
+                let mut iv = tokio::time::interval_at(first, every);
+                iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                iv
+            });
             if let Some(url) = grpc {
                 let mut client = TraceServiceClient::connect(url).await.expect("connect gRPC");
                 while Instant::now() < deadline {
+                    if let Some(p) = pace.as_mut() {
+                        p.tick().await;
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                    }
                     seq += 1;
                     stamp(&mut req, w, seq);
                     let sent = Instant::now();
@@ -263,6 +288,12 @@ async fn main() {
                     })
                     .collect();
                 while Instant::now() < deadline {
+                    if let Some(p) = pace.as_mut() {
+                        p.tick().await;
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                    }
                     seq += 1;
                     let body = match bodies.get(seq as usize % k.max(1)) {
                         Some(b) => b.stamped(w, seq + (1 << 40)),
