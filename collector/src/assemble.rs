@@ -9,7 +9,6 @@
 //! `spans` when their trace's spans were (see `sample.rs`). Time is passed in, so tests
 //! drive it.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -372,23 +371,18 @@ impl Assembler {
 
     fn take(&mut self, id: &TraceId) -> Option<Vec<HeldSpan>> {
         let p = self.pending.remove(id)?;
-        Some(self.taken(*id, p))
-    }
-
-    /// Bookkeeping for a trace removed from `pending`: its counts, and that it was emitted.
-    fn taken(&mut self, id: TraceId, p: Pending) -> Vec<HeldSpan> {
         self.pending_spans -= p.spans.len();
         self.pending_bytes -= p.spans.iter().map(HeldSpan::footprint).sum::<usize>();
-        self.remember(id);
-        p.spans
+        self.remember(*id);
+        Some(p.spans)
     }
 
-    fn verdict(p: &Pending, now: Instant, idle: Duration, max_wait: Duration) -> Option<Emission> {
-        if now.duration_since(p.first_seen) >= max_wait {
+    fn verdict(&self, p: &Pending, now: Instant) -> Option<Emission> {
+        if now.duration_since(p.first_seen) >= self.max_wait() {
             let complete = has_entry(&p.spans);
             return Some(if complete { Emission::Complete } else { Emission::Timeout });
         }
-        if now.duration_since(p.last_seen) >= idle && has_entry(&p.spans) {
+        if now.duration_since(p.last_seen) >= self.idle() && has_entry(&p.spans) {
             return Some(Emission::Complete);
         }
         None
@@ -397,22 +391,20 @@ impl Assembler {
     /// Emits the traces that are due at `now`.
     pub(crate) fn poll(&mut self, now: Instant) -> Emitted {
         let mut out = Emitted::default();
-        let (idle, max_wait) = (self.idle(), self.max_wait());
+        let max_wait = self.max_wait();
         while let Some(&(due, id)) = self.timers.front() {
             if due > now {
                 break;
             }
             self.timers.pop_front();
-            // One lookup: the trace is looked at and, when due, removed through its entry.
-            let Entry::Occupied(entry) = self.pending.entry(id) else { continue };
-            let p = entry.get();
-            match Self::verdict(p, now, idle, max_wait) {
+            let Some(p) = self.pending.get(&id) else { continue };
+            match self.verdict(p, now) {
                 Some(reason) => {
-                    let p = entry.remove();
-                    let spans = self.taken(id, p);
-                    out.push(id, spans, reason);
+                    if let Some(spans) = self.take(&id) {
+                        out.push(id, spans, reason);
+                    }
                 }
-                None if now.duration_since(p.last_seen) >= idle => {
+                None if now.duration_since(p.last_seen) >= self.idle() => {
                     // No entry span yet: look again when max_wait runs out. Timers stay
                     // ordered because this is pushed behind every timer due earlier.
                     let at = (p.first_seen + max_wait).max(now);
@@ -575,6 +567,26 @@ mod tests {
         let late = a.poll(t0 + ms(1000));
         assert_eq!(late.traces.len(), 4);
         assert!(late.traces.iter().all(|(_, why)| *why == Emission::Timeout));
+    }
+
+    #[test]
+    fn emitted_traces_leave_the_arrival_queue_as_they_go() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(AssemblyConfig { max_pending_spans: 1000, ..cfg() });
+        // Fewer than the sweep's threshold (twice the pending traces plus 1,024), so only
+        // the trim at the front can drop them.
+        for t in 0..250u8 {
+            a.add(&batch(vec![span(t, 1, None, 2)]), t0);
+        }
+        a.add(&batch(vec![span(250, 1, Some(9), 1)]), t0); // no entry: held to max_wait
+        a.add(&batch(vec![span(251, 1, None, 2)]), t0 + Duration::from_millis(50));
+        assert_eq!(a.poll(t0 + Duration::from_millis(100)).traces.len(), 250);
+        // The held trace stops the trim; the one behind it stays until it goes too.
+        assert_eq!(a.arrival.iter().map(|id| id[0]).collect::<Vec<_>>(), [250, 251]);
+        assert_eq!(a.poll(t0 + Duration::from_millis(150)).traces.len(), 1);
+        assert_eq!(a.arrival.len(), 2);
+        assert_eq!(a.poll(t0 + Duration::from_millis(1000)).traces.len(), 1);
+        assert!(a.arrival.is_empty());
     }
 
     #[test]
