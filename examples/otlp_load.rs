@@ -71,7 +71,7 @@ fn parse() -> Args {
     }
     assert!(a.grpc.is_some() != a.http.is_some(), "give exactly one of --grpc URL or --http URL");
     assert!(a.bodies == 0 || a.http.is_some(), "--bodies is for --http");
-    assert!(a.rate.is_none_or(|r| r > 0.0), "--rate must be above 0");
+    assert!(a.rate.is_none_or(|r| r.is_finite() && r > 0.0), "--rate must be a number above 0");
     a
 }
 
@@ -250,7 +250,8 @@ async fn main() {
             // the clients' first sends spread over one interval. A send that falls behind
             // is not made up with a burst.
             let mut pace = rate.map(|r| {
-                let every = Duration::from_secs_f64(n as f64 * concurrency as f64 / r);
+                // At least a microsecond: tokio's interval refuses a zero period.
+                let every = Duration::from_secs_f64(n as f64 * concurrency as f64 / r).max(Duration::from_micros(1));
                 let first = tokio::time::Instant::now() + every.mul_f64(w as f64 / concurrency as f64);
                 let mut iv = tokio::time::interval_at(first, every);
                 iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
