@@ -221,6 +221,17 @@ impl Body {
     }
 }
 
+/// Whether a client sends again: not past `deadline`, after waiting for its turn when paced.
+async fn turn(pace: &mut Option<tokio::time::Interval>, deadline: Instant) -> bool {
+    if Instant::now() >= deadline {
+        return false;
+    }
+    if let Some(p) = pace {
+        p.tick().await;
+    }
+    Instant::now() < deadline
+}
+
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
@@ -259,13 +270,7 @@ async fn main() {
             });
             if let Some(url) = grpc {
                 let mut client = TraceServiceClient::connect(url).await.expect("connect gRPC");
-                while Instant::now() < deadline {
-                    if let Some(p) = pace.as_mut() {
-                        p.tick().await;
-                        if Instant::now() >= deadline {
-                            break;
-                        }
-                    }
+                while turn(&mut pace, deadline).await {
                     seq += 1;
                     stamp(&mut req, w, seq);
                     let sent = Instant::now();
@@ -288,13 +293,7 @@ async fn main() {
                         Body::new(&req)
                     })
                     .collect();
-                while Instant::now() < deadline {
-                    if let Some(p) = pace.as_mut() {
-                        p.tick().await;
-                        if Instant::now() >= deadline {
-                            break;
-                        }
-                    }
+                while turn(&mut pace, deadline).await {
                     seq += 1;
                     let body = match bodies.get(seq as usize % k.max(1)) {
                         Some(b) => b.stamped(w, seq + (1 << 40)),
