@@ -13,8 +13,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[cfg(test)]
-use prost::Message;
 use slo_store::Attr;
 use slo_store::encoded::{ResourceView, Sampled, SpanView};
 #[cfg(test)]
@@ -55,19 +53,28 @@ pub(crate) struct TraceSpan {
 /// A trace id.
 pub(crate) type TraceId = [u8; 16];
 
-/// A span waiting for its trace: what assembly reads, and the span's encoded bytes
-/// (read in place when its trace is split, see [`crate::split`]). The bytes are the span's own copy, not a view into its
-/// WAL record: a record kept alive by one slow trace would hold every other span of the
-/// export, so memory would no longer follow `max_pending_spans`.
+/// A span waiting for its trace: its fields, and its name and attributes as text checked
+/// once, as it was received. Emission splits the trace and stores sampled spans from this
+/// text without reading or validating the span's encoding again (see [`crate::split`]).
+/// It is the span's own copy, not a view into its WAL record: a record kept alive by one
+/// slow trace would hold every other span of the export, so memory would no longer follow
+/// `max_pending_spans`.
 #[derive(Debug, Clone)]
 pub(crate) struct HeldSpan {
-    raw: Box<[u8]>,
+    /// The name, then each attribute's key and value, back to back.
+    text: Box<str>,
+    /// Where each piece of `text` ends: the name, then a key and a value per attribute.
+    ends: Box<[u32]>,
+    /// Trace and span ids of its links (a consumer's link to its producer).
+    links: Box<[(TraceId, [u8; 8])]>,
     resource: Arc<Resource>,
+    trace_id: TraceId,
     span_id: [u8; 8],
     parent: Option<[u8; 8]>,
     kind: i32,
-    /// Its status is an error.
-    error: bool,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+    status_code: i32,
     /// Its `spans` row was built as it was received (a collector keeping every span), so
     /// emission must not store it again; one resumed after a restart carries what the
     /// collector that received it did (the state file says).
@@ -83,15 +90,45 @@ impl HeldSpan {
         }
     }
 
-    /// Bytes it holds of its own: its encoded span and its fields (the resource is shared
-    /// with the other spans of its resource and not counted).
+    /// Bytes it holds of its own: its text, offsets, links and fields (the resource is
+    /// shared with the other spans of its resource and not counted).
     pub(crate) fn footprint(&self) -> usize {
-        self.raw.len() + std::mem::size_of::<HeldSpan>()
+        self.text.len()
+            + std::mem::size_of_val(&*self.ends)
+            + std::mem::size_of_val(&*self.links)
+            + std::mem::size_of::<HeldSpan>()
     }
 
-    /// The span, an encoded `SpanRecord`.
-    pub(crate) fn raw(&self) -> &[u8] {
-        &self.raw
+    /// Its fields as a reader of an encoded span sees them (`raw` and `links` empty: see
+    /// [`HeldSpan::attributes`] and [`HeldSpan::link_span_ids`]).
+    pub(crate) fn view(&self) -> SpanView<'_> {
+        SpanView {
+            raw: &[],
+            trace_id: &self.trace_id,
+            span_id: &self.span_id,
+            parent_span_id: self.parent.as_ref().map_or(&[], |p| p.as_slice()),
+            name: &self.text[..self.ends[0] as usize],
+            kind: self.kind,
+            start_unix_nano: self.start_unix_nano,
+            end_unix_nano: self.end_unix_nano,
+            status_code: self.status_code,
+            links: &[],
+        }
+    }
+
+    /// Appends its attributes to `out`, in the order they were received.
+    pub(crate) fn attributes<'a>(&'a self, out: &mut Vec<(&'a str, &'a str)>) {
+        let mut from = self.ends[0] as usize;
+        for kv in self.ends[1..].chunks_exact(2) {
+            let (k, v) = (kv[0] as usize, kv[1] as usize);
+            out.push((&self.text[from..k], &self.text[k..v]));
+            from = v;
+        }
+    }
+
+    /// Span ids of the spans it links to.
+    pub(crate) fn link_span_ids(&self) -> impl Iterator<Item = &[u8]> {
+        self.links.iter().map(|(_, s)| s.as_slice())
     }
 
     /// The resource it came from.
@@ -101,13 +138,32 @@ impl HeldSpan {
 
     /// Whether its status is an error.
     pub(crate) fn is_error(&self) -> bool {
-        self.error
+        self.status_code == 2
     }
 
     /// The span decoded into owned fields.
     #[cfg(test)]
-    pub(crate) fn decode(&self) -> Result<TraceSpan, prost::DecodeError> {
-        Ok(TraceSpan { resource: self.resource.clone(), span: SpanRecord::decode(&self.raw[..])? })
+    pub(crate) fn decode(&self) -> TraceSpan {
+        let v = self.view();
+        let mut attrs = Vec::new();
+        self.attributes(&mut attrs);
+        let span = SpanRecord {
+            trace_id: v.trace_id.to_vec(),
+            span_id: v.span_id.to_vec(),
+            parent_span_id: v.parent_span_id.to_vec(),
+            name: v.name.to_string(),
+            kind: v.kind,
+            start_unix_nano: v.start_unix_nano,
+            end_unix_nano: v.end_unix_nano,
+            status_code: v.status_code,
+            attributes: attrs.into_iter().map(|(k, v)| Attr::new(k, v)).collect(),
+            links: self
+                .links
+                .iter()
+                .map(|(t, s)| slo_store::LinkRef { trace_id: t.to_vec(), span_id: s.to_vec() })
+                .collect(),
+        };
+        TraceSpan { resource: self.resource.clone(), span }
     }
 }
 
@@ -120,10 +176,17 @@ pub(crate) struct Holder {
 }
 
 impl Holder {
-    /// The held span of `s`, a span of the record (or export) `key` names; `None` when its
-    /// ids are not a trace span's (it is still in `spans`, it just makes no request row).
-    /// Spans of one resource of one record share its [`Resource`].
-    pub(crate) fn hold(&mut self, key: usize, r: &ResourceView<'_>, s: &SpanView<'_>) -> Option<(TraceId, HeldSpan)> {
+    /// The held span of `s` with its attributes `attrs`, a span of the record (or export)
+    /// `key` names; `None` when its ids are not a trace span's (it is still in `spans`, it
+    /// just makes no request row). Spans of one resource of one record share its
+    /// [`Resource`].
+    pub(crate) fn hold(
+        &mut self,
+        key: usize,
+        r: &ResourceView<'_>,
+        s: &SpanView<'_>,
+        attrs: &[(&str, &str)],
+    ) -> Option<(TraceId, HeldSpan)> {
         let resource = match &self.current {
             Some((index, res)) if *index == r.index && self.record == Some(key) => res.clone(),
             _ => {
@@ -136,28 +199,57 @@ impl Holder {
                 res
             }
         };
-        let id = TraceId::try_from(s.trace_id).ok()?;
+        let trace_id = TraceId::try_from(s.trace_id).ok()?;
         let span_id = <[u8; 8]>::try_from(s.span_id).ok()?;
         let parent = if s.parent_span_id.is_empty() { None } else { Some(<[u8; 8]>::try_from(s.parent_span_id).ok()?) };
+        let len = s.name.len() + attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        u32::try_from(len).ok()?;
+        let mut text = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(1 + 2 * attrs.len());
+        text.push_str(s.name);
+        ends.push(text.len() as u32);
+        for (k, v) in attrs {
+            text.push_str(k);
+            ends.push(text.len() as u32);
+            text.push_str(v);
+            ends.push(text.len() as u32);
+        }
+        let links = if s.links.is_empty() { Box::default() } else { links_of(s.links) };
         let held = HeldSpan {
-            raw: s.raw.into(),
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+            links,
             resource,
+            trace_id,
             span_id,
             parent,
             kind: s.kind,
-            error: s.status_code == 2,
+            start_unix_nano: s.start_unix_nano,
+            end_unix_nano: s.end_unix_nano,
+            status_code: s.status_code,
             stored: false,
         };
-        Some((id, held))
+        Some((trace_id, held))
     }
+}
+
+/// The links of a span's encoded links with a trace span's ids (others could never be
+/// found in a trace). Unreadable links, which the collector's own encoding never gives,
+/// are left out.
+fn links_of(encoded: &[u8]) -> Box<[(TraceId, [u8; 8])]> {
+    let mut read = Vec::new();
+    if let Err(e) = slo_store::encoded::read_links(encoded, &mut read) {
+        tracing::error!(error = %e, "a held span's links do not read; it is held without them");
+    }
+    read.into_iter().filter_map(|(t, s)| Some((TraceId::try_from(t).ok()?, <[u8; 8]>::try_from(s).ok()?))).collect()
 }
 
 /// The held spans of one encoded record.
 pub(crate) fn hold_record(record: &[u8]) -> Result<Vec<(TraceId, HeldSpan)>, slo_store::wire::WireError> {
     let mut holder = Holder::default();
     let mut out = Vec::new();
-    slo_store::encoded::visit_spans(record, |r, s, _| {
-        out.extend(holder.hold(record.as_ptr() as usize, r, s));
+    slo_store::encoded::visit_spans(record, |r, s, a| {
+        out.extend(holder.hold(record.as_ptr() as usize, r, s, a));
         Ok::<_, slo_store::wire::WireError>(())
     })?;
     Ok(out)
@@ -282,7 +374,7 @@ impl Assembler {
     /// the WAL.
     #[cfg(test)]
     pub(crate) fn add(&mut self, batch: &SpanBatch, now: Instant) {
-        let record = batch.encode_to_vec();
+        let record = prost::Message::encode_to_vec(batch);
         // Cannot fail: prost wrote the record.
         self.add_held(hold_record(&record).unwrap_or_default(), WalPos::default(), now);
     }
@@ -485,6 +577,7 @@ const SMALL_TRACE: usize = 16;
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
     use slo_store::ResourceSpans;
 
     use super::*;
@@ -559,7 +652,7 @@ mod tests {
             .iter()
             .map(|(spans, why)| {
                 assert_eq!(*why, Emission::Complete);
-                (spans[0].decode().unwrap().span.trace_id[0], spans.len())
+                (spans[0].decode().span.trace_id[0], spans.len())
             })
             .collect();
         complete.sort();
@@ -589,6 +682,42 @@ mod tests {
         assert!(a.arrival.is_empty());
     }
 
+    /// A held span costs about what its encoded bytes did: the text of a vLLM request span
+    /// (the benchmark's 18 attributes, `examples/otlp_load.rs`) and an offset a piece,
+    /// against a varint tag and length a piece.
+    #[test]
+    fn a_held_span_costs_about_its_encoded_size() {
+        let values = [
+            ("gen_ai.operation.name", "chat"),
+            ("gen_ai.system", "vllm"),
+            ("gen_ai.request.model", "meta-llama/Llama-3.1-70B-Instruct"),
+            ("gen_ai.response.model", "meta-llama/Llama-3.1-70B-Instruct"),
+            ("gen_ai.request.id", "chatcmpl-5f1d3c0b9a8e4f7d"),
+            ("gen_ai.request.max_tokens", "512"),
+            ("gen_ai.request.temperature", "0.7"),
+            ("gen_ai.request.top_p", "0.95"),
+            ("gen_ai.usage.prompt_tokens", "1834"),
+            ("gen_ai.usage.completion_tokens", "211"),
+            ("gen_ai.latency.time_in_queue", "0.04120000000000001"),
+            ("gen_ai.latency.time_to_first_token", "0.18730000000000002"),
+            ("gen_ai.latency.e2e", "2.9121"),
+            ("gen_ai.latency.time_in_model_prefill", "0.14410000000000001"),
+            ("gen_ai.latency.time_in_model_decode", "2.7208"),
+            ("gen_ai.latency.time_in_model_inference", "2.8649000000000004"),
+            ("http.route", "/v1/chat/completions"),
+            ("server.port", "8000"),
+        ];
+        let mut s = span(1, 2, None, 2);
+        s.name = "llm_request".into();
+        s.attributes = values.iter().map(|(k, v)| Attr::new(*k, *v)).collect();
+        let encoded = s.encoded_len();
+        let record = batch(vec![s.clone()]).encode_to_vec();
+        let held = hold_record(&record).unwrap().pop().unwrap().1;
+        assert_eq!(held.decode().span, s);
+        let (footprint, fields) = (held.footprint(), std::mem::size_of::<HeldSpan>());
+        assert!(footprint - fields < encoded + encoded / 5, "{footprint} - {fields} bytes held for {encoded} encoded");
+    }
+
     #[test]
     fn remote_parent_server_span_is_an_entry_but_orphan_child_waits() {
         let t0 = Instant::now();
@@ -598,7 +727,7 @@ mod tests {
         a.add(&batch(vec![span(3, 6, Some(9), 1)]), t0); // internal span, parent missing
         let out = a.poll(t0 + ms(100));
         assert_eq!(out.traces.len(), 1);
-        assert_eq!(out.traces[0].0[0].decode().unwrap().span.trace_id, vec![2; 16]);
+        assert_eq!(out.traces[0].0[0].decode().span.trace_id, vec![2; 16]);
         assert!(a.poll(t0 + ms(999)).traces.is_empty());
         let out = a.poll(t0 + ms(1000));
         assert_eq!(out.traces[0].1, Emission::Timeout);
@@ -614,7 +743,7 @@ mod tests {
         let out = a.poll(t0);
         assert_eq!(out.traces.len(), 2);
         assert!(out.traces.iter().all(|(_, e)| *e == Emission::Forced));
-        assert_eq!(out.traces[0].0[0].decode().unwrap().span.trace_id, vec![1; 16]);
+        assert_eq!(out.traces[0].0[0].decode().span.trace_id, vec![1; 16]);
         assert_eq!(a.pending_spans(), 10);
         // Same-sized spans: the bytes follow the spans in and out.
         let one = out.traces[0].0[0].footprint();
@@ -639,7 +768,7 @@ mod tests {
         let out = a.poll(t0);
         assert_eq!(out.traces.len(), 5);
         assert!(out.traces.iter().all(|(_, e)| *e == Emission::Forced));
-        assert_eq!(out.traces[0].0[0].decode().unwrap().span.trace_id, vec![1; 16], "oldest first");
+        assert_eq!(out.traces[0].0[0].decode().span.trace_id, vec![1; 16], "oldest first");
         assert_eq!((a.pending_spans(), a.pending_bytes()), (3, 3 * one));
     }
 
@@ -669,7 +798,7 @@ mod tests {
             .traces
             .into_iter()
             .flat_map(|(s, _)| s)
-            .map(|t| t.decode().unwrap().span)
+            .map(|t| t.decode().span)
             .map(|s| (s.trace_id, s.span_id))
             .collect();
         restored.sort();

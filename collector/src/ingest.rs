@@ -212,7 +212,7 @@ impl Prepared {
         let mut failed = None;
         let mut t = c.transcode_with(otlp, |r, s, a| {
             // A span that is not a trace span has no trace to sample it with: stored now.
-            let (k, sampled) = match holder.hold(0, r, s) {
+            let (k, sampled) = match holder.hold(0, r, s, a) {
                 Some(mut h) => {
                     h.1.stored = at_receipt;
                     let k = shard_of(&h.0, n);
@@ -261,7 +261,7 @@ impl Prepared {
         let mut holder = Holder::default();
         let mut held = Vec::with_capacity(record.len() / 700 + 1);
         let cluster = slo_store::encoded::visit_spans(&record, |r, s, a| {
-            match holder.hold(record.as_ptr() as usize, r, s) {
+            match holder.hold(record.as_ptr() as usize, r, s, a) {
                 Some(mut h) => {
                     h.1.stored = at_receipt;
                     held.push(h);

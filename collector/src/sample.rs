@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use slo_analyzer::Sketch;
 use slo_store::RequestRef;
-use slo_store::encoded::{ResourceView, Sampled, SpansBuilder, read_span};
+use slo_store::encoded::{ResourceView, Sampled, SpansBuilder};
 
 use crate::assemble::HeldSpan;
 
@@ -260,7 +260,7 @@ impl<'a> HeldRows<'a> {
             }
             match self.append(rows, h, sampled) {
                 Ok(()) => *stored.entry(sampled.by).or_default() += 1,
-                Err(e) => tracing::error!(error = %e, "held span does not read; not stored"),
+                Err(e) => tracing::error!(error = %e, "a held span's row was not built; not stored"),
             }
         }
     }
@@ -285,8 +285,8 @@ impl<'a> HeldRows<'a> {
             }
         };
         self.attrs.clear();
-        let span = read_span(h.raw(), &mut self.attrs, None)?;
-        rows.append(view, &span, &self.attrs, sampled)
+        h.attributes(&mut self.attrs);
+        rows.append(view, &h.view(), &self.attrs, sampled)
     }
 }
 

@@ -48,8 +48,8 @@ const K8S: [&str; 5] =
 const GPU_KEYS: [&str; 4] = ["gpu.uuid", "nvidia.gpu.uuid", "k8s.gpu.uuid", "gpu.id"];
 
 /// A span as the split reads it, borrowed: from a decoded [`TraceSpan`], or in place from
-/// a [`HeldSpan`]'s encoded bytes (the ingest path, which so allocates no string per
-/// attribute of every span it splits).
+/// a [`HeldSpan`]'s text (the ingest path, which so allocates no string per attribute of
+/// every span it splits).
 #[derive(Debug)]
 struct SpanRef<'a> {
     resource: &'a Resource,
@@ -74,6 +74,7 @@ impl<'a> SpanRef<'a> {
             start_unix_nano: s.start_unix_nano,
             end_unix_nano: s.end_unix_nano,
             status_code: s.status_code,
+            links: &[],
         };
         SpanRef {
             resource: &t.resource,
@@ -83,11 +84,10 @@ impl<'a> SpanRef<'a> {
         }
     }
 
-    fn of_held(h: &'a HeldSpan) -> Result<Self, slo_store::wire::WireError> {
+    fn of_held(h: &'a HeldSpan) -> Self {
         let mut attributes = Vec::with_capacity(24);
-        let mut links = Vec::new();
-        let v = slo_store::encoded::read_span(h.raw(), &mut attributes, Some(&mut links))?;
-        Ok(SpanRef { resource: h.resource(), v, attributes, links })
+        h.attributes(&mut attributes);
+        SpanRef { resource: h.resource(), v: h.view(), attributes, links: h.link_span_ids().collect() }
     }
 
     fn attr(&self, key: &str) -> Option<&'a str> {
@@ -266,8 +266,7 @@ impl Splitter {
     }
 
     /// The request rows of one assembled trace, its spans read in place where they are
-    /// held (the ingest path). A span that does not read (never seen: the bytes are the
-    /// collector's own) is logged and left out of the trace.
+    /// held (the ingest path).
     pub(crate) fn held_requests(&self, spans: &[HeldSpan]) -> Vec<RequestRow> {
         let mut rows = Vec::new();
         let _ = self.each_held_request(spans, |row, attrs| {
@@ -286,14 +285,7 @@ impl Splitter {
         spans: &[HeldSpan],
         mut f: impl FnMut(&RequestRef, &[(&str, &str)]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let refs: Vec<SpanRef> = spans
-            .iter()
-            .filter_map(|h| {
-                SpanRef::of_held(h)
-                    .map_err(|e| tracing::error!(error = %e, "held span does not read; its trace loses it"))
-                    .ok()
-            })
-            .collect();
+        let refs: Vec<SpanRef> = spans.iter().map(SpanRef::of_held).collect();
         let mut hex = [0u8; 32];
         let mut kept = Vec::with_capacity(24);
         for (t, row) in self.rows_for(&refs, &mut hex) {

@@ -239,12 +239,13 @@ impl Converter {
                             let raw = v.bytes()?;
                             let open = begin_message(3, raw.len(), record);
                             match self.span(raw, &mut scratch, record, &mut t.stats, &mut gate)? {
-                                Ok(view) => {
+                                Ok((view, links)) => {
                                     let body = end_message(open, record);
                                     kept += 1;
                                     let mut p = recycle(std::mem::take(&mut pairs));
                                     p.extend(scratch.kept.iter().map(|(k, v)| (*k, scratch.value(v))));
-                                    each(&resource, &SpanView { raw: &record[body], ..view }, &p);
+                                    let links = &record[body.end - links..body.end];
+                                    each(&resource, &SpanView { raw: &record[body], links, ..view }, &p);
                                     pairs = recycle(p);
                                 }
                                 Err(problem) => {
@@ -394,7 +395,8 @@ impl Converter {
 
     /// Reads one span and appends it to `out` as the body of an encoded `SpanRecord`
     /// (nothing when it is rejected), its stored attributes into `scratch.kept`; returns its
-    /// fields (`raw` left empty), or in the inner `Err` why the span alone is rejected.
+    /// fields (`raw` and `links` left empty) and the length of the links it wrote last, or
+    /// in the inner `Err` why the span alone is rejected.
     fn span<'a>(
         &self,
         raw: &'a [u8],
@@ -402,7 +404,7 @@ impl Converter {
         out: &mut Vec<u8>,
         stats: &mut ConvertStats,
         gate: &mut TimeGate,
-    ) -> Result<Result<SpanView<'a>, String>, WireError> {
+    ) -> Result<Result<(SpanView<'a>, usize), String>, WireError> {
         let mut s = SpanFields::default();
         scratch.attrs.clear();
         scratch.links.clear();
@@ -486,6 +488,7 @@ impl Converter {
                 Verdict::Drop => stats.redacted += 1,
             }
         }
+        let links_from = out.len();
         for link in &scratch.links {
             let (mut tid, mut sid): (&[u8], &[u8]) = (&[], &[]);
             for g in wire::fields(link) {
@@ -505,7 +508,7 @@ impl Converter {
                 put_bytes(2, sid, out);
             }
         }
-        Ok(Ok(SpanView {
+        let view = SpanView {
             raw: &[],
             trace_id: s.trace_id,
             span_id: s.span_id,
@@ -515,7 +518,9 @@ impl Converter {
             start_unix_nano: s.start,
             end_unix_nano: s.end.max(s.start),
             status_code: s.status_code,
-        }))
+            links: &[],
+        };
+        Ok(Ok((view, out.len() - links_from)))
     }
 }
 

@@ -46,6 +46,9 @@ pub struct SpanView<'a> {
     pub end_unix_nano: u64,
     /// OTLP status code.
     pub status_code: i32,
+    /// Its encoded links: the span's `links` fields, from the first to the last (empty
+    /// when it has none; [`read_links`] reads them).
+    pub links: &'a [u8],
 }
 
 impl SpanView<'_> {
@@ -83,19 +86,14 @@ fn attr_by_fields(raw: &[u8]) -> Result<(&str, &str), WireError> {
     Ok((key, value))
 }
 
-fn span<'a>(raw: &'a [u8], attrs: &mut Vec<(&'a str, &'a str)>) -> Result<SpanView<'a>, WireError> {
-    read_span(raw, attrs, None)
-}
-
-/// Reads one encoded `SpanRecord` in place: its fields, its attributes into `attrs` and,
-/// when `links` is given, the span ids of its links into it.
-pub fn read_span<'a>(
-    raw: &'a [u8],
-    attrs: &mut Vec<(&'a str, &'a str)>,
-    mut links: Option<&mut Vec<&'a [u8]>>,
-) -> Result<SpanView<'a>, WireError> {
+/// Reads one encoded `SpanRecord` in place: its fields, and its attributes into `attrs`.
+pub fn read_span<'a>(raw: &'a [u8], attrs: &mut Vec<(&'a str, &'a str)>) -> Result<SpanView<'a>, WireError> {
     let mut s = SpanView { raw, ..Default::default() };
-    for f in wire::fields(raw) {
+    let mut links: Option<(usize, usize)> = None;
+    let mut fields = wire::fields(raw);
+    loop {
+        let at = raw.len() - fields.remaining();
+        let Some(f) = fields.next() else { break };
         match f? {
             (1, v) => s.trace_id = v.bytes()?,
             (2, v) => s.span_id = v.bytes()?,
@@ -107,20 +105,36 @@ pub fn read_span<'a>(
             (8, v) => s.status_code = v.varint()? as i32,
             (9, v) => attrs.push(attr(v.bytes()?)?),
             (10, v) => {
-                if let Some(links) = links.as_deref_mut() {
-                    let mut id: &[u8] = &[];
-                    for f in wire::fields(v.bytes()?) {
-                        if let (2, v) = f? {
-                            id = v.bytes()?;
-                        }
-                    }
-                    links.push(id);
-                }
+                v.bytes()?;
+                let end = raw.len() - fields.remaining();
+                links = Some((links.map_or(at, |(from, _)| from), end));
             }
             _ => {}
         }
     }
+    if let Some((from, to)) = links {
+        s.links = &raw[from..to];
+    }
     Ok(s)
+}
+
+/// The trace and span ids of each link in a span's encoded links ([`SpanView::links`]);
+/// other fields among them are skipped.
+pub fn read_links<'a>(links: &'a [u8], out: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<(), WireError> {
+    for f in wire::fields(links) {
+        if let (10, v) = f? {
+            let (mut trace, mut span): (&[u8], &[u8]) = (&[], &[]);
+            for g in wire::fields(v.bytes()?) {
+                match g? {
+                    (1, v) => trace = v.bytes()?,
+                    (2, v) => span = v.bytes()?,
+                    _ => {}
+                }
+            }
+            out.push((trace, span));
+        }
+    }
+    Ok(())
 }
 
 /// Calls `f` for every span of an encoded batch, with its resource and attributes. Returns
@@ -152,7 +166,7 @@ where
                 }
                 for raw in &spans {
                     attrs.clear();
-                    let s = span(raw, &mut attrs)?;
+                    let s = read_span(raw, &mut attrs)?;
                     f(&resource, &s, &attrs)?;
                 }
             }

@@ -128,6 +128,11 @@ pub fn fields(buf: &[u8]) -> Fields<'_> {
 }
 
 impl<'a> Fields<'a> {
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     fn next_field(&mut self) -> Result<(u32, Value<'a>), WireError> {
         let key = read_varint(&mut self.buf)?;
         if key > u64::from(u32::MAX) {

@@ -60,6 +60,9 @@ fn held(spans: &[TraceSpan]) -> Vec<HeldSpan> {
     };
     let held = crate::assemble::hold_record(&prost::Message::encode_to_vec(&batch)).unwrap();
     assert_eq!(held.len(), spans.len());
+    for ((_, h), t) in held.iter().zip(spans) {
+        assert_eq!(h.decode().span, t.span, "a held span gives back the span it holds");
+    }
     held.into_iter().map(|(_, h)| h).collect()
 }
 

@@ -137,14 +137,23 @@ fn converters() -> Vec<Converter> {
 }
 
 /// A span as a reader of the record sees it, owned: resource index, service and
-/// attributes, the span's encoded bytes and fields, its attributes.
+/// attributes, the span's encoded bytes and fields (its encoded links among them), its
+/// attributes.
 type Seen = (usize, String, Vec<(String, String)>, Vec<u8>, String, Vec<(String, String)>);
 
 fn seen(r: &ResourceView, s: &SpanView, a: &[(&str, &str)]) -> Seen {
     let own = |a: &[(&str, &str)]| a.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let fields = format!(
-        "{:?} {:?} {:?} {} {} {} {} {}",
-        s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.start_unix_nano, s.end_unix_nano, s.status_code
+        "{:?} {:?} {:?} {} {} {} {} {} {:?}",
+        s.trace_id,
+        s.span_id,
+        s.parent_span_id,
+        s.name,
+        s.kind,
+        s.start_unix_nano,
+        s.end_unix_nano,
+        s.status_code,
+        s.links
     );
     (r.index, r.service.to_string(), own(&r.attrs), s.raw.to_vec(), fields, own(a))
 }
