@@ -302,6 +302,14 @@ pub(crate) struct AssemblyStats {
     pub late_unsampled: u64,
 }
 
+/// What the assembler holds for a trace besides its spans: its entry in the table of
+/// traces waiting and its id in the arrival queue.
+const PER_TRACE: usize = std::mem::size_of::<(TraceId, Pending)>() + std::mem::size_of::<TraceId>();
+/// What it holds for a span besides the span: the timer the span queues.
+const PER_SPAN: usize = std::mem::size_of::<(Instant, TraceId)>();
+/// Below this many entries of room a queue or table is not shrunk.
+const SHRINK_FLOOR: usize = 1 << 12;
+
 /// Holds spans by trace id.
 #[derive(Debug)]
 pub(crate) struct Assembler {
@@ -314,6 +322,7 @@ pub(crate) struct Assembler {
     /// Trace ids to look at, with when to look (ascending).
     timers: VecDeque<(Instant, TraceId)>,
     pending_spans: usize,
+    /// The held spans' footprints, and [`PER_TRACE`] and [`PER_SPAN`] for each.
     pending_bytes: usize,
     /// Traces emitted, with whether their spans were stored (and why): a late span
     /// follows its trace's decision.
@@ -354,7 +363,9 @@ impl Assembler {
         self.pending_spans
     }
 
-    /// Bytes the waiting spans hold ([`HeldSpan::footprint`]).
+    /// Bytes the waiting spans hold ([`HeldSpan::footprint`]), with the bookkeeping of
+    /// their traces (entries in the tables and queues, not the tables' spare room, which
+    /// [`Assembler::poll`] keeps under four times what is used).
     pub(crate) fn pending_bytes(&self) -> usize {
         self.pending_bytes
     }
@@ -425,9 +436,10 @@ impl Assembler {
             }
             let entry = self.pending.entry(id).or_insert_with(|| {
                 self.arrival.push_back(id);
+                self.pending_bytes += PER_TRACE;
                 Pending { spans: Vec::with_capacity(1), from: pos, first_seen: now, last_seen: now }
             });
-            self.pending_bytes += span.footprint();
+            self.pending_bytes += span.footprint() + PER_SPAN;
             entry.spans.push(span);
             entry.last_seen = now;
             self.pending_spans += 1;
@@ -464,7 +476,7 @@ impl Assembler {
     fn take(&mut self, id: &TraceId) -> Option<Vec<HeldSpan>> {
         let p = self.pending.remove(id)?;
         self.pending_spans -= p.spans.len();
-        self.pending_bytes -= p.spans.iter().map(HeldSpan::footprint).sum::<usize>();
+        self.pending_bytes -= PER_TRACE + p.spans.iter().map(|h| h.footprint() + PER_SPAN).sum::<usize>();
         self.remember(*id);
         Some(p.spans)
     }
@@ -524,7 +536,25 @@ impl Assembler {
             let pending = &self.pending;
             self.arrival.retain(|id| pending.contains_key(id));
         }
+        self.shrink();
         out
+    }
+
+    /// Gives back the room a burst left in the table of traces and the queues once under
+    /// a quarter of it is used (a table or queue keeps its largest size otherwise), down
+    /// to twice what is used: each shrink follows at least as many removals as it moves
+    /// entries.
+    fn shrink(&mut self) {
+        let loose = |used: usize, room: usize| room > SHRINK_FLOOR && used < room / 4;
+        if loose(self.pending.len(), self.pending.capacity()) {
+            self.pending.shrink_to(2 * self.pending.len());
+        }
+        if loose(self.arrival.len(), self.arrival.capacity()) {
+            self.arrival.shrink_to(2 * self.arrival.len());
+        }
+        if loose(self.timers.len(), self.timers.capacity()) {
+            self.timers.shrink_to(2 * self.timers.len());
+        }
     }
 
     fn insert_timer(&mut self, at: Instant, id: TraceId) {
@@ -682,6 +712,30 @@ mod tests {
         assert!(a.arrival.is_empty());
     }
 
+    #[test]
+    fn the_room_a_burst_left_is_given_back() {
+        let t0 = Instant::now();
+        let mut a = Assembler::new(AssemblyConfig { max_pending_spans: 1 << 20, ..cfg() });
+        let burst: Vec<SpanRecord> = (0..20_000u32)
+            .map(|i| {
+                let mut s = span(0, 1, None, 2);
+                s.trace_id[..4].copy_from_slice(&i.to_be_bytes());
+                s
+            })
+            .collect();
+        a.add(&batch(burst), t0);
+        let room = (a.pending.capacity(), a.arrival.capacity(), a.timers.capacity());
+        assert!(room.0 >= 20_000 && room.1 >= 20_000 && room.2 >= 20_000, "{room:?}");
+        a.add(&batch(vec![span(1, 1, None, 2)]), t0 + Duration::from_millis(150));
+        assert_eq!(a.poll(t0 + Duration::from_millis(200)).traces.len(), 20_000);
+        assert_eq!(a.pending_traces(), 1);
+        let room = (a.pending.capacity(), a.arrival.capacity(), a.timers.capacity());
+        assert!(room.0 < 1000 && room.1 < 1000 && room.2 < 1000, "{room:?}");
+        // What is left still works.
+        assert_eq!(a.poll(t0 + Duration::from_millis(700)).traces.len(), 1);
+        assert_eq!((a.pending_spans(), a.pending_bytes()), (0, 0));
+    }
+
     /// A held span costs about what its encoded bytes did: the text of a vLLM request span
     /// (the benchmark's 18 attributes, `examples/otlp_load.rs`) and an offset a piece,
     /// against a varint tag and length a piece.
@@ -745,9 +799,9 @@ mod tests {
         assert!(out.traces.iter().all(|(_, e)| *e == Emission::Forced));
         assert_eq!(out.traces[0].0[0].decode().span.trace_id, vec![1; 16]);
         assert_eq!(a.pending_spans(), 10);
-        // Same-sized spans: the bytes follow the spans in and out.
-        let one = out.traces[0].0[0].footprint();
-        assert!(one > std::mem::size_of::<HeldSpan>());
+        // Same-sized one-span traces: the bytes follow them in and out.
+        let one = out.traces[0].0[0].footprint() + PER_SPAN + PER_TRACE;
+        assert!(one > std::mem::size_of::<HeldSpan>() + std::mem::size_of::<Pending>());
         assert_eq!(a.pending_bytes(), 10 * one);
         assert_eq!(a.poll(t0 + Duration::from_millis(1000)).traces.len(), 10);
         assert_eq!((a.pending_spans(), a.pending_bytes()), (0, 0));

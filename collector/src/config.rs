@@ -148,7 +148,8 @@ pub struct AssemblyConfig {
     /// Spans held while waiting; beyond it the oldest traces are emitted early (counted in
     /// `slo_collector_assembly_forced_total`).
     pub max_pending_spans: usize,
-    /// Bytes the held spans may take (their encoded size plus bookkeeping, as
+    /// Bytes the held spans may take (their text and fields, plus the entries of their
+    /// traces in the assembler's tables and queues, as
     /// `slo_collector_assembly_pending_bytes` shows); beyond it the oldest traces are
     /// emitted early, as beyond `max_pending_spans`. Large spans whose parents never come
     /// are bounded by this, not by their count.

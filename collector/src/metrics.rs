@@ -126,7 +126,7 @@ impl CollectorMetrics {
         r.register("assembly_pending_spans", "spans waiting in trace assembly", m.assembly_pending_spans.clone());
         r.register(
             "assembly_pending_bytes",
-            "bytes held by spans waiting in trace assembly (their encoded spans and fields)",
+            "bytes held by spans waiting in trace assembly (their text, fields and the entries of their traces)",
             m.assembly_pending_bytes.clone(),
         );
         r.register("wal_replayed_records", "WAL records replayed at startup", m.wal_replayed_records.clone());
