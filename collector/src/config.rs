@@ -363,11 +363,13 @@ pub struct IngestConfig {
     pub max_group: usize,
     /// Pipeline shards: each a thread with its own WAL, trace assembly and rows, every
     /// trace's spans routed to one by the trace id (ARCHITECTURE.md, invariants of the
-    /// store and the collector). One pipeline thread does about 60% of a span's server
-    /// CPU, so one shard stops growing past about 1.7 cores. `0` (the default): one per
-    /// core the process may use ([`std::thread::available_parallelism`], which follows
-    /// CPU affinity and cgroup quotas), at most [`AUTO_SHARDS`]. Changing it (or the cores)
-    /// replays the WAL with the old count once at the next start.
+    /// store and the collector). One pipeline thread does about half of a span's server
+    /// CPU, so with every core busy about half of them run pipelines. `0` (the default):
+    /// one per two cores the process may use ([`std::thread::available_parallelism`],
+    /// which follows CPU affinity and cgroup quotas), rounded up, at most [`AUTO_SHARDS`].
+    /// On 2 cores a second shard cost 8-20% more CPU a span for 0.87-1.05x the
+    /// throughput (BENCHMARKS.md). Changing it (or the cores) replays the WAL with the old
+    /// count once at the next start.
     pub shards: usize,
 }
 
@@ -377,22 +379,28 @@ pub(crate) const AUTO_SHARDS: usize = 8;
 /// Most pipeline shards.
 pub(crate) const MAX_SHARDS: usize = 64;
 
+/// The shards `shards: 0` runs on `cores` cores: one per two, rounded up.
+fn auto_shards(cores: usize) -> usize {
+    cores.div_ceil(2).clamp(1, AUTO_SHARDS)
+}
+
 impl IngestConfig {
     /// Every setting in range, or what is not.
     pub fn check(&self) -> Result<(), String> {
         if self.shards > MAX_SHARDS {
             return Err(format!(
-                "collector.ingest.shards: {} is more than {MAX_SHARDS} (0: one per core)",
+                "collector.ingest.shards: {} is more than {MAX_SHARDS} (0: one per two cores)",
                 self.shards
             ));
         }
         Ok(())
     }
 
-    /// The pipeline shards to run: `shards`, or for 0 one per core (at most [`AUTO_SHARDS`]).
+    /// The pipeline shards to run: `shards`, or for 0 one per two cores (at most
+    /// [`AUTO_SHARDS`]).
     pub fn shard_count(&self) -> usize {
         match self.shards {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(AUTO_SHARDS),
+            0 => auto_shards(std::thread::available_parallelism().map_or(1, |n| n.get())),
             n => n.min(MAX_SHARDS),
         }
     }
@@ -401,5 +409,18 @@ impl IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig { queue_bytes: 256 << 20, receive_bytes: 256 << 20, max_group: 1024, shards: 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_shards_are_one_per_two_cores_rounded_up_and_capped() {
+        let got: Vec<usize> = [1, 2, 3, 4, 5, 8, 16, 17, 64].into_iter().map(auto_shards).collect();
+        assert_eq!(got, [1, 1, 2, 2, 3, 4, 8, 8, 8]);
+        assert_eq!(IngestConfig { shards: 3, ..Default::default() }.shard_count(), 3);
+        assert_eq!(IngestConfig { shards: 100, ..Default::default() }.shard_count(), MAX_SHARDS);
     }
 }
