@@ -151,16 +151,21 @@ impl Store {
     }
 
     /// Deletes objects in this collector's prefix that no manifest lists (a crash between
-    /// an upload and its record, or before an expired file was deleted there).
+    /// an upload and its record, or before an expired file was deleted there). A place
+    /// below it with a manifest of its own is another collector's (one whose URL was set
+    /// inside this prefix): its objects are not this one's to sweep.
     pub async fn sweep_remote(&self) -> Result<usize> {
         let Some(remote) = self.config().remote.clone() else { return Ok(0) };
         self.claim(&remote).await?;
         let known: HashSet<String> = self.with_manifest(|m| m.files.iter().map(|f| f.path.clone()).collect());
+        let listed = remote.list().await?;
+        let nested: Vec<&str> = listed.iter().filter_map(|rel| rel.strip_suffix(MANIFEST)?.strip_suffix('/')).collect();
+        let others = |rel: &str| nested.iter().any(|d| rel.strip_prefix(d).is_some_and(|r| r.starts_with('/')));
         let mut removed = 0;
-        for rel in remote.list().await? {
-            let ours = rel.ends_with(".parquet") || rel.ends_with(".bin");
-            if ours && !known.contains(&rel) {
-                remote.delete(&rel).await?;
+        for rel in &listed {
+            let ours = (rel.ends_with(".parquet") || rel.ends_with(".bin")) && !others(rel);
+            if ours && !known.contains(rel) {
+                remote.delete(rel).await?;
                 removed += 1;
             }
         }
@@ -401,6 +406,38 @@ mod tests {
         drop(a);
         let a = open(a_dir.path());
         assert_eq!(a.upload_round().await.unwrap().uploaded, 1);
+    }
+
+    /// A collector whose URL was set inside another's prefix writes a place nested in it:
+    /// the outer one's sweep leaves the inner one's files alone, and still sweeps its own.
+    #[tokio::test]
+    async fn a_sweep_leaves_a_nested_collectors_files_alone() {
+        let objects = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(objects.path()).unwrap().to_string();
+        let root = Remote::open(&RemoteOptions { url, ..Default::default() }).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let open = |dir: &std::path::Path, place: Remote| {
+            let mut cfg = StoreConfig::new(dir);
+            cfg.remote = Some(place);
+            let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+            store.append(None, Some(rows(now, 4)));
+            store.flush_now(&mut wal).unwrap();
+            store
+        };
+        let (outer_dir, inner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let outer = open(outer_dir.path(), root.child("team"));
+        let inner = open(inner_dir.path(), root.child("team").child("c2"));
+        assert_eq!(outer.upload_round().await.unwrap().uploaded, 1);
+        assert_eq!(inner.upload_round().await.unwrap().uploaded, 1);
+        let stray = "requests/date=1970-01-01/hour=00/000000000099.parquet";
+        root.child("team").put(stray, Bytes::new()).await.unwrap();
+        let before = root.child("team").child("c2").list().await.unwrap();
+        assert_eq!(before.len(), 2, "{before:?}");
+        assert_eq!(outer.sweep_remote().await.unwrap(), 1, "its own stray object only");
+        assert_eq!(root.child("team").child("c2").list().await.unwrap(), before);
+        assert!(!root.child("team").list().await.unwrap().iter().any(|p| p == stray));
+        let (reader, _) = Store::open_bucket(root.child("team").child("c2")).await.unwrap();
+        assert_eq!(count(&reader.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 4);
     }
 
     #[test]
