@@ -312,6 +312,24 @@ mod tests {
         batches[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0)
     }
 
+    /// An object store in a temporary directory, and its root.
+    fn bucket() -> (tempfile::TempDir, Remote) {
+        let objects = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(objects.path()).unwrap().to_string();
+        (objects, Remote::open(&RemoteOptions { url, ..Default::default() }).unwrap())
+    }
+
+    /// A store of `dir` writing `place`, with one flush of four requests of now.
+    fn flushed(dir: &std::path::Path, place: Remote) -> Store {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let mut cfg = StoreConfig::new(dir);
+        cfg.remote = Some(place);
+        let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        store.append(None, Some(rows(now, 4)));
+        store.flush_now(&mut wal).unwrap();
+        store
+    }
+
     /// Upload, read back through the bucket, retention there, and a crash's leftovers.
     #[tokio::test]
     async fn segments_go_up_are_read_there_and_expire_there() {
@@ -380,18 +398,8 @@ mod tests {
     /// writes the manifest or sweeps, so the first's files stay listed and stored.
     #[tokio::test]
     async fn a_prefix_another_directory_writes_is_refused() {
-        let objects = tempfile::tempdir().unwrap();
-        let url = url::Url::from_directory_path(objects.path()).unwrap().to_string();
-        let root = Remote::open(&RemoteOptions { url, ..Default::default() }).unwrap();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-        let open = |dir: &std::path::Path| {
-            let mut cfg = StoreConfig::new(dir);
-            cfg.remote = Some(root.child("same"));
-            let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
-            store.append(None, Some(rows(now, 4)));
-            store.flush_now(&mut wal).unwrap();
-            store
-        };
+        let (_objects, root) = bucket();
+        let open = |dir: &std::path::Path| flushed(dir, root.child("same"));
         let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = open(a_dir.path());
         assert_eq!(a.upload_round().await.unwrap().uploaded, 1);
@@ -412,21 +420,10 @@ mod tests {
     /// the outer one's sweep leaves the inner one's files alone, and still sweeps its own.
     #[tokio::test]
     async fn a_sweep_leaves_a_nested_collectors_files_alone() {
-        let objects = tempfile::tempdir().unwrap();
-        let url = url::Url::from_directory_path(objects.path()).unwrap().to_string();
-        let root = Remote::open(&RemoteOptions { url, ..Default::default() }).unwrap();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-        let open = |dir: &std::path::Path, place: Remote| {
-            let mut cfg = StoreConfig::new(dir);
-            cfg.remote = Some(place);
-            let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
-            store.append(None, Some(rows(now, 4)));
-            store.flush_now(&mut wal).unwrap();
-            store
-        };
+        let (_objects, root) = bucket();
         let (outer_dir, inner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let outer = open(outer_dir.path(), root.child("team"));
-        let inner = open(inner_dir.path(), root.child("team").child("c2"));
+        let outer = flushed(outer_dir.path(), root.child("team"));
+        let inner = flushed(inner_dir.path(), root.child("team").child("c2"));
         assert_eq!(outer.upload_round().await.unwrap().uploaded, 1);
         assert_eq!(inner.upload_round().await.unwrap().uploaded, 1);
         let stray = "requests/date=1970-01-01/hour=00/000000000099.parquet";
