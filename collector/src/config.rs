@@ -367,7 +367,7 @@ pub struct IngestConfig {
     /// CPU, so with every core busy about half of them run pipelines. `0` (the default):
     /// one per two cores the process may use ([`std::thread::available_parallelism`],
     /// which follows CPU affinity and cgroup quotas), rounded up, at most [`AUTO_SHARDS`].
-    /// On 2 cores a second shard cost 8-20% more CPU a span for 0.87-1.05x the
+    /// On 2 cores a second shard cost 9-25% more CPU a span for 0.87-1.05x the
     /// throughput (BENCHMARKS.md). Changing it (or the cores) replays the WAL with the old
     /// count once at the next start.
     pub shards: usize,
