@@ -307,6 +307,9 @@ impl ServeConfig {
             wal_shards: self.collector.ingest.shard_count(),
             // A query (or explanation) runs at most query_timeout_s: a local copy outlives it.
             read_grace: Duration::from_secs(self.query_timeout_s.max(1) + 5),
+            // A query node reads the bucket's manifests every refresh_s, then queries for
+            // at most query_timeout_s: an object dropped from a manifest outlives both.
+            remote_read_grace: Duration::from_secs(self.query_timeout_s.max(1) + 5 + self.query_node.refresh_s.max(1)),
         }
     }
 }

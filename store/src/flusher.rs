@@ -159,11 +159,12 @@ fn run(store: Store, rx: Receiver<Request>, stopping: Arc<dyn Fn() -> bool + Sen
         }
         if let Some(rt) = &compactor
             && !stopping()
+            && let Err(e) = rt.block_on(store.compact_derived())
         {
-            if let Err(e) = rt.block_on(store.compact_derived()) {
-                tracing::warn!(error = %e, "could not merge rollup files; they stay as they are");
-            }
-            store.delete_local_copies(store.config().read_grace);
+            tracing::warn!(error = %e, "could not merge rollup files; they stay as they are");
         }
+        // Files that left the manifest (retention, merged parts, uploaded copies) once no
+        // query can still be reading them.
+        store.delete_local_copies(store.config().read_grace);
     }
 }

@@ -41,7 +41,7 @@ pub use cluster_rows::{changes_batch, cluster_batches};
 pub use compact::{FAN_IN as COMPACTION_FAN_IN, flush_range};
 pub use error::{Error, Result};
 pub use flusher::{FlushDone, FlushError, Flusher, FlusherThread};
-pub use manifest::{Manifest, SegmentFile, WalShard};
+pub use manifest::{Dropped, Manifest, SegmentFile, WalShard};
 pub use metrics::StoreMetrics;
 pub use query::{QueryLimits, Snapshot};
 pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord, find_attr};

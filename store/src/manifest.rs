@@ -58,6 +58,11 @@ pub struct Manifest {
     /// uploader drops them from the object store's manifest, then deletes them there.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_expired: Vec<String>,
+    /// Files the object store's manifest no longer lists, still in the object store until
+    /// [`crate::StoreConfig::remote_read_grace`] has passed since that manifest was written:
+    /// a query node that read the manifest before reads them there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_dropped: Vec<Dropped>,
     /// Where the files marked `uploaded` are (this collector's prefix; no secrets), so that
     /// a read of the data directory finds them whatever the config says now.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +77,13 @@ pub struct Manifest {
     /// above, so a manifest of one shard reads as before sharding.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub wal_shards: Vec<WalShard>,
+}
+
+/// A file dropped from the object store's manifest, and when (ns since the epoch).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub path: String,
+    pub at_unix_nano: i64,
 }
 
 /// How far one WAL shard is reflected in the segments (see [`Manifest::wal_checkpoint`],

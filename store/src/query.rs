@@ -1,8 +1,9 @@
 //! SQL over the store with DataFusion.
 //!
 //! Each table is one [`StoreTable`]: the rows in memory (a `MemTable`) and the Parquet
-//! segments (a `ListingTable` over exactly the files the manifest lists) under one union,
-//! so a query sees recent and flushed data together and never a file mid-write.
+//! segments (a Parquet scan of exactly the files the manifest lists, by path and size)
+//! under one union, so a query sees recent and flushed data together and never a file
+//! mid-write.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -13,13 +14,17 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{ListingTableUrl, PartitionedFile};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::ObjectMeta;
 
 use crate::error::{Error, Result};
 use crate::manifest::SegmentFile;
@@ -52,10 +57,12 @@ pub(crate) struct StoreTable {
     files: Vec<TableFile>,
 }
 
-/// A segment file of a table: where it is, and its rows' time range.
+/// A segment file of a table: where it is, its size and its rows' time range, all from
+/// the manifest.
 struct TableFile {
     url: ListingTableUrl,
     remote: bool,
+    bytes: u64,
     min_time: i64,
     max_time: i64,
 }
@@ -67,25 +74,44 @@ impl fmt::Debug for StoreTable {
 }
 
 impl StoreTable {
-    /// Listings over the files whose time range meets `bounds`: one per object store (a
-    /// listing reads all its files through the store of its first URL).
-    fn listings(&self, bounds: prune::TimeBounds) -> datafusion::error::Result<Vec<ListingTable>> {
+    /// Scans of the files whose time range meets `bounds`: one per object store (the local
+    /// disk, the bucket). The files are the manifest's, opened by path and size: no listing
+    /// and no `HEAD` a file, so a file the manifest lists and the store lacks fails the
+    /// query with its path instead of being skipped (a listing of a missing path finds
+    /// nothing), and a scan of the bucket costs no request a file before the reads.
+    async fn file_scans(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        bounds: prune::TimeBounds,
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Vec<Arc<dyn ExecutionPlan>>> {
         let mut out = Vec::new();
         for remote in [false, true] {
-            let urls: Vec<ListingTableUrl> = self
-                .files
+            let chosen: Vec<&TableFile> =
+                self.files.iter().filter(|f| f.remote == remote && bounds.overlaps(f.min_time, f.max_time)).collect();
+            let Some(first) = chosen.first() else { continue };
+            let files: Vec<PartitionedFile> = chosen
                 .iter()
-                .filter(|f| f.remote == remote && bounds.overlaps(f.min_time, f.max_time))
-                .map(|f| f.url.clone())
+                .map(|f| {
+                    PartitionedFile::from(ObjectMeta {
+                        location: f.url.prefix().clone(),
+                        last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                        size: f.bytes,
+                        e_tag: None,
+                        version: None,
+                    })
+                })
                 .collect();
-            if urls.is_empty() {
-                continue;
-            }
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let config = ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(options)
-                .with_schema(self.schema.clone());
-            out.push(ListingTable::try_new(config)?);
+            let groups = FileGroup::new(files).split_files(state.config().target_partitions().max(1));
+            let format = ParquetFormat::default();
+            let source = format.file_source(TableSchema::from(self.schema.clone()));
+            let config = FileScanConfigBuilder::new(first.url.object_store(), source)
+                .with_file_groups(groups)
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+            out.push(format.create_physical_plan(state, config).await?);
         }
         Ok(out)
     }
@@ -118,9 +144,7 @@ impl TableProvider for StoreTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let mut plans = vec![self.memory.scan(state, projection, filters, limit).await?];
-        for files in self.listings(prune::TimeBounds::of(filters))? {
-            plans.push(files.scan(state, projection, filters, limit).await?);
-        }
+        plans.extend(self.file_scans(state, projection, prune::TimeBounds::of(filters), limit).await?);
         UnionExec::try_new(plans)
     }
 }
@@ -134,7 +158,7 @@ impl Snapshot {
                 (Some(r), true) => (ListingTableUrl::parse(r.table_url(&f.path))?, true),
                 _ => (ListingTableUrl::parse(self.data_dir.join(&f.path).to_string_lossy())?, false),
             };
-            files.push(TableFile { url, remote, min_time: f.min_time, max_time: f.max_time });
+            files.push(TableFile { url, remote, bytes: f.bytes, min_time: f.min_time, max_time: f.max_time });
         }
         Ok(StoreTable { schema, memory, files })
     }
@@ -301,7 +325,6 @@ mod tests {
             .append(None, Some(requests_batch(&(0..20).map(|i| row(noon + i, "b", 1.0)).collect::<Vec<_>>()).unwrap()));
         store.flush_now(&mut wal).unwrap();
         let older = store.snapshot().files().iter().find(|f| f.min_time == ten as i64).unwrap().path.clone();
-        // (A missing file would not do: a listing of its path finds nothing and skips it.)
         std::fs::write(dir.path().join(older), b"not parquet").unwrap();
         let snap = store.snapshot();
         for filter in [
@@ -320,6 +343,28 @@ mod tests {
         {
             assert!(snap.sql(needs_it).await.is_err(), "{needs_it} reads the broken file");
         }
+    }
+
+    /// A segment the manifest lists but the disk lacks fails the query with its path, not
+    /// a silently smaller answer; a query whose time filter leaves it out still answers.
+    #[tokio::test]
+    async fn a_missing_segment_fails_the_query_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut wal, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        let (ten, noon) = (1_796_464_800_000_000_000u64, 1_796_472_000_000_000_000u64);
+        for (t, n) in [(ten, 10), (noon, 20)] {
+            let rows: Vec<_> = (0..n).map(|i| row(t + i, "a", 1.0)).collect();
+            store.append(None, Some(requests_batch(&rows).unwrap()));
+            store.flush_now(&mut wal).unwrap();
+        }
+        let snap = store.snapshot();
+        assert_eq!(count(&snap.sql("SELECT count(*) FROM requests").await.unwrap()), 30);
+        let older = snap.files().iter().find(|f| f.min_time == ten as i64).unwrap().path.clone();
+        std::fs::remove_file(dir.path().join(&older)).unwrap();
+        let err = snap.sql("SELECT count(*) FROM requests").await.unwrap_err().to_string();
+        assert!(err.contains(&older) && err.contains("not found"), "{err}");
+        let later = snap.sql("SELECT count(*) FROM requests WHERE time >= '2026-12-05T11:00:00Z'").await;
+        assert_eq!(count(&later.unwrap()), 20);
     }
 
     #[test]

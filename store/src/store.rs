@@ -72,6 +72,10 @@ pub struct StoreConfig {
     /// How long a file that left the manifest (merged by compaction) stays on the local
     /// disk: a query that listed it before reads it there. Give the longest a query runs.
     pub read_grace: Duration,
+    /// How long an object that left the object store's manifest (retention, merged
+    /// rollups) stays in the object store: a query node that read that manifest before
+    /// reads it there. Give a query node's refresh interval plus the longest a query runs.
+    pub remote_read_grace: Duration,
 }
 
 impl StoreConfig {
@@ -90,6 +94,7 @@ impl StoreConfig {
             collector: "slo".into(),
             wal_shards: 1,
             read_grace: Duration::from_secs(35),
+            remote_read_grace: Duration::from_secs(50),
         }
     }
 }
@@ -469,9 +474,11 @@ impl Store {
         self.inner.state.lock().frozen.len()
     }
 
-    /// Deletes segments whose newest row is older than the retention period. Those in the
-    /// object store are listed for the uploader to delete there (after it has dropped them
-    /// from the object store's manifest, so that no reader is sent to a missing file).
+    /// Drops segments whose newest row is older than the retention period from the
+    /// manifest. Local files are deleted after the read grace; those in the object store
+    /// are listed for the uploader, which drops them from the object store's manifest and
+    /// deletes them there after the remote read grace, so that no reader that listed a
+    /// file finds it missing.
     pub fn apply_retention(&self, now_ns: i64) -> Result<usize> {
         let Some(retention) = self.inner.cfg.retention else { return Ok(0) };
         let cutoff = now_ns.saturating_sub(retention.as_nanos() as i64);
@@ -487,14 +494,9 @@ impl Store {
             old = expired;
         })?;
         self.inner.metrics.segments.set(self.with_manifest(|m| m.files.len()) as i64);
-        for f in &old {
-            let path = self.inner.cfg.data_dir.join(&f.path);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if f.uploaded && e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove expired segment"),
-            }
-        }
+        // A query that took its snapshot before still reads the local files: they go after
+        // the read grace, with the local copies of uploaded files (`delete_local_copies`).
+        self.defer_local_deletes(old.iter().filter(|f| !f.uploaded).map(|f| self.inner.cfg.data_dir.join(&f.path)));
         self.inner.metrics.retention_removed.inc_by(old.len() as u64);
         Ok(old.len())
     }

@@ -7,7 +7,10 @@
 //! 2. write the object store's manifest (`<prefix>/manifest.json`): every uploaded file,
 //!    without those retention expired;
 //! 3. record both in the local manifest (saved atomically);
-//! 4. delete the local copies, and the expired files in the object store.
+//! 4. delete the local copies after `StoreConfig::read_grace`, and the expired files in
+//!    the object store after `StoreConfig::remote_read_grace` (a query node that read the
+//!    manifest before still reads them: a query fails on a listed file that is missing,
+//!    it does not skip it).
 //!
 //! A crash anywhere leaves a state the next round repairs: a file uploaded but not
 //! recorded is uploaded again (the same bytes); a local copy of a recorded file is removed
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::manifest::Dropped;
 use crate::remote::{MANIFEST, RemoteManifest};
 use crate::store::Store;
 
@@ -36,7 +40,7 @@ const MAX_FILES_PER_ROUND: usize = 256;
 pub struct UploadRound {
     /// Files copied to the object store.
     pub uploaded: usize,
-    /// Expired files deleted there.
+    /// Files deleted there: dropped from its manifest at least the remote read grace ago.
     pub deleted: usize,
 }
 
@@ -52,17 +56,66 @@ impl Store {
 
     /// One upload round (see the module's comment). Nothing to do without an object store.
     pub async fn upload_round(&self) -> Result<UploadRound> {
+        self.upload_round_at(now_ns()).await
+    }
+
+    /// [`Store::upload_round`] as if the clock said `now` (ns since the epoch): the time
+    /// recorded for the files the object store's manifest drops, against which the remote
+    /// read grace of those dropped earlier is judged.
+    pub(crate) async fn upload_round_at(&self, now: i64) -> Result<UploadRound> {
         let Some(remote) = self.config().remote.clone() else { return Ok(UploadRound::default()) };
         let m = self.manifest();
         let pending: Vec<_> = m.files.iter().filter(|f| !f.uploaded).cloned().collect();
-        let expired = m.remote_expired;
-        if pending.is_empty() && expired.is_empty() {
-            return Ok(UploadRound::default());
+        let grace = i64::try_from(self.config().remote_read_grace.as_nanos()).unwrap_or(i64::MAX);
+        let due: Vec<String> = m
+            .remote_dropped
+            .iter()
+            .filter(|d| d.at_unix_nano.saturating_add(grace) <= now)
+            .map(|d| d.path.clone())
+            .collect();
+        let mut round = UploadRound::default();
+        let mut failed = None;
+        if !pending.is_empty() || !m.remote_expired.is_empty() {
+            match self.upload_and_list(&remote, &pending, m.remote_expired, now).await {
+                Ok((uploaded, e)) => (round.uploaded, failed) = (uploaded, e),
+                Err(e) => return Err(e),
+            }
         }
-        let instance = self.claim(&remote).await?;
+        let mut gone = HashSet::new();
+        for p in due {
+            match remote.delete(&p).await {
+                Ok(()) => {
+                    gone.insert(p);
+                }
+                // Still listed as dropped: the next round tries again.
+                Err(e) => tracing::warn!(error = %e, "could not delete a dropped file in the object store"),
+            }
+        }
+        if !gone.is_empty() {
+            self.update_manifest(|m| m.remote_dropped.retain(|d| !gone.contains(&d.path)))?;
+        }
+        round.deleted = gone.len();
+        self.metrics().uploaded_files.inc_by(round.uploaded as u64);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(round),
+        }
+    }
+
+    /// Steps 1 to 3 of a round: copies `pending` up (a part of a backlog at a time), writes
+    /// the object store's manifest without `expired`, and records both locally, `expired`
+    /// as dropped at `now`. Returns the files copied, and the error that stopped the copies
+    /// after some went up (those are recorded first).
+    async fn upload_and_list(
+        &self,
+        remote: &crate::remote::Remote,
+        pending: &[crate::manifest::SegmentFile],
+        expired: Vec<String>,
+        now: i64,
+    ) -> Result<(usize, Option<Error>)> {
+        let instance = self.claim(remote).await?;
         let dir = self.config().data_dir.clone();
         let mut done = HashSet::new();
-        // A backlog (after an outage) goes up a part at a time, each part recorded.
         let mut failed = None;
         for f in pending.iter().take(MAX_FILES_PER_ROUND) {
             let local = dir.join(&f.path);
@@ -89,7 +142,7 @@ impl Store {
             version: 1,
             collector: self.config().collector.clone(),
             instance,
-            written_unix_nano: now_ns(),
+            written_unix_nano: now,
             files: listed.into_iter().map(|f| crate::manifest::SegmentFile { uploaded: true, ..f }).collect(),
         };
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Remote {
@@ -103,22 +156,11 @@ impl Store {
                 f.uploaded = true;
             }
             m.remote_expired.retain(|p| !expired.contains(p));
+            m.remote_dropped.extend(expired.into_iter().map(|path| Dropped { path, at_unix_nano: now }));
             m.object_store = Some(remote.options());
         })?;
         self.defer_local_deletes(done.iter().map(|p| dir.join(p)));
-        let mut deleted = 0;
-        for p in &expired {
-            match remote.delete(p).await {
-                Ok(()) => deleted += 1,
-                // Listed nowhere now: the sweep after the next start deletes it.
-                Err(e) => tracing::warn!(error = %e, "could not delete an expired file in the object store"),
-            }
-        }
-        self.metrics().uploaded_files.inc_by(done.len() as u64);
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(UploadRound { uploaded: done.len(), deleted }),
-        }
+        Ok((done.len(), failed))
     }
 
     /// This data directory's identity, once it is sure the prefix is its own: the prefix
@@ -157,7 +199,13 @@ impl Store {
     pub async fn sweep_remote(&self) -> Result<usize> {
         let Some(remote) = self.config().remote.clone() else { return Ok(0) };
         self.claim(&remote).await?;
-        let known: HashSet<String> = self.with_manifest(|m| m.files.iter().map(|f| f.path.clone()).collect());
+        // Files dropped from the object store's manifest, or about to be, are still read by
+        // query nodes until their grace has passed: the rounds delete them, not the sweep.
+        let known: HashSet<String> = self.with_manifest(|m| {
+            let files = m.files.iter().map(|f| f.path.clone());
+            let going = m.remote_expired.iter().cloned().chain(m.remote_dropped.iter().map(|d| d.path.clone()));
+            files.chain(going).collect()
+        });
         let listed = remote.list().await?;
         let nested: Vec<&str> = listed.iter().filter_map(|rel| rel.strip_suffix(MANIFEST)?.strip_suffix('/')).collect();
         let others = |rel: &str| nested.iter().any(|d| rel.strip_prefix(d).is_some_and(|r| r.starts_with('/')));
@@ -363,17 +411,27 @@ mod tests {
         assert_eq!((views[0].prefix.as_str(), views[0].collector.as_str(), views[0].files), ("c1", "c1", 2));
         assert_eq!(count(&reader.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 8);
 
-        // Retention: gone from the local manifest at once, from the bucket's manifest and
-        // the bucket at the next round.
+        // Retention: gone from the local manifest at once, from the bucket's manifest at the
+        // next round, and from the bucket once a reader of the manifest before is done.
+        let before = reader.snapshot();
         assert_eq!(store.apply_retention(now as i64).unwrap(), 1);
-        assert_eq!(store.pending_uploads(), 1, "one expired file to delete there");
+        assert_eq!(store.pending_uploads(), 1, "one expired file to drop there");
         let c1 = root.child("c1");
         let objects_now = || c1.list();
         assert_eq!(objects_now().await.unwrap().len(), 3, "two segments and the manifest");
-        assert_eq!(store.upload_round().await.unwrap(), UploadRound { uploaded: 0, deleted: 1 });
-        assert_eq!(objects_now().await.unwrap().len(), 2);
+        assert_eq!(store.upload_round().await.unwrap(), UploadRound { uploaded: 0, deleted: 0 });
+        assert_eq!(store.pending_uploads(), 0);
         let (reader, _) = Store::open_bucket(root.clone()).await.unwrap();
         assert_eq!(count(&reader.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 5);
+        assert_eq!(count(&before.sql("SELECT count(*) FROM requests").await.unwrap()), 8, "read in the grace");
+        assert_eq!(store.sweep_remote().await.unwrap(), 0, "the sweep leaves a dropped file to its round");
+        assert_eq!(store.upload_round().await.unwrap(), UploadRound::default(), "inside the grace");
+        let later = now_ns() + cfg.remote_read_grace.as_nanos() as i64;
+        assert_eq!(store.upload_round_at(later).await.unwrap(), UploadRound { uploaded: 0, deleted: 1 });
+        assert_eq!(objects_now().await.unwrap().len(), 2);
+        assert!(store.manifest().remote_dropped.is_empty());
+        let err = before.sql("SELECT count(*) FROM requests").await.unwrap_err().to_string();
+        assert!(err.contains("not found"), "a file deleted under a reader is an error, not a gap: {err}");
 
         // An object no manifest lists (uploaded, then a crash before it was recorded) is
         // swept; a listed one stays.
