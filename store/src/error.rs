@@ -53,6 +53,17 @@ pub enum Error {
     /// A query asked for more than its limits allow (the message names the limit).
     #[error("{0}")]
     TooLarge(String),
+    /// A file the manifest lists is not where it says (deleted outside slo, or lost): a
+    /// query that needs it fails rather than answer without its rows.
+    #[error(
+        "segment {path} is listed in the manifest but missing from the store (deleted outside slo, or lost): \
+         the query would miss its rows, so it fails; restore the file, or narrow the query's time range to leave \
+         it out"
+    )]
+    Missing {
+        /// The object's path (on the local disk, or in the object store).
+        path: String,
+    },
     /// The query engine rejected or failed a query; the message names the problem.
     #[error("{0}")]
     Query(#[from] datafusion::error::DataFusionError),

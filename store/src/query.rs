@@ -237,7 +237,29 @@ impl Snapshot {
         let ctx = self.session(limits)?;
         let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let df = ctx.sql_with_options(sql, read_only).await?;
-        limits.collect(df).await
+        match limits.collect(df).await {
+            Err(Error::Query(e)) => Err(self.name_missing(e).await),
+            r => r,
+        }
+    }
+
+    /// A failed query's error, or [`Error::Missing`] when it names a file of the view that
+    /// is not where the manifest says (the Parquet reader keeps only the object store's
+    /// "not found" text): each file whose path the error names is looked up, and only those.
+    async fn name_missing(&self, e: datafusion::error::DataFusionError) -> Error {
+        let text = e.to_string();
+        for f in self.files.iter().filter(|f| text.contains(&f.path)) {
+            let there = match (&self.remote, f.uploaded) {
+                (Some(r), true) => r.exists(&f.path).await,
+                _ => tokio::fs::try_exists(self.data_dir.join(&f.path))
+                    .await
+                    .map_err(Error::io("look for", self.data_dir.join(&f.path))),
+            };
+            if let Ok(false) = there {
+                return Error::Missing { path: f.path.clone() };
+            }
+        }
+        Error::Query(e)
     }
 
     /// Segment files in the view (every table's, and derived files).
@@ -362,7 +384,7 @@ mod tests {
         let older = snap.files().iter().find(|f| f.min_time == ten as i64).unwrap().path.clone();
         std::fs::remove_file(dir.path().join(&older)).unwrap();
         let err = snap.sql("SELECT count(*) FROM requests").await.unwrap_err().to_string();
-        assert!(err.contains(&older) && err.contains("not found"), "{err}");
+        assert!(err.contains(&older) && err.contains("missing from the store"), "{err}");
         let later = snap.sql("SELECT count(*) FROM requests WHERE time >= '2026-12-05T11:00:00Z'").await;
         assert_eq!(count(&later.unwrap()), 20);
     }

@@ -249,6 +249,16 @@ impl Remote {
         }
     }
 
+    /// Whether `rel` is there (a `HEAD`; a failure other than "not found" is an error).
+    pub(crate) async fn exists(&self, rel: &str) -> Result<bool> {
+        let path = self.path(rel);
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(remote_err("head", path.to_string())(e)),
+        }
+    }
+
     async fn fetch(&self, rel: &str, path: &ObjPath) -> std::result::Result<Bytes, object_store::Error> {
         let key = path.to_string();
         let immutable = !rel.ends_with(MANIFEST);

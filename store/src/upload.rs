@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(objects_now().await.unwrap().len(), 2);
         assert!(store.manifest().remote_dropped.is_empty());
         let err = before.sql("SELECT count(*) FROM requests").await.unwrap_err().to_string();
-        assert!(err.contains("not found"), "a file deleted under a reader is an error, not a gap: {err}");
+        assert!(err.contains("missing from the store"), "a file deleted under a reader is an error, not a gap: {err}");
 
         // An object no manifest lists (uploaded, then a crash before it was recorded) is
         // swept; a listed one stays.
