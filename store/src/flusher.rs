@@ -164,7 +164,8 @@ fn run(store: Store, rx: Receiver<Request>, stopping: Arc<dyn Fn() -> bool + Sen
             tracing::warn!(error = %e, "could not merge rollup files; they stay as they are");
         }
         // Files that left the manifest (retention, merged parts, uploaded copies) once no
-        // query can still be reading them.
-        store.delete_local_copies(store.config().read_grace);
+        // query can still be reading them; all of them at the last flush of a shutdown, so
+        // that the next start does not find them unlisted and call them a crash's.
+        store.delete_local_copies(if stopping() { Duration::ZERO } else { store.config().read_grace });
     }
 }

@@ -389,6 +389,29 @@ mod tests {
         assert_eq!(count(&later.unwrap()), 20);
     }
 
+    /// Retention drops a segment from the manifest at once and deletes its file only after
+    /// the read grace: a snapshot taken before still reads it.
+    #[tokio::test]
+    async fn retention_leaves_the_file_to_the_readers_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.retention = Some(Duration::from_secs(3600));
+        let (store, mut wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        let ten = 1_796_464_800_000_000_000u64;
+        store.append(None, Some(requests_batch(&(0..10).map(|i| row(ten + i, "a", 1.0)).collect::<Vec<_>>()).unwrap()));
+        store.flush_now(&mut wal).unwrap();
+        let before = store.snapshot();
+        let file = dir.path().join(&before.files()[0].path);
+        assert_eq!(store.apply_retention(ten as i64 + 3 * 3_600_000_000_000).unwrap(), 1);
+        assert!(store.snapshot().files().is_empty());
+        assert!(file.exists(), "deleted under a reader");
+        assert_eq!(count(&before.sql("SELECT count(*) FROM requests").await.unwrap()), 10);
+        store.delete_local_copies(Duration::from_secs(3600));
+        assert!(file.exists(), "deleted inside the grace");
+        store.delete_local_copies(Duration::ZERO);
+        assert!(!file.exists());
+    }
+
     #[test]
     fn a_flush_is_due_at_half_the_memory_budget() {
         let dir = tempfile::tempdir().unwrap();
