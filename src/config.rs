@@ -293,6 +293,8 @@ impl ServeConfig {
     /// The store's settings.
     pub(crate) fn store_config(&self) -> StoreConfig {
         let s = &self.store;
+        // A query (or explanation) runs at most query_timeout_s: a local copy outlives it.
+        let read_grace = Duration::from_secs(self.query_timeout_s.max(1) + 5);
         StoreConfig {
             data_dir: self.data_dir.clone(),
             fsync: s.fsync,
@@ -305,11 +307,10 @@ impl ServeConfig {
             remote: None,
             collector: self.collector_name().unwrap_or_else(|_| "slo".into()),
             wal_shards: self.collector.ingest.shard_count(),
-            // A query (or explanation) runs at most query_timeout_s: a local copy outlives it.
-            read_grace: Duration::from_secs(self.query_timeout_s.max(1) + 5),
+            read_grace,
             // A query node reads the bucket's manifests every refresh_s, then queries for
             // at most query_timeout_s: an object dropped from a manifest outlives both.
-            remote_read_grace: Duration::from_secs(self.query_timeout_s.max(1) + 5 + self.query_node.refresh_s.max(1)),
+            remote_read_grace: read_grace + Duration::from_secs(self.query_node.refresh_s.max(1)),
         }
     }
 }

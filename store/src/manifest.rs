@@ -79,10 +79,12 @@ pub struct Manifest {
     pub wal_shards: Vec<WalShard>,
 }
 
-/// A file dropped from the object store's manifest, and when (ns since the epoch).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A file dropped from the object store's manifest, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dropped {
+    /// The file's path, relative to the collector's prefix (as in [`SegmentFile::path`]).
     pub path: String,
+    /// When the object store's manifest without it was written, ns since the epoch.
     pub at_unix_nano: i64,
 }
 

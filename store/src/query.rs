@@ -412,6 +412,25 @@ mod tests {
         assert!(!file.exists());
     }
 
+    /// At open nothing reads yet: what retention drops then is deleted at once, not left
+    /// for the next open to find unlisted.
+    #[test]
+    fn retention_at_open_deletes_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.retention = None;
+        let (store, mut wal, _) = Store::open(cfg.clone(), StoreMetrics::unregistered()).unwrap();
+        let ten = 1_796_464_800_000_000_000u64;
+        store.append(None, Some(requests_batch(&(0..10).map(|i| row(ten + i, "a", 1.0)).collect::<Vec<_>>()).unwrap()));
+        store.flush_now(&mut wal).unwrap();
+        let file = dir.path().join(&store.snapshot().files()[0].path);
+        drop((store, wal));
+        cfg.retention = Some(Duration::from_secs(3600));
+        let (store, _, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        assert!(store.snapshot().files().is_empty());
+        assert!(!file.exists(), "left for the next open");
+    }
+
     #[test]
     fn a_flush_is_due_at_half_the_memory_budget() {
         let dir = tempfile::tempdir().unwrap();

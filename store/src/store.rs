@@ -335,6 +335,10 @@ impl Store {
         }
         let store = Store::from_parts(cfg, manifest, metrics, Some(lock), read_remote);
         store.apply_retention(now_ns())?;
+        // Nothing reads the directory yet: what retention dropped goes now, not after the
+        // read grace (a process that opens and closes the store, `slo import`, would leave
+        // it for the next open to find unlisted).
+        store.delete_local_copies(Duration::ZERO);
         Ok((store, opened))
     }
 

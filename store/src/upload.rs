@@ -76,10 +76,7 @@ impl Store {
         let mut round = UploadRound::default();
         let mut failed = None;
         if !pending.is_empty() || !m.remote_expired.is_empty() {
-            match self.upload_and_list(&remote, &pending, m.remote_expired, now).await {
-                Ok((uploaded, e)) => (round.uploaded, failed) = (uploaded, e),
-                Err(e) => return Err(e),
-            }
+            (round.uploaded, failed) = self.upload_and_list(&remote, &pending, m.remote_expired, now).await?;
         }
         let mut gone = HashSet::new();
         for p in due {
