@@ -1,5 +1,6 @@
 //! A simulated Kubernetes API server: the read side (get, list, watch and
-//! discovery) of the real HTTP API, over objects the simulator pushes in.
+//! discovery) of the real HTTP API, over objects the simulator pushes in, and
+//! create and replace of Leases, for collectors that elect their watcher.
 //!
 //! Why: the collector's Kubernetes watcher must run unchanged against the
 //! simulated cluster, so this speaks the wire protocol real clients rely on —
@@ -10,7 +11,10 @@
 //! `kubectl` or `kube::Client` at it.
 //!
 //! The simulator owns the cluster and calls [`ApiStore::apply`] and
-//! [`ApiStore::delete`]; clients can only read (mutating verbs get `405`).
+//! [`ApiStore::delete`]; clients can only read (mutating verbs get `405`), except
+//! Leases: `POST` creates one (`409 AlreadyExists` if it is there) and `PUT`
+//! replaces one, refused with `409 Conflict` when the body's `resourceVersion`
+//! is not the stored one, as the real server's optimistic concurrency does.
 //! `POST /slo-sim/expire` forgets the watch history, as an etcd compaction or
 //! an API server restart would, so tests can force a relist.
 //!
@@ -50,6 +54,9 @@ pub(crate) struct ResourceType {
     pub short_names: &'static [&'static str],
     /// Field selector labels beyond `metadata.name` and `metadata.namespace`.
     pub fields: &'static [&'static str],
+    /// Whether clients may create and replace its objects (Leases, for leader election);
+    /// everything else is the simulator's to change and read-only to clients.
+    pub writable: bool,
 }
 
 impl ResourceType {
@@ -97,6 +104,7 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
             "status.podIP",
             "status.nominatedNodeName",
         ],
+        writable: false,
     },
     ResourceType {
         group: "",
@@ -107,6 +115,7 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &["ev"],
         fields: CORE_EVENT_FIELDS,
+        writable: false,
     },
     ResourceType {
         group: "",
@@ -117,6 +126,7 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         namespaced: false,
         short_names: &["no"],
         fields: &["spec.unschedulable"],
+        writable: false,
     },
     ResourceType {
         group: "",
@@ -127,6 +137,7 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         namespaced: false,
         short_names: &["ns"],
         fields: &["status.phase"],
+        writable: false,
     },
     ResourceType {
         group: "apps",
@@ -137,6 +148,7 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &["deploy"],
         fields: &[],
+        writable: false,
     },
     ResourceType {
         group: "apps",
@@ -147,6 +159,7 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &["rs"],
         fields: &["status.replicas"],
+        writable: false,
     },
     ResourceType {
         group: "autoscaling",
@@ -157,6 +170,7 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &["hpa"],
         fields: &[],
+        writable: false,
     },
     ResourceType {
         group: "events.k8s.io",
@@ -176,6 +190,18 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
             "reportingController",
             "type",
         ],
+        writable: false,
+    },
+    ResourceType {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        fields: &[],
+        writable: true,
     },
 ];
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 
 use super::selector::Selectors;
-use super::store::{WatchFrom, object_key, too_large};
+use super::store::{Expect, WatchFrom, object_key, too_large};
 use super::watch::{WatchSpec, stream};
 use super::{ApiStore, KUBE_VERSION, RESOURCES, ResourceType, Status, resource_by_path};
 
@@ -90,7 +90,7 @@ fn resource_list(group: &str, version: &str) -> Response {
         .filter(|r| r.group == group && r.version == version)
         .map(|r| {
             json!({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
-                "verbs": ["get", "list", "watch"], "shortNames": r.short_names})
+                "verbs": verbs(r), "shortNames": r.short_names})
         })
         .collect();
     if resources.is_empty() {
@@ -99,6 +99,10 @@ fn resource_list(group: &str, version: &str) -> Response {
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     axum::Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
         .into_response()
+}
+
+fn verbs(r: &ResourceType) -> &'static [&'static str] {
+    if r.writable { &["create", "get", "list", "update", "watch"] } else { &["get", "list", "watch"] }
 }
 
 async fn expire(State(store): State<ApiStore>) -> Response {
@@ -156,26 +160,90 @@ fn target(path: &str) -> Option<Target> {
     addressable.then(|| Target { resource, namespace: namespace.map(str::to_string), name: name.map(str::to_string) })
 }
 
-async fn dispatch(State(store): State<ApiStore>, method: Method, uri: Uri) -> Response {
+async fn dispatch(State(store): State<ApiStore>, method: Method, uri: Uri, body: Bytes) -> Response {
     let Some(target) = target(uri.path()) else {
         return Status::not_found_path().into_response();
     };
-    if method != Method::GET && method != Method::HEAD {
-        let message = "the server does not allow this method on the requested resource";
-        return Status::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
-            .with_details(json!({}))
-            .into_response();
-    }
-    let params = match Query::<Params>::try_from_uri(&uri) {
-        Ok(Query(p)) => p,
-        Err(e) => return Status::bad_request(format!("invalid query: {}", e.body_text())).into_response(),
-    };
-    let result = match (&target.name, flag(&params.watch)) {
-        (Some(name), false) => get_object(&store, &target, name),
-        (_, true) => watch(&store, target, params),
-        (None, false) => list(&store, &target, &params),
+    let writable = RESOURCES[target.resource].writable;
+    let result = match (&method, &target.name) {
+        (m, _) if *m == Method::GET || *m == Method::HEAD => read(&store, target, &uri),
+        (m, None) if *m == Method::POST && writable && target.namespace.is_some() => {
+            write(&store, &target, None, &body)
+        }
+        (m, Some(name)) if *m == Method::PUT && writable => write(&store, &target, Some(name), &body),
+        _ => {
+            let message = "the server does not allow this method on the requested resource";
+            Err(Status::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message).with_details(json!({})))
+        }
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn read(store: &ApiStore, target: Target, uri: &Uri) -> Result<Response, Status> {
+    let params = match Query::<Params>::try_from_uri(uri) {
+        Ok(Query(p)) => p,
+        Err(e) => return Err(Status::bad_request(format!("invalid query: {}", e.body_text()))),
+    };
+    match (&target.name, flag(&params.watch)) {
+        (Some(name), false) => get_object(store, &target, name),
+        (_, true) => watch(store, target, params),
+        (None, false) => list(store, &target, &params),
+    }
+}
+
+/// A create (`POST` to the collection, `name` None) or a replace (`PUT` to the object).
+/// The body's kind, namespace and name must be the URL's, as the real server requires.
+fn write(store: &ApiStore, target: &Target, name: Option<&str>, body: &[u8]) -> Result<Response, Status> {
+    let r = &RESOURCES[target.resource];
+    let mut obj: Value =
+        serde_json::from_slice(body).map_err(|e| Status::bad_request(format!("the body is not a JSON object: {e}")))?;
+    let Some(fields) = obj.as_object_mut() else {
+        return Err(Status::bad_request("the body is not a JSON object"));
+    };
+    for (field, want) in [("apiVersion", r.api_version()), ("kind", r.kind.to_string())] {
+        match fields.get(field).and_then(Value::as_str) {
+            None => {
+                fields.insert(field.into(), Value::String(want));
+            }
+            Some(got) if got != want => {
+                return Err(Status::bad_request(format!("{field} {got:?} is not {want:?}, which this URL serves")));
+            }
+            Some(_) => {}
+        }
+    }
+    let meta = fields.entry("metadata").or_insert_with(|| json!({}));
+    let Some(meta) = meta.as_object_mut() else {
+        return Err(Status::bad_request("metadata is not an object"));
+    };
+    let namespace = target.namespace.clone().unwrap_or_default();
+    match meta.get("namespace").and_then(Value::as_str) {
+        None => {
+            meta.insert("namespace".into(), Value::String(namespace));
+        }
+        Some(ns) if ns != namespace => {
+            let message = "the namespace of the provided object does not match the namespace sent on the request";
+            return Err(Status::bad_request(message));
+        }
+        Some(_) => {}
+    }
+    let named = meta.get("name").and_then(Value::as_str).map(str::to_string);
+    let expect = match (name, named.as_deref()) {
+        (_, None) => return Err(invalid("metadata.name: Required value: name is required")),
+        (Some(url), Some(body)) if url != body => {
+            return Err(Status::bad_request(format!(
+                "the name of the object ({body}) does not match the name on the URL ({url})"
+            )));
+        }
+        (Some(_), Some(_)) => {
+            let version = meta.get("resourceVersion").and_then(Value::as_str).filter(|v| !v.is_empty());
+            Expect::Version(version.map(str::to_string))
+        }
+        (None, Some(_)) => Expect::Absent,
+    };
+    let created = expect == Expect::Absent;
+    let stored = store.write(obj, expect)?;
+    let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((code, axum::Json(stored)).into_response())
 }
 
 fn get_object(store: &ApiStore, target: &Target, name: &str) -> Result<Response, Status> {

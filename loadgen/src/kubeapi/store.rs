@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -81,6 +82,15 @@ pub(crate) enum Msg {
     Change(Arc<Change>),
     /// The history was compacted: every open watch ends.
     Expired,
+}
+
+/// What a client's write expects to find stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Nothing: a create.
+    Absent,
+    /// The object, at this `resourceVersion` when one is given: a replace.
+    Version(Option<String>),
 }
 
 /// Where a watch begins.
@@ -172,6 +182,49 @@ impl ApiStore {
         let mut obj = obj;
         let (resource, key) = identify(&mut obj)?;
         let mut st = self.shared.state.lock();
+        self.upsert(&mut st, resource, key, obj)
+    }
+
+    /// A client's create (`Expect::Absent`) or replace (`Expect::Version`) of an object
+    /// of a writable resource, checked and applied under one lock: two clients replacing
+    /// the same version cannot both succeed. Returns the stored object.
+    pub(crate) fn write(&self, obj: Value, expect: Expect) -> std::result::Result<Value, Status> {
+        let mut obj = obj;
+        let (resource, key) = identify(&mut obj).map_err(|e| Status::bad_request(e.to_string()))?;
+        let r = &RESOURCES[resource];
+        let mut st = self.shared.state.lock();
+        let stored = st.objects[resource].get(&key).and_then(|o| o.pointer("/metadata/resourceVersion").cloned());
+        let details = || json!({"name": key.1, "group": r.group, "kind": r.plural});
+        match (expect, stored) {
+            (Expect::Absent, Some(_)) => {
+                let message = format!("{} {:?} already exists", r.qualified(), key.1);
+                return Err(Status::new(StatusCode::CONFLICT, "AlreadyExists", message).with_details(details()));
+            }
+            (Expect::Version(_), None) => {
+                let message = format!("{} {:?} not found", r.qualified(), key.1);
+                return Err(Status::new(StatusCode::NOT_FOUND, "NotFound", message).with_details(details()));
+            }
+            (Expect::Version(Some(wanted)), Some(now)) if now.as_str() != Some(wanted.as_str()) => {
+                let message = format!(
+                    "Operation cannot be fulfilled on {} {:?}: the object has been modified; please apply your \
+                     changes to the latest version and try again",
+                    r.qualified(),
+                    key.1
+                );
+                return Err(Status::new(StatusCode::CONFLICT, "Conflict", message).with_details(details()));
+            }
+            _ => {}
+        }
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            // The server assigns these; a client's values are not kept.
+            meta.remove("resourceVersion");
+            meta.remove("uid");
+        }
+        let mut event = self.upsert(&mut st, resource, key, obj).map_err(|e| Status::bad_request(e.to_string()))?;
+        Ok(event["object"].take())
+    }
+
+    fn upsert(&self, st: &mut State, resource: usize, key: Key, mut obj: Value) -> Result<Value> {
         let prev = st.objects[resource].get(&key).cloned();
         let meta = obj.get_mut("metadata").and_then(Value::as_object_mut).ok_or_else(|| invalid("no metadata"))?;
         if let Some(prev_meta) = prev.as_ref().and_then(|p| p.get("metadata")) {
@@ -200,7 +253,7 @@ impl ApiStore {
         let object = Arc::new(obj);
         st.objects[resource].insert(key, Arc::clone(&object));
         let change = if prev.is_some() { ChangeType::Modified } else { ChangeType::Added };
-        Ok(self.record(&mut st, resource, change, object, prev))
+        Ok(self.record(st, resource, change, object, prev))
     }
 
     /// Removes an object; returns the `DELETED` watch event (object with a new resourceVersion), or None.

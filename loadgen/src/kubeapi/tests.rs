@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::*;
 use store::ApiOptions;
 
+mod leases;
 mod resources;
 
 const WAIT: Duration = Duration::from_secs(10);
