@@ -165,6 +165,9 @@ pub(crate) struct KubernetesSection {
     /// the cluster and scrapes what it discovers, so that each change and sample is stored
     /// once; the others do neither. Unset: every collector whose watch is on watches.
     pub watcher: Option<String>,
+    /// With several collectors: elect the watcher through a Lease instead of naming one, so
+    /// the watch moves to another collector when its holder dies. Not with `watcher`.
+    pub lease: Option<slo_collector::kube::lease::LeaseConfig>,
 }
 
 impl Default for KubernetesSection {
@@ -176,6 +179,7 @@ impl Default for KubernetesSection {
             kinds: slo_collector::kube::Watched::ALL.iter().map(|k| k.kind().to_string()).collect(),
             clock: Default::default(),
             watcher: None,
+            lease: None,
         }
     }
 }
@@ -192,8 +196,16 @@ impl KubernetesSection {
         self.enabled.unwrap_or(self.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some())
     }
 
-    /// The kinds, each checked.
+    /// The kinds, each checked, and the choice of watcher.
     pub(crate) fn watched(&self) -> anyhow::Result<Vec<slo_collector::kube::Watched>> {
+        if let Some(lease) = &self.lease {
+            anyhow::ensure!(
+                self.watcher.is_none(),
+                "kubernetes.watcher and kubernetes.lease both choose the watcher: set one (watcher names it, lease \
+                 elects it)"
+            );
+            lease.validate().map_err(|e| anyhow::anyhow!(e))?;
+        }
         self.kinds
             .iter()
             .map(|k| {
@@ -311,6 +323,11 @@ impl ServeConfig {
             // A query node reads the bucket's manifests every refresh_s, then queries for
             // at most query_timeout_s: an object dropped from a manifest outlives both.
             remote_read_grace: read_grace + Duration::from_secs(self.query_node.refresh_s.max(1)),
+            // The watch's baseline goes up for the collector that takes the Lease over.
+            side_files: match self.kubernetes.lease {
+                Some(_) => vec![slo_collector::kube::watch::STATE_FILE.to_string()],
+                None => Vec::new(),
+            },
         }
     }
 }

@@ -16,6 +16,7 @@ mod query_node;
 mod rules;
 mod serve;
 mod telemetry;
+mod watcher;
 
 /// mimalloc instead of glibc malloc: the ingest path allocates many short-lived strings
 /// and large Arrow buffers across threads; see BENCHMARKS.md for the measured difference.

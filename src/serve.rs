@@ -12,7 +12,7 @@ use anyhow::Context;
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
 use slo_collector::FnGauge;
-use slo_collector::kube::watch::{self, KubeMetrics, WatchConfig};
+use slo_collector::kube::watch::{Baseline, KubeMetrics, WatchConfig};
 use slo_collector::otlp::{Receiver, grpc, http};
 use slo_collector::scrape::Discovery;
 use slo_collector::{CollectorMetrics, Pipeline};
@@ -182,7 +182,15 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
             } else {
                 format!(" ({})", slos.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
             },
-            if cfg.kubernetes.active_on(&collector_name) { "on" } else { "off" },
+            match (&cfg.kubernetes.lease, cfg.kubernetes.active_on(&collector_name)) {
+                (_, false) => "off".to_string(),
+                (Some(l), true) => format!(
+                    "on while this collector holds the Lease {}{}",
+                    l.namespace.as_deref().map_or(String::new(), |ns| format!("{ns}/")),
+                    l.name
+                ),
+                (None, true) => "on".to_string(),
+            },
             cfg.scrape.targets.len(),
             cfg.alerts.forward.len(),
         );
@@ -344,28 +352,51 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
             }
         });
     }
+    // The Lease is given up after the last upload (below), so the next holder reads this
+    // collector's final baseline.
+    let mut lease_release = None;
     if kube_active {
         let client =
             slo_collector::kube::watch::client(cfg.kubernetes.kubeconfig.as_deref()).await.map_err(Failure::usage)?;
-        let watch_cfg = WatchConfig {
-            data_dir: cfg.data_dir.clone(),
-            kinds: kube_kinds,
-            events: cfg.kubernetes.events,
-            discovery: Some(discovery_tx),
-            clock: cfg.kubernetes.clock,
+        let watcher = crate::watcher::Watcher {
+            client: client.clone(),
+            cfg: WatchConfig {
+                data_dir: cfg.data_dir.clone(),
+                kinds: kube_kinds,
+                events: cfg.kubernetes.events,
+                discovery: Some(discovery_tx),
+                clock: cfg.kubernetes.clock,
+                baseline: Baseline::Saved,
+                known_keys: Default::default(),
+            },
+            store: store.clone(),
+            ingest: kube_ingest,
+            metrics: kube_metrics,
+            health: health.clone(),
         };
-        let (token, fail, store, health) = (token.clone(), fail.clone(), store.clone(), health.clone());
-        tracker.spawn(async move {
-            while !health.is_ready() {
-                if token.is_cancelled() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let (token, fail) = (token.clone(), fail.clone());
+        match cfg.kubernetes.lease.clone() {
+            Some(lease) => {
+                let root = match &cfg.store.object_store {
+                    Some(o) => Some(slo_store::Remote::open(o).map_err(|e| Failure::usage(anyhow::anyhow!("{e}")))?),
+                    None => None,
+                };
+                lease_release = Some((client, lease.clone(), collector_name.clone()));
+                let identity = collector_name.clone();
+                tracker.spawn(async move {
+                    if let Err(e) = watcher.run_elected(lease, identity, root, token).await {
+                        fail(anyhow::anyhow!("Kubernetes watch: {e}"));
+                    }
+                });
             }
-            if let Err(e) = watch::run(client, watch_cfg, store, kube_ingest, kube_metrics, token).await {
-                fail(anyhow::anyhow!("Kubernetes watch: {e}"));
+            None => {
+                tracker.spawn(async move {
+                    if let Err(e) = watcher.run(token).await {
+                        fail(anyhow::anyhow!("Kubernetes watch: {e}"));
+                    }
+                });
             }
-        });
+        }
     }
     {
         let (token, fail, health) = (token.clone(), fail.clone(), health.clone());
@@ -394,6 +425,20 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
     if let Some(u) = uploader {
         // One last round, bounded: what it does not upload goes up after the next start.
         let _ = tokio::task::spawn_blocking(move || u.stop()).await;
+    }
+    if let Some((client, lease, identity)) = lease_release {
+        let released =
+            tokio::time::timeout(grace, slo_collector::kube::lease::release(client, &lease, &identity)).await;
+        match released {
+            Ok(Ok(true)) => tracing::info!(lease = %lease.name, "Lease released: another collector watches now"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(lease = %lease.name, error = %e, "Lease not released; another collector takes it when it expires")
+            }
+            Err(_) => {
+                tracing::warn!(lease = %lease.name, "Lease not released in time; another collector takes it when it expires")
+            }
+        }
     }
     match flushed {
         Ok(Ok(Ok(()))) => tracing::info!("flushed; bye"),

@@ -208,16 +208,21 @@ impl Source {
         Ok(r)
     }
 
-    /// Changes in `[from, to)`, oldest first.
+    /// Changes in `[from, to)`, oldest first, each key once: a change two collectors stored
+    /// (the watch handed over between them, see `src/watcher.rs`) is one change, and an
+    /// Event stored alone is not repeated beside the change it was merged into
+    /// (`event_key`).
     pub async fn changes(&self, from: i64, to: i64) -> Result<Vec<Change>> {
         let sql = format!(
-            "SELECT time, kind, namespace, object, \"from\", \"to\", reason, message, attributes FROM changes \
+            "SELECT time, kind, namespace, object, \"from\", \"to\", reason, message, attributes, key FROM changes \
              WHERE time >= {} AND time < {} ORDER BY time, kind, object",
             sql_time(from),
             sql_time(to)
         );
         let mut out = Vec::new();
+        let mut keys = Vec::new();
         for b in self.sql_in(from, to, &sql).await? {
+            let key = columns::strings(&b, col::KEY)?;
             let time = columns::times(&b, col::TIME)?;
             let s = |n: &str| columns::strings(&b, n);
             let (kind, ns, object, from, to, reason, message) = (
@@ -245,6 +250,7 @@ impl Source {
                     }
                 }
                 let g = |a: &arrow::array::StringArray| str_at(a, i).unwrap_or("").to_string();
+                keys.push(g(&key));
                 out.push(Change {
                     time: t,
                     kind: g(&kind),
@@ -258,7 +264,7 @@ impl Source {
                 });
             }
         }
-        Ok(out)
+        Ok(once_per_key(out, keys))
     }
 
     /// The requests of `service` in `[from, to)` with the columns comparisons need.
@@ -347,6 +353,18 @@ impl Source {
         }
         Ok(out)
     }
+}
+
+/// `changes` (in query order) with `keys[i]` the key of `changes[i]`: the first of each key
+/// kept, and an Event left out where another change says it merged that Event
+/// (`event_key`). Rows without a key are all kept.
+fn once_per_key(changes: Vec<Change>, keys: Vec<String>) -> Vec<Change> {
+    let merged: std::collections::HashSet<&str> =
+        changes.iter().filter_map(|c| c.attributes.get("event_key").map(String::as_str)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let keep: Vec<bool> =
+        keys.iter().map(|k| k.is_empty() || (!merged.contains(k.as_str()) && seen.insert(k.as_str()))).collect();
+    changes.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect()
 }
 
 /// The analyzer's requests from rows of [`Source::requests`]'s query, oldest first.

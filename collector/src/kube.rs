@@ -8,7 +8,9 @@
 //! - [`tracker`] diffs summaries into changes with deterministic keys, one row per fact.
 //! - [`replay`] does the same for Events and watch streams saved to files (`slo import`).
 //! - [`watch`] runs the list+watch loops with the `kube` client and stores the changes.
+//! - [`lease`] elects the one collector of several that watches, through a Lease.
 
+pub mod lease;
 pub mod normalize;
 pub mod objects;
 pub mod replay;

@@ -240,7 +240,7 @@ impl Remote {
     }
 
     /// Reads `rel`, or `None` when there is no such object.
-    pub(crate) async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
         let path = self.path(rel);
         match self.fetch(rel, &path).await {
             Ok(b) => Ok(Some(b)),

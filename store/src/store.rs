@@ -76,6 +76,11 @@ pub struct StoreConfig {
     /// rollups) stays in the object store: a query node that read that manifest before
     /// reads it there. Give a query node's refresh interval plus the longest a query runs.
     pub remote_read_grace: Duration,
+    /// Files beside the data (paths relative to the data directory) that each upload round
+    /// copies to the same path in the object store when they changed: state another
+    /// collector continues from (the Kubernetes watch's baseline, handed over with the
+    /// watcher's Lease). Not segments: no manifest lists them and no sweep deletes them.
+    pub side_files: Vec<String>,
 }
 
 impl StoreConfig {
@@ -95,6 +100,7 @@ impl StoreConfig {
             wal_shards: 1,
             read_grace: Duration::from_secs(35),
             remote_read_grace: Duration::from_secs(50),
+            side_files: Vec::new(),
         }
     }
 }

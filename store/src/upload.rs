@@ -17,10 +17,10 @@
 //! when the store opens; an object no manifest lists (uploaded, then a crash) is deleted by
 //! the first round after a start. Readers only ever follow the object store's manifest.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -251,6 +251,28 @@ impl UploaderThread {
     }
 }
 
+/// Copies each of the config's side files that changed since it last went up (by size and
+/// modification time) to the same path below this collector's prefix. A file is read whole
+/// and put as one object, so a reader gets one version or the other, never a mix.
+async fn upload_side_files(store: &Store, sent: &mut HashMap<String, (u64, SystemTime)>) -> Result<usize> {
+    let Some(remote) = store.config().remote.clone() else { return Ok(0) };
+    let mut uploaded = 0;
+    for rel in &store.config().side_files {
+        let path = store.config().data_dir.join(rel);
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let stamp = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+        if sent.get(rel) == Some(&stamp) {
+            continue;
+        }
+        let bytes =
+            tokio::fs::read(&path).await.map_err(|e| Error::Io { op: "read", path: path.clone(), source: e })?;
+        remote.put(rel, Bytes::from(bytes)).await?;
+        sent.insert(rel.clone(), stamp);
+        uploaded += 1;
+    }
+    Ok(uploaded)
+}
+
 /// The wait after `failures` failed rounds in a row: 1 s, doubling, at most a minute.
 pub(crate) fn back_off(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
@@ -270,6 +292,7 @@ fn run(store: Store, stop: Arc<tokio::sync::Notify>) {
         let mut compacted_at: Option<Instant> = None;
         let mut failures = 0u32;
         let mut failing_since: Option<Instant> = None;
+        let mut sent = HashMap::new();
         loop {
             let wait = if failures == 0 { Duration::from_secs(1) } else { back_off(failures) };
             let stopping = tokio::select! {
@@ -285,6 +308,7 @@ fn run(store: Store, stop: Arc<tokio::sync::Notify>) {
                     swept = true;
                 }
                 let round = store.upload_round().await?;
+                upload_side_files(&store, &mut sent).await?;
                 // Rollups merged now go up in the next round, their parts deleted after. A
                 // failed merge is tried again a minute later, not every round.
                 if !stopping && compacted_at.is_none_or(|t: Instant| t.elapsed() >= COMPACT_EVERY) {

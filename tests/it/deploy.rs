@@ -52,6 +52,27 @@ fn cluster_role_grants_what_the_watch_uses() {
     assert_eq!(binding["subjects"][0]["name"], yaml(&base().join("serviceaccount.yaml"))["metadata"]["name"]);
 }
 
+/// The object-store overlay's Role grants the election exactly what it does to its Lease,
+/// in slo's namespace only, to slo's ServiceAccount.
+#[test]
+fn the_lease_role_grants_what_the_election_uses() {
+    let path = root().join("deploy/kubernetes/overlays/object-store/role-lease.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs: Vec<serde_yaml::Value> =
+        serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
+    let role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
+    let rules = role["rules"].as_sequence().unwrap();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(strings(&rules[0]["apiGroups"]), ["coordination.k8s.io"]);
+    assert_eq!(strings(&rules[0]["resources"]), ["leases"]);
+    let mut verbs = strings(&rules[0]["verbs"]);
+    verbs.sort();
+    assert_eq!(verbs, slo_collector::kube::lease::VERBS);
+    let binding = docs.iter().find(|d| d["kind"] == "RoleBinding").unwrap();
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], "slo");
+}
+
 #[test]
 fn the_config_map_config_is_one_the_binary_accepts() {
     let cfg = base().join("slo.yaml");
@@ -76,8 +97,8 @@ fn the_config_map_config_is_one_the_binary_accepts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("fsynk"));
 }
 
-/// The object-store overlay's two configs: collectors that upload (slo-0 alone watching)
-/// and a query node reading the bucket's root.
+/// The object-store overlay's two configs: collectors that upload (the Lease's holder
+/// watching) and a query node reading the bucket's root.
 #[test]
 fn the_object_store_overlays_configs_are_ones_the_binary_accepts() {
     let dir = root().join("deploy/kubernetes/overlays/object-store");
@@ -96,9 +117,10 @@ fn the_object_store_overlays_configs_are_ones_the_binary_accepts() {
         watcher.contains("role collector") && watcher.contains("object store s3://slo-telemetry/fleet/slo-0"),
         "{watcher}"
     );
-    assert!(watcher.contains("kubernetes watch on"), "{watcher}");
+    let elected = "kubernetes watch on while this collector holds the Lease slo-watcher";
+    assert!(watcher.contains(elected), "{watcher}");
     let other = check("slo.yaml", "slo-1");
-    assert!(other.contains("fleet/slo-1") && other.contains("kubernetes watch off"), "{other}");
+    assert!(other.contains("fleet/slo-1") && other.contains(elected), "{other}");
     let query = check("query.yaml", "slo-query-abc");
     assert!(
         query.contains("role query") && query.contains("reads the object store s3://slo-telemetry/fleet,"),
@@ -251,8 +273,8 @@ fn kustomizations_render_to_valid_objects() {
             want.push("ConfigMap");
         }
         if overlay == "overlays/object-store" {
-            // The query node: its config, Deployment, Service and NetworkPolicy.
-            want.extend(["ConfigMap", "Deployment", "Service", "NetworkPolicy"]);
+            // The query node: its config, Deployment, Service and NetworkPolicy; the Lease's role.
+            want.extend(["ConfigMap", "Deployment", "Service", "NetworkPolicy", "Role", "RoleBinding"]);
         }
         want.sort();
         assert_eq!(kinds, want, "{overlay}");

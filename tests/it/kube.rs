@@ -58,22 +58,20 @@ fn wait_for(server: &Server, what: &str, until: impl Fn(&[Value]) -> bool) -> Ve
     }
 }
 
+/// The simulator running [`SCENARIO`] at 8x live, writing its truth into `dir`.
+pub(crate) fn start_sim(dir: &std::path::Path) -> (Sim, std::path::PathBuf) {
+    let truth_path = dir.join("truth.json");
+    let scenario = dir.join("scenario.yaml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let args = ["--scenario", scenario.to_str().unwrap(), "--speed", "8", "--seed", "11"];
+    let sim = Sim::start(&[&args[..], &["--truth", truth_path.to_str().unwrap()]].concat());
+    (sim, truth_path)
+}
+
 #[test]
 fn each_change_is_stored_once_across_a_kill_and_a_410() {
     let tmp = tempfile::tempdir().unwrap();
-    let truth_path = tmp.path().join("truth.json");
-    let scenario = tmp.path().join("scenario.yaml");
-    std::fs::write(&scenario, SCENARIO).unwrap();
-    let sim = Sim::start(&[
-        "--scenario",
-        scenario.to_str().unwrap(),
-        "--speed",
-        "8",
-        "--seed",
-        "11",
-        "--truth",
-        truth_path.to_str().unwrap(),
-    ]);
+    let (sim, truth_path) = start_sim(tmp.path());
     let data = tmp.path().join("data");
     let kubeconfig = sim.kubeconfig.to_str().unwrap().to_string();
     let config = format!("{FAST_CONFIG}scrape:\n  interval_s: 1\n");
@@ -92,7 +90,29 @@ fn each_change_is_stored_once_across_a_kill_and_a_410() {
     std::thread::sleep(Duration::from_secs(7));
     let rows = changes(&server);
 
-    // Nothing twice: no key, and no (kind, object, time), appears in two rows.
+    assert_each_fact_once(&rows);
+    assert_each_injected_change(&rows, &truth_path);
+
+    // The scraper found the pods and the exporters through the watch.
+    let vllm = server.count("SELECT count(*) FROM samples WHERE metric = 'vllm:num_requests_waiting' AND attribution = 'target' AND pod LIKE 'llama-70b-%'");
+    assert!(vllm > 0, "no vLLM samples attributed to their pods");
+    let gpu = server.count(
+        "SELECT count(*) FROM samples WHERE metric = 'DCGM_FI_DEV_GPU_UTIL' AND attribution = 'exporter_labels' AND pod IS NOT NULL",
+    );
+    assert!(gpu > 0, "no GPU samples attributed through the exporter's labels");
+    // Rollout progress of the embedder's rollout, as samples.
+    let progress = server.count(
+        "SELECT count(*) FROM samples WHERE metric = 'kube_deployment_status_replicas_updated' AND labels['deployment'] = 'embedder'",
+    );
+    assert!(progress > 0, "no rollout progress samples");
+    let up = server.count("SELECT count(*) FROM samples WHERE metric = 'up' AND value = 1");
+    assert!(up > 0);
+    let out = slo(&["query", "--server", &server.web, "SELECT 1"]);
+    assert!(out.status.success());
+}
+
+/// No key, and no (kind, object, time), in two of `rows` (`changes` rows with `key` and `t`).
+pub(crate) fn assert_each_fact_once(rows: &[Value]) {
     let mut keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
     keys.sort_unstable();
     let n = keys.len();
@@ -101,9 +121,12 @@ fn each_change_is_stored_once_across_a_kill_and_a_410() {
     let fact = |r: &Value| format!("{} {} {}", r["kind"], r["object"], r["t"]);
     let twice: Vec<&Value> = rows.iter().filter(|r| rows.iter().filter(|o| fact(o) == fact(r)).count() > 1).collect();
     assert!(twice.is_empty(), "the same fact stored twice: {twice:#?}");
+}
 
-    // Every injected change is there; the rollout, the scale-down and the node loss once.
-    let truth: Value = serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+/// Every change the simulator injected (its truth file) is in `rows`: the rollout, the
+/// scale-down and the node loss once, the OOM kill at least once.
+pub(crate) fn assert_each_injected_change(rows: &[Value], truth_path: &std::path::Path) {
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(truth_path).unwrap()).unwrap();
     let injected = truth["injected"].as_array().unwrap();
     assert_eq!(injected.len(), 4, "{truth:#}");
     for t in injected {
@@ -127,6 +150,7 @@ fn each_change_is_stored_once_across_a_kill_and_a_410() {
                 assert_eq!(matching.len(), 1, "{kind} {object} at {at}: {rows:#?}");
                 let r = matching[0];
                 assert_eq!(format!("replicas {}->{}", r["from"].as_str().unwrap(), r["to"].as_str().unwrap()), detail);
+                // From the HPA's own status (its reason), not from its Event alone.
                 assert_eq!(r["reason"], "All metrics below target");
             }
             "node_lost" => assert_eq!(matching.len(), 1, "{kind} {object}: {rows:#?}"),
@@ -134,21 +158,4 @@ fn each_change_is_stored_once_across_a_kill_and_a_410() {
             other => panic!("unexpected truth kind {other}"),
         }
     }
-
-    // The scraper found the pods and the exporters through the watch.
-    let vllm = server.count("SELECT count(*) FROM samples WHERE metric = 'vllm:num_requests_waiting' AND attribution = 'target' AND pod LIKE 'llama-70b-%'");
-    assert!(vllm > 0, "no vLLM samples attributed to their pods");
-    let gpu = server.count(
-        "SELECT count(*) FROM samples WHERE metric = 'DCGM_FI_DEV_GPU_UTIL' AND attribution = 'exporter_labels' AND pod IS NOT NULL",
-    );
-    assert!(gpu > 0, "no GPU samples attributed through the exporter's labels");
-    // Rollout progress of the embedder's rollout, as samples.
-    let progress = server.count(
-        "SELECT count(*) FROM samples WHERE metric = 'kube_deployment_status_replicas_updated' AND labels['deployment'] = 'embedder'",
-    );
-    assert!(progress > 0, "no rollout progress samples");
-    let up = server.count("SELECT count(*) FROM samples WHERE metric = 'up' AND value = 1");
-    assert!(up > 0);
-    let out = slo(&["query", "--server", &server.web, "SELECT 1"]);
-    assert!(out.status.success());
 }

@@ -13,6 +13,7 @@ mod grafana;
 mod hostile;
 mod import;
 mod kube;
+mod lease;
 mod loadgen;
 mod object_store;
 mod otlp_python;

@@ -21,13 +21,13 @@ fn python() -> String {
 }
 
 /// moto's S3 server, stopped by its process id when dropped.
-struct S3 {
+pub(crate) struct S3 {
     child: Child,
     endpoint: String,
 }
 
 impl S3 {
-    fn start(port: u16) -> S3 {
+    pub(crate) fn start(port: u16) -> S3 {
         let child = Command::new(python())
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -43,7 +43,7 @@ impl S3 {
         s3
     }
 
-    fn create_bucket(&self, name: &str) {
+    pub(crate) fn create_bucket(&self, name: &str) {
         let script = format!(
             "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
              aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='{name}')",
@@ -62,7 +62,7 @@ impl Drop for S3 {
 }
 
 /// What `slo` needs to reach the test server (the credentials moto takes).
-fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT", endpoint.to_string()),
         ("AWS_ALLOW_HTTP", "true".into()),
@@ -72,7 +72,7 @@ fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn slo_with(env: &[(&str, String)], args: &[&str]) -> Output {
+pub(crate) fn slo_with(env: &[(&str, String)], args: &[&str]) -> Output {
     Command::new(BIN).args(args).env("RUST_LOG", "warn").envs(env.iter().map(|(k, v)| (*k, v))).output().unwrap()
 }
 
@@ -130,7 +130,7 @@ fn stdout_ok(out: &Output, what: &str) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn metric(server: &Server, name: &str) -> f64 {
+pub(crate) fn metric(server: &Server, name: &str) -> f64 {
     let (_, body) = crate::support::http_get(&format!("{}/metrics", server.web));
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
@@ -138,7 +138,7 @@ fn metric(server: &Server, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn wait_until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");

@@ -308,3 +308,30 @@ fn covered_flushes_are_found_in_sorted_ranges() {
     assert!(!has("", 0) && !has("", 62) && !has("", 69) && !has("", 130));
     assert!(has("c2", 5) && !has("c2", 4) && !has("c2", 6) && !has("c3", 5));
 }
+
+#[test]
+fn a_change_stored_by_two_collectors_is_read_once() {
+    let change = |object: &str, event_key: Option<&str>| Change {
+        time: T0,
+        kind: "scale_down".into(),
+        namespace: "ml".into(),
+        object: object.into(),
+        from: "6".into(),
+        to: "2".into(),
+        reason: "SuccessfulRescale".into(),
+        message: String::new(),
+        attributes: event_key.map(|k| ("event_key".to_string(), k.to_string())).into_iter().collect(),
+    };
+    let changes = vec![
+        change("hpa/a", Some("event/u1/1")),
+        change("hpa/a", Some("event/u1/1")),
+        change("hpa/a", None),
+        change("deployment/b", None),
+        change("deployment/c", None),
+        change("deployment/d", None),
+    ];
+    let keys = ["hpa/u/6->2", "hpa/u/6->2", "event/u1/1", "rollout/b", "", ""].map(String::from).to_vec();
+    let kept = once_per_key(changes.clone(), keys);
+    // The second copy of the HPA change and the Event it merged are left out; keyless rows stay.
+    assert_eq!(kept, vec![changes[0].clone(), changes[3].clone(), changes[4].clone(), changes[5].clone()]);
+}

@@ -53,6 +53,11 @@ pub struct KubeMetrics {
     pub duplicates: Counter,
     /// Objects in the baseline.
     pub objects: Gauge,
+    /// 1 while this collector holds the watcher's Lease (`kubernetes.lease`), else 0.
+    pub leader: Gauge,
+    /// Terms of the Lease this collector began, by the baseline its watch started from
+    /// (`own`, `handed_over`, `fresh`).
+    pub terms: Family<Vec<(&'static str, &'static str)>, Counter>,
 }
 
 impl KubeMetrics {
@@ -69,6 +74,8 @@ impl KubeMetrics {
             changes: Family::default(),
             duplicates: Counter::default(),
             objects: Gauge::default(),
+            leader: Gauge::default(),
+            terms: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("slo_kube");
         r.register("watch_events", "watch events received, by resource", m.events.clone());
@@ -76,6 +83,8 @@ impl KubeMetrics {
         r.register("changes", "changes stored, by kind", m.changes.clone());
         r.register("duplicate_changes", "changes seen again and not stored twice", m.duplicates.clone());
         r.register("objects", "watched objects in the baseline", m.objects.clone());
+        r.register("leader", "1 while this collector holds the watcher's Lease", m.leader.clone());
+        r.register("terms", "Lease terms begun, by the baseline the watch started from", m.terms.clone());
         m
     }
 }
@@ -93,6 +102,36 @@ pub struct WatchConfig {
     pub discovery: Option<tokio::sync::watch::Sender<std::sync::Arc<crate::scrape::Discovery>>>,
     /// Which clock times holds and undated changes.
     pub clock: ClockKind,
+    /// Where the watch's baseline comes from.
+    pub baseline: Baseline,
+    /// Keys of changes other collectors stored (read from the object store when this
+    /// collector takes the watch over): computed again on the first list, not stored twice.
+    pub known_keys: HashSet<String>,
+}
+
+/// Where the watch starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Baseline {
+    /// This collector's own, saved in its data directory (after a restart, or a Lease that
+    /// came back with no other holder in between).
+    #[default]
+    Saved,
+    /// Another collector's, as it last uploaded it: it held the watcher's Lease and this one
+    /// takes over. What changed since that one saved it is computed again.
+    HandedOver(Vec<u8>),
+    /// None: a first list (no object diffs; Events and dated facts of the last hour).
+    Fresh,
+}
+
+impl Baseline {
+    /// Its name in `slo_kube_terms_total{baseline}`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Baseline::Saved => "own",
+            Baseline::HandedOver(_) => "handed_over",
+            Baseline::Fresh => "fresh",
+        }
+    }
 }
 
 /// The watch's clock: what "now" is when an HPA change waits for its Event, an Event is
@@ -316,14 +355,20 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<()> {
     let state_path = cfg.data_dir.join(STATE_FILE);
-    let mut tracker = match std::fs::read(&state_path) {
-        Ok(bytes) => Tracker::restore(&bytes).unwrap_or_else(|e| {
+    let saved = match &cfg.baseline {
+        Baseline::Saved => std::fs::read(&state_path).ok(),
+        Baseline::HandedOver(bytes) => Some(bytes.clone()),
+        Baseline::Fresh => None,
+    };
+    let mut tracker = match saved {
+        Some(bytes) => Tracker::restore(&bytes).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "starting the Kubernetes watch without a baseline");
             Tracker::new()
         }),
-        Err(_) => Tracker::new(),
+        None => Tracker::new(),
     };
     let mut seen = stored_keys(&store).await?;
+    seen.extend(cfg.known_keys.iter().cloned());
     tracing::info!(stored_changes = seen.len(), objects = tracker.objects(), "Kubernetes watch starting");
     let mut sources = Vec::new();
     for src in sources_of(&cfg.kinds, cfg.events) {

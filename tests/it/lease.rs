@@ -1,0 +1,105 @@
+//! The Kubernetes watch elected through a Lease (`kubernetes.lease`) among two collectors
+//! writing one bucket (moto's S3 server) and watching the simulator's API: one holds the
+//! Lease and watches; killed with -9, the other takes the watch over within the lease
+//! duration, from the baseline the first uploaded; back, the first waits. Every change is
+//! in the bucket once, and each injected one is there.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::kube::{assert_each_fact_once, assert_each_injected_change, start_sim};
+use crate::object_store::{S3, aws_env, metric, slo_with, wait_until};
+use crate::support::{Launch, Server};
+
+const BUCKET: &str = "s3://slo/fleet";
+
+fn config(name: &str) -> String {
+    format!(
+        "collector:\n  assembly:\n    idle_ms: 300\n    max_wait_ms: 2000\nstore:\n  flush_interval_s: 1\n  \
+         retention_hours: 0\n  collector: {name}\n  object_store:\n    url: {BUCKET}\nshutdown_grace_s: 10\n\
+         query_timeout_s: 3\nscrape:\n  interval_s: 1\nkubernetes:\n  lease:\n    duration_s: 4\n    \
+         renew_deadline_s: 3\n    retry_s: 0.5\n"
+    )
+}
+
+fn leader(s: &Server) -> bool {
+    metric(s, "slo_kube_leader") == 1.0
+}
+
+#[test]
+fn the_watch_moves_to_the_other_collector_when_its_holder_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s3 = S3::start(port);
+    s3.create_bucket("slo");
+    let env = aws_env(&format!("http://127.0.0.1:{port}"));
+    let changes = |sql: &str| -> Vec<Value> {
+        let out = slo_with(&env, &["query", "--bucket", BUCKET, "--format", "json", sql]);
+        if !out.status.success() {
+            return Vec::new(); // nothing uploaded yet
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let has = |kind: &str, object: &str| {
+        let sql = format!("SELECT count(*) AS n FROM changes WHERE kind = '{kind}' AND object LIKE '{object}%'");
+        changes(&sql).first().and_then(|r| r["n"].as_i64()).unwrap_or(0) > 0
+    };
+
+    let (sim, truth_path) = start_sim(tmp.path());
+    let kubeconfig = sim.kubeconfig.to_str().unwrap().to_string();
+    let launch = |name: &str| {
+        let extra = ["--kubeconfig", kubeconfig.as_str()];
+        Server::launch(
+            &tmp.path().join(name),
+            &config(name),
+            Launch { env: env.clone(), extra: &extra, ..Default::default() },
+        )
+    };
+    let mut servers = vec![launch("c1"), launch("c2")];
+
+    // One holds the Lease, and only one.
+    wait_until(Duration::from_secs(20), "a collector holding the Lease", || servers.iter().any(leader));
+    std::thread::sleep(Duration::from_secs(2));
+    let holding: Vec<usize> = (0..2).filter(|&i| leader(&servers[i])).collect();
+    assert_eq!(holding.len(), 1, "exactly one holder");
+    let (holder, other) = (holding[0], 1 - holding[0]);
+
+    // The rollout is in the bucket; the holder dies before the HPA scale-down.
+    wait_until(Duration::from_secs(60), "the embedder rollout uploaded", || has("deploy", "deployment/embedder"));
+    servers[holder].kill9();
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(20), "the other collector holding the Lease", || leader(&servers[other]));
+    // Lease duration 4 s + one retry 0.5 s, and the time to see it: well under 10 s.
+    assert!(killed.elapsed() < Duration::from_secs(10), "took over after {:?}", killed.elapsed());
+    // It continues from the baseline the dead holder uploaded, not from a fresh list (the
+    // term is counted once the bucket's baseline and keys are read).
+    let handed_over = "slo_kube_terms_total{baseline=\"handed_over\"}";
+    wait_until(Duration::from_secs(10), "the term begun from the handed-over baseline", || {
+        metric(&servers[other], handed_over) == 1.0
+    });
+    assert_eq!(metric(&servers[other], "slo_kube_terms_total{baseline=\"fresh\"}"), 0.0);
+
+    // Back on its data directory, the first collector waits: the Lease is held.
+    let name = if holder == 0 { "c1" } else { "c2" };
+    servers[holder] = launch(name);
+    wait_until(Duration::from_secs(60), "the node loss uploaded", || has("node_lost", "node/gpu-h100-2"));
+    assert!(!leader(&servers[holder]) && leader(&servers[other]), "the Lease stays with the new holder");
+    wait_until(Duration::from_secs(60), "the OOM kill uploaded", || has("oom_kill", "pod/llama-70b"));
+    sim.wait(Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(7));
+    let all =
+        "SELECT kind, object, \"from\", \"to\", reason, key, CAST(time AS BIGINT) AS t FROM changes ORDER BY time, key";
+    let rows = changes(all);
+    assert!(!rows.is_empty());
+
+    // Nothing twice in the bucket, and every injected change there.
+    assert_each_fact_once(&rows);
+    assert_each_injected_change(&rows, &truth_path);
+    // Each collector stored some: the watch did move.
+    for s in &servers {
+        assert!(s.count("SELECT count(*) FROM changes") > 0, "{}: no changes of its own", s.data_dir.display());
+    }
+    drop(servers);
+    drop(s3);
+}
