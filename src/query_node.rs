@@ -87,14 +87,22 @@ pub(crate) async fn run(cfg: ServeConfig, slos: Vec<slo_analyzer::spec::Slo>, do
         let (store, metrics, read_once, token) =
             (store.clone(), bucket_metrics.clone(), read_once.clone(), token.clone());
         let every = Duration::from_secs(cfg.query_node.refresh_s.max(1));
+        let query_timeout = Duration::from_secs(cfg.query_timeout_s.max(1));
         tracker.spawn(async move {
             // Collectors said to lag at the last refresh: each is logged when it starts and
             // when it stops lagging, not at every refresh.
             let mut behind: std::collections::BTreeSet<String> = Default::default();
+            // Collectors already said to delete sooner than this node reads: once each.
+            let mut short: std::collections::BTreeSet<String> = Default::default();
             loop {
                 match store.refresh_bucket().await {
                     Ok(views) => {
                         metrics.set(&views);
+                        for (v, said) in slo_store::grace_too_short(&views, every, query_timeout) {
+                            if short.insert(v.prefix) {
+                                tracing::warn!("{said}");
+                            }
+                        }
                         let mut now = std::collections::BTreeSet::new();
                         for (v, said) in slo_store::lagging(&views, 5 * 60 * 1_000_000_000) {
                             if !behind.contains(&v.prefix) {

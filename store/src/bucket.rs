@@ -12,6 +12,7 @@
 //! are read (a refresh keeps what it last read of that collector).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::manifest::{Manifest, SegmentFile};
@@ -34,6 +35,8 @@ pub struct CollectorView {
     pub files: usize,
     /// Why its manifest could not be read, when it could not.
     pub problem: Option<String>,
+    /// How long objects it stops listing stay readable, if its manifest says (s).
+    pub read_grace_s: Option<u64>,
 }
 
 /// Collectors whose newest data is more than `behind_ns` older than the newest
@@ -63,6 +66,31 @@ pub fn lagging(views: &[CollectorView], behind_ns: i64) -> Vec<(CollectorView, S
         .collect()
 }
 
+/// Collectors that delete objects they stop listing sooner than a reader that reads the
+/// manifests every `refresh` and runs a query for up to `query` may still read them, with a
+/// sentence for people: such a reader's query can fail on a deleted object (it names it).
+pub fn grace_too_short(views: &[CollectorView], refresh: Duration, query: Duration) -> Vec<(CollectorView, String)> {
+    let needed = (refresh + query).as_secs();
+    views
+        .iter()
+        .filter(|v| v.read_grace_s.is_some_and(|g| g < needed))
+        .map(|v| {
+            let grace = v.read_grace_s.unwrap_or_default();
+            let said = format!(
+                "collector {:?} ({}/) deletes objects it stops listing after {grace} s, but this reader reads the \
+                 manifests every {} s and runs queries for up to {} s: a query may meet a deleted file and fail. \
+                 Give the collectors this reader's query_node.refresh_s and query_timeout_s (their grace is \
+                 query_timeout_s + 5 + query_node.refresh_s), or lower this reader's",
+                v.collector,
+                v.prefix,
+                refresh.as_secs(),
+                query.as_secs()
+            );
+            (v.clone(), said)
+        })
+        .collect()
+}
+
 /// Every collector's manifest at or one level below `root`: their files (paths relative
 /// to `root`, all uploaded) and what each says of itself. One whose manifest cannot be
 /// fetched or decoded is a view with its problem and no files.
@@ -88,6 +116,7 @@ async fn read_bucket(root: &Remote) -> Result<(Vec<SegmentFile>, Vec<CollectorVi
                     newest_data: None,
                     files: 0,
                     problem: Some(e.to_string()),
+                    read_grace_s: None,
                 });
                 continue;
             }
@@ -99,6 +128,7 @@ async fn read_bucket(root: &Remote) -> Result<(Vec<SegmentFile>, Vec<CollectorVi
             newest_data: m.newest_data(),
             files: m.files.len(),
             problem: None,
+            read_grace_s: (m.read_grace_s > 0).then_some(m.read_grace_s),
         });
         files.extend(m.files.into_iter().map(|f| SegmentFile {
             path: if prefix.is_empty() { f.path } else { format!("{prefix}/{}", f.path) },
@@ -178,6 +208,7 @@ mod tests {
             newest_data: newest,
             files: 1,
             problem: None,
+            read_grace_s: Some(50),
         }
     }
 
@@ -189,5 +220,19 @@ mod tests {
         let names: Vec<&str> = l.iter().map(|(v, _)| v.prefix.as_str()).collect();
         assert_eq!(names, vec!["b", "d"]);
         assert!(l[0].1.contains("10 min older"), "{}", l[0].1);
+    }
+
+    #[test]
+    fn a_collector_deleting_sooner_than_a_reader_reads_is_named() {
+        let mut v = [view("a", Some(1)), view("b", Some(1)), view("c", Some(1))];
+        v[1].read_grace_s = Some(20);
+        v[2].read_grace_s = None; // an older collector says nothing
+        let s = Duration::from_secs;
+        let fits: Vec<String> = grace_too_short(&v, s(30), s(20)).into_iter().map(|(v, _)| v.prefix).collect();
+        assert_eq!(fits, ["b"], "30 + 20 s fit in a's 50 s, not in b's 20 s");
+        let short = grace_too_short(&v, s(60), s(10));
+        let named: Vec<&str> = short.iter().map(|(v, _)| v.prefix.as_str()).collect();
+        assert_eq!(named, ["a", "b"]);
+        assert!(short[1].1.contains("after 20 s") && short[1].1.contains("every 60 s"), "{}", short[1].1);
     }
 }

@@ -36,7 +36,7 @@ mod upload;
 mod wal;
 pub mod wire;
 
-pub use bucket::{CollectorView, lagging};
+pub use bucket::{CollectorView, grace_too_short, lagging};
 pub use cluster_rows::{changes_batch, cluster_batches};
 pub use compact::{FAN_IN as COMPACTION_FAN_IN, flush_range};
 pub use error::{Error, Result};

@@ -313,6 +313,10 @@ pub struct RemoteManifest {
     pub written_unix_nano: i64,
     /// The segment and rollup files readers may read, paths relative to the prefix.
     pub files: Vec<SegmentFile>,
+    /// How long an object this manifest stops listing stays readable (s): a reader that
+    /// read the manifest longer ago than this before its query ends may meet a deleted
+    /// object. 0: not said (a manifest from before this field).
+    pub read_grace_s: u64,
 }
 
 impl RemoteManifest {

@@ -141,6 +141,7 @@ impl Store {
             instance,
             written_unix_nano: now,
             files: listed.into_iter().map(|f| crate::manifest::SegmentFile { uploaded: true, ..f }).collect(),
+            read_grace_s: self.config().remote_read_grace.as_secs(),
         };
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Remote {
             op: "write manifest",
