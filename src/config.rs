@@ -290,7 +290,8 @@ impl ServeConfig {
         let name = self.store.collector.clone().or_else(from_env).unwrap_or_else(|| "slo".into());
         anyhow::ensure!(
             slo_store::valid_collector_name(&name),
-            "store.collector: {name:?} cannot name a prefix (letters, digits, '.', '_', '-'; at most 128)"
+            "store.collector: {name:?} cannot name a prefix (letters, digits, '.', '_', '-'; at most 128; not {})",
+            slo_store::RESERVED_NAMES.join(", ")
         );
         Ok(name)
     }
@@ -355,6 +356,25 @@ mod tests {
         std::fs::write(&p, "kubernetes:\n  clock: sundial\n").unwrap();
         let e = ServeConfig::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("sundial") && e.contains("wall") && e.contains("data"), "{e}");
+    }
+
+    #[test]
+    fn a_collector_named_like_a_table_or_with_a_bad_lease_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "store:\n  collector: requests\n").unwrap();
+        let e = ServeConfig::load(Some(&p)).unwrap().collector_name().unwrap_err().to_string();
+        assert!(e.contains("\"requests\"") && e.contains("not requests, spans"), "{e}");
+        std::fs::write(&p, "kubernetes:\n  watcher: slo-0\n  lease: {}\n").unwrap();
+        let e = ServeConfig::load(Some(&p)).unwrap().kubernetes.watched().unwrap_err().to_string();
+        assert!(e.contains("kubernetes.watcher and kubernetes.lease"), "{e}");
+        std::fs::write(&p, "kubernetes:\n  lease: {duration_s: 5, renew_deadline_s: 6}\n").unwrap();
+        let e = ServeConfig::load(Some(&p)).unwrap().kubernetes.watched().unwrap_err().to_string();
+        assert!(e.contains("renew_deadline_s (6)") && e.contains("duration_s (5)"), "{e}");
+        std::fs::write(&p, "kubernetes:\n  lease: {name: slo-watcher}\n").unwrap();
+        let c = ServeConfig::load(Some(&p)).unwrap();
+        assert_eq!(c.kubernetes.lease.as_ref().map(|l| l.duration_s), Some(15), "defaults fill the rest");
+        assert!(c.kubernetes.watched().is_ok());
     }
 
     #[test]

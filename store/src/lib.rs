@@ -45,7 +45,7 @@ pub use manifest::{Dropped, Manifest, SegmentFile, WalShard};
 pub use metrics::StoreMetrics;
 pub use query::{QueryLimits, Snapshot};
 pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord, find_attr};
-pub use remote::{Remote, RemoteManifest, RemoteOptions, valid_collector_name};
+pub use remote::{RESERVED_NAMES, Remote, RemoteManifest, RemoteOptions, valid_collector_name};
 pub use rows::{Request, RequestRef, RequestRow, RequestsBuilder, RowWidths, requests_batch};
 pub use segments::writer_properties;
 pub use store::{Derive, FlushJob, Recovery, Store, StoreConfig, wal_dir, wal_shards_on_disk, wal_unflushed};

@@ -334,12 +334,19 @@ impl RemoteManifest {
     }
 }
 
-/// Whether `name` can name a collector's prefix: letters, digits, `.`, `_`, `-`, at most 128.
+/// The directories a collector writes at the top of its prefix (its tables, rollups, and
+/// side files such as `kube/`): no collector may be named so, or a reader of a root that a
+/// collector also writes itself could not tell that collector's files from the other's.
+pub const RESERVED_NAMES: [&str; 6] = ["requests", "spans", "changes", "samples", "rollups", "kube"];
+
+/// Whether `name` can name a collector's prefix: letters, digits, `.`, `_`, `-`, at most
+/// 128, and not one of [`RESERVED_NAMES`].
 pub fn valid_collector_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !RESERVED_NAMES.contains(&name)
 }
 
 #[cfg(test)]
@@ -368,6 +375,7 @@ mod tests {
     fn collector_names() {
         assert!(valid_collector_name("slo-0") && valid_collector_name("a.b_c"));
         assert!(!valid_collector_name("") && !valid_collector_name("a/b") && !valid_collector_name(".."));
+        assert!(RESERVED_NAMES.iter().all(|n| !valid_collector_name(n)), "a table's directory is not a collector");
     }
 
     #[tokio::test]

@@ -288,6 +288,12 @@ pub async fn elect(
             }
             failed => {
                 let problem = match failed {
+                    Ok(Err(kube::Error::Api(e))) if e.code == 403 => format!(
+                        "{} (the service account needs get, create and update on leases.coordination.k8s.io \
+                         in the Lease's namespace: deploy/kubernetes/overlays/object-store/role-lease.yaml); \
+                         until then no collector watches Kubernetes",
+                        e.message
+                    ),
                     Ok(Err(e)) => e.to_string(),
                     _ => format!("no answer within {limit:?}"),
                 };
