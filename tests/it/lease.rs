@@ -2,7 +2,8 @@
 //! writing one bucket (moto's S3 server) and watching the simulator's API: one holds the
 //! Lease and watches; killed with -9, the other takes the watch over within the lease
 //! duration, from the baseline the first uploaded; back, the first waits. Every change is
-//! in the bucket once, and each injected one is there.
+//! in the bucket once, and each injected one is there. Stopped with SIGTERM, a holder
+//! gives the Lease up and the other takes it at once.
 
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,20 @@ fn the_watch_moves_to_the_other_collector_when_its_holder_dies() {
     wait_until(Duration::from_secs(60), "the node loss uploaded", || has("node_lost", "node/gpu-h100-2"));
     assert!(!leader(&servers[holder]) && leader(&servers[other]), "the Lease stays with the new holder");
     wait_until(Duration::from_secs(60), "the OOM kill uploaded", || has("oom_kill", "pod/llama-70b"));
+
+    // A holder that stops cleanly gives the Lease up after its last upload: the other takes
+    // it at its next try (0.5 s here), not a lease duration later, from the stopped one's
+    // final baseline.
+    let stopped = Instant::now();
+    assert!(servers[other].stop().success());
+    wait_until(Duration::from_secs(10), "the restarted collector holding the Lease", || leader(&servers[holder]));
+    assert!(stopped.elapsed() < Duration::from_secs(4), "took over {:?} after a SIGTERM", stopped.elapsed());
+    wait_until(Duration::from_secs(10), "its term begun from the handed-over baseline", || {
+        metric(&servers[holder], handed_over) == 1.0
+    });
+    let other_name = if other == 0 { "c1" } else { "c2" };
+    servers[other] = launch(other_name);
+
     sim.wait(Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(7));
     let all =
@@ -100,6 +115,7 @@ fn the_watch_moves_to_the_other_collector_when_its_holder_dies() {
     for s in &servers {
         assert!(s.count("SELECT count(*) FROM changes") > 0, "{}: no changes of its own", s.data_dir.display());
     }
+
     drop(servers);
     drop(s3);
 }

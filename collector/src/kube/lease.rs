@@ -13,9 +13,9 @@
 //!   for `renew_deadline_s` (less than the lease duration) it stops watching, so it has
 //!   stopped before anyone else may take over.
 //! - **Release**: a holder that shuts down ([`release`], once its last data is uploaded)
-//!   shortens the Lease to one second, so another takes over within a second or two instead
-//!   of after the lease duration. It keeps its name as holder (client-go clears it): the
-//!   next holder reads which collector's baseline to continue from there.
+//!   clears `holderIdentity`, as client-go does, so the next candidate takes the Lease at
+//!   its next try instead of after the lease duration. It writes its name into the
+//!   annotation [`RELEASED_BY`]: the next holder reads there whose baseline to continue.
 //!
 //! A new term says whether the Lease passed through another holder since this collector's
 //! last term ([`Term::continues`]): if it did, this collector's saved baseline of the
@@ -36,6 +36,9 @@ use super::watch::KubeMetrics;
 /// What the election does to its Lease, as RBAC verbs (sorted): `get_opt` is a get,
 /// `replace` an update. `deploy/kubernetes/overlays/object-store/role-lease.yaml` grants these.
 pub const VERBS: [&str; 3] = ["create", "get", "update"];
+
+/// The annotation a releasing holder leaves its name in (the holder field is cleared).
+pub const RELEASED_BY: &str = "slo.dev/released-by";
 
 /// Where the last term this collector began is recorded, relative to the data directory.
 pub const TERM_FILE: &str = "kube/lease-term.json";
@@ -181,6 +184,10 @@ impl Candidate {
         if !holder.is_empty() && !mine && seen_at.elapsed() < lasts {
             return Ok(Tried::Other(holder));
         }
+        // Released: the holder field is empty and the annotation names who held it.
+        let annotations = lease.metadata.annotations.get_or_insert_default();
+        let released_by = annotations.remove(RELEASED_BY).filter(|_| holder.is_empty());
+        let previous = if holder.is_empty() { released_by } else { Some(holder) };
         let before = spec.lease_transitions.unwrap_or(0);
         let transitions = if mine { before } else { before + 1 };
         let renewed = LeaseSpec {
@@ -196,12 +203,7 @@ impl Candidate {
         match self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await {
             Ok(written) => {
                 self.observed = Some((renewed, Instant::now()));
-                Ok(Tried::Holds(Term {
-                    lease: uid(&written),
-                    transitions,
-                    before: Some(before),
-                    previous: (!holder.is_empty()).then_some(holder),
-                }))
+                Ok(Tried::Holds(Term { lease: uid(&written), transitions, before: Some(before), previous }))
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Tried::Other("another candidate wrote it first".into())),
             Err(e) => Err(e),
@@ -220,9 +222,10 @@ fn api(client: Client, cfg: &LeaseConfig) -> Api<Lease> {
     }
 }
 
-/// Gives the Lease up if `identity` holds it: it lasts one more second, so the next
-/// candidate takes it at its next try. Returns whether there was anything to give up.
-/// Call it once this collector's last data (and watch baseline) is uploaded.
+/// Gives the Lease up if `identity` holds it: nobody holds it then, so the next candidate
+/// takes it at its next try, and reads who held it in [`RELEASED_BY`]. Returns whether
+/// there was anything to give up. Call it once this collector's last data (and watch
+/// baseline) is uploaded.
 pub async fn release(client: Client, cfg: &LeaseConfig, identity: &str) -> Result<bool, kube::Error> {
     let api = api(client, cfg);
     let Some(mut lease) = api.get_opt(&cfg.name).await? else { return Ok(false) };
@@ -230,8 +233,9 @@ pub async fn release(client: Client, cfg: &LeaseConfig, identity: &str) -> Resul
     if spec.holder_identity.as_deref() != Some(identity) {
         return Ok(false);
     }
-    spec.lease_duration_seconds = Some(1);
+    spec.holder_identity = None;
     spec.renew_time = Some(MicroTime(chrono::Utc::now()));
+    lease.metadata.annotations.get_or_insert_default().insert(RELEASED_BY.into(), identity.into());
     api.replace(&cfg.name, &PostParams::default(), &lease).await.map(|_| true)
 }
 
