@@ -91,10 +91,12 @@ fn the_watch_moves_to_the_other_collector_when_its_holder_dies() {
     // A holder that stops cleanly gives the Lease up after its last upload: the other takes
     // it at its next try (0.5 s here), not a lease duration later, from the stopped one's
     // final baseline.
-    let stopped = Instant::now();
+    // (Timed from its exit: its shutdown, slow or not on a loaded machine, renews nothing,
+    // so without the release the Lease would last 4 s from the shutdown's start.)
     assert!(servers[other].stop().success());
+    let exited = Instant::now();
     wait_until(Duration::from_secs(10), "the restarted collector holding the Lease", || leader(&servers[holder]));
-    assert!(stopped.elapsed() < Duration::from_secs(4), "took over {:?} after a SIGTERM", stopped.elapsed());
+    assert!(exited.elapsed() < Duration::from_millis(2500), "took over {:?} after the exit", exited.elapsed());
     wait_until(Duration::from_secs(10), "its term begun from the handed-over baseline", || {
         metric(&servers[holder], handed_over) == 1.0
     });
