@@ -33,7 +33,7 @@ use slo_store::{ChangeRecord, SampleRecord, SpanBatch, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::objects::Watched;
-use super::tracker::{HOLD_NS, Tracker};
+use super::tracker::{HOLD_NS, LOOKBACK_NS, Tracker};
 use crate::error::{Error, Result};
 use crate::ingest::{Ingest, Prepared};
 
@@ -291,13 +291,30 @@ fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// The keys of every change already stored (its own key, and the Event keys merged into it).
+/// How far back from the newest stored change [`stored_keys`] reads: a relist computes
+/// again only what is newer (Events live an hour in the API server; dated facts of a first
+/// list go back [`LOOKBACK_NS`]; what changed since a baseline is newer than the baseline),
+/// and as much again for Events counted again and clocks that disagree.
+const KEYS_BACK_NS: i64 = 2 * LOOKBACK_NS;
+
+/// The keys of the changes already stored (their own keys, and the Event keys merged into
+/// them), back [`KEYS_BACK_NS`] from the newest stored change: not a week of them, which
+/// from an object store is a request a segment while nobody watches (at start, and at
+/// every takeover of the Lease).
 pub async fn stored_keys(store: &Store) -> Result<HashSet<String>> {
-    let batches = store
-        .snapshot()
-        .sql("SELECT key, attributes FROM changes")
-        .await
-        .map_err(|e| Error::Storage(format!("reading stored change keys: {e}")))?;
+    let snap = store.snapshot();
+    let newest =
+        snap.files().iter().filter(|f| f.table == slo_store::schema::CHANGES && f.rows > 0).map(|f| f.max_time).max();
+    let sql = match newest {
+        // (Rows not flushed yet are newer than any file: the bound only reads more.)
+        Some(t) => format!(
+            "SELECT key, attributes FROM changes WHERE time >= '{}'",
+            chrono::DateTime::from_timestamp_nanos(t.saturating_sub(KEYS_BACK_NS))
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        ),
+        None => "SELECT key, attributes FROM changes".to_string(),
+    };
+    let batches = snap.sql(&sql).await.map_err(|e| Error::Storage(format!("reading stored change keys: {e}")))?;
     let mut keys = HashSet::new();
     for b in batches {
         let (Some(k), Some(m)) =
@@ -549,4 +566,55 @@ async fn save(path: &std::path::Path, tracker: &mut Tracker) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Storage(format!("saving the watch baseline: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use slo_store::{ChangeRecord, StoreConfig, StoreMetrics, changes_batch};
+
+    use super::*;
+
+    fn change(t: i64, key: &str) -> ChangeRecord {
+        ChangeRecord {
+            time_unix_nano: t,
+            kind: "deploy".into(),
+            namespace: "ml".into(),
+            object_kind: "Deployment".into(),
+            object: "deployment/a".into(),
+            from: String::new(),
+            to: String::new(),
+            reason: "NewReplicaSet".into(),
+            message: String::new(),
+            source: "watch/ReplicaSet".into(),
+            key: key.into(),
+            attributes: Vec::new(),
+        }
+    }
+
+    /// Keys are read back two lookbacks from the newest change: a segment older than that
+    /// is not even opened (its file may be gone and the read still answers).
+    #[tokio::test]
+    async fn stored_keys_reads_back_two_lookbacks_from_the_newest_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut wal, _) = Store::open(StoreConfig::new(dir.path()), StoreMetrics::unregistered()).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+        for (t, key) in
+            [(now - 3 * 86_400_000_000_000, "old"), (now - KEYS_BACK_NS + 1_000_000_000, "edge"), (now, "new")]
+        {
+            store.append_tables([("changes", changes_batch([&change(t, key)]).unwrap())]);
+            store.flush_now(&mut wal).unwrap();
+        }
+        let keys = stored_keys(&store).await.unwrap();
+        assert_eq!(keys, ["edge", "new"].map(String::from).into_iter().collect::<HashSet<_>>());
+        let old = store
+            .snapshot()
+            .files()
+            .iter()
+            .find(|f| f.table == "changes" && f.max_time < now - KEYS_BACK_NS)
+            .unwrap()
+            .path
+            .clone();
+        std::fs::remove_file(dir.path().join(old)).unwrap();
+        assert_eq!(stored_keys(&store).await.unwrap().len(), 2, "the old segment was opened");
+    }
 }
