@@ -116,17 +116,15 @@ impl Rollups {
         let mut last: Option<(Key, Cell)> = None;
         for i in 0..batch.num_rows() {
             let Some(t) = i64_at(&time, i) else { continue };
-            let key = Key {
-                service: str_at(&service, i).unwrap_or("").to_string(),
-                model: str_at(&model, i).unwrap_or("").to_string(),
-                minute: minute_of(t),
-            };
+            let (s, m, minute) = (str_at(&service, i).unwrap_or(""), str_at(&model, i).unwrap_or(""), minute_of(t));
+            // Compared borrowed: a key is built (two strings) only where it changes.
             let cell = match &mut last {
-                Some((k, c)) if *k == key => c,
+                Some((k, c)) if k.minute == minute && k.service == s && k.model == m => c,
                 _ => {
                     if let Some((k, c)) = last.take() {
                         self.cells.entry(k).or_default().merge(&c);
                     }
+                    let key = Key { service: s.to_string(), model: m.to_string(), minute };
                     &mut last.insert((key, Cell::default())).1
                 }
             };

@@ -374,10 +374,11 @@ impl Assembler {
         out
     }
 
-    /// The traces pending now, by where their spans start in the WAL, so that a restart
-    /// picks up where this left off.
-    pub(crate) fn in_flight(&self) -> InFlight {
-        InFlight::new(self.pending.iter().map(|(id, p)| (*id, p.from)).collect())
+    /// The state file of the traces pending now, by where their spans start in the WAL, so
+    /// that a restart picks up where this left off ([`in_flight::encode`]); and the oldest
+    /// WAL segment it needs kept.
+    pub(crate) fn in_flight_file(&self, stored_at_receipt: bool) -> (Option<u64>, Vec<u8>) {
+        in_flight::encode(self.pending.iter().map(|(id, p)| (id, p.from)), stored_at_receipt)
     }
 
     /// Restores a state file of the format before [`InFlight`] (the pending spans as one

@@ -146,7 +146,7 @@ pub struct AssemblyConfig {
     /// A trace is emitted this long after its first span at the latest, complete or not.
     pub max_wait_ms: u64,
     /// Spans held while waiting; beyond it the oldest traces are emitted early (counted in
-    /// `slo_collector_assembly_forced_total`).
+    /// `slo_collector_traces_emitted_total{reason="forced"}`).
     pub max_pending_spans: usize,
     /// Bytes the held spans may take (their text and fields, plus the entries of their
     /// traces in the assembler's tables and queues, as

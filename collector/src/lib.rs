@@ -16,6 +16,12 @@
 //! assembler by pending spans (beyond it, the oldest traces are emitted early and counted),
 //! the store by unflushed bytes (beyond it, the pipeline waits, and so the queue fills).
 
+/// The allocator `slo` runs with (its `mimalloc` feature, the default), so that the
+/// ignored cost tests (`assemble::tests::assembly_cost`) measure what the server pays.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod assemble;
 mod config;
 mod convert;

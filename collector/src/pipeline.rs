@@ -558,8 +558,8 @@ impl Pipeline {
     fn flush(&mut self, done: Vec<FlushDone>) -> Result<()> {
         let asked = !done.is_empty();
         self.last_flush = Instant::now();
-        let in_flight = self.assembler.in_flight().with_stored_at_receipt(self.sampler.keeps_all());
-        match self.flusher.flush(self.shard, &mut self.wal, in_flight.keep_from(), in_flight.encode(), done) {
+        let (keep_from, in_flight) = self.assembler.in_flight_file(self.sampler.keeps_all());
+        match self.flusher.flush(self.shard, &mut self.wal, keep_from, in_flight, done) {
             Ok(()) => Ok(()),
             Err(FlushError::Rotate(e)) if !asked => {
                 tracing::error!(error = %e, "WAL rotation failed; the flush waits");

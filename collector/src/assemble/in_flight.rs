@@ -39,19 +39,39 @@ pub(crate) struct InFlight {
     pub stored_at_receipt: bool,
 }
 
+/// The state file of `traces` (each trace's id and the position of its first pending
+/// span), and the oldest WAL segment a restart needs, without gathering them first: a
+/// flush writes it from the assembler's table as it is, hundreds of thousands of traces
+/// under load, every few seconds.
+pub(crate) fn encode<'a>(
+    traces: impl ExactSizeIterator<Item = (&'a TraceId, WalPos)>,
+    stored_at_receipt: bool,
+) -> (Option<u64>, Vec<u8>) {
+    if traces.len() == 0 {
+        return (None, Vec::new());
+    }
+    let mut out = Vec::with_capacity(MAGIC.len() + 1 + ENTRY * traces.len());
+    out.extend_from_slice(MAGIC);
+    out.push(u8::from(stored_at_receipt));
+    let mut keep_from = u64::MAX;
+    for (id, pos) in traces {
+        keep_from = keep_from.min(pos.segment);
+        out.extend_from_slice(id);
+        out.extend_from_slice(&pos.segment.to_le_bytes());
+        out.extend_from_slice(&pos.record.to_le_bytes());
+    }
+    (Some(keep_from), out)
+}
+
 /// A state file that is neither format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("in-flight state file is cut short or corrupt ({0} bytes after the header, not a multiple of {ENTRY})")]
 pub(crate) struct BadInFlight(usize);
 
 impl InFlight {
+    #[cfg(test)]
     pub(super) fn new(traces: HashMap<TraceId, WalPos, ahash::RandomState>) -> Self {
         InFlight { traces, stored_at_receipt: false }
-    }
-
-    /// The same, saying whether their spans were stored as they were received.
-    pub(crate) fn with_stored_at_receipt(self, stored_at_receipt: bool) -> Self {
-        InFlight { stored_at_receipt, ..self }
     }
 
     /// Traces in flight.
@@ -61,6 +81,7 @@ impl InFlight {
     }
 
     /// The oldest WAL segment a restart needs, if any.
+    #[cfg(test)]
     pub(crate) fn keep_from(&self) -> Option<u64> {
         self.traces.values().map(|p| p.segment).min()
     }
@@ -76,19 +97,9 @@ impl InFlight {
     }
 
     /// The state file's bytes; empty when nothing is in flight.
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Vec<u8> {
-        if self.traces.is_empty() {
-            return Vec::new();
-        }
-        let mut out = Vec::with_capacity(MAGIC.len() + 1 + ENTRY * self.traces.len());
-        out.extend_from_slice(MAGIC);
-        out.push(u8::from(self.stored_at_receipt));
-        for (id, pos) in &self.traces {
-            out.extend_from_slice(id);
-            out.extend_from_slice(&pos.segment.to_le_bytes());
-            out.extend_from_slice(&pos.record.to_le_bytes());
-        }
-        out
+        encode(self.traces.iter().map(|(id, pos)| (id, *pos)), self.stored_at_receipt).1
     }
 
     /// Reads a state file written by [`InFlight::encode`].
@@ -133,7 +144,7 @@ mod tests {
         assert_eq!(InFlight::decode(&bytes[..bytes.len() - 1]), Err(BadInFlight(2 * ENTRY - 1)));
         assert!(InFlight::default().encode().is_empty());
         // The flag round-trips; a first-version file (no flags byte) stored at emission.
-        let kept = f.clone().with_stored_at_receipt(true);
+        let kept = InFlight { stored_at_receipt: true, ..f.clone() };
         assert!(InFlight::decode(&kept.encode()).unwrap().stored_at_receipt);
         let mut v1 = MAGIC_V1.to_vec();
         v1.extend_from_slice(&bytes[MAGIC.len() + 1..]);

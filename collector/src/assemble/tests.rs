@@ -246,9 +246,10 @@ fn in_flight_traces_resume_from_their_wal_records() {
     a.add_record(&r1, pos(3, 0), t0).unwrap();
     assert_eq!(a.poll(t0 + ms(100)).traces.len(), 1);
     a.add_record(&r2, pos(4, 1), t0 + ms(100)).unwrap();
-    let state = InFlight::decode(&a.in_flight().encode()).unwrap();
+    let (keep_from, file) = a.in_flight_file(false);
+    let state = InFlight::decode(&file).unwrap();
     assert_eq!(state.len(), 2);
-    assert_eq!(state.keep_from(), Some(3));
+    assert_eq!((keep_from, state.keep_from()), (Some(3), Some(3)));
 
     let mut b = Assembler::new(cfg());
     assert_eq!(b.resume(&state, &r1, pos(3, 0), t0).unwrap(), 1, "trace 1's emitted span stays out");
@@ -264,12 +265,12 @@ fn in_flight_traces_resume_from_their_wal_records() {
     restored.sort();
     let want = |t: u8, s: u8| (vec![t; 16], vec![s; 8]);
     assert_eq!(restored, vec![want(1, 9), want(4, 2), want(4, 5)]);
-    assert!(Assembler::new(cfg()).in_flight().encode().is_empty());
+    assert_eq!(Assembler::new(cfg()).in_flight_file(true), (None, Vec::new()));
 
     // Resumed spans say whether the collector that wrote the state stored them as it
     // received them (kept every span): then emission leaves them out of `spans`.
     for at_receipt in [false, true] {
-        let state = InFlight::decode(&a.in_flight().with_stored_at_receipt(at_receipt).encode()).unwrap();
+        let state = InFlight::decode(&a.in_flight_file(at_receipt).1).unwrap();
         let mut c = Assembler::new(cfg());
         c.resume(&state, &r2, pos(4, 1), t0).unwrap();
         let spans: Vec<HeldSpan> = c.drain().traces.into_iter().flat_map(|(s, _)| s).collect();
@@ -285,4 +286,100 @@ fn older_state_files_of_pending_spans_still_restore() {
     let mut b = Assembler::new(cfg());
     assert_eq!(b.restore_spans(&old, t0).unwrap(), 2);
     assert_eq!(b.pending_traces(), 2);
+}
+
+/// Not a check: what holding and emitting a span costs the assembler in a steady state
+/// at 128,000 single-span traces a (simulated) second, the load of `scripts/bench-ingest`,
+/// where the default byte budget forces most traces out before `idle_ms`. For
+/// BENCHMARKS.md ("The assembler's table, looked up ahead"):
+/// `cargo test --release --workspace --lib -- --ignored --nocapture assembly_cost`
+#[test]
+#[ignore]
+fn assembly_cost() {
+    let keys = [
+        "gen_ai.request.id",
+        "gen_ai.response.model",
+        "gen_ai.request.model",
+        "gen_ai.system",
+        "gen_ai.usage.prompt_tokens",
+        "gen_ai.usage.completion_tokens",
+        "gen_ai.latency.time_in_queue",
+        "gen_ai.latency.time_to_first_token",
+        "gen_ai.latency.e2e",
+        "gen_ai.latency.time_in_model_prefill",
+        "gen_ai.latency.time_in_model_decode",
+        "gen_ai.latency.time_in_model_inference",
+        "gen_ai.request.max_tokens",
+        "gen_ai.request.temperature",
+        "gen_ai.request.top_p",
+        "gen_ai.request.n",
+        "gen_ai.response.finish_reasons",
+        "http.route",
+    ];
+    let (per_step, step_us, warm, measured) = (200u64, 1_562u64, 6_400u64, 6_400u64);
+    let t0 = Instant::now();
+    let mut a = Assembler::new(AssemblyConfig::default());
+    let (mut timed, mut spans, mut seq) = (Duration::ZERO, 0u64, 0u64);
+    for step in 0..warm + measured {
+        let records: Vec<SpanRecord> = (0..per_step)
+            .map(|_| {
+                seq += 1;
+                let mix = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let mut trace_id = mix.to_be_bytes().to_vec();
+                trace_id.extend_from_slice(&seq.to_le_bytes());
+                let attributes = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| Attr { key: k.to_string(), value: format!("{:x}", mix.rotate_left(i as u32 * 7)) })
+                    .collect();
+                SpanRecord {
+                    trace_id,
+                    span_id: mix.to_le_bytes().to_vec(),
+                    name: "llm_request".into(),
+                    kind: 2,
+                    start_unix_nano: 1,
+                    end_unix_nano: 2,
+                    attributes,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let held = hold_record(&batch(records).encode_to_vec()).unwrap();
+        let now = t0 + Duration::from_micros(step * step_us);
+        let started = Instant::now();
+        a.add_held(held, WalPos::default(), now);
+        let out = a.poll(now);
+        if step >= warm {
+            timed += started.elapsed();
+            spans += per_step;
+        }
+        drop(out);
+    }
+    println!(
+        "assembly_cost: {:.0} ns a span (add_held + poll), {} traces pending, {} MiB held",
+        timed.as_nanos() as f64 / spans as f64,
+        a.pending_traces(),
+        a.pending_bytes() >> 20
+    );
+    // The in-flight state a flush saves: written from the table as it is, against
+    // gathered into a map of its own first (as before 2026-12-06), alternating.
+    let (mut direct, mut gathered) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (keep_from, file) = a.in_flight_file(false);
+        direct.push(started.elapsed());
+        let started = Instant::now();
+        let map = InFlight::new(a.pending.iter().map(|(id, p)| (*id, p.from)).collect());
+        let old = (map.keep_from(), map.encode());
+        gathered.push(started.elapsed());
+        assert_eq!((keep_from, file.len()), (old.0, old.1.len()));
+    }
+    direct.sort();
+    gathered.sort();
+    println!(
+        "assembly_cost: in-flight state of {} traces: {:?} written from the table, {:?} gathered first (medians of 5)",
+        a.pending_traces(),
+        direct[2],
+        gathered[2]
+    );
 }
