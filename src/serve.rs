@@ -368,6 +368,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), Failure> {
                 clock: cfg.kubernetes.clock,
                 baseline: Baseline::Saved,
                 known_keys: Default::default(),
+                handed_on: Default::default(),
             },
             store: store.clone(),
             ingest: kube_ingest,

@@ -9,6 +9,9 @@
 //!   skips the changes any collector has uploaded, so that what both compute is stored once.
 //!   What the previous holder computed after its last upload is in its WAL; it is uploaded
 //!   when that collector comes back, and the analyzer reads a key once (`analyzer/src/source.rs`).
+//!   A holder that loses the Lease while it runs does not store the changes its watch still
+//!   holds (an HPA change waiting for its Event): they are in the baseline it saves, and
+//!   the next holder stores them, from that baseline or from its own list.
 //!   Without an object store the new holder starts from a fresh list.
 
 use std::collections::HashSet;
@@ -86,7 +89,9 @@ impl Watcher {
             };
             let Some(term) = term else { break Ok(()) };
             let term_token = token.child_token();
-            let cfg = self.takeover(&term, &identity, root.as_ref()).await;
+            let mut cfg = self.takeover(&term, &identity, root.as_ref()).await;
+            let handed_on = CancellationToken::new();
+            cfg.handed_on = handed_on.clone();
             self.metrics.terms.get_or_create(&vec![("baseline", cfg.baseline.name())]).inc();
             if let Err(e) = lease::record_term(&self.cfg.data_dir, &term) {
                 tracing::warn!(error = %e, "could not record the Lease term; the next term starts from a fresh list");
@@ -104,6 +109,12 @@ impl Watcher {
                 if terms.changed().await.is_err() {
                     break;
                 }
+            }
+            if !token.is_cancelled() && root.is_some() {
+                // Lost: the next holder may have begun from this one's last upload already,
+                // so what the watch holds goes to it with the baseline, not to the store
+                // from here too (the same changes twice in `changes`).
+                handed_on.cancel();
             }
             term_token.cancel();
             let ended = watching.await;

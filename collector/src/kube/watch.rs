@@ -107,6 +107,12 @@ pub struct WatchConfig {
     /// Keys of changes other collectors stored (read from the object store when this
     /// collector takes the watch over): computed again on the first list, not stored twice.
     pub known_keys: HashSet<String>,
+    /// Cancelled before `stop` when another collector takes the watch over from the
+    /// baseline this one uploads (the Lease was lost, and there is an object store): the
+    /// changes the tracker holds are then saved with the baseline, for whoever continues
+    /// from it (or computes them again from an older one) to store, and not stored here as
+    /// well. Otherwise a stop stores what is held first.
+    pub handed_on: CancellationToken,
 }
 
 /// Where the watch starts from.
@@ -429,9 +435,13 @@ pub async fn run(
             last_save = std::time::Instant::now();
         }
     }
-    // Release what is held rather than leave it to the next start, then save.
-    let changes = tracker.take(clock.now() + HOLD_NS);
-    store_changes(&ingest, changes, &mut seen, &metrics, &CancellationToken::new()).await?;
+    if cfg.handed_on.is_cancelled() {
+        tracing::info!("Kubernetes watch stopped: another collector continues it; what this one holds is left to it");
+    } else {
+        // Release what is held rather than leave it to the next start, then save.
+        let changes = tracker.take(clock.now() + HOLD_NS);
+        store_changes(&ingest, changes, &mut seen, &metrics, &CancellationToken::new()).await?;
+    }
     save(&state_path, &mut tracker).await
 }
 
