@@ -291,7 +291,7 @@ fn older_state_files_of_pending_spans_still_restore() {
 /// Not a check: what holding and emitting a span costs the assembler in a steady state
 /// at 128,000 single-span traces a (simulated) second, the load of `scripts/bench-ingest`,
 /// where the default byte budget forces most traces out before `idle_ms`. For
-/// BENCHMARKS.md ("The assembler's table, looked up ahead"):
+/// BENCHMARKS.md ("The assembler at the budget, a flush's in-flight state, and the ratio again"):
 /// `cargo test --release --workspace --lib -- --ignored --nocapture assembly_cost`
 #[test]
 #[ignore]
