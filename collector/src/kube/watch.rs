@@ -390,6 +390,12 @@ pub async fn run(
         }),
         None => Tracker::new(),
     };
+    if matches!(cfg.baseline, Baseline::HandedOver(_)) {
+        // This collector's baseline from now on, saved (and so uploaded) at once rather than
+        // at the first change: a holder that stalls before then still hands on what it was
+        // handed, not nothing (the next would start from a fresh list).
+        save(&state_path, &mut tracker).await?;
+    }
     let mut seen = stored_keys(&store).await?;
     seen.extend(cfg.known_keys.iter().cloned());
     tracing::info!(stored_changes = seen.len(), objects = tracker.objects(), "Kubernetes watch starting");
