@@ -313,10 +313,10 @@ pub async fn stored_keys(store: &Store) -> Result<HashSet<String>> {
         snap.files().iter().filter(|f| f.table == slo_store::schema::CHANGES && f.rows > 0).map(|f| f.max_time).max();
     let sql = match newest {
         // (Rows not flushed yet are newer than any file: the bound only reads more.)
+        // (To the second, rounded down: a bound that reads a little more.)
         Some(t) => format!(
             "SELECT key, attributes FROM changes WHERE time >= '{}'",
-            chrono::DateTime::from_timestamp_nanos(t.saturating_sub(KEYS_BACK_NS))
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+            slo_analyzer::text::rfc3339(t.saturating_sub(KEYS_BACK_NS))
         ),
         None => "SELECT key, attributes FROM changes".to_string(),
     };
