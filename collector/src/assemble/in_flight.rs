@@ -42,7 +42,7 @@ pub(crate) struct InFlight {
 /// The state file of `traces` (each trace's id and the position of its first pending
 /// span), and the oldest WAL segment a restart needs, without gathering them first: a
 /// flush writes it from the assembler's table as it is, hundreds of thousands of traces
-/// under load, every few seconds.
+/// under load, every 5 s at 130,000 spans/s (BENCHMARKS.md).
 pub(crate) fn encode<'a>(
     traces: impl ExactSizeIterator<Item = (&'a TraceId, WalPos)>,
     stored_at_receipt: bool,
