@@ -171,7 +171,7 @@ impl Snapshot {
     /// The bytes of a segment or rollup file, from the local disk or the object store.
     pub async fn read(&self, f: &SegmentFile) -> Result<bytes::Bytes> {
         match (&self.remote, f.uploaded) {
-            (Some(r), true) => r.get(&f.path).await,
+            (Some(r), true) => r.get_file(&f.path).await,
             _ => {
                 let path = self.data_dir.join(&f.path);
                 let b = tokio::fs::read(&path).await.map_err(crate::error::Error::io("read", &path))?;
@@ -185,7 +185,7 @@ impl Snapshot {
     /// the errors worth retrying.
     pub(crate) async fn read_opt(&self, f: &SegmentFile) -> Result<Option<bytes::Bytes>> {
         match (&self.remote, f.uploaded) {
-            (Some(r), true) => r.get_opt(&f.path).await,
+            (Some(r), true) => r.get_file_opt(&f.path).await,
             _ => {
                 let path = self.data_dir.join(&f.path);
                 match tokio::fs::read(&path).await {

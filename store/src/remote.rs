@@ -5,7 +5,9 @@
 //! upload. A flush writes its segments and rollups locally as before; the uploader
 //! (`upload.rs`) then copies each to `<prefix>/<the same relative path>`, writes
 //! `<prefix>/manifest.json` (what a reader may read) and only then deletes the local copy.
-//! Objects are immutable once written, so readers cache the small ones (rollups).
+//! Segment and rollup files are immutable once written, so readers cache the small ones
+//! (rollups); a manifest and the side files (the watch's baseline) are written again in
+//! place and always read from the store.
 //!
 //! Credentials come from the usual places, as `object_store` reads them (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, a web identity token file for IRSA, the
@@ -72,6 +74,15 @@ impl Cache {
                 self.bytes -= v.len();
             }
         }
+    }
+}
+
+/// An object's bytes, `None` when the store has no such object, or the error.
+fn not_found_as_none(read: std::result::Result<Bytes, object_store::Error>, path: &ObjPath) -> Result<Option<Bytes>> {
+    match read {
+        Ok(b) => Ok(Some(b)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(remote_err("read", path.to_string())(e)),
     }
 }
 
@@ -233,20 +244,24 @@ impl Remote {
         done.map_err(|e| Error::Remote { op: "upload", what: path.to_string(), detail: e.to_string() })
     }
 
-    /// Reads `rel`; immutable objects (anything but a manifest) are cached when small.
-    pub async fn get(&self, rel: &str) -> Result<Bytes> {
-        let path = self.path(rel);
-        self.fetch(rel, &path).await.map_err(remote_err("read", path.to_string()))
-    }
-
-    /// Reads `rel`, or `None` when there is no such object.
+    /// Reads `rel` from the object store, never from the cache: for objects written again
+    /// in place (a manifest, a side file such as the watch's baseline).
     pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
         let path = self.path(rel);
-        match self.fetch(rel, &path).await {
-            Ok(b) => Ok(Some(b)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(remote_err("read", path.to_string())(e)),
-        }
+        not_found_as_none(self.fetch(&path, false).await, &path)
+    }
+
+    /// Reads a file a manifest lists (a segment or rollup file, written once and never
+    /// changed): small ones are cached.
+    pub(crate) async fn get_file(&self, rel: &str) -> Result<Bytes> {
+        let path = self.path(rel);
+        self.fetch(&path, true).await.map_err(remote_err("read", path.to_string()))
+    }
+
+    /// [`Remote::get_file`], or `None` when there is no such object.
+    pub(crate) async fn get_file_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+        let path = self.path(rel);
+        not_found_as_none(self.fetch(&path, true).await, &path)
     }
 
     /// Whether `rel` is there (a `HEAD`; a failure other than "not found" is an error).
@@ -259,9 +274,11 @@ impl Remote {
         }
     }
 
-    async fn fetch(&self, rel: &str, path: &ObjPath) -> std::result::Result<Bytes, object_store::Error> {
+    /// Reads `path`, through the cache of immutable objects when `immutable`. Only files a
+    /// manifest lists are: a side file read from the cache would be the version first
+    /// read, however often it was written since.
+    async fn fetch(&self, path: &ObjPath, immutable: bool) -> std::result::Result<Bytes, object_store::Error> {
         let key = path.to_string();
-        let immutable = !rel.ends_with(MANIFEST);
         if immutable && let Some(b) = self.cache.lock().objects.get(&key) {
             return Ok(b.clone());
         }
@@ -386,8 +403,8 @@ mod tests {
         let c = root.child("c1");
         c.put("rollups/000000000001.bin", Bytes::from_static(b"abc")).await.unwrap();
         c.put(MANIFEST, Bytes::from_static(b"{}")).await.unwrap();
-        assert_eq!(c.get("rollups/000000000001.bin").await.unwrap(), Bytes::from_static(b"abc"));
-        assert_eq!(c.get_opt("rollups/000000000002.bin").await.unwrap(), None);
+        assert_eq!(c.get_file("rollups/000000000001.bin").await.unwrap(), Bytes::from_static(b"abc"));
+        assert_eq!(c.get_file_opt("rollups/000000000002.bin").await.unwrap(), None);
         let mut all = c.list().await.unwrap();
         all.sort();
         assert_eq!(all, vec![MANIFEST.to_string(), "rollups/000000000001.bin".to_string()]);
@@ -396,5 +413,26 @@ mod tests {
         c.delete("rollups/000000000001.bin").await.unwrap();
         assert!(dir.path().join("c1/manifest.json").exists());
         assert!(c.table_url("requests/x.parquet").starts_with("file:///"), "{}", c.table_url("requests/x.parquet"));
+    }
+
+    /// A side file is written again in place: each read sees the latest version, where a
+    /// file a manifest lists (never rewritten) comes from the cache once read.
+    #[tokio::test]
+    async fn a_side_file_is_read_fresh_and_a_listed_file_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Remote::open(&opts(Url::from_directory_path(dir.path()).unwrap().as_str())).unwrap().child("c1");
+        let state = "kube/watch-state.json";
+        c.put(state, Bytes::from_static(b"first")).await.unwrap();
+        assert_eq!(c.get_opt(state).await.unwrap().unwrap(), Bytes::from_static(b"first"));
+        c.put(state, Bytes::from_static(b"second")).await.unwrap();
+        assert_eq!(c.get_opt(state).await.unwrap().unwrap(), Bytes::from_static(b"second"));
+        c.delete(state).await.unwrap();
+        assert_eq!(c.get_opt(state).await.unwrap(), None);
+        let rollup = "rollups/000000000001.bin";
+        c.put(rollup, Bytes::from_static(b"abc")).await.unwrap();
+        assert_eq!(c.get_file(rollup).await.unwrap(), Bytes::from_static(b"abc"));
+        std::fs::remove_file(dir.path().join("c1").join(rollup)).unwrap();
+        assert_eq!(c.get_file(rollup).await.unwrap(), Bytes::from_static(b"abc"), "cached");
+        assert_eq!(c.get_opt(rollup).await.unwrap(), None, "not through the cache");
     }
 }
