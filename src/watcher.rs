@@ -8,7 +8,10 @@
 //!   last uploaded to the object store (a side file of its prefix: `store.side_files`), and
 //!   skips the changes any collector has uploaded, so that what both compute is stored once.
 //!   What the previous holder computed after its last upload is in its WAL; it is uploaded
-//!   when that collector comes back, and the analyzer reads a key once (`analyzer/src/source.rs`).
+//!   when that collector comes back, and the analyzer reads a key once (`analyzer/src/source.rs`);
+//!   keys leave out the `from` a baseline gives, so a change computed from an older
+//!   baseline is the same key (docs/SCALING.md). The baseline is read past the object
+//!   store's cache (`Remote::get_opt`): it is rewritten in place.
 //!   A holder that loses the Lease while it runs does not store the changes its watch still
 //!   holds (an HPA change waiting for its Event): they are in the baseline it saves, and
 //!   the next holder stores them, from that baseline or from its own list.

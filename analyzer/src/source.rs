@@ -215,7 +215,7 @@ impl Source {
     pub async fn changes(&self, from: i64, to: i64) -> Result<Vec<Change>> {
         let sql = format!(
             "SELECT time, kind, namespace, object, \"from\", \"to\", reason, message, attributes, key FROM changes \
-             WHERE time >= {} AND time < {} ORDER BY time, kind, object",
+             WHERE time >= {} AND time < {} ORDER BY time, kind, object, key, \"from\"",
             sql_time(from),
             sql_time(to)
         );
@@ -355,15 +355,44 @@ impl Source {
     }
 }
 
-/// `changes` (in query order) with `keys[i]` the key of `changes[i]`: the first of each key
+/// `changes` (in query order) with `keys[i]` the key of `changes[i]`: one row of each key
 /// kept, and an Event left out where another change says it merged that Event
 /// (`event_key`). Rows without a key are all kept.
+///
+/// Copies of one key can differ in `from`: a collector that took the watch over from one
+/// that stalled computes a change from the older baseline it was handed (an HPA's 6 -> 12
+/// where the stalled one stored 11 -> 12). The copy whose `from` is the object's previous
+/// `to` is kept, else the first.
 fn once_per_key(changes: Vec<Change>, keys: Vec<String>) -> Vec<Change> {
-    let merged: std::collections::HashSet<&str> =
+    use std::collections::{HashMap, HashSet};
+    let merged: HashSet<&str> =
         changes.iter().filter_map(|c| c.attributes.get("event_key").map(String::as_str)).collect();
-    let mut seen = std::collections::HashSet::new();
-    let keep: Vec<bool> =
-        keys.iter().map(|k| k.is_empty() || (!merged.contains(k.as_str()) && seen.insert(k.as_str()))).collect();
+    let mut copies: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        if !k.is_empty() && !merged.contains(k.as_str()) {
+            copies.entry(k.as_str()).or_default().push(i);
+        }
+    }
+    let mut keep = vec![false; changes.len()];
+    let mut last_to: HashMap<(&str, &str), &str> = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let chosen = if k.is_empty() {
+            i
+        } else {
+            match copies.get(k.as_str()) {
+                // Decided at the key's first row.
+                Some(rows) if rows[0] == i => {
+                    let c = &changes[i];
+                    let before = last_to.get(&(c.namespace.as_str(), c.object.as_str()));
+                    *rows.iter().find(|&&j| before == Some(&changes[j].from.as_str())).unwrap_or(&i)
+                }
+                _ => continue,
+            }
+        };
+        keep[chosen] = true;
+        let c = &changes[chosen];
+        last_to.insert((c.namespace.as_str(), c.object.as_str()), c.to.as_str());
+    }
     changes.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect()
 }
 

@@ -275,13 +275,7 @@ fn two_collectors_in_a_bucket_answer_as_one_directory_holding_everything() {
     }
     // A query node serves the same over HTTP: dashboard API, explain, and each
     // collector's upload times on /metrics.
-    let node_cfg = tmp.path().join("query.yaml");
-    std::fs::write(
-        &node_cfg,
-        format!("role: query\nquery_node:\n  refresh_s: 1\nstore:\n  object_store:\n    url: {bucket}\n"),
-    )
-    .unwrap();
-    let node = QueryNode::start(&node_cfg, &tmp.path().join("query"), &env);
+    let node = QueryNode::over(bucket, tmp.path(), &env);
     let at = iso(start_s + 19 * 60);
     let (code, body) =
         crate::support::http_get(&format!("{}/api/v1/explain?service=llama-70b&at={at}&window=1h", node.web));
@@ -305,12 +299,20 @@ fn two_collectors_in_a_bucket_answer_as_one_directory_holding_everything() {
 }
 
 /// `slo serve --role query`, stopped by its process id when dropped.
-struct QueryNode {
+pub(crate) struct QueryNode {
     child: Child,
-    web: String,
+    pub(crate) web: String,
 }
 
 impl QueryNode {
+    /// A query node over `bucket` (re-read every second), its config and data under `dir`.
+    pub(crate) fn over(bucket: &str, dir: &Path, env: &[(&str, String)]) -> QueryNode {
+        let cfg = dir.join("query.yaml");
+        let text = format!("role: query\nquery_node:\n  refresh_s: 1\nstore:\n  object_store:\n    url: {bucket}\n");
+        std::fs::write(&cfg, text).unwrap();
+        QueryNode::start(&cfg, &dir.join("query"), env)
+    }
+
     fn start(config: &Path, data_dir: &Path, env: &[(&str, String)]) -> QueryNode {
         use std::io::BufRead;
         let mut child = Command::new(BIN)

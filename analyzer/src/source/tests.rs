@@ -335,3 +335,32 @@ fn a_change_stored_by_two_collectors_is_read_once() {
     // The second copy of the HPA change and the Event it merged are left out; keyless rows stay.
     assert_eq!(kept, vec![changes[0].clone(), changes[3].clone(), changes[4].clone(), changes[5].clone()]);
 }
+
+#[test]
+fn of_two_copies_of_a_change_the_one_that_continues_the_object_is_read() {
+    let change = |time: i64, from: &str, to: &str| Change {
+        time,
+        kind: "scale_up".into(),
+        namespace: "ml".into(),
+        object: "hpa/llama-70b".into(),
+        from: from.into(),
+        to: to.into(),
+        reason: "SuccessfulRescale".into(),
+        message: format!("replicas {from} -> {to}"),
+        attributes: BTreeMap::new(),
+    };
+    // The stalled holder stored 6 -> 11 and 11 -> 12; the next, from the baseline it was
+    // handed (6), computed 6 -> 12: same rescale, same key. Query order puts "11" first,
+    // then "6", by `from`.
+    let changes = vec![change(T0, "6", "11"), change(T0 + 30, "11", "12"), change(T0 + 30, "6", "12")];
+    let keys = ["hpa/u/->11@1", "hpa/u/->12@2", "hpa/u/->12@2"].map(String::from).to_vec();
+    assert_eq!(once_per_key(changes.clone(), keys), vec![changes[0].clone(), changes[1].clone()]);
+    // Where neither continues the object (nothing before it read), the first; where the
+    // later copy does, that one.
+    let keys = ["hpa/u/->12@2", "hpa/u/->12@2"].map(String::from).to_vec();
+    let (a, b) = (change(T0 + 30, "6", "12"), change(T0 + 30, "11", "12"));
+    assert_eq!(once_per_key(vec![a.clone(), b.clone()], keys), vec![a.clone()]);
+    let before = change(T0, "2", "6");
+    let keys = ["hpa/u/->6@0", "hpa/u/->12@2", "hpa/u/->12@2"].map(String::from).to_vec();
+    assert_eq!(once_per_key(vec![before.clone(), b, a.clone()], keys), vec![before, a]);
+}

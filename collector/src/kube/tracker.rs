@@ -269,7 +269,8 @@ impl Tracker {
                     (&meta.namespace, "Deployment", format!("deployment/{}", meta.name)),
                     (a.to_string(), b.to_string()),
                     ("ReplicasChanged", format!("spec.replicas {a} -> {b}")),
-                    format!("deployment/{}/replicas/{a}->{b}@g{generation}", meta.uid),
+                    // The generation and new size name the scale, whatever baseline saw it.
+                    format!("deployment/{}/replicas/->{b}@g{generation}", meta.uid),
                 );
                 c.attributes.push(Attr::new("time_source", "observed"));
                 let what = HeldFor::Hpa {

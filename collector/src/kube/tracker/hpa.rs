@@ -68,7 +68,9 @@ impl Tracker {
             (&b.meta.namespace, "HorizontalPodAutoscaler", format!("hpa/{}", b.meta.name)),
             (a.desired.to_string(), b.desired.to_string()),
             ("SuccessfulRescale", format!("replicas {} -> {} (min {}, max {})", a.desired, b.desired, b.min, b.max)),
-            format!("hpa/{}/{}->{}@{at}", b.meta.uid, a.desired, b.desired),
+            // Not the `from`: a collector that computes this rescale from an older baseline
+            // (it took the watch over from one that stalled) gives it the same key.
+            format!("hpa/{}/->{}@{at}", b.meta.uid, b.desired),
         );
         c.attributes.push(Attr::new("target", b.target.clone()));
         if let Some(so) = b.meta.name.strip_prefix("keda-hpa-") {

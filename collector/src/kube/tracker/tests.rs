@@ -238,6 +238,29 @@ fn oom_kill_from_container_status_and_cold_start_duration() {
     assert_eq!(t.gpu_pods_on("gpu-1").len(), 1);
 }
 
+/// A collector that took the watch over from one that stalled computes a rescale from the
+/// older baseline it was handed: another `from`, the same key.
+#[test]
+fn a_rescale_seen_from_an_older_baseline_has_the_same_key() {
+    let (t1, t2) = (T0 + 60 * SEC, T0 + 120 * SEC);
+    let older = watching(&[(Watched::HorizontalPodAutoscaler, hpa(3, T0 - 600 * SEC))]).save();
+    let keys = |steps: &[(i64, i64)]| {
+        let mut t = Tracker::restore(&older).unwrap();
+        let mut out = Vec::new();
+        for &(desired, at) in steps {
+            t.apply(Watched::HorizontalPodAutoscaler, &hpa(desired, at), at).unwrap();
+            out.extend(t.take(at + HOLD_NS));
+        }
+        out.into_iter().map(|c| (c.from, c.to, c.key)).collect::<Vec<_>>()
+    };
+    let stalled = keys(&[(5, t1), (8, t2)]);
+    let successor = keys(&[(8, t2)]);
+    assert_eq!((stalled.len(), successor.len()), (2, 1));
+    assert_eq!((stalled[1].0.as_str(), successor[0].0.as_str()), ("5", "3"));
+    assert_eq!(stalled[1].2, successor[0].2);
+    assert_ne!(stalled[0].2, stalled[1].2);
+}
+
 #[test]
 fn restart_and_relist_recompute_the_same_keys_and_catch_what_happened_meanwhile() {
     let mut t =
