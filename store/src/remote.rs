@@ -185,6 +185,13 @@ impl Remote {
         Remote { prefix: self.path(name), ..self.clone() }
     }
 
+    /// The places above this one, nearest first, up to the root of its bucket (of the
+    /// filesystem, for `file://`).
+    pub(crate) fn ancestors(&self) -> Vec<Remote> {
+        let parts: Vec<&str> = self.prefix.as_ref().split('/').filter(|p| !p.is_empty()).collect();
+        (0..parts.len()).rev().map(|n| Remote { prefix: ObjPath::from(parts[..n].join("/")), ..self.clone() }).collect()
+    }
+
     /// The settings that open this place again (its URL, endpoint, region; no secrets).
     pub fn options(&self) -> RemoteOptions {
         RemoteOptions { url: self.url(), ..self.options.clone() }

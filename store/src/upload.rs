@@ -162,9 +162,10 @@ impl Store {
     }
 
     /// This data directory's identity, once it is sure the prefix is its own: the prefix
-    /// has no manifest yet, or one this directory wrote. Another directory's is refused:
-    /// two collectors under one `store.collector` would each drop the other's files from
-    /// the manifest and sweep them.
+    /// has no manifest yet (and is neither inside another collector's nor holds one:
+    /// [`not_nested`]), or one this directory wrote. Another directory's is refused: two
+    /// collectors under one `store.collector` would each drop the other's files from the
+    /// manifest and sweep them.
     async fn claim(&self, remote: &crate::remote::Remote) -> Result<String> {
         let mut instance = self.with_manifest(|m| m.instance.clone());
         if instance.is_empty() {
@@ -172,20 +173,23 @@ impl Store {
             let made = instance.clone();
             self.update_manifest(|m| m.instance = made)?;
         }
-        if let Some(bytes) = remote.get_opt(MANIFEST).await? {
-            let theirs = RemoteManifest::decode(&bytes, remote)?;
-            if !theirs.instance.is_empty() && theirs.instance != instance {
-                return Err(Error::Remote {
-                    op: "claim",
-                    what: remote.url(),
-                    detail: format!(
-                        "this prefix is written by another data directory (collector {:?}, instance {}); this one \
-                         is {instance}. Two collectors under one store.collector would delete each other's files: \
-                         give this one another store.collector (the other's data stays readable)",
-                        theirs.collector, theirs.instance
-                    ),
-                });
-            }
+        let Some(bytes) = remote.get_opt(MANIFEST).await? else {
+            // A new prefix: the place to check that it is not inside another's.
+            not_nested(remote).await?;
+            return Ok(instance);
+        };
+        let theirs = RemoteManifest::decode(&bytes, remote)?;
+        if !theirs.instance.is_empty() && theirs.instance != instance {
+            return Err(Error::Remote {
+                op: "claim",
+                what: remote.url(),
+                detail: format!(
+                    "this prefix is written by another data directory (collector {:?}, instance {}); this one \
+                     is {instance}. Two collectors under one store.collector would delete each other's files: \
+                     give this one another store.collector (the other's data stays readable)",
+                    theirs.collector, theirs.instance
+                ),
+            });
         }
         Ok(instance)
     }
@@ -217,6 +221,39 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Refuses a prefix that lies inside another collector's, or holds one: the outer one's
+/// sweep would delete the inner one's objects not yet in its manifest, and a reader of the
+/// collectors' root (which reads the manifests at and one level below it) would miss the
+/// inner one. Checked when a prefix gets its first manifest; the outer one's sweep still
+/// leaves alone a place below it with a manifest (one nested before this check).
+async fn not_nested(remote: &crate::remote::Remote) -> Result<()> {
+    let refuse = |detail: String| Error::Remote { op: "claim", what: remote.url(), detail };
+    for above in remote.ancestors() {
+        let Some(bytes) = above.get_opt(MANIFEST).await? else { continue };
+        // A collector's manifest names it (a data directory's own manifest.json, met on the
+        // way up a `file://` path, does not).
+        if let Ok(theirs) = RemoteManifest::decode(&bytes, &above)
+            && !theirs.collector.is_empty()
+        {
+            return Err(refuse(format!(
+                "this prefix lies inside collector {:?}'s ({}); give every collector the same \
+                 store.object_store.url and its own store.collector, so each writes <url>/<collector>",
+                theirs.collector,
+                above.url()
+            )));
+        }
+    }
+    let below = remote.list().await?;
+    if let Some(inner) = below.iter().find_map(|rel| rel.strip_suffix(MANIFEST)?.strip_suffix('/')) {
+        return Err(refuse(format!(
+            "another collector writes inside this prefix ({}/{inner}); give every collector the same \
+             store.object_store.url and its own store.collector, so each writes <url>/<collector>",
+            remote.url()
+        )));
+    }
+    Ok(())
 }
 
 /// The uploader's thread; [`UploaderThread::stop`] ends it after a last round.
@@ -496,8 +533,38 @@ mod tests {
         assert_eq!(a.upload_round().await.unwrap().uploaded, 1);
     }
 
-    /// A collector whose URL was set inside another's prefix writes a place nested in it:
-    /// the outer one's sweep leaves the inner one's files alone, and still sweeps its own.
+    /// A collector whose URL was set inside another's prefix would write a place nested in
+    /// it: refused, whichever starts first, before it writes anything there.
+    #[tokio::test]
+    async fn a_collector_inside_another_ones_prefix_is_refused() {
+        let (_objects, root) = bucket();
+        let (outer_dir, inner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let outer = flushed(outer_dir.path(), root.child("team"));
+        let inner = flushed(inner_dir.path(), root.child("team").child("c2"));
+        assert_eq!(outer.upload_round().await.unwrap().uploaded, 1);
+        let e = inner.upload_round().await.unwrap_err().to_string();
+        assert!(e.contains("lies inside collector") && e.contains("/team") && e.contains("store.collector"), "{e}");
+        assert!(inner.sweep_remote().await.is_err());
+        assert_eq!(inner.pending_uploads(), 1, "its segment waits on its disk");
+        assert!(root.child("team").child("c2").list().await.unwrap().is_empty(), "nothing written there");
+
+        // The other way round: the inner one first, then the outer one is refused.
+        let (_objects, root) = bucket();
+        let (outer_dir, inner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let inner = flushed(inner_dir.path(), root.child("team").child("c2"));
+        let outer = flushed(outer_dir.path(), root.child("team"));
+        assert_eq!(inner.upload_round().await.unwrap().uploaded, 1);
+        let e = outer.upload_round().await.unwrap_err().to_string();
+        assert!(e.contains("another collector writes inside this prefix") && e.contains("/team/c2"), "{e}");
+        assert_eq!(outer.pending_uploads(), 1);
+        // Siblings under one root are what the layout is for.
+        let sibling_dir = tempfile::tempdir().unwrap();
+        let sibling = flushed(sibling_dir.path(), root.child("c3"));
+        assert_eq!(sibling.upload_round().await.unwrap().uploaded, 1);
+    }
+
+    /// A collector nested inside another's prefix before that was refused: the outer one's
+    /// sweep leaves the inner one's files alone, and still sweeps its own.
     #[tokio::test]
     async fn a_sweep_leaves_a_nested_collectors_files_alone() {
         let (_objects, root) = bucket();
@@ -505,16 +572,19 @@ mod tests {
         let outer = flushed(outer_dir.path(), root.child("team"));
         let inner = flushed(inner_dir.path(), root.child("team").child("c2"));
         assert_eq!(outer.upload_round().await.unwrap().uploaded, 1);
-        assert_eq!(inner.upload_round().await.unwrap().uploaded, 1);
+        // As an older version would have: the inner one's manifest and file written there.
+        let manifest = serde_json::json!({"version": 1, "collector": "c2", "instance": "x", "files": []});
+        let c2 = root.child("team").child("c2");
+        c2.put(MANIFEST, Bytes::from(manifest.to_string())).await.unwrap();
+        c2.put("requests/date=1970-01-01/hour=00/000000000001.parquet", Bytes::new()).await.unwrap();
         let stray = "requests/date=1970-01-01/hour=00/000000000099.parquet";
         root.child("team").put(stray, Bytes::new()).await.unwrap();
-        let before = root.child("team").child("c2").list().await.unwrap();
+        let before = c2.list().await.unwrap();
         assert_eq!(before.len(), 2, "{before:?}");
         assert_eq!(outer.sweep_remote().await.unwrap(), 1, "its own stray object only");
-        assert_eq!(root.child("team").child("c2").list().await.unwrap(), before);
+        assert_eq!(c2.list().await.unwrap(), before);
         assert!(!root.child("team").list().await.unwrap().iter().any(|p| p == stray));
-        let (reader, _) = Store::open_bucket(root.child("team").child("c2")).await.unwrap();
-        assert_eq!(count(&reader.snapshot().sql("SELECT count(*) FROM requests").await.unwrap()), 4);
+        drop(inner);
     }
 
     #[test]
