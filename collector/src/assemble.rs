@@ -33,13 +33,6 @@ pub(crate) struct Resource {
     pub attrs: Vec<Attr>,
 }
 
-impl Resource {
-    /// A resource attribute.
-    pub(crate) fn attr(&self, key: &str) -> Option<&str> {
-        slo_store::find_attr(&self.attrs, key)
-    }
-}
-
 /// A span with its resource, decoded: what tests build traces from and compare with (the
 /// ingest path reads held spans in place).
 #[cfg(test)]

@@ -28,10 +28,14 @@ use crate::assemble::TraceSpan;
 use crate::assemble::{HeldSpan, Resource};
 use crate::config::{Role, SplitConfig};
 
+mod scan;
+use scan::{Found, LatencyNames, SpanScan};
+
 /// Compiled split rules.
 #[derive(Debug, Clone)]
 pub(crate) struct Splitter {
     cfg: SplitConfig,
+    latency: LatencyNames,
     queue: Vec<Regex>,
     compute: Vec<Regex>,
 }
@@ -42,10 +46,6 @@ fn compile(patterns: &[String], what: &str) -> Result<Vec<Regex>, String> {
         .map(|p| RegexBuilder::new(p).case_insensitive(true).build().map_err(|e| format!("split.{what}: {p:?}: {e}")))
         .collect()
 }
-
-const K8S: [&str; 5] =
-    ["k8s.namespace.name", "k8s.deployment.name", "k8s.replicaset.name", "k8s.pod.name", "k8s.node.name"];
-const GPU_KEYS: [&str; 4] = ["gpu.uuid", "nvidia.gpu.uuid", "k8s.gpu.uuid", "gpu.id"];
 
 /// A span as the split reads it, borrowed: from a decoded [`TraceSpan`], or in place from
 /// a [`HeldSpan`]'s text (the ingest path, which so allocates no string per attribute of
@@ -88,10 +88,6 @@ impl<'a> SpanRef<'a> {
         let mut attributes = Vec::with_capacity(24);
         h.attributes(&mut attributes);
         SpanRef { resource: h.resource(), v: h.view(), attributes, links: h.link_span_ids().collect() }
-    }
-
-    fn attr(&self, key: &str) -> Option<&'a str> {
-        self.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 }
 
@@ -240,6 +236,7 @@ impl Splitter {
         Ok(Splitter {
             queue: compile(&cfg.queue_span_patterns, "queue_span_patterns")?,
             compute: compile(&cfg.compute_span_patterns, "compute_span_patterns")?,
+            latency: LatencyNames::new(&cfg.attributes),
             cfg: cfg.clone(),
         })
     }
@@ -252,13 +249,14 @@ impl Splitter {
         let mut hex = [0u8; 32];
         self.rows_for(&refs, &mut hex)
             .into_iter()
-            .map(|(t, row)| {
+            .map(|(t, row, scan)| {
                 let attributes = spans[t]
                     .span
                     .attributes
                     .iter()
-                    .filter(|a| !self.in_columns(&row, &a.key, &a.value))
-                    .cloned()
+                    .enumerate()
+                    .filter(|(i, a)| !self.in_columns(&row, &scan, *i, &a.key, &a.value))
+                    .map(|(_, a)| a.clone())
                     .collect();
                 RequestRow { attributes, ..row.to_row() }
             })
@@ -288,9 +286,10 @@ impl Splitter {
         let refs: Vec<SpanRef> = spans.iter().map(SpanRef::of_held).collect();
         let mut hex = [0u8; 32];
         let mut kept = Vec::with_capacity(24);
-        for (t, row) in self.rows_for(&refs, &mut hex) {
+        for (t, row, scan) in self.rows_for(&refs, &mut hex) {
             kept.clear();
-            kept.extend(refs[t].attributes.iter().copied().filter(|&(k, v)| !self.in_columns(&row, k, v)));
+            let attributes = refs[t].attributes.iter().copied().enumerate();
+            kept.extend(attributes.filter(|&(i, (k, v))| !self.in_columns(&row, &scan, i, k, v)).map(|(_, a)| a));
             f(&row, &kept)?;
         }
         Ok(())
@@ -301,7 +300,7 @@ impl Splitter {
     /// `attributes` read, and token counts, model and operation names equal to the row's.
     /// Their raw values stay in `spans`; a copy in every request row would be a third of
     /// the table's bytes (vLLM's six latencies are 17-digit doubles).
-    fn in_columns(&self, row: &RequestRef, key: &str, value: &str) -> bool {
+    fn in_columns(&self, row: &RequestRef, scan: &SpanScan, i: usize, key: &str, value: &str) -> bool {
         let same_count =
             |column: Option<i64>| column.is_some() && value.parse::<f64>().ok().map(|v| v as i64) == column;
         match key {
@@ -309,12 +308,17 @@ impl Splitter {
             "gen_ai.usage.output_tokens" | "gen_ai.usage.completion_tokens" => same_count(row.output_tokens),
             "gen_ai.response.model" | "gen_ai.request.model" => row.model == Some(value),
             "gen_ai.operation.name" => row.operation == Some(value),
-            _ => row.split_source == "attributes" && self.cfg.attributes.iter().any(|a| a.name == key),
+            _ => row.split_source == "attributes" && scan.is_latency(i, key, &self.latency),
         }
     }
 
-    /// The rows, each with the index of its request span; `hex` holds the trace id's text.
-    fn rows_for<'r>(&self, spans: &'r [SpanRef<'r>], hex: &'r mut [u8; 32]) -> Vec<(usize, RequestRef<'r>)> {
+    /// The rows, each with the index of its request span and that span's scan; `hex` holds
+    /// the trace id's text.
+    fn rows_for<'r>(
+        &self,
+        spans: &'r [SpanRef<'r>],
+        hex: &'r mut [u8; 32],
+    ) -> Vec<(usize, RequestRef<'r>, SpanScan<'r>)> {
         if spans.is_empty() {
             return Vec::new();
         }
@@ -356,39 +360,27 @@ impl Splitter {
             .zip(roots.iter().zip(shared))
             .map(|(&t, (&r, shared))| {
                 let e = if shared { t } else { r };
-                (t, self.row(&trace, t, e, trace_id))
+                let scan = SpanScan::of(&spans[t].attributes, &self.latency);
+                (t, self.row(&trace, t, e, trace_id, &scan), scan)
             })
             .collect()
     }
 
-    fn attribute_split(&self, t: &SpanRef) -> Option<Split> {
-        // The first configured attribute of each role that the span carries.
-        let mut vals = [None::<f64>; 6];
-        let slot = |r: Role| match r {
-            Role::Queue => 0,
-            Role::Compute => 1,
-            Role::Prefill => 2,
-            Role::Decode => 3,
-            Role::Ttft => 4,
-            Role::E2e => 5,
+    fn attribute_split(&self, t: &SpanRef, scan: &SpanScan) -> Option<Split> {
+        // The first configured attribute of each role that the span carries with a valid
+        // value, parsed only for the roles the split needs.
+        let value = |role: Role| {
+            self.cfg.attributes.iter().enumerate().filter(|(_, a)| a.role == role).find_map(|(j, a)| {
+                let v = scan.latency(j, &self.latency, &t.attributes)?.parse::<f64>().ok();
+                v.filter(|v| v.is_finite() && *v >= 0.0).map(|v| v * a.unit.to_ms())
+            })
         };
-        for a in &self.cfg.attributes {
-            let v = &mut vals[slot(a.role)];
-            if v.is_some() {
-                continue;
-            }
-            if let Some(x) = t.attr(&a.name).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0)
-            {
-                *v = Some(x * a.unit.to_ms());
-            }
-        }
-        let [queue, compute, prefill, decode, ttft, e2e] = vals;
-        let queue = queue?;
-        let compute = compute
-            .or_else(|| Some(prefill? + decode?))
-            .or_else(|| e2e.map(|e| (e - queue).max(0.0)))
+        let queue = value(Role::Queue)?;
+        let compute = value(Role::Compute)
+            .or_else(|| Some(value(Role::Prefill)? + value(Role::Decode)?))
+            .or_else(|| value(Role::E2e).map(|e| (e - queue).max(0.0)))
             .unwrap_or_else(|| (t.v.duration_ms() - queue).max(0.0));
-        Some(Split { queue, compute, ttft, source: "attributes" })
+        Some(Split { queue, compute, ttft: value(Role::Ttft), source: "attributes" })
     }
 
     fn child_split(&self, trace: &Trace, e: usize, t: usize) -> Option<Split> {
@@ -429,29 +421,39 @@ impl Splitter {
         None
     }
 
-    fn row<'r>(&self, trace: &Trace<'_, 'r>, t: usize, e: usize, trace_id: &'r str) -> RequestRef<'r> {
+    fn row<'r>(
+        &self,
+        trace: &Trace<'_, 'r>,
+        t: usize,
+        e: usize,
+        trace_id: &'r str,
+        scan: &SpanScan<'r>,
+    ) -> RequestRef<'r> {
         let ts = &trace.spans[t];
         let env = &trace.spans[e];
         let duration = env.v.duration_ms();
         let split = self
-            .attribute_split(ts)
+            .attribute_split(ts, scan)
             .or_else(|| self.child_split(trace, e, t))
             .or_else(|| self.messaging_split(trace, e))
             .unwrap_or(Split { queue: 0.0, compute: ts.v.duration_ms(), ttft: None, source: "none" });
         let queue = split.queue.min(duration);
         let compute = split.compute.min(duration - queue);
         let resource: &'r Resource = ts.resource;
-        let get = |key: &str| resource.attr(key).or_else(|| ts.attr(key)).filter(|v| !v.is_empty());
-        let any = |keys: &[&str]| keys.iter().find_map(|k| get(k));
-        let int =
-            |keys: &[&str]| keys.iter().find_map(|k| ts.attr(k).and_then(|v| v.parse::<f64>().ok())).map(|v| v as i64);
-        let http_error = [env, ts].iter().any(|s| {
-            ["http.response.status_code", "http.status_code"]
-                .iter()
-                .any(|k| s.attr(k).and_then(|v| v.parse::<u16>().ok()).is_some_and(|c| c >= 500))
-        });
+        let res = Found::of(resource.attrs.iter().map(|a| (a.key.as_str(), a.value.as_str())));
+        let span = &scan.found;
+        // The resource's value, else the span's; an empty one is none.
+        let get = |s: usize| res.get(s).or_else(|| span.get(s)).filter(|v| !v.is_empty());
+        let int = |at: usize| {
+            (at..at + scan::INPUT_TOKENS.len()).find_map(|s| span.get(s).and_then(|v| v.parse::<f64>().ok()))
+        };
+        let server_error = |found: &Found| {
+            (scan::HTTP_AT..scan::HTTP_AT + scan::HTTP_STATUS.len())
+                .any(|s| found.get(s).and_then(|v| v.parse::<u16>().ok()).is_some_and(|c| c >= 500))
+        };
+        let http_error = server_error(span) || (e != t && server_error(&Found::of(env.attributes.iter().copied())));
         let error = env.v.status_code == 2 || ts.v.status_code == 2 || http_error;
-        let [namespace, deployment, replicaset, pod, node] = K8S.map(get);
+        let [namespace, deployment, replicaset, pod, node] = std::array::from_fn(|i| get(scan::K8S_AT + i));
         RequestRef {
             time_unix_nano: env.v.start_unix_nano,
             trace_id,
@@ -461,17 +463,17 @@ impl Splitter {
             replicaset,
             pod,
             node,
-            gpu: any(&GPU_KEYS),
-            model: ts.attr("gen_ai.response.model").or_else(|| ts.attr("gen_ai.request.model")),
-            operation: ts.attr("gen_ai.operation.name").or(Some(ts.v.name)),
+            gpu: (scan::GPU_AT..scan::GPU_AT + scan::GPU_KEYS.len()).find_map(get),
+            model: (scan::MODEL_AT..scan::MODEL_AT + scan::MODEL.len()).find_map(|s| span.get(s)),
+            operation: span.get(scan::OPERATION).or(Some(ts.v.name)),
             status: if error { "error" } else { "ok" },
             duration_ms: duration,
             queue_ms: queue,
             compute_ms: compute,
             other_ms: (duration - queue - compute).max(0.0),
             ttft_ms: split.ttft,
-            input_tokens: int(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]),
-            output_tokens: int(&["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"]),
+            input_tokens: int(scan::INPUT_AT).map(|v| v as i64),
+            output_tokens: int(scan::OUTPUT_AT).map(|v| v as i64),
             split_source: split.source,
             attributes: Vec::new(),
         }

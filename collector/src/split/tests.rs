@@ -284,3 +284,76 @@ fn rows_carry_the_request_spans_attributes_that_are_not_columns() {
         vec![Attr::new("gen_ai.latency.e2e", "1.0"), Attr::new("gen_ai.usage.output_tokens", "n/a")]
     );
 }
+
+/// What splitting one held vLLM request span costs (`each_held_request`: the split, the
+/// row's columns and the attributes left for `requests.attributes`), with a resource and
+/// span attributes as vLLM and the OpenTelemetry SDK send them. For BENCHMARKS.md ("The
+/// split's attribute lookups in one pass"):
+/// `cargo test --release --workspace --lib -- --ignored --nocapture split_cost`
+#[test]
+#[ignore]
+fn split_cost() {
+    let r = Arc::new(Resource {
+        service: "vllm-llama-70b".into(),
+        attrs: [
+            ("service.name", "vllm-llama-70b"),
+            ("telemetry.sdk.language", "python"),
+            ("telemetry.sdk.name", "opentelemetry"),
+            ("telemetry.sdk.version", "1.27.0"),
+            ("host.name", "llama-70b-7d9c6b5f4-x2x9q"),
+            ("k8s.namespace.name", "inference"),
+            ("k8s.deployment.name", "llama-70b"),
+            ("k8s.replicaset.name", "llama-70b-7d9c6b5f4"),
+            ("k8s.pod.name", "llama-70b-7d9c6b5f4-x2x9q"),
+            ("k8s.node.name", "gpu-h100-3"),
+        ]
+        .map(|(k, v)| Attr::new(k, v))
+        .to_vec(),
+    });
+    let attrs = [
+        ("gen_ai.request.id", "chatcmpl-7f3a9c2e4b1d4e8f9a0b1c2d3e4f5a6b"),
+        ("gen_ai.response.model", "meta-llama/Llama-3.1-70B-Instruct"),
+        ("gen_ai.request.model", "meta-llama/Llama-3.1-70B-Instruct"),
+        ("gen_ai.system", "vllm"),
+        ("gen_ai.usage.prompt_tokens", "812"),
+        ("gen_ai.usage.completion_tokens", "153"),
+        ("gen_ai.latency.time_in_queue", "0.012843608856201172"),
+        ("gen_ai.latency.time_to_first_token", "0.21488690376281738"),
+        ("gen_ai.latency.e2e", "3.0182151794433594"),
+        ("gen_ai.latency.time_in_model_prefill", "0.19853711128234863"),
+        ("gen_ai.latency.time_in_model_decode", "2.8018798828125"),
+        ("gen_ai.latency.time_in_model_inference", "3.0004169940948486"),
+        ("gen_ai.request.max_tokens", "256"),
+        ("gen_ai.request.temperature", "0.7"),
+        ("gen_ai.request.top_p", "0.95"),
+        ("gen_ai.request.n", "1"),
+        ("gen_ai.response.finish_reasons", "[\"stop\"]"),
+        ("http.route", "/v1/chat/completions"),
+    ];
+    let traces: Vec<Vec<HeldSpan>> = (0..2_000u32)
+        .map(|i| {
+            let mut s = span(1, None, "llm_request", 2, 0, 3_018, &attrs);
+            s.trace_id[..4].copy_from_slice(&i.to_be_bytes());
+            held(&[ts(&r, s)])
+        })
+        .collect();
+    let split = splitter();
+    let mut per_trace = Vec::new();
+    let mut checksum = 0usize;
+    for _ in 0..25 {
+        let started = std::time::Instant::now();
+        for t in &traces {
+            let _ = split.each_held_request(t, |row, kept| {
+                checksum += kept.len() + row.pod.map_or(0, str::len);
+                Ok::<_, std::convert::Infallible>(())
+            });
+        }
+        per_trace.push(started.elapsed().as_nanos() as f64 / traces.len() as f64);
+    }
+    per_trace.sort_by(f64::total_cmp);
+    assert_eq!(checksum, 25 * 2_000 * (8 + "llama-70b-7d9c6b5f4-x2x9q".len()), "8 attributes left");
+    println!(
+        "split_cost: {:.0} ns a trace of one vLLM span (median of 25 x 2,000; min {:.0}, max {:.0})",
+        per_trace[12], per_trace[0], per_trace[24]
+    );
+}
