@@ -1,11 +1,14 @@
-//! Compaction of derived files (the analyzer's rollups): the files of [`FAN_IN`]
-//! consecutive flushes merged into one, so that a day read from an object store is 24
-//! objects instead of 1,440 at the default flush interval (one GET each: BENCHMARKS.md,
-//! "Segments in an object store"), as Tempo's and Loki's compactors merge their blocks.
-//! Fewer parts where the merged file would pass 8 MiB, the largest object readers cache.
+//! Compaction of derived files (the analyzer's rollups), in two levels, as Tempo's and
+//! Loki's compactors merge their blocks: the files of [`FAN_IN`] consecutive flushes merged
+//! into one (an hour at the default flush interval), then [`FAN_IN_2`] consecutive such
+//! files into one (a day). A day read from an object store is then 1 object instead of
+//! 1,440 (one GET each: BENCHMARKS.md, "Segments in an object store"), and a 30-day SLO
+//! window 30 instead of 43,200. Fewer parts where the merged file would pass 8 MiB, the
+//! largest object readers cache.
 //!
-//! A merged file is named after the flushes it covers, `<first>-<last>.bin`
-//! ([`flush_range`]); a reader takes it for every flush in that range. A run of files to
+//! A merged file is named after the flushes it covers, `<first>-<last>.bin` (the second
+//! level `<first>-<last>.2.bin`, [`flush_range`] reads both); a reader takes it for every
+//! flush in that range. A run of files to
 //! merge therefore never crosses a flush that wrote requests but has no derived file (its
 //! derivation failed: readers rebuild it from its requests, and would not if a merged file
 //! claimed it).
@@ -24,8 +27,25 @@ use crate::manifest::{Manifest, SegmentFile, write_atomic};
 use crate::schema::REQUESTS;
 use crate::store::Store;
 
-/// Derived files merged into one.
+/// Derived files of single flushes merged into one.
 pub const FAN_IN: usize = 60;
+
+/// Merged files merged again into one, at the second level.
+pub(crate) const FAN_IN_2: usize = 24;
+
+/// What a derived file's name says of it: 0, one flush; 1, merged from those; 2, merged
+/// from merged files.
+fn level(path: &str) -> Option<u8> {
+    let (a, b) = flush_range(path)?;
+    let name = path.rsplit('/').next()?;
+    Some(if a == b {
+        0
+    } else if name.ends_with(".2.bin") {
+        2
+    } else {
+        1
+    })
+}
 
 /// A merged file stays at most this big, fewer parts if need be: readers keep objects up to
 /// this size in memory (a fleet of many services' hour of rollups can be more).
@@ -46,27 +66,34 @@ pub fn flush_range(path: &str) -> Option<(u64, u64)> {
     }
 }
 
-/// The oldest run of single-flush files of `table` that may be merged, if there is one:
-/// [`FAN_IN`] of them, or fewer (at least two) where one more would make the merged file
-/// larger than [`MAX_MERGED_BYTES`].
-fn plan(m: &Manifest, table: &str) -> Option<Vec<SegmentFile>> {
-    let mut singles: Vec<(u64, &SegmentFile)> = m
+/// The oldest run of files of `table` that may be merged, if there is one, and the level of
+/// the file they make: [`FAN_IN`] single-flush files, else [`FAN_IN_2`] files merged from
+/// those; fewer (at least two) where one more would make the merged file larger than
+/// [`MAX_MERGED_BYTES`].
+fn plan(m: &Manifest, table: &str) -> Option<(Vec<SegmentFile>, u8)> {
+    plan_level(m, table, 0, FAN_IN)
+        .map(|run| (run, 1))
+        .or_else(|| plan_level(m, table, 1, FAN_IN_2).map(|run| (run, 2)))
+}
+
+/// A run of `fan_in` consecutive files of `level`. Consecutive: nothing between two of
+/// them is a flush that wrote requests (its derived file is elsewhere, or missing because
+/// its derivation failed, and a merged file claiming its flush would hide that).
+fn plan_level(m: &Manifest, table: &str, of_level: u8, fan_in: usize) -> Option<Vec<SegmentFile>> {
+    let mut files: Vec<((u64, u64), &SegmentFile)> = m
         .files
         .iter()
-        .filter(|f| f.table == table)
-        .filter_map(|f| match flush_range(&f.path)? {
-            (a, b) if a == b => Some((a, f)),
-            _ => None,
-        })
+        .filter(|f| f.table == table && level(&f.path) == Some(of_level))
+        .filter_map(|f| Some((flush_range(&f.path)?, f)))
         .collect();
-    singles.sort_by_key(|(id, _)| *id);
+    files.sort_by_key(|(range, _)| *range);
     let with_requests: BTreeSet<u64> =
         m.files.iter().filter(|f| f.table == REQUESTS).filter_map(|f| flush_range(&f.path)).map(|(a, _)| a).collect();
-    let mut run: Vec<&SegmentFile> = Vec::with_capacity(FAN_IN);
+    let mut run: Vec<&SegmentFile> = Vec::with_capacity(fan_in);
     let (mut prev, mut bytes): (Option<u64>, u64) = (None, 0);
-    for (id, f) in singles {
+    for ((first, last), f) in files {
         if let Some(p) = prev
-            && (id == p || with_requests.range(p + 1..id).next().is_some())
+            && (first <= p || with_requests.range(p + 1..first).next().is_some())
         {
             run.clear();
             bytes = 0;
@@ -80,8 +107,8 @@ fn plan(m: &Manifest, table: &str) -> Option<Vec<SegmentFile>> {
         }
         run.push(f);
         bytes += f.bytes;
-        prev = Some(id);
-        if run.len() == FAN_IN {
+        prev = Some(last);
+        if run.len() == fan_in {
             return Some(run.into_iter().cloned().collect());
         }
     }
@@ -96,7 +123,7 @@ impl Store {
     pub async fn compact_derived(&self) -> Result<usize> {
         let Some(derive) = self.config().derive.clone() else { return Ok(0) };
         let table = derive.table();
-        let Some(parts) = self.with_manifest(|m| plan(m, table)) else { return Ok(0) };
+        let Some((parts, made_level)) = self.with_manifest(|m| plan(m, table)) else { return Ok(0) };
         if self.config().remote.is_none() && parts.iter().any(|f| f.uploaded) {
             // Uploaded by an earlier configuration: nothing here could delete them there.
             return Ok(0);
@@ -130,7 +157,10 @@ impl Store {
             }
         };
         drop(bytes);
-        let name = format!("{first:012}-{last:012}.bin");
+        let name = match made_level {
+            1 => format!("{first:012}-{last:012}.bin"),
+            _ => format!("{first:012}-{last:012}.2.bin"),
+        };
         let (dir_w, name_w, merged_len) = (dir.clone(), name.clone(), merged.len());
         tokio::task::spawn_blocking(move || write_atomic(&dir_w, &name_w, &merged)).await.map_err(|e| {
             Error::Io { op: "write merged file", path: dir.join(&name), source: std::io::Error::other(e) }
@@ -150,7 +180,7 @@ impl Store {
         }
         self.metrics().compacted_files.inc_by(parts.len() as u64);
         self.metrics().segments.set(self.with_manifest(|m| m.files.len()) as i64);
-        tracing::debug!(table, first, last, bytes = merged_len, "merged derived files");
+        tracing::debug!(table, first, last, level = made_level, bytes = merged_len, "merged derived files");
         Ok(parts.len())
     }
 
@@ -298,8 +328,8 @@ mod tests {
                 m.files.push(file("rollups", &format!("rollups/{id:012}.bin")));
             }
         }
-        let run = plan(&m, "rollups").unwrap();
-        assert_eq!(run.len(), FAN_IN);
+        let (run, made) = plan(&m, "rollups").unwrap();
+        assert_eq!((run.len(), made), (FAN_IN, 1));
         assert_eq!(flush_range(&run[0].path), Some((31, 31)));
         assert_eq!(flush_range(&run[FAN_IN - 1].path), Some((90, 90)));
         // Flushes that wrote no requests (spans or samples only) do not break a run.
@@ -308,8 +338,8 @@ mod tests {
             sparse.files.push(file(REQUESTS, &format!("requests/{id:012}.parquet")));
             sparse.files.push(file("rollups", &format!("rollups/{id:012}.bin")));
         }
-        assert_eq!(plan(&sparse, "rollups").map(|r| r.len()), Some(FAN_IN));
-        // Fewer than FAN_IN: nothing is due; merged files are not merged again.
+        assert_eq!(plan(&sparse, "rollups").map(|(r, _)| r.len()), Some(FAN_IN));
+        // Fewer than FAN_IN: nothing is due; one merged file has nothing to merge with.
         sparse.files.retain(|f| f.path != "rollups/000000000120.bin");
         sparse.files.push(file("rollups", "rollups/000000000200-000000000259.bin"));
         assert_eq!(plan(&sparse, "rollups"), None);
@@ -323,7 +353,7 @@ mod tests {
             // 3 MB each: two make a merged file, a third would pass the bound.
             m.files.push(SegmentFile { bytes: 3 << 20, ..file("rollups", &format!("rollups/{id:012}.bin")) });
         }
-        let run = plan(&m, "rollups").unwrap();
+        let (run, _) = plan(&m, "rollups").unwrap();
         assert_eq!(run.iter().map(|f| flush_range(&f.path).unwrap().0).collect::<Vec<_>>(), [1, 2]);
         // One part alone over the bound is left as it is.
         let mut big = Manifest::default();
@@ -331,5 +361,71 @@ mod tests {
         big.files.push(SegmentFile { bytes: 1 << 20, ..file("rollups", "rollups/000000000002.bin") });
         big.files.push(SegmentFile { bytes: 9 << 20, ..file("rollups", "rollups/000000000003.bin") });
         assert_eq!(plan(&big, "rollups"), None);
+    }
+
+    /// A day of merged files (24 of 60 flushes each) is merged again into one `.2.bin`,
+    /// never across a flush left single, and second-level files are not merged again.
+    #[tokio::test]
+    async fn the_second_level_merges_a_days_merged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.retention = None;
+        cfg.derive = Some(Arc::new(Count));
+        cfg.read_grace = Duration::ZERO;
+        let (store, _wal, _) = Store::open(cfg, StoreMetrics::unregistered()).unwrap();
+        let hours = (FAN_IN_2 + 3) as u64;
+        std::fs::create_dir_all(dir.path().join("rollups")).unwrap();
+        let mut merged = Vec::new();
+        for h in 0..hours {
+            let (a, b) = (h * 60 + 1, h * 60 + 60);
+            let path = format!("rollups/{a:012}-{b:012}.bin");
+            std::fs::write(dir.path().join(&path), (h + 1).to_le_bytes()).unwrap();
+            merged.push(SegmentFile {
+                rows: h + 1,
+                bytes: 8,
+                min_time: a as i64,
+                max_time: b as i64,
+                ..file("rollups", &path)
+            });
+        }
+        store
+            .update_manifest(|m| {
+                for id in 1..=hours * 60 {
+                    m.files.push(file(REQUESTS, &format!("requests/date=d/hour=h/{id:012}.parquet")));
+                }
+                m.files.extend(merged);
+            })
+            .unwrap();
+        assert_eq!(store.compact_derived().await.unwrap(), FAN_IN_2);
+        let mut rollups: Vec<SegmentFile> =
+            store.manifest().files.into_iter().filter(|f| f.table == "rollups").collect();
+        rollups.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(rollups.len(), 4);
+        assert_eq!(rollups[0].path, "rollups/000000000001-000000001440.2.bin");
+        assert_eq!((rollups[0].rows, rollups[0].min_time, rollups[0].max_time), (300, 1, 1440));
+        let sum: u64 = (1..=FAN_IN_2 as u64).sum();
+        assert_eq!(std::fs::read(dir.path().join(&rollups[0].path)).unwrap(), sum.to_le_bytes());
+        assert_eq!(level(&rollups[0].path), Some(2));
+        // Three hours left: not a day yet. A second-level file is not merged again.
+        assert_eq!(store.compact_derived().await.unwrap(), 0);
+
+        // 25 merged files, one flush between each two (61, 122, ...). Where that flush
+        // wrote requests it breaks the run: its rollup is elsewhere (61: a single file) or
+        // missing (the others), and a file claiming its flush would hide that.
+        let mut m = Manifest::default();
+        for h in 0..=FAN_IN_2 as u64 {
+            let (a, b) = (h * 61 + 1, h * 61 + 60);
+            for id in a..=b + 1 {
+                m.files.push(file(REQUESTS, &format!("requests/{id:012}.parquet")));
+            }
+            m.files.push(file("rollups", &format!("rollups/{a:012}-{b:012}.bin")));
+        }
+        m.files.push(file("rollups", "rollups/000000000061.bin"));
+        assert_eq!(plan(&m, "rollups"), None);
+        // The flushes between wrote no requests except 61: the 24 files after it are a run.
+        m.files.retain(|f| f.table != REQUESTS || flush_range(&f.path).is_some_and(|(a, _)| a <= 61 || a % 61 != 0));
+        let (run, made) = plan(&m, "rollups").unwrap();
+        assert_eq!((run.len(), made), (FAN_IN_2, 2));
+        assert_eq!(flush_range(&run[0].path), Some((62, 121)));
     }
 }
