@@ -250,7 +250,7 @@ impl Source {
                     }
                 }
                 let g = |a: &arrow::array::StringArray| str_at(a, i).unwrap_or("").to_string();
-                keys.push(g(&key));
+                keys.push(slo_store::canonical_change_key(str_at(&key, i).unwrap_or("")).into_owned());
                 out.push(Change {
                     time: t,
                     kind: g(&kind),

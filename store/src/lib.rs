@@ -44,7 +44,9 @@ pub use flusher::{FlushDone, FlushError, Flusher, FlusherThread};
 pub use manifest::{Dropped, Manifest, SegmentFile, WalShard};
 pub use metrics::StoreMetrics;
 pub use query::{QueryLimits, Snapshot};
-pub use records::{Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord, find_attr};
+pub use records::{
+    Attr, ChangeRecord, LinkRef, ResourceSpans, SampleRecord, SpanBatch, SpanRecord, canonical_change_key, find_attr,
+};
 pub use remote::{RESERVED_NAMES, Remote, RemoteManifest, RemoteOptions, valid_collector_name};
 pub use rows::{Request, RequestRef, RequestRow, RequestsBuilder, RowWidths, requests_batch};
 pub use segments::writer_properties;

@@ -213,7 +213,50 @@ impl SpanBatch {
     }
 }
 
+/// A change's key as this version writes it. Before 2026-12-06 the key of a scale named
+/// its `from` (`hpa/<uid>/6->12@<time>`, `deployment/<uid>/replicas/6->12@g<generation>`),
+/// which a collector that took the Kubernetes watch over from an older baseline computed
+/// otherwise; now it does not (`hpa/<uid>/->12@<time>`). Reading old keys through this,
+/// a change stored before an upgrade and computed again after it is one key.
+pub fn canonical_change_key(key: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    if !(key.starts_with("hpa/") || key.starts_with("deployment/")) {
+        return Cow::Borrowed(key);
+    }
+    let Some((head, tail)) = key.rsplit_once('/') else { return Cow::Borrowed(key) };
+    match tail.split_once("->") {
+        Some((from, rest)) if !from.is_empty() && from.bytes().all(|b| b.is_ascii_digit()) => {
+            Cow::Owned(format!("{head}/->{rest}"))
+        }
+        _ => Cow::Borrowed(key),
+    }
+}
+
 /// The value of `key` in a list of attributes.
 pub fn find_attr<'a>(attrs: &'a [Attr], key: &str) -> Option<&'a str> {
     attrs.iter().find(|a| a.key == key).map(|a| a.value.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_change_key;
+
+    #[test]
+    fn old_scale_keys_read_as_this_versions() {
+        let cases = [
+            ("hpa/ac6b/11->12@1796561420000000000", "hpa/ac6b/->12@1796561420000000000"),
+            ("hpa/ac6b/->12@1796561420000000000", "hpa/ac6b/->12@1796561420000000000"),
+            ("deployment/d1/replicas/6->4@g4", "deployment/d1/replicas/->4@g4"),
+            ("deployment/d1/replicas/->4@g4", "deployment/d1/replicas/->4@g4"),
+            // Not a scale's key: as it is.
+            ("node/n1/gpus/8->7#1", "node/n1/gpus/8->7#1"),
+            ("deploy/inference/embedder/94qwf696p6", "deploy/inference/embedder/94qwf696p6"),
+            ("event/e1/1", "event/e1/1"),
+            ("hpa/ac6b/x->12@1", "hpa/ac6b/x->12@1"),
+            ("", ""),
+        ];
+        for (key, want) in cases {
+            assert_eq!(canonical_change_key(key), want, "{key}");
+        }
+    }
 }

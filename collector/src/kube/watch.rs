@@ -303,8 +303,9 @@ fn now_ns() -> i64 {
 /// and as much again for Events counted again and clocks that disagree.
 const KEYS_BACK_NS: i64 = 2 * LOOKBACK_NS;
 
-/// The keys of the changes already stored (their own keys, and the Event keys merged into
-/// them), back [`KEYS_BACK_NS`] from the newest stored change: not a week of them, which
+/// The keys of the changes already stored (their own keys as this version writes them,
+/// `slo_store::canonical_change_key`, and the Event keys merged into them), back
+/// [`KEYS_BACK_NS`] from the newest stored change: not a week of them, which
 /// from an object store is a request a segment while nobody watches (at start, and at
 /// every takeover of the Lease).
 pub async fn stored_keys(store: &Store) -> Result<HashSet<String>> {
@@ -329,7 +330,7 @@ pub async fn stored_keys(store: &Store) -> Result<HashSet<String>> {
             continue;
         };
         for i in 0..b.num_rows() {
-            keys.insert(k.value(i).to_string());
+            keys.insert(slo_store::canonical_change_key(k.value(i)).into_owned());
             if m.is_null(i) {
                 continue;
             }
