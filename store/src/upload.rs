@@ -231,7 +231,17 @@ impl Store {
 async fn not_nested(remote: &crate::remote::Remote) -> Result<()> {
     let refuse = |detail: String| Error::Remote { op: "claim", what: remote.url(), detail };
     for above in remote.ancestors() {
-        let Some(bytes) = above.get_opt(MANIFEST).await? else { continue };
+        let bytes = match above.get_opt(MANIFEST).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => continue,
+            // A place this collector may not read (a parent directory of a `file://` store,
+            // a prefix its credentials do not cover) is not one it writes into: not a reason
+            // to stop uploading. (A store that is down fails the uploads themselves.)
+            Err(e) => {
+                tracing::debug!(above = %above.url(), error = %e, "could not read a manifest above this prefix");
+                continue;
+            }
+        };
         // A collector's manifest names it (a data directory's own manifest.json, met on the
         // way up a `file://` path, does not).
         if let Ok(theirs) = RemoteManifest::decode(&bytes, &above)
@@ -561,6 +571,21 @@ mod tests {
         let sibling_dir = tempfile::tempdir().unwrap();
         let sibling = flushed(sibling_dir.path(), root.child("c3"));
         assert_eq!(sibling.upload_round().await.unwrap().uploaded, 1);
+    }
+
+    /// A place above that cannot be read (here a manifest that is a symbolic link to
+    /// itself; on a real system, a parent directory this user may not read) does not stop
+    /// uploads.
+    #[tokio::test]
+    async fn an_unreadable_place_above_does_not_stop_uploads() {
+        let (objects, root) = bucket();
+        let looped = objects.path().join("team").join(MANIFEST);
+        std::fs::create_dir_all(looped.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        assert!(root.child("team").get_opt(MANIFEST).await.is_err(), "the place above does not read");
+        let dir = tempfile::tempdir().unwrap();
+        let store = flushed(dir.path(), root.child("team").child("c1"));
+        assert_eq!(store.upload_round().await.unwrap().uploaded, 1);
     }
 
     /// A collector nested inside another's prefix before that was refused: the outer one's
