@@ -543,14 +543,20 @@ mod tests {
         assert_eq!(a.upload_round().await.unwrap().uploaded, 1);
     }
 
+    /// [`flushed`] in a data directory of its own, kept as long as the store.
+    fn flushed_anew(place: Remote) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = flushed(dir.path(), place);
+        (dir, store)
+    }
+
     /// A collector whose URL was set inside another's prefix would write a place nested in
     /// it: refused, whichever starts first, before it writes anything there.
     #[tokio::test]
     async fn a_collector_inside_another_ones_prefix_is_refused() {
         let (_objects, root) = bucket();
-        let (outer_dir, inner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let outer = flushed(outer_dir.path(), root.child("team"));
-        let inner = flushed(inner_dir.path(), root.child("team").child("c2"));
+        let (_outer_dir, outer) = flushed_anew(root.child("team"));
+        let (_inner_dir, inner) = flushed_anew(root.child("team").child("c2"));
         assert_eq!(outer.upload_round().await.unwrap().uploaded, 1);
         let e = inner.upload_round().await.unwrap_err().to_string();
         assert!(e.contains("lies inside collector") && e.contains("/team") && e.contains("store.collector"), "{e}");
@@ -560,16 +566,14 @@ mod tests {
 
         // The other way round: the inner one first, then the outer one is refused.
         let (_objects, root) = bucket();
-        let (outer_dir, inner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let inner = flushed(inner_dir.path(), root.child("team").child("c2"));
-        let outer = flushed(outer_dir.path(), root.child("team"));
+        let (_inner_dir, inner) = flushed_anew(root.child("team").child("c2"));
+        let (_outer_dir, outer) = flushed_anew(root.child("team"));
         assert_eq!(inner.upload_round().await.unwrap().uploaded, 1);
         let e = outer.upload_round().await.unwrap_err().to_string();
         assert!(e.contains("another collector writes inside this prefix") && e.contains("/team/c2"), "{e}");
         assert_eq!(outer.pending_uploads(), 1);
         // Siblings under one root are what the layout is for.
-        let sibling_dir = tempfile::tempdir().unwrap();
-        let sibling = flushed(sibling_dir.path(), root.child("c3"));
+        let (_sibling_dir, sibling) = flushed_anew(root.child("c3"));
         assert_eq!(sibling.upload_round().await.unwrap().uploaded, 1);
     }
 
@@ -583,8 +587,7 @@ mod tests {
         std::fs::create_dir_all(looped.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(&looped, &looped).unwrap();
         assert!(root.child("team").get_opt(MANIFEST).await.is_err(), "the place above does not read");
-        let dir = tempfile::tempdir().unwrap();
-        let store = flushed(dir.path(), root.child("team").child("c1"));
+        let (_dir, store) = flushed_anew(root.child("team").child("c1"));
         assert_eq!(store.upload_round().await.unwrap().uploaded, 1);
     }
 
@@ -593,9 +596,7 @@ mod tests {
     #[tokio::test]
     async fn a_sweep_leaves_a_nested_collectors_files_alone() {
         let (_objects, root) = bucket();
-        let (outer_dir, inner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let outer = flushed(outer_dir.path(), root.child("team"));
-        let inner = flushed(inner_dir.path(), root.child("team").child("c2"));
+        let (_outer_dir, outer) = flushed_anew(root.child("team"));
         assert_eq!(outer.upload_round().await.unwrap().uploaded, 1);
         // As an older version would have: the inner one's manifest and file written there.
         let manifest = serde_json::json!({"version": 1, "collector": "c2", "instance": "x", "files": []});
@@ -609,7 +610,6 @@ mod tests {
         assert_eq!(outer.sweep_remote().await.unwrap(), 1, "its own stray object only");
         assert_eq!(c2.list().await.unwrap(), before);
         assert!(!root.child("team").list().await.unwrap().iter().any(|p| p == stray));
-        drop(inner);
     }
 
     #[test]
