@@ -71,15 +71,23 @@ pub fn flush_range(path: &str) -> Option<(u64, u64)> {
 /// those; fewer (at least two) where one more would make the merged file larger than
 /// [`MAX_MERGED_BYTES`].
 fn plan(m: &Manifest, table: &str) -> Option<(Vec<SegmentFile>, u8)> {
-    plan_level(m, table, 0, FAN_IN)
-        .map(|run| (run, 1))
-        .or_else(|| plan_level(m, table, 1, FAN_IN_2).map(|run| (run, 2)))
+    let with_requests: BTreeSet<u64> =
+        m.files.iter().filter(|f| f.table == REQUESTS).filter_map(|f| flush_range(&f.path)).map(|(a, _)| a).collect();
+    let run_of = |of: u8, fan_in: usize| plan_level(m, table, &with_requests, of, fan_in);
+    run_of(0, FAN_IN).map(|run| (run, 1)).or_else(|| run_of(1, FAN_IN_2).map(|run| (run, 2)))
 }
 
-/// A run of `fan_in` consecutive files of `level`. Consecutive: nothing between two of
-/// them is a flush that wrote requests (its derived file is elsewhere, or missing because
-/// its derivation failed, and a merged file claiming its flush would hide that).
-fn plan_level(m: &Manifest, table: &str, of_level: u8, fan_in: usize) -> Option<Vec<SegmentFile>> {
+/// A run of `fan_in` consecutive files of level `of_level`. Consecutive: nothing between
+/// two of them is a flush that wrote requests (one of `with_requests`): its derived file is
+/// elsewhere, or missing because its derivation failed, and a merged file claiming its
+/// flush would hide that.
+fn plan_level(
+    m: &Manifest,
+    table: &str,
+    with_requests: &BTreeSet<u64>,
+    of_level: u8,
+    fan_in: usize,
+) -> Option<Vec<SegmentFile>> {
     let mut files: Vec<((u64, u64), &SegmentFile)> = m
         .files
         .iter()
@@ -87,8 +95,6 @@ fn plan_level(m: &Manifest, table: &str, of_level: u8, fan_in: usize) -> Option<
         .filter_map(|f| Some((flush_range(&f.path)?, f)))
         .collect();
     files.sort_by_key(|(range, _)| *range);
-    let with_requests: BTreeSet<u64> =
-        m.files.iter().filter(|f| f.table == REQUESTS).filter_map(|f| flush_range(&f.path)).map(|(a, _)| a).collect();
     let mut run: Vec<&SegmentFile> = Vec::with_capacity(fan_in);
     let (mut prev, mut bytes): (Option<u64>, u64) = (None, 0);
     for ((first, last), f) in files {
