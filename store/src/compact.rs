@@ -198,7 +198,7 @@ impl Store {
 
     /// Replaces `parts` by `merged` (or removes them) in one manifest change, unless one of
     /// them has left it meanwhile (retention): whether it did.
-    fn swap_files(&self, parts: &[SegmentFile], merged: Option<SegmentFile>) -> Result<bool> {
+    pub(crate) fn swap_files(&self, parts: &[SegmentFile], merged: Option<SegmentFile>) -> Result<bool> {
         let gone: HashSet<&str> = parts.iter().map(|f| f.path.as_str()).collect();
         let (mut local, mut swapped) = (Vec::new(), false);
         self.update_manifest(|m| {

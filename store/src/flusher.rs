@@ -130,11 +130,14 @@ impl Store {
 }
 
 fn run(store: Store, rx: Receiver<Request>, stopping: Arc<dyn Fn() -> bool + Send + Sync>) {
-    // Without an object store, rollup files are merged here, after flushes (with one, the
-    // uploader merges them: uploaded parts are read back from there).
-    let compactor = (store.config().remote.is_none() && store.config().derive.is_some())
+    // Without an object store, rollup files and segments are merged here, one run after a
+    // flush (with one, the uploader merges them: uploaded parts are read back from there).
+    let compactor = store
+        .config()
+        .remote
+        .is_none()
         .then(|| tokio::runtime::Builder::new_current_thread().enable_all().build())
-        .and_then(|rt| rt.map_err(|e| tracing::warn!(error = %e, "rollup files will not be merged")).ok());
+        .and_then(|rt| rt.map_err(|e| tracing::warn!(error = %e, "rollup files and segments will not be merged")).ok());
     while let Ok(req) = rx.recv() {
         let mut attempt = 0u32;
         let result = loop {
@@ -159,9 +162,9 @@ fn run(store: Store, rx: Receiver<Request>, stopping: Arc<dyn Fn() -> bool + Sen
         }
         if let Some(rt) = &compactor
             && !stopping()
-            && let Err(e) = rt.block_on(store.compact_derived())
+            && let Err(e) = rt.block_on(store.compact(now))
         {
-            tracing::warn!(error = %e, "could not merge rollup files; they stay as they are");
+            tracing::warn!(error = %e, "could not merge rollup files or segments; they stay as they are");
         }
         // Files that left the manifest (retention, merged parts, uploaded copies) once no
         // query can still be reading them; all of them at the last flush of a shutdown, so

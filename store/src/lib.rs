@@ -19,6 +19,7 @@
 mod bucket;
 mod cluster_rows;
 mod compact;
+mod compact_segments;
 pub mod encoded;
 mod error;
 mod flusher;

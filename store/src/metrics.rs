@@ -38,6 +38,8 @@ pub struct StoreMetrics {
     pub upload_pending: Gauge,
     /// Derived files (rollups) merged into larger ones by compaction.
     pub compacted_files: Counter,
+    /// Parquet segments merged into one a table and hour by compaction.
+    pub compacted_segments: Counter,
 }
 
 impl StoreMetrics {
@@ -57,6 +59,7 @@ impl StoreMetrics {
             upload_errors: Counter::default(),
             upload_pending: Gauge::default(),
             compacted_files: Counter::default(),
+            compacted_segments: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("slo_store");
         r.register("wal_append_seconds", "time of one WAL group commit", m.wal_append_seconds.clone());
@@ -83,6 +86,11 @@ impl StoreMetrics {
             "compacted_files",
             "rollup files merged into larger ones (60 flushes a file)",
             m.compacted_files.clone(),
+        );
+        r.register(
+            "compacted_segments",
+            "Parquet segments merged into one a table and hour once the hour is over",
+            m.compacted_segments.clone(),
         );
         m
     }

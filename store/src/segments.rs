@@ -21,7 +21,7 @@ use crate::manifest::SegmentFile;
 use crate::schema::col;
 use crate::wal::sync_dir;
 
-const HOUR_NS: i64 = 3_600_000_000_000;
+pub(crate) const HOUR_NS: i64 = 3_600_000_000_000;
 
 fn times(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
     batch

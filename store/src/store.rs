@@ -199,6 +199,9 @@ struct Inner {
     /// Local copies of uploaded files, and when their upload was recorded: deleted once no
     /// query can still read them (`Store::delete_local_copies`).
     local_deletes: Mutex<Vec<(PathBuf, Instant)>>,
+    /// Segments that would not read for a merge: left out of later runs (until a restart),
+    /// so that one bad file does not stop its table's compaction or warn every round.
+    unmergeable: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A handle on the store; clones share it.
@@ -384,6 +387,7 @@ impl Store {
                 _lock: lock,
                 read_remote,
                 local_deletes: Mutex::default(),
+                unmergeable: Mutex::default(),
             }),
         }
     }
@@ -529,6 +533,16 @@ impl Store {
         m.save(&self.inner.cfg.data_dir)?;
         self.inner.state.lock().manifest = m;
         Ok(())
+    }
+
+    /// Segments left out of merges ([`Inner::unmergeable`]).
+    pub(crate) fn unmergeable(&self) -> std::collections::HashSet<String> {
+        self.inner.unmergeable.lock().clone()
+    }
+
+    /// Leaves `path` out of later merges.
+    pub(crate) fn mark_unmergeable(&self, path: &str) {
+        self.inner.unmergeable.lock().insert(path.to_string());
     }
 
     /// Queues local copies of uploaded files for deletion.

@@ -44,7 +44,7 @@ pub struct UploadRound {
     pub deleted: usize,
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
@@ -357,15 +357,16 @@ fn run(store: Store, stop: Arc<tokio::sync::Notify>) {
                 }
                 let round = store.upload_round().await?;
                 upload_side_files(&store, &mut sent).await?;
-                // Rollups merged now go up in the next round, their parts deleted after. A
-                // failed merge is tried again a minute later, not every round.
+                // Rollups merged now go up in the next round (merged segments before the
+                // swap: `compact_segments.rs`), their parts deleted after. A failed merge
+                // is tried again a minute later, not every round.
                 if !stopping && compacted_at.is_none_or(|t: Instant| t.elapsed() >= COMPACT_EVERY) {
-                    match store.compact_derived().await {
+                    match store.compact(now_ns()).await {
                         Ok(0) => compacted_at = Some(Instant::now()),
                         Ok(_) => {}
                         Err(e) => {
                             compacted_at = Some(Instant::now());
-                            tracing::warn!(error = %e, "could not merge rollup files; they stay as they are");
+                            tracing::warn!(error = %e, "could not merge rollup files or segments; they stay as they are");
                         }
                     }
                 }

@@ -251,6 +251,48 @@ async fn merged_rollups_answer_as_the_flushes_they_replace() {
     assert_eq!(Source::new(store.snapshot()).rollups(None, from, to).await.unwrap(), before);
 }
 
+/// Requests segments merged by hour (`slo-store`'s `compact_segments.rs`) answer the
+/// rollups as before: covered by the rollup files, and, when a rollup file is lost after
+/// the merge, from their requests, each flush once.
+#[tokio::test]
+async fn merged_requests_segments_keep_the_rollups_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut wal) = open(dir.path());
+    // Flushes 1-92 start in one hour, 93-185 in the next.
+    many_flushes(&store, &mut wal, 185);
+    let (from, to) = (T0 - MINUTE_NS, T0 + 100 * MINUTE_NS);
+    let scan = Source::new(store.snapshot()).rollups_by_scan(None, from, to).await.unwrap();
+    std::fs::write(dir.path().join("rollups/000000000030.bin"), b"SLOROLL1 garbage").unwrap();
+    store.compact_all(T0 + 1_000 * 60 * MINUTE_NS).await.unwrap();
+    let mut merged: Vec<String> = store
+        .snapshot()
+        .files()
+        .iter()
+        .filter(|f| f.table == "requests")
+        .map(|f| f.path.rsplit('/').next().unwrap().to_string())
+        .filter(|name| name.contains('-'))
+        .collect();
+    merged.sort();
+    // Each within one rollup file's flushes (30's was dropped, 31-90 and 91-150 merged).
+    assert_eq!(
+        merged,
+        ["000000000031-000000000090.parquet", "000000000091-000000000092.parquet", "000000000093-000000000150.parquet"]
+    );
+    let src = Source::new(store.snapshot());
+    assert_eq!(src.rollups(None, from, to).await.unwrap(), scan);
+    assert_eq!(src.rollups_by_scan(None, from, to).await.unwrap(), scan);
+    // A rollup file lost now uncovers whole merged segments, read from their requests.
+    std::fs::write(dir.path().join("rollups/000000000091-000000000150.bin"), b"SLOROLL1 garbage").unwrap();
+    let src = Source::new(store.snapshot());
+    assert_eq!(src.rollups(None, from, to).await.unwrap(), scan);
+    for service in ["llama", "embedder"] {
+        assert_eq!(
+            src.rollups(Some(service), from, to).await.unwrap(),
+            src.rollups_by_scan(Some(service), from, to).await.unwrap()
+        );
+    }
+}
+
 /// With an object store, a merged file goes up in the next round and its parts are
 /// deleted there after the object store's manifest drops them; a reader of the bucket gets
 /// the same rollups.

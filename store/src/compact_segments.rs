@@ -1,0 +1,324 @@
+//! Compaction of Parquet segments, as Tempo's and Loki's compactors merge their blocks: a
+//! flush writes one segment a table and hour (`<table>/date=…/hour=…/<flush>.parquet`),
+//! 60 an hour at the default flush interval; once the hour is over (and [`SETTLE`] has
+//! passed for the flushes that still write its last rows), the segments of its directory
+//! are merged into one, `<first>-<last>.parquet`. A day of a table is then 24 objects
+//! instead of 1,440: a scan opens (and, from an object store, GETs the footer of) each
+//! file it reads, and every file is an entry in the manifest written at every flush.
+//!
+//! Each part stays one row group (more if it had more), in flush order, so a merged file's
+//! row-group statistics still prune a query's time range by the minute, as the parts'
+//! file bounds did. Parts written under an older schema are read into the current one
+//! (a column added since is null, as a query reads it), so the merged file has one schema.
+//!
+//! **Requests and their rollups.** A reader takes a requests segment as covered by the
+//! rollups when the rollup files cover its first flush (analyzer `source.rs`, `Covered`),
+//! and reads every other segment's rows to build the missing rollups. So a merged requests
+//! segment holds only flushes that one rollup file covers, or only flushes that none
+//! covers: a rollup file lost later (dropped as unreadable) uncovers all of it, never part
+//! of it, and rollup files never appear for a flush that had none. Rollup files merge into
+//! larger ones (`compact.rs`), which keeps the parts in one file; until a flush's rollup is
+//! merged, its requests segment waits.
+//!
+//! The swap is one manifest change, as for rollups: the merged file in, its parts out.
+//! With an object store, the merged file is uploaded before the swap, so the object
+//! store's next manifest lists it in the same write that drops the parts: a query node
+//! never sees neither. Local parts are deleted after the read grace, uploaded ones by the
+//! uploader after the remote read grace. A crash before the swap leaves an unlisted
+//! merged file, removed at the next open (and in the object store by the first sweep).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, new_null_array};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::compact::flush_range;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, SegmentFile};
+use crate::schema::{self, REQUESTS, TABLES};
+use crate::segments::{HOUR_NS, writer_properties};
+use crate::store::Store;
+use crate::wal::sync_dir;
+
+/// How long after its hour is over a directory waits before it is merged, on top of two
+/// flush intervals: a request that started at 10:59 is written when its trace is complete,
+/// minutes later for a long generation. Rows that come later still (a late export) are
+/// written as single segments again and merged with each other at the next round.
+pub(crate) const SETTLE: Duration = Duration::from_secs(600);
+
+/// A merged segment stays at most this big, fewer parts if need be: its merge runs on the
+/// uploader's thread (the flusher's without an object store), one part in memory at a time.
+const MAX_MERGED_BYTES: u64 = 128 << 20;
+
+/// A run of segments to merge: its table and parts, oldest flush first.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Run {
+    pub table: &'static str,
+    pub parts: Vec<SegmentFile>,
+}
+
+/// The oldest run of single-flush segments due: at least two in one hour directory whose
+/// hour ended at or before `closed_before`, not in `skip` (parts that would not read), at
+/// most [`MAX_MERGED_BYTES`], of one rollup coverage for `requests` when there are rollups
+/// (`derived`, see the module's comment). Files already in the object store are left out
+/// when `uploaded_ok` is false (no object store configured to delete them from).
+pub(crate) fn plan(
+    m: &Manifest,
+    derived: Option<&str>,
+    closed_before: i64,
+    skip: &HashSet<String>,
+    uploaded_ok: bool,
+) -> Option<Run> {
+    let mut covering: Vec<(u64, u64)> = match derived {
+        Some(t) => m.files.iter().filter(|f| f.table == t).filter_map(|f| flush_range(&f.path)).collect(),
+        None => Vec::new(),
+    };
+    covering.sort_unstable();
+    // The rollup file covering flush `id`, by its index; `None`: none does.
+    let cover = |id: u64| {
+        let after = covering.partition_point(|(a, _)| *a <= id);
+        (after > 0 && covering[after - 1].1 >= id).then(|| after - 1)
+    };
+    for table in TABLES {
+        let mut dirs: BTreeMap<&str, Vec<(u64, &SegmentFile)>> = BTreeMap::new();
+        for f in m.files.iter().filter(|f| f.table == table) {
+            let Some((a, b)) = flush_range(&f.path) else { continue };
+            let hour_end = (f.max_time.div_euclid(HOUR_NS) + 1).saturating_mul(HOUR_NS);
+            if a != b || hour_end > closed_before {
+                continue;
+            }
+            let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+            dirs.entry(dir).or_default().push((a, f));
+        }
+        for (_, mut files) in dirs {
+            files.sort_unstable_by_key(|(id, _)| *id);
+            let mut run: Vec<SegmentFile> = Vec::new();
+            let (mut bytes, mut key) = (0u64, None);
+            for (id, f) in files {
+                // A part left out ends a run, so that merged files' flush ranges never
+                // overlap another file's in the directory.
+                let left_out = skip.contains(&f.path) || (f.uploaded && !uploaded_ok);
+                let k = (table == REQUESTS && derived.is_some()).then(|| cover(id));
+                if !run.is_empty() && (left_out || k != key || bytes + f.bytes > MAX_MERGED_BYTES) {
+                    if run.len() >= 2 {
+                        return Some(Run { table, parts: run });
+                    }
+                    run.clear();
+                    bytes = 0;
+                }
+                if left_out {
+                    continue;
+                }
+                key = k;
+                bytes += f.bytes;
+                run.push(f.clone());
+            }
+            if run.len() >= 2 {
+                return Some(Run { table, parts: run });
+            }
+        }
+    }
+    None
+}
+
+/// `batch` in `schema`: columns by name, cast where the type changed, null where the part
+/// predates the column.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?);
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        columns.push(match batch.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => c.clone(),
+            Some(c) => arrow::compute::cast(c, field.data_type())?,
+            None => new_null_array(field.data_type(), batch.num_rows()),
+        });
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// What a merge wrote: the rows it read and the file's size.
+struct Written {
+    rows: u64,
+    bytes: u64,
+}
+
+/// Why a merge stopped: a part that does not read (it is left out of later runs), or an
+/// error of the merge itself (the run is tried again later).
+enum Failed {
+    Part(String, Error),
+    Merge(Error),
+}
+
+/// Writes the parts into `dir/name` (a temporary name first, `fsync`ed and renamed), each
+/// part its own row groups.
+fn write_merged(
+    dir: &Path,
+    name: &str,
+    schema: SchemaRef,
+    parts: Vec<(String, bytes::Bytes)>,
+) -> std::result::Result<Written, Failed> {
+    let merge = |e: Error| Failed::Merge(e);
+    std::fs::create_dir_all(dir).map_err(|e| merge(Error::io("create segment dir", dir)(e)))?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let file = std::fs::File::create(&tmp).map_err(|e| merge(Error::io("create segment", &tmp)(e)))?;
+    let result = (|| {
+        let mut writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(writer_properties())).map_err(|e| merge(e.into()))?;
+        let mut rows = 0u64;
+        for (path, bytes) in parts {
+            let part = |e: Error| Failed::Part(path.clone(), e);
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.with_batch_size(8192).build())
+                .map_err(|e| part(e.into()))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| part(e.into()))?;
+                let batch = conform(&batch, &schema).map_err(part)?;
+                rows += batch.num_rows() as u64;
+                writer.write(&batch).map_err(|e| merge(e.into()))?;
+            }
+            // The part's rows close their own row group: its time statistics stay its own.
+            writer.flush().map_err(|e| merge(e.into()))?;
+        }
+        let file = writer.into_inner().map_err(|e| merge(e.into()))?;
+        file.sync_all().map_err(|e| merge(Error::io("fsync segment", &tmp)(e)))?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let path = dir.join(name);
+        std::fs::rename(&tmp, &path).map_err(|e| merge(Error::io("rename segment", &path)(e)))?;
+        sync_dir(dir).map_err(merge)?;
+        Ok(Written { rows, bytes })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Store {
+    /// Merges one run of segments due at `now` (ns since the epoch; see the module's
+    /// comment); returns how many files left the manifest (0: none due, or the run did not
+    /// complete and is tried again later).
+    pub async fn compact_segments(&self, now: i64) -> Result<usize> {
+        let cfg = self.config();
+        let settle = SETTLE + cfg.flush_interval * 2;
+        let closed_before = now.saturating_sub(i64::try_from(settle.as_nanos()).unwrap_or(i64::MAX));
+        let derived = cfg.derive.as_ref().map(|d| d.table());
+        let skip = self.unmergeable();
+        let uploaded_ok = cfg.remote.is_some();
+        let Some(Run { table, parts }) = self.with_manifest(|m| plan(m, derived, closed_before, &skip, uploaded_ok))
+        else {
+            return Ok(0);
+        };
+        let Some(schema) = schema::of(table) else { return Ok(0) };
+        let first = parts.first().and_then(|f| flush_range(&f.path)).map_or(0, |r| r.0);
+        let last = parts.last().and_then(|f| flush_range(&f.path)).map_or(0, |r| r.1);
+        let rel_dir = parts[0].path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+        let name = format!("{first:012}-{last:012}.parquet");
+        let rel = if rel_dir.is_empty() { name.clone() } else { format!("{rel_dir}/{name}") };
+        let dir = cfg.data_dir.join(&rel_dir);
+
+        let snapshot = self.snapshot();
+        let mut bytes = Vec::with_capacity(parts.len());
+        for f in &parts {
+            match snapshot.read_opt(f).await? {
+                Some(b) => bytes.push((f.path.clone(), b)),
+                None => {
+                    tracing::warn!(path = %f.path, "a listed segment is missing; it is left out of merges (a query over its hour names it)");
+                    self.mark_unmergeable(&f.path);
+                    return Ok(0);
+                }
+            }
+        }
+        let (dir_w, name_w) = (dir.clone(), name.clone());
+        let written = tokio::task::spawn_blocking(move || write_merged(&dir_w, &name_w, schema, bytes))
+            .await
+            .map_err(|e| Error::Io { op: "merge segments", path: dir.join(&name), source: std::io::Error::other(e) })?;
+        let written = match written {
+            Ok(w) => w,
+            Err(Failed::Part(path, e)) => {
+                tracing::warn!(path = %path, error = %e, "a segment that does not read is left out of merges; it stays as it is");
+                self.mark_unmergeable(&path);
+                return Ok(0);
+            }
+            Err(Failed::Merge(e)) => return Err(e),
+        };
+        let expected: u64 = parts.iter().map(|f| f.rows).sum();
+        if written.rows != expected {
+            // The manifest's count is what `slo status` shows; the file is the truth.
+            tracing::warn!(
+                table,
+                first,
+                last,
+                manifest = expected,
+                read = written.rows,
+                "merged segment rows differ from the manifest's count"
+            );
+        }
+        // Up first when there is an object store, so that the object store's manifest
+        // swaps the parts for it in one write.
+        let uploaded = match &cfg.remote {
+            Some(remote) => {
+                if let Err(e) = remote.put_file(&rel, &dir.join(&name)).await {
+                    let _ = std::fs::remove_file(dir.join(&name));
+                    return Err(e);
+                }
+                true
+            }
+            None => false,
+        };
+        let file = SegmentFile {
+            table: table.to_string(),
+            path: rel.clone(),
+            rows: written.rows,
+            bytes: written.bytes,
+            min_time: parts.iter().map(|f| f.min_time).min().unwrap_or(0),
+            max_time: parts.iter().map(|f| f.max_time).max().unwrap_or(0),
+            uploaded,
+        };
+        if !self.swap_files(&parts, Some(file))? {
+            // Retention took a part meanwhile; an uploaded copy is swept at the next start.
+            let _ = std::fs::remove_file(dir.join(&name));
+            if let Some(remote) = &cfg.remote {
+                let _ = remote.delete(&rel).await;
+            }
+            return Ok(0);
+        }
+        if uploaded {
+            self.defer_local_deletes([dir.join(&name)]);
+        }
+        self.metrics().compacted_segments.inc_by(parts.len() as u64);
+        self.metrics().segments.set(self.with_manifest(|m| m.files.len()) as i64);
+        tracing::debug!(table, first, last, parts = parts.len(), bytes = written.bytes, "merged segments");
+        Ok(parts.len())
+    }
+
+    /// One compaction step at `now`: a run of rollup files if one is due, else a run of
+    /// segments. Returns how many files left the manifest (0: nothing was due).
+    pub async fn compact(&self, now: i64) -> Result<usize> {
+        match self.compact_derived().await? {
+            0 => self.compact_segments(now).await,
+            n => Ok(n),
+        }
+    }
+
+    /// [`Store::compact`] until nothing is due.
+    pub async fn compact_all(&self, now: i64) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            match self.compact(now).await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "compact_segments/tests.rs"]
+mod tests;
