@@ -125,7 +125,7 @@ impl Store {
     /// Merges one run of derived files (see the module's comment), reading uploaded parts
     /// from the object store; returns how many files left the manifest (0: none due; 1: a
     /// part that did not read was dropped instead). Runs on the uploader's thread when
-    /// there is an object store, else on the flusher's.
+    /// there is an object store, else on the compactor's (`flusher.rs`).
     pub async fn compact_derived(&self) -> Result<usize> {
         let Some(derive) = self.config().derive.clone() else { return Ok(0) };
         let table = derive.table();
@@ -264,7 +264,7 @@ mod tests {
         }
     }
 
-    /// The flusher thread merges after its flushes when there is no object store; the
+    /// The compactor thread merges after the flushes when there is no object store; the
     /// parts go after the read grace.
     #[test]
     fn the_flusher_merges_without_an_object_store() {
@@ -301,6 +301,17 @@ mod tests {
         // Parts deleted after the next flush (grace zero here); none left unlisted.
         let on_disk = std::fs::read_dir(dir.path().join("rollups")).unwrap().count();
         assert_eq!(on_disk, 2);
+        // The hour (in 2025) is over: its requests segments merged too, within the rollup
+        // file that covers them (`compact_segments.rs`).
+        let mut requests: Vec<String> = store
+            .manifest()
+            .files
+            .into_iter()
+            .filter(|f| f.table == REQUESTS)
+            .map(|f| f.path.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        requests.sort();
+        assert_eq!(requests, ["000000000001-000000000060.parquet", "000000000061.parquet"]);
     }
 
     fn file(table: &str, path: &str) -> SegmentFile {

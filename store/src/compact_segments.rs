@@ -52,7 +52,7 @@ use crate::wal::sync_dir;
 pub(crate) const SETTLE: Duration = Duration::from_secs(600);
 
 /// A merged segment stays at most this big, fewer parts if need be: its merge runs on the
-/// uploader's thread (the flusher's without an object store), one part in memory at a time.
+/// uploader's thread (the compactor's without an object store), one part in memory at a time.
 const MAX_MERGED_BYTES: u64 = 128 << 20;
 
 /// A run of segments to merge: its table and parts, oldest flush first.

@@ -46,14 +46,22 @@ pub struct Flusher {
     tx: Option<SyncSender<Request>>,
 }
 
-/// The flusher thread; join it after [`Flusher::close`].
+/// The flusher thread, and the compactor's when there is no object store; join them
+/// after [`Flusher::close`].
 #[derive(Debug)]
-pub struct FlusherThread(JoinHandle<()>);
+pub struct FlusherThread {
+    flusher: JoinHandle<()>,
+    compactor: Option<JoinHandle<()>>,
+}
 
 impl FlusherThread {
-    /// Waits until every queued flush is written (or given up).
+    /// Waits until every queued flush is written (or given up), and the merge under way,
+    /// if one is, is done.
     pub fn join(self) {
-        let _ = self.0.join();
+        let _ = self.flusher.join();
+        if let Some(c) = self.compactor {
+            let _ = c.join();
+        }
     }
 }
 
@@ -70,12 +78,28 @@ impl Flusher {
     pub fn start(store: Store, stopping: Arc<dyn Fn() -> bool + Send + Sync>) -> Result<(Flusher, FlusherThread)> {
         // Two jobs queued at most: the memory budget counts frozen rows until written.
         let (tx, rx) = mpsc::sync_channel::<Request>(2);
+        let spawn_error =
+            |what: &'static str| move |e| Error::Io { op: what, path: std::path::PathBuf::new(), source: e };
+        // Without an object store, rollup files and segments are merged on a thread of
+        // their own, after each flush (a segment merge takes seconds: the flusher does not
+        // wait for it). With one, the uploader merges them.
+        let (ticks, compactor) = if store.config().remote.is_none() {
+            let (tick, ticks) = mpsc::sync_channel::<()>(1);
+            let (s, stop) = (store.clone(), stopping.clone());
+            let thread = std::thread::Builder::new()
+                .name("slo-compactor".into())
+                .spawn(move || compact_after_flushes(s, ticks, stop))
+                .map_err(spawn_error("spawn the compactor thread"))?;
+            (Some(tick), Some(thread))
+        } else {
+            (None, None)
+        };
         let thread_store = store.clone();
-        let thread = std::thread::Builder::new()
+        let flusher = std::thread::Builder::new()
             .name("slo-flusher".into())
-            .spawn(move || run(thread_store, rx, stopping))
-            .map_err(|e| Error::Io { op: "spawn the flusher thread", path: std::path::PathBuf::new(), source: e })?;
-        Ok((Flusher { store, tx: Some(tx) }, FlusherThread(thread)))
+            .spawn(move || run(thread_store, rx, ticks, stopping))
+            .map_err(spawn_error("spawn the flusher thread"))?;
+        Ok((Flusher { store, tx: Some(tx) }, FlusherThread { flusher, compactor }))
     }
 
     /// Rotates `wal` (shard `shard`'s), freezes that shard's rows in memory as its part of
@@ -129,15 +153,12 @@ impl Store {
     }
 }
 
-fn run(store: Store, rx: Receiver<Request>, stopping: Arc<dyn Fn() -> bool + Send + Sync>) {
-    // Without an object store, rollup files and segments are merged here, one run after a
-    // flush (with one, the uploader merges them: uploaded parts are read back from there).
-    let compactor = store
-        .config()
-        .remote
-        .is_none()
-        .then(|| tokio::runtime::Builder::new_current_thread().enable_all().build())
-        .and_then(|rt| rt.map_err(|e| tracing::warn!(error = %e, "rollup files and segments will not be merged")).ok());
+fn run(
+    store: Store,
+    rx: Receiver<Request>,
+    compactor: Option<SyncSender<()>>,
+    stopping: Arc<dyn Fn() -> bool + Send + Sync>,
+) {
     while let Ok(req) = rx.recv() {
         let mut attempt = 0u32;
         let result = loop {
@@ -160,15 +181,43 @@ fn run(store: Store, rx: Receiver<Request>, stopping: Arc<dyn Fn() -> bool + Sen
         for d in req.done {
             let _ = d.send(result.clone());
         }
-        if let Some(rt) = &compactor
+        if let Some(tick) = &compactor
             && !stopping()
-            && let Err(e) = rt.block_on(store.compact(now))
         {
-            tracing::warn!(error = %e, "could not merge rollup files or segments; they stay as they are");
+            // Never waits: a tick already queued asks for the same look at the manifest.
+            let _ = tick.try_send(());
         }
         // Files that left the manifest (retention, merged parts, uploaded copies) once no
         // query can still be reading them; all of them at the last flush of a shutdown, so
         // that the next start does not find them unlisted and call them a crash's.
         store.delete_local_copies(if stopping() { Duration::ZERO } else { store.config().read_grace });
     }
+}
+
+/// The compactor thread without an object store: after each flush, what compaction has
+/// due ([`Store::compact`] until nothing is), until the flusher ends; then the parts it merged away go at once, as
+/// the flusher's last flush does with its own.
+fn compact_after_flushes(store: Store, ticks: Receiver<()>, stopping: Arc<dyn Fn() -> bool + Send + Sync>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!(error = %e, "rollup files and segments will not be merged");
+            return;
+        }
+    };
+    while ticks.recv().is_ok() {
+        while !stopping() {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+            match rt.block_on(store.compact(now)) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not merge rollup files or segments; they stay as they are");
+                    break;
+                }
+            }
+        }
+    }
+    store.delete_local_copies(if stopping() { Duration::ZERO } else { store.config().read_grace });
 }
