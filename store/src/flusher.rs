@@ -209,9 +209,14 @@ fn compact_after_flushes(store: Store, ticks: Receiver<()>, stopping: Arc<dyn Fn
         while !stopping() {
             let now =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+            let started = std::time::Instant::now();
             match rt.block_on(store.compact(now)) {
                 Ok(0) => break,
-                Ok(_) => {}
+                // Paced (`pause_after`); the wait ends at once when the flusher has ended,
+                // so a shutdown never waits for it.
+                Ok(_) => {
+                    let _ = ticks.recv_timeout(crate::compact_segments::pause_after(started.elapsed()));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not merge rollup files or segments; they stay as they are");
                     break;

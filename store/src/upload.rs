@@ -338,6 +338,7 @@ fn run(store: Store, stop: Arc<tokio::sync::Notify>) {
     rt.block_on(async move {
         let mut swept = false;
         let mut compacted_at: Option<Instant> = None;
+        let mut paused_until: Option<Instant> = None;
         let mut failures = 0u32;
         let mut failing_since: Option<Instant> = None;
         let mut sent = HashMap::new();
@@ -359,11 +360,19 @@ fn run(store: Store, stop: Arc<tokio::sync::Notify>) {
                 upload_side_files(&store, &mut sent).await?;
                 // Rollups merged now go up in the next round (merged segments before the
                 // swap: `compact_segments.rs`), their parts deleted after. A failed merge
-                // is tried again a minute later, not every round.
-                if !stopping && compacted_at.is_none_or(|t: Instant| t.elapsed() >= COMPACT_EVERY) {
+                // is tried again a minute later, not every round; after a merge, the next
+                // waits as long as it took.
+                if !stopping
+                    && compacted_at.is_none_or(|t: Instant| t.elapsed() >= COMPACT_EVERY)
+                    && paused_until.is_none_or(|t: Instant| Instant::now() >= t)
+                {
+                    let started = Instant::now();
                     match store.compact(now_ns()).await {
                         Ok(0) => compacted_at = Some(Instant::now()),
-                        Ok(_) => {}
+                        Ok(_) => {
+                            paused_until =
+                                Some(Instant::now() + crate::compact_segments::pause_after(started.elapsed()));
+                        }
                         Err(e) => {
                             compacted_at = Some(Instant::now());
                             tracing::warn!(error = %e, "could not merge rollup files or segments; they stay as they are");
