@@ -230,10 +230,22 @@ impl Store {
         let rel = if rel_dir.is_empty() { name.clone() } else { format!("{rel_dir}/{name}") };
         let dir = cfg.data_dir.join(&rel_dir);
 
-        let snapshot = self.snapshot();
         let mut bytes = Vec::with_capacity(parts.len());
         for f in &parts {
-            match snapshot.read_opt(f).await? {
+            // Past the object store's cache: parts are read once, and would push out the
+            // rollups the collector's pages read again and again.
+            let read = match (&cfg.remote, f.uploaded) {
+                (Some(remote), true) => remote.get_opt(&f.path).await?,
+                _ => {
+                    let path = cfg.data_dir.join(&f.path);
+                    match tokio::fs::read(&path).await {
+                        Ok(b) => Some(bytes::Bytes::from(b)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        Err(e) => return Err(Error::io("read", &path)(e)),
+                    }
+                }
+            };
+            match read {
                 Some(b) => bytes.push((f.path.clone(), b)),
                 None => {
                     tracing::warn!(path = %f.path, "a listed segment is missing; it is left out of merges (a query over its hour names it)");

@@ -251,6 +251,12 @@ impl Remote {
         done.map_err(|e| Error::Remote { op: "upload", what: path.to_string(), detail: e.to_string() })
     }
 
+    /// Bytes the cache of immutable objects holds.
+    #[cfg(test)]
+    pub(crate) fn cached_bytes(&self) -> usize {
+        self.cache.lock().bytes
+    }
+
     /// Reads `rel` from the object store, never from the cache: for objects written again
     /// in place (a manifest, a side file such as the watch's baseline).
     pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {

@@ -298,7 +298,13 @@ async fn with_an_object_store_the_merged_file_goes_up_before_its_parts_leave() {
     assert_eq!((before[0].0, listed), (80, 16));
 
     let now = T0 + 1_000 * MINUTE;
+    let cached = store.config().remote.as_ref().unwrap().cached_bytes();
     assert_eq!(store.compact_all(now).await.unwrap(), 16);
+    assert_eq!(
+        store.config().remote.as_ref().unwrap().cached_bytes(),
+        cached,
+        "parts are read past the cache: they would push out the rollups"
+    );
     let merged = store
         .manifest()
         .files
