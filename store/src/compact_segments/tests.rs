@@ -325,3 +325,60 @@ async fn with_an_object_store_the_merged_file_goes_up_before_its_parts_leave() {
     assert_eq!(in_bucket().await, (before, 4));
     assert_eq!(totals(&store).await, in_bucket().await.0);
 }
+
+/// `samples` and `changes` merge as `requests` and `spans` do: their rows, labels and
+/// attributes included, read the same from the merged file.
+#[tokio::test]
+async fn samples_and_changes_merge_too() {
+    use crate::records::{ChangeRecord, SampleRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut wal, _) = Store::open(config(dir.path()), StoreMetrics::unregistered()).unwrap();
+    for i in 0..3i64 {
+        let t = T0 + i * 10 * MINUTE;
+        let sample = SampleRecord {
+            time_unix_nano: t,
+            metric: "DCGM_FI_DEV_GPU_UTIL".into(),
+            value: 50.0 + i as f64,
+            target: "http://dcgm:9400/metrics".into(),
+            node: "gpu-1".into(),
+            labels: vec![crate::records::Attr { key: "gpu".into(), value: i.to_string() }],
+            ..Default::default()
+        };
+        let change = ChangeRecord {
+            time_unix_nano: t,
+            kind: "scale_down".into(),
+            namespace: "ml".into(),
+            object_kind: "HorizontalPodAutoscaler".into(),
+            object: format!("hpa/llama-{i}"),
+            key: format!("hpa/u/->{i}@{t}"),
+            ..Default::default()
+        };
+        let batch = SpanBatch { samples: vec![sample], changes: vec![change], ..Default::default() };
+        store.append_tables(crate::cluster_batches(&[&batch]).unwrap());
+        store.flush_now(&mut wal).unwrap();
+    }
+    let read = |store: &Store| {
+        let snap = store.snapshot();
+        async move {
+            let mut out = Vec::new();
+            for sql in [
+                "SELECT time, metric, value, node, labels['gpu'] AS gpu FROM samples ORDER BY time",
+                "SELECT time, kind, object, key FROM changes ORDER BY time",
+            ] {
+                let b = snap.sql(sql).await.unwrap();
+                out.push(arrow::util::pretty::pretty_format_batches(&b).unwrap().to_string());
+            }
+            out
+        }
+    };
+    let before = read(&store).await;
+    assert!(before[0].contains("gpu-1") && before[1].contains("hpa/llama-2"), "{before:?}");
+    assert_eq!(store.compact_all(T0 + 1_000 * MINUTE).await.unwrap(), 6);
+    for table in ["samples", "changes"] {
+        assert_eq!(
+            paths(&store, table),
+            [format!("{table}/date=2025-01-01/hour=10/000000000001-000000000003.parquet")]
+        );
+    }
+    assert_eq!(read(&store).await, before);
+}
