@@ -28,7 +28,7 @@
 //! merged file, removed at the next open (and in the object store by the first sweep).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, new_null_array};
@@ -163,48 +163,77 @@ enum Failed {
     Merge(Error),
 }
 
-/// Writes the parts into `dir/name` (a temporary name first, `fsync`ed and renamed), each
-/// part its own row groups.
-fn write_merged(
-    dir: &Path,
-    name: &str,
+/// A merged segment being written: to a temporary name in its directory, one part after
+/// another, each part its own row groups; `fsync`ed and renamed when finished. Dropped
+/// unfinished, it removes the temporary file.
+struct MergeWriter {
+    writer: ArrowWriter<std::fs::File>,
     schema: SchemaRef,
-    parts: Vec<(String, bytes::Bytes)>,
-) -> std::result::Result<Written, Failed> {
-    let merge = |e: Error| Failed::Merge(e);
-    std::fs::create_dir_all(dir).map_err(|e| merge(Error::io("create segment dir", dir)(e)))?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let file = std::fs::File::create(&tmp).map_err(|e| merge(Error::io("create segment", &tmp)(e)))?;
-    let result = (|| {
-        let mut writer =
-            ArrowWriter::try_new(file, schema.clone(), Some(writer_properties())).map_err(|e| merge(e.into()))?;
-        let mut rows = 0u64;
-        for (path, bytes) in parts {
-            let part = |e: Error| Failed::Part(path.clone(), e);
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .and_then(|b| b.with_batch_size(8192).build())
-                .map_err(|e| part(e.into()))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| part(e.into()))?;
-                let batch = conform(&batch, &schema).map_err(part)?;
-                rows += batch.num_rows() as u64;
-                writer.write(&batch).map_err(|e| merge(e.into()))?;
-            }
-            // The part's rows close their own row group: its time statistics stay its own.
-            writer.flush().map_err(|e| merge(e.into()))?;
+    tmp: Temporary,
+    path: PathBuf,
+    rows: u64,
+}
+
+/// A temporary file, removed when dropped unless kept.
+struct Temporary(Option<PathBuf>);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
         }
-        let file = writer.into_inner().map_err(|e| merge(e.into()))?;
-        file.sync_all().map_err(|e| merge(Error::io("fsync segment", &tmp)(e)))?;
-        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let path = dir.join(name);
-        std::fs::rename(&tmp, &path).map_err(|e| merge(Error::io("rename segment", &path)(e)))?;
-        sync_dir(dir).map_err(merge)?;
-        Ok(Written { rows, bytes })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result
+}
+
+impl MergeWriter {
+    fn create(dir: &Path, name: &str, schema: SchemaRef) -> Result<MergeWriter> {
+        std::fs::create_dir_all(dir).map_err(Error::io("create segment dir", dir))?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let file = std::fs::File::create(&tmp).map_err(Error::io("create segment", &tmp))?;
+        let tmp = Temporary(Some(tmp));
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))?;
+        Ok(MergeWriter { writer, schema, tmp, path: dir.join(name), rows: 0 })
+    }
+
+    /// Appends the rows of one part (its whole Parquet file).
+    fn append(&mut self, path: &str, bytes: bytes::Bytes) -> std::result::Result<(), Failed> {
+        let part = |e: Error| Failed::Part(path.to_string(), e);
+        let merge = |e: Error| Failed::Merge(e);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.with_batch_size(8192).build())
+            .map_err(|e| part(e.into()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| part(e.into()))?;
+            let batch = conform(&batch, &self.schema).map_err(part)?;
+            self.rows += batch.num_rows() as u64;
+            self.writer.write(&batch).map_err(|e| merge(e.into()))?;
+        }
+        // The part's rows close their own row group: its time statistics stay its own.
+        self.writer.flush().map_err(|e| merge(e.into()))
+    }
+
+    fn finish(self) -> Result<Written> {
+        let MergeWriter { writer, mut tmp, path, rows, .. } = self;
+        let tmp_path = tmp.0.clone().unwrap_or_default();
+        let file = writer.into_inner()?;
+        file.sync_all().map_err(Error::io("fsync segment", &tmp_path))?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        std::fs::rename(&tmp_path, &path).map_err(Error::io("rename segment", &path))?;
+        tmp.0 = None;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(Written { rows, bytes })
+    }
+}
+
+/// Runs `f` on the blocking pool (decoding and encoding Parquet is seconds of CPU).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Io {
+        op: "merge segments",
+        path: PathBuf::new(),
+        source: std::io::Error::other(e),
+    })
 }
 
 impl Store {
@@ -230,10 +259,12 @@ impl Store {
         let rel = if rel_dir.is_empty() { name.clone() } else { format!("{rel_dir}/{name}") };
         let dir = cfg.data_dir.join(&rel_dir);
 
-        let mut bytes = Vec::with_capacity(parts.len());
+        let (dir_w, name_w) = (dir.clone(), name.clone());
+        let mut merge = blocking(move || MergeWriter::create(&dir_w, &name_w, schema)).await??;
+        // One part in memory at a time: read (past the object store's cache: parts are
+        // read once, and would push out the rollups the collector's pages read again and
+        // again), then appended on the blocking pool.
         for f in &parts {
-            // Past the object store's cache: parts are read once, and would push out the
-            // rollups the collector's pages read again and again.
             let read = match (&cfg.remote, f.uploaded) {
                 (Some(remote), true) => remote.get_opt(&f.path).await?,
                 _ => {
@@ -245,28 +276,29 @@ impl Store {
                     }
                 }
             };
-            match read {
-                Some(b) => bytes.push((f.path.clone(), b)),
-                None => {
-                    tracing::warn!(path = %f.path, "a listed segment is missing; it is left out of merges (a query over its hour names it)");
-                    self.mark_unmergeable(&f.path);
+            let Some(bytes) = read else {
+                tracing::warn!(path = %f.path, "a listed segment is missing; it is left out of merges (a query over its hour names it)");
+                self.mark_unmergeable(&f.path);
+                return Ok(0);
+            };
+            let path = f.path.clone();
+            let (back, appended) = blocking(move || {
+                let r = merge.append(&path, bytes);
+                (merge, r)
+            })
+            .await?;
+            merge = back;
+            match appended {
+                Ok(()) => {}
+                Err(Failed::Part(path, e)) => {
+                    tracing::warn!(path = %path, error = %e, "a segment that does not read is left out of merges; it stays as it is");
+                    self.mark_unmergeable(&path);
                     return Ok(0);
                 }
+                Err(Failed::Merge(e)) => return Err(e),
             }
         }
-        let (dir_w, name_w) = (dir.clone(), name.clone());
-        let written = tokio::task::spawn_blocking(move || write_merged(&dir_w, &name_w, schema, bytes))
-            .await
-            .map_err(|e| Error::Io { op: "merge segments", path: dir.join(&name), source: std::io::Error::other(e) })?;
-        let written = match written {
-            Ok(w) => w,
-            Err(Failed::Part(path, e)) => {
-                tracing::warn!(path = %path, error = %e, "a segment that does not read is left out of merges; it stays as it is");
-                self.mark_unmergeable(&path);
-                return Ok(0);
-            }
-            Err(Failed::Merge(e)) => return Err(e),
-        };
+        let written = blocking(move || merge.finish()).await??;
         let expected: u64 = parts.iter().map(|f| f.rows).sum();
         if written.rows != expected {
             // The manifest's count is what `slo status` shows; the file is the truth.

@@ -175,6 +175,9 @@ async fn a_part_that_does_not_read_is_left_out() {
     let later = T0 + 1_000 * MINUTE;
     assert_eq!(store.compact(later).await.unwrap(), 0, "the run with the bad part stops");
     assert!(store.unmergeable().contains(bad));
+    let hour = std::fs::read_dir(dir.path().join("requests/date=2025-01-01/hour=10")).unwrap();
+    let names: Vec<String> = hour.map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert_eq!(names.len(), 6, "the merge that stopped left nothing behind: {names:?}");
     // 3-6 merge now, and nothing touched the bad part.
     store.compact_all(later).await.unwrap();
     let got = paths(&store, REQUESTS);
