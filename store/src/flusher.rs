@@ -194,9 +194,13 @@ fn run(
     }
 }
 
-/// The compactor thread without an object store: after each flush, what compaction has
-/// due ([`Store::compact`] until nothing is), until the flusher ends; then the parts it merged away go at once, as
-/// the flusher's last flush does with its own.
+/// How often the compactor looks for work without a flush.
+const IDLE_LOOK: Duration = Duration::from_secs(60);
+
+/// The compactor thread without an object store: after each flush and every
+/// [`IDLE_LOOK`], what compaction has due ([`Store::compact`] until nothing is), until the
+/// flusher ends; then the parts it merged away go at once, as the flusher's last flush
+/// does with its own.
 fn compact_after_flushes(store: Store, ticks: Receiver<()>, stopping: Arc<dyn Fn() -> bool + Send + Sync>) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -205,7 +209,9 @@ fn compact_after_flushes(store: Store, ticks: Receiver<()>, stopping: Arc<dyn Fn
             return;
         }
     };
-    while ticks.recv().is_ok() {
+    // After each flush, and every minute without one (an idle collector still merges the
+    // hours that have settled since its last flush), until the flusher has ended.
+    while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(IDLE_LOOK) {
         while !stopping() {
             let now =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
@@ -223,6 +229,9 @@ fn compact_after_flushes(store: Store, ticks: Receiver<()>, stopping: Arc<dyn Fn
                 }
             }
         }
+        // Parts merged away, once no query can still be reading them (the flusher does
+        // this after its flushes too; an idle collector has none).
+        store.delete_local_copies(store.config().read_grace);
     }
     store.delete_local_copies(if stopping() { Duration::ZERO } else { store.config().read_grace });
 }
