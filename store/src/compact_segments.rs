@@ -104,31 +104,48 @@ pub(crate) fn plan(
         }
         for (_, mut files) in dirs {
             files.sort_unstable_by_key(|(id, _)| *id);
-            let mut run: Vec<SegmentFile> = Vec::new();
-            let (mut bytes, mut key) = (0u64, None);
+            // Stretches of parts that may share a file: one rollup coverage, and none left
+            // out between (a part left out ends a stretch, so that merged files' flush
+            // ranges never overlap another file's in the directory).
+            let mut stretches: Vec<Vec<&SegmentFile>> = vec![Vec::new()];
+            let mut key = None;
             for (id, f) in files {
-                // A part left out ends a run, so that merged files' flush ranges never
-                // overlap another file's in the directory.
                 let left_out = skip.contains(&f.path) || (f.uploaded && !uploaded_ok);
                 let k = (table == REQUESTS && derived.is_some()).then(|| cover(id));
-                if !run.is_empty() && (left_out || k != key || bytes + f.bytes > MAX_MERGED_BYTES) {
-                    if run.len() >= 2 {
-                        return Some(Run { table, parts: run });
-                    }
-                    run.clear();
-                    bytes = 0;
+                let last = stretches.last().map_or(0, Vec::len);
+                if left_out || (last > 0 && k != key) {
+                    stretches.push(Vec::new());
                 }
-                if left_out {
-                    continue;
+                if !left_out {
+                    key = k;
+                    stretches.last_mut().expect("one stretch at least").push(f);
                 }
-                key = k;
-                bytes += f.bytes;
-                run.push(f.clone());
             }
-            if run.len() >= 2 {
-                return Some(Run { table, parts: run });
+            if let Some(parts) = stretches.iter().find_map(|s| first_run(s)) {
+                return Some(Run { table, parts });
             }
         }
+    }
+    None
+}
+
+/// The first run of at least two parts of `stretch` within [`MAX_MERGED_BYTES`]: all of
+/// it when it fits, else the first of even pieces (an hour of 142 MB is two of 71 MB, not
+/// one of 128 and one of 14).
+fn first_run(stretch: &[&SegmentFile]) -> Option<Vec<SegmentFile>> {
+    let total: u64 = stretch.iter().map(|f| f.bytes).sum();
+    let target = total.div_ceil(total.div_ceil(MAX_MERGED_BYTES).max(1));
+    let mut start = 0;
+    while start < stretch.len() {
+        let (mut end, mut bytes) = (start + 1, stretch[start].bytes);
+        while end < stretch.len() && bytes < target && bytes + stretch[end].bytes <= MAX_MERGED_BYTES {
+            bytes += stretch[end].bytes;
+            end += 1;
+        }
+        if end - start >= 2 {
+            return Some(stretch[start..end].iter().map(|f| (*f).clone()).collect());
+        }
+        start = end;
     }
     None
 }

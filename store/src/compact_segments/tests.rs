@@ -273,6 +273,13 @@ fn runs_stay_in_an_hour_settled_readable_and_small() {
         f.bytes = 60 << 20;
     }
     assert_eq!(runs(big, None, &none, false), [vec![1, 2], vec![3, 4]]);
+    // An hour past the bound is cut in even pieces: 60 parts of 2.4 MB, two of 30.
+    let mut hour = hour_of(1..=60, &[]);
+    for f in &mut hour.files {
+        f.bytes = 2_400_000;
+    }
+    let cut: Vec<usize> = runs(hour, None, &none, false).iter().map(Vec::len).collect();
+    assert_eq!(cut, [30, 30]);
 }
 
 /// With an object store, the merged file is uploaded before the swap; the object store's
