@@ -284,14 +284,7 @@ impl Store {
         for f in &parts {
             let read = match (&cfg.remote, f.uploaded) {
                 (Some(remote), true) => remote.get_opt(&f.path).await?,
-                _ => {
-                    let path = cfg.data_dir.join(&f.path);
-                    match tokio::fs::read(&path).await {
-                        Ok(b) => Some(bytes::Bytes::from(b)),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                        Err(e) => return Err(Error::io("read", &path)(e)),
-                    }
-                }
+                _ => crate::query::read_local_opt(&cfg.data_dir, &f.path).await?,
             };
             let Some(bytes) = read else {
                 tracing::warn!(path = %f.path, "a listed segment is missing; it is left out of merges (a query over its hour names it)");

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::store::{FlushJob, Store};
+use crate::store::{FlushJob, Store, now_ns};
 use crate::wal::Wal;
 
 /// Told when a flush is on disk (or why it is not).
@@ -174,7 +174,7 @@ fn run(
                 }
             }
         };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let now = now_ns();
         if let Err(e) = store.apply_retention(now) {
             tracing::warn!(error = %e, "retention failed");
         }
@@ -213,8 +213,7 @@ fn compact_after_flushes(store: Store, ticks: Receiver<()>, stopping: Arc<dyn Fn
     // hours that have settled since its last flush), until the flusher has ended.
     while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(IDLE_LOOK) {
         while !stopping() {
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+            let now = now_ns();
             let started = std::time::Instant::now();
             match rt.block_on(store.compact(now)) {
                 Ok(0) => break,

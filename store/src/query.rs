@@ -149,6 +149,16 @@ impl TableProvider for StoreTable {
     }
 }
 
+/// The bytes of `rel` under `data_dir`, or `None` when there is no such file.
+pub(crate) async fn read_local_opt(data_dir: &std::path::Path, rel: &str) -> Result<Option<bytes::Bytes>> {
+    let path = data_dir.join(rel);
+    match tokio::fs::read(&path).await {
+        Ok(b) => Ok(Some(bytes::Bytes::from(b))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(crate::error::Error::io("read", &path)(e)),
+    }
+}
+
 impl Snapshot {
     fn table(&self, name: &str, schema: SchemaRef, batches: &[RecordBatch]) -> Result<StoreTable> {
         let memory = MemTable::try_new(schema.clone(), vec![batches.to_vec()])?;
@@ -186,14 +196,7 @@ impl Snapshot {
     pub(crate) async fn read_opt(&self, f: &SegmentFile) -> Result<Option<bytes::Bytes>> {
         match (&self.remote, f.uploaded) {
             (Some(r), true) => r.get_file_opt(&f.path).await,
-            _ => {
-                let path = self.data_dir.join(&f.path);
-                match tokio::fs::read(&path).await {
-                    Ok(b) => Ok(Some(bytes::Bytes::from(b))),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(crate::error::Error::io("read", &path)(e)),
-                }
-            }
+            _ => read_local_opt(&self.data_dir, &f.path).await,
         }
     }
 

@@ -267,7 +267,8 @@ fn uploaded_to(cfg: &StoreConfig, manifest: &Manifest) -> Result<Option<Remote>>
     }
 }
 
-fn now_ns() -> i64 {
+/// The wall clock, ns since the epoch (0 before it).
+pub(crate) fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 

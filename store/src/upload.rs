@@ -27,7 +27,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::manifest::Dropped;
 use crate::remote::{MANIFEST, RemoteManifest};
-use crate::store::Store;
+use crate::store::{Store, now_ns};
 
 /// How often the uploader looks for rollup files to merge when the last look merged none.
 const COMPACT_EVERY: Duration = Duration::from_secs(60);
@@ -42,10 +42,6 @@ pub struct UploadRound {
     pub uploaded: usize,
     /// Files deleted there: dropped from its manifest at least the remote read grace ago.
     pub deleted: usize,
-}
-
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 impl Store {

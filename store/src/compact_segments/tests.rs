@@ -329,7 +329,7 @@ async fn with_an_object_store_the_merged_file_goes_up_before_its_parts_leave() {
     let round = store.upload_round().await.unwrap();
     assert_eq!((round.uploaded, round.deleted), (0, 0));
     assert_eq!(in_bucket().await, (before.clone(), 4), "one write swapped them");
-    let later = crate::upload::now_ns() + grace.as_nanos() as i64;
+    let later = crate::store::now_ns() + grace.as_nanos() as i64;
     assert_eq!(store.upload_round_at(later).await.unwrap().deleted, 16);
     assert_eq!(c1.list().await.unwrap().len(), 4 + 1);
     assert_eq!(in_bucket().await, (before, 4));
