@@ -61,9 +61,11 @@ pub(crate) async fn import(cfg: &ServeConfig, files: &[PathBuf]) -> Result<(Impo
     if let Some(remote) = store_view.config().remote.clone() {
         // With an object store configured, what was imported goes there now (an import
         // has no uploader thread); on failure it stays in the data directory, and the next
-        // `slo serve` (or import) of it uploads it. Rollups are merged first: fewer objects.
-        if let Err(e) = store_view.compact_all_derived().await {
-            tracing::warn!(error = %e, "could not merge rollup files; they go up as they are");
+        // `slo serve` (or import) of it uploads it. Rollups, and the segments of hours that
+        // are over, are merged first: fewer objects.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        if let Err(e) = store_view.compact_all(now).await {
+            tracing::warn!(error = %e, "could not merge rollup files or segments; they go up as they are");
         }
         let mut uploaded = 0;
         while store_view.pending_uploads() > 0 {

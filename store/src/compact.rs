@@ -220,17 +220,6 @@ impl Store {
         self.defer_local_deletes(local.iter().map(|p| data_dir.join(p)));
         Ok(swapped)
     }
-
-    /// [`Store::compact_derived`] until no run is due.
-    pub async fn compact_all_derived(&self) -> Result<usize> {
-        let mut total = 0;
-        loop {
-            match self.compact_derived().await? {
-                0 => return Ok(total),
-                n => total += n,
-            }
-        }
-    }
 }
 
 #[cfg(test)]
