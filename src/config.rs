@@ -64,6 +64,8 @@ pub(crate) struct StoreSection {
     pub fsync: FsyncPolicy,
     /// For `interval`: most milliseconds between two fsyncs.
     pub fsync_interval_ms: u64,
+    /// `zstd` (each WAL record compressed) or `none`.
+    pub wal_compression: slo_store::WalCompression,
     /// Flush rows to Parquet at least every this many seconds.
     pub flush_interval_s: u64,
     /// Flush as soon as this many rows are in memory.
@@ -87,6 +89,7 @@ impl Default for StoreSection {
         StoreSection {
             fsync: d.fsync,
             fsync_interval_ms: d.fsync_interval.as_millis() as u64,
+            wal_compression: d.wal_compression,
             flush_interval_s: d.flush_interval.as_secs(),
             flush_rows: d.flush_rows,
             max_memory_mib: d.max_memory_bytes >> 20,
@@ -312,6 +315,7 @@ impl ServeConfig {
             data_dir: self.data_dir.clone(),
             fsync: s.fsync,
             fsync_interval: Duration::from_millis(s.fsync_interval_ms),
+            wal_compression: s.wal_compression,
             flush_interval: Duration::from_secs(s.flush_interval_s.max(1)),
             flush_rows: s.flush_rows.max(1),
             max_memory_bytes: s.max_memory_mib.max(16) << 20,

@@ -10,8 +10,8 @@ use std::sync::mpsc::Sender;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use prost::Message;
-use slo_store::SpanBatch;
 use slo_store::encoded::{Sampled, SpansBuilder};
+use slo_store::{SpanBatch, WalCompression};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::assemble::{HeldSpan, Holder, TraceId};
@@ -104,6 +104,9 @@ pub struct Ingest {
     /// Whether spans' rows are built as they are received (`keep_share` 1): a batch cut
     /// into shards is prepared again the same way.
     pub(crate) spans_at_receipt: bool,
+    /// How the WAL compresses its records: exports are framed for it before they are
+    /// queued, on the threads that prepare them (`slo_store::frame_wal_record`).
+    pub(crate) wal_compression: WalCompression,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -123,6 +126,9 @@ pub(crate) type Rows = Vec<(&'static str, RecordBatch)>;
 pub struct Prepared {
     /// The WAL record: an encoded `SpanBatch`.
     pub(crate) record: Bytes,
+    /// The record framed (and compressed) for the WAL, once [`Prepared::frame`] ran;
+    /// dropped once written.
+    pub(crate) frame: Option<Vec<u8>>,
     /// Rows of `samples`/`changes` when the batch has any, and of `spans` for spans that
     /// belong to no trace; a trace's spans are stored when it is emitted, if sampled.
     pub(crate) rows: Vec<(&'static str, RecordBatch)>,
@@ -133,11 +139,22 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Bytes it holds: its record, its rows' Arrow buffers and its held spans.
+    /// Bytes it holds: its record (and its frame), its rows' Arrow buffers and its held
+    /// spans.
     pub(crate) fn bytes(&self) -> usize {
         self.record.len()
+            + self.frame.as_ref().map_or(0, Vec::capacity)
             + self.rows.iter().map(|(_, b)| b.get_array_memory_size()).sum::<usize>()
             + self.held.iter().map(|(_, h)| h.footprint()).sum::<usize>()
+    }
+}
+
+impl Prepared {
+    /// Frames its record for the WAL (compressing it when so configured), unless done.
+    pub fn frame(&mut self, compression: WalCompression) {
+        if self.frame.is_none() {
+            self.frame = Some(slo_store::frame_wal_record(&self.record, compression));
+        }
     }
 }
 
@@ -249,7 +266,7 @@ impl Prepared {
             if rows.rows() > 0 {
                 out.push((slo_store::schema::SPANS, rows.finish().map_err(storage)?));
             }
-            parts.push(Prepared { record: Bytes::from(record), rows: out, held, shard });
+            parts.push(Prepared { record: Bytes::from(record), frame: None, rows: out, held, shard });
         }
         Ok((parts, t))
     }
@@ -278,7 +295,7 @@ impl Prepared {
         if rows.rows() > 0 {
             out.push((slo_store::schema::SPANS, rows.finish().map_err(storage)?));
         }
-        Ok((Prepared { record, rows: out, held, shard: 0 }, cluster))
+        Ok((Prepared { record, frame: None, rows: out, held, shard: 0 }, cluster))
     }
 
     /// Spans held for assembly.
@@ -341,7 +358,14 @@ impl Ingest {
             budget_kib,
             health,
             spans_at_receipt: false,
+            wal_compression: WalCompression::None,
         }
+    }
+
+    /// How exports are framed for the WAL: [`Prepared::frame`] with this before
+    /// [`Ingest::submit_parts`] does it off the async workers.
+    pub fn wal_compression(&self) -> WalCompression {
+        self.wal_compression
     }
 
     /// Pipeline shards: what [`Prepared::transcode`] cuts an export into.
@@ -361,12 +385,15 @@ impl Ingest {
     /// durable. `Ok` means the export may be acknowledged; when one shard fails, the export
     /// is refused (the parts other shards wrote are stored, and come again if the client
     /// retries: at least once).
-    pub async fn submit_parts(&self, parts: Vec<Prepared>) -> Result<()> {
+    pub async fn submit_parts(&self, mut parts: Vec<Prepared>) -> Result<()> {
         if let Some(why) = self.health.not_ready_because() {
             return Err(Error::Unavailable(why));
         }
         if parts.is_empty() {
             return Ok(());
+        }
+        for p in &mut parts {
+            p.frame(self.wal_compression);
         }
         // What the parts cost while queued: their records, rows and held spans, measured
         // (the rows' buffers as reserved), not estimated from the record.

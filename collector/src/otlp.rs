@@ -147,11 +147,18 @@ impl Receiver {
         let c = self.converter.clone();
         let large = payload.is_large();
         let shards = self.ingest.shards();
+        let compression = self.ingest.wal_compression();
         let prepare = move || -> Result<_> {
+            let framed = |parts: Result<Vec<Prepared>>| {
+                parts.map(|mut parts| {
+                    parts.iter_mut().for_each(|p| p.frame(compression));
+                    parts
+                })
+            };
             match payload {
                 Payload::Protobuf(bytes) => {
                     let (parts, t) = Prepared::transcode(&c, &bytes, shards)?;
-                    Ok((Ok(parts), t.received, t.accepted, t.rejected, t.stats))
+                    Ok((framed(Ok(parts)), t.received, t.accepted, t.rejected, t.stats))
                 }
                 Payload::Decoded(req) => {
                     let n = spans_in(&req);
@@ -164,7 +171,7 @@ impl Receiver {
                     } else {
                         Ok(Vec::new())
                     };
-                    Ok((parts, n, accepted, rejected, stats))
+                    Ok((framed(parts), n, accepted, rejected, stats))
                 }
             }
         };

@@ -149,6 +149,7 @@ impl Pipeline {
         if n == 0 {
             return Err(Error::Storage("no WAL shard to write".into()));
         }
+        let wal_compression = shards[0].0.compression();
         let health = Arc::new(Health::default());
         health.replaying.store(n, Ordering::Release);
         let stopping = {
@@ -225,6 +226,7 @@ impl Pipeline {
             budget_kib,
             health: health.clone(),
             spans_at_receipt: cfg.sampling.stores_every_span(),
+            wal_compression,
         };
         Ok((ingest, PipelineHandle { tx: txs, pipelines, flusher: flusher_thread, health }))
     }
@@ -361,13 +363,17 @@ impl Pipeline {
     }
 
     /// WAL group commit, acknowledgement, then rows.
-    fn commit(&mut self, group: Vec<Submission>) -> Result<()> {
+    fn commit(&mut self, mut group: Vec<Submission>) -> Result<()> {
         if group.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
         let (segment, first) = (self.wal.active_id(), self.wal.active_records());
-        let written = self.wal.append(group.iter().map(|s| s.prepared.record.as_ref()));
+        // Submissions come framed ([`Ingest::submit_parts`]); this is a backstop.
+        for s in &mut group {
+            s.prepared.frame(self.wal.compression());
+        }
+        let written = self.wal.append_frames(group.iter().filter_map(|s| s.prepared.frame.as_deref()));
         let store_metrics = self.store.metrics();
         store_metrics.wal_append_seconds.observe(started.elapsed().as_secs_f64());
         if let Err(e) = written {
@@ -378,11 +384,14 @@ impl Pipeline {
             }
             return Ok(());
         }
-        store_metrics.wal_bytes.inc_by(group.iter().map(|s| s.prepared.record.len() as u64 + 8).sum());
+        store_metrics
+            .wal_bytes
+            .inc_by(group.iter().filter_map(|s| s.prepared.frame.as_ref()).map(|f| f.len() as u64).sum());
         self.wal_writable();
         let mut prepared = Vec::with_capacity(group.len());
-        for (i, s) in group.into_iter().enumerate() {
+        for (i, mut s) in group.into_iter().enumerate() {
             let _ = s.ack.send(Ok(()));
+            s.prepared.frame = None;
             prepared.push((s.prepared, WalPos { segment, record: first + i as u32 }));
         }
         self.process(prepared);

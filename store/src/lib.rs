@@ -53,4 +53,7 @@ pub use rows::{Request, RequestRef, RequestRow, RequestsBuilder, RowWidths, requ
 pub use segments::writer_properties;
 pub use store::{Derive, FlushJob, Recovery, Store, StoreConfig, wal_dir, wal_shards_on_disk, wal_unflushed};
 pub use upload::{UploadRound, UploaderThread};
-pub use wal::{FsyncPolicy, SegmentRead, Wal, list_segments as list_wal_segments, read_segment as read_wal_segment};
+pub use wal::{
+    FsyncPolicy, SegmentRead, Wal, WalCompression, frame as frame_wal_record, list_segments as list_wal_segments,
+    read_segment as read_wal_segment,
+};

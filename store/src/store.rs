@@ -15,7 +15,7 @@ use crate::query::Snapshot;
 use crate::remote::Remote;
 use crate::schema::{REQUESTS, SPANS, TABLES};
 use crate::segments;
-use crate::wal::{self, FsyncPolicy, SegmentRead, Wal};
+use crate::wal::{self, FsyncPolicy, SegmentRead, Wal, WalCompression};
 
 mod flush;
 mod wal_shards;
@@ -48,6 +48,8 @@ pub struct StoreConfig {
     pub fsync: FsyncPolicy,
     /// For [`FsyncPolicy::Interval`]: the longest time between two fsyncs.
     pub fsync_interval: Duration,
+    /// Whether WAL records are compressed (`wal/frame.rs`).
+    pub wal_compression: WalCompression,
     /// Flush in-memory rows to Parquet at least this often.
     pub flush_interval: Duration,
     /// Flush as soon as this many rows are in memory.
@@ -90,6 +92,7 @@ impl StoreConfig {
             data_dir: data_dir.into(),
             fsync: FsyncPolicy::Always,
             fsync_interval: Duration::from_millis(200),
+            wal_compression: WalCompression::Zstd,
             flush_interval: Duration::from_secs(60),
             flush_rows: 1_000_000,
             max_memory_bytes: 1 << 30,
@@ -340,7 +343,7 @@ impl Store {
                 None => None,
             };
             let wal_segments = wal::list_segments(&dir)?;
-            let wal = Wal::open(&dir, cfg.fsync, cfg.fsync_interval)?;
+            let wal = Wal::open(&dir, cfg.fsync, cfg.fsync_interval)?.with_compression(cfg.wal_compression);
             opened.push((wal, Recovery { state, checkpoint: saved.checkpoint, wal_segments, wal_dir: dir }));
         }
         let store = Store::from_parts(cfg, manifest, metrics, Some(lock), read_remote);

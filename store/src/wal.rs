@@ -2,7 +2,7 @@
 //!
 //! A WAL is a directory of numbered segment files. Each record is
 //! `[len: u32 LE][crc32 of payload: u32 LE][payload]`; the payload is an encoded
-//! [`SpanBatch`](crate::SpanBatch). Appends are group commits: all records of one call go
+//! [`SpanBatch`](crate::SpanBatch), compressed by default (`frame.rs`). Appends are group commits: all records of one call go
 //! out in one `write`, then (by [`FsyncPolicy`]) one `fsync`, and only then may the caller
 //! acknowledge them. `kill -9` cannot lose a record whose `write` returned (it is in the page
 //! cache); `fsync` extends that to power loss.
@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+mod frame;
+pub use frame::{WalCompression, frame};
+
 /// When the WAL calls `fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,10 +33,6 @@ pub enum FsyncPolicy {
     /// Never; survives `kill -9` only.
     Never,
 }
-
-const HEADER: usize = 8;
-/// Largest record accepted on replay; anything bigger is corruption.
-const MAX_RECORD: usize = 1 << 30;
 
 /// The write side of the log.
 #[derive(Debug)]
@@ -49,6 +48,7 @@ pub struct Wal {
     policy: FsyncPolicy,
     interval: Duration,
     last_sync: Instant,
+    compression: WalCompression,
     buf: Vec<u8>,
 }
 
@@ -98,19 +98,9 @@ pub fn read_segment(dir: &Path, id: u64) -> Result<SegmentRead> {
     File::open(&path).and_then(|mut f| f.read_to_end(&mut data)).map_err(Error::io("read wal segment", &path))?;
     let mut out = SegmentRead::default();
     let mut pos = 0usize;
-    while pos + HEADER <= data.len() {
-        let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap_or_default()) as usize;
-        let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap_or_default());
-        let end = pos + HEADER + len;
-        if len > MAX_RECORD || end > data.len() {
-            break;
-        }
-        let payload = &data[pos + HEADER..end];
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        out.records.push(payload.to_vec());
-        pos = end;
+    while let Some((record, next)) = frame::read_at(&data, pos) {
+        out.records.push(record);
+        pos = next;
     }
     out.torn_bytes = (data.len() - pos) as u64;
     Ok(out)
@@ -146,8 +136,21 @@ impl Wal {
             policy,
             interval,
             last_sync: Instant::now(),
+            compression: WalCompression::None,
             buf: Vec::with_capacity(1 << 20),
         })
+    }
+
+    /// The log, framing what [`Wal::append`] is given with `compression` (frames handed
+    /// to [`Wal::append_frames`] are written as they are).
+    pub fn with_compression(mut self, compression: WalCompression) -> Wal {
+        self.compression = compression;
+        self
+    }
+
+    /// How records are compressed: what callers that frame their own records use.
+    pub fn compression(&self) -> WalCompression {
+        self.compression
     }
 
     fn create(dir: &Path, id: u64) -> Result<File> {
@@ -189,10 +192,27 @@ impl Wal {
         let mut count = 0u32;
         for r in records {
             count += 1;
-            self.buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
-            self.buf.extend_from_slice(&crc32fast::hash(r).to_le_bytes());
-            self.buf.extend_from_slice(r);
+            match self.compression {
+                WalCompression::None => frame::push_plain(&mut self.buf, r),
+                c => self.buf.extend_from_slice(&frame(r, c)),
+            }
         }
+        self.write_buf(count)
+    }
+
+    /// [`Wal::append`] for records already framed ([`frame`]), written as they are: the
+    /// ingest path frames (and compresses) on the threads that prepare its exports.
+    pub fn append_frames<'a>(&mut self, frames: impl IntoIterator<Item = &'a [u8]>) -> Result<()> {
+        self.buf.clear();
+        let mut count = 0u32;
+        for f in frames {
+            count += 1;
+            self.buf.extend_from_slice(f);
+        }
+        self.write_buf(count)
+    }
+
+    fn write_buf(&mut self, count: u32) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -276,6 +296,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::frame::HEADER;
     use super::*;
 
     #[test]
