@@ -88,7 +88,7 @@ impl Flusher {
             let (s, stop) = (store.clone(), stopping.clone());
             let thread = std::thread::Builder::new()
                 .name("slo-compactor".into())
-                .spawn(move || compact_after_flushes(s, ticks, stop))
+                .spawn(move || compact_after_flushes(s, ticks, stop, IDLE_LOOK))
                 .map_err(spawn_error("spawn the compactor thread"))?;
             (Some(tick), Some(thread))
         } else {
@@ -197,11 +197,16 @@ fn run(
 /// How often the compactor looks for work without a flush.
 const IDLE_LOOK: Duration = Duration::from_secs(60);
 
-/// The compactor thread without an object store: after each flush and every
-/// [`IDLE_LOOK`], what compaction has due ([`Store::compact`] until nothing is), until the
+/// The compactor thread without an object store: after each flush and every `idle_look`
+/// ([`IDLE_LOOK`]), what compaction has due ([`Store::compact`] until nothing is), until the
 /// flusher ends; then the parts it merged away go at once, as the flusher's last flush
 /// does with its own.
-fn compact_after_flushes(store: Store, ticks: Receiver<()>, stopping: Arc<dyn Fn() -> bool + Send + Sync>) {
+pub(crate) fn compact_after_flushes(
+    store: Store,
+    ticks: Receiver<()>,
+    stopping: Arc<dyn Fn() -> bool + Send + Sync>,
+    idle_look: Duration,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -211,7 +216,7 @@ fn compact_after_flushes(store: Store, ticks: Receiver<()>, stopping: Arc<dyn Fn
     };
     // After each flush, and every minute without one (an idle collector still merges the
     // hours that have settled since its last flush), until the flusher has ended.
-    while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(IDLE_LOOK) {
+    while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(idle_look) {
         while !stopping() {
             let now = now_ns();
             let started = std::time::Instant::now();

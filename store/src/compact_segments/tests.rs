@@ -392,3 +392,32 @@ async fn samples_and_changes_merge_too() {
     }
     assert_eq!(read(&store).await, before);
 }
+
+/// Without an object store, the compactor thread merges the hours that have settled with
+/// no flush to wake it (an idle collector), deletes the parts once merged, and ends when
+/// the flusher does (its tick sender dropped).
+#[test]
+fn an_idle_compactor_merges_without_a_flush_and_ends_with_the_flusher() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut wal, _) = Store::open(config(dir.path()), StoreMetrics::unregistered()).unwrap();
+    six_and_two(&store, &mut wal);
+    let part = dir.path().join("requests/date=2025-01-01/hour=10/000000000001.parquet");
+    assert!(part.exists());
+    let (tick, ticks) = std::sync::mpsc::sync_channel::<()>(1);
+    let (done, ended) = std::sync::mpsc::channel();
+    let s = store.clone();
+    std::thread::spawn(move || {
+        crate::flusher::compact_after_flushes(s, ticks, std::sync::Arc::new(|| false), Duration::from_millis(50));
+        let _ = done.send(());
+    });
+    // Both hours are long settled by the wall clock: each table's eight parts become two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while paths(&store, REQUESTS).len() + paths(&store, "spans").len() > 4 || part.exists() {
+        assert!(std::time::Instant::now() < deadline, "not merged: {:?}", paths(&store, REQUESTS));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(store.metrics().compacted_segments.get(), 16);
+    assert!(ended.try_recv().is_err(), "the compactor waits for the next flush or look");
+    drop(tick);
+    ended.recv_timeout(Duration::from_secs(30)).expect("the compactor ends with the flusher");
+}
