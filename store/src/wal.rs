@@ -294,6 +294,37 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync dir", dir))
 }
 
+/// Writes `records` framed with `compression`, then cuts the segment at every byte: replay
+/// must return exactly the records wholly before the cut, and call the rest torn.
+#[cfg(test)]
+fn assert_every_cut_keeps_the_whole_records_before_it(records: &[Vec<u8>], compression: WalCompression) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
+    let frames: Vec<Vec<u8>> = records.iter().map(|r| frame(r, compression)).collect();
+    for f in &frames {
+        wal.append_frames([f.as_slice()]).unwrap();
+    }
+    let id = wal.active_id();
+    drop(wal);
+    let path = segment_path(dir.path(), id);
+    let full = fs::read(&path).unwrap();
+    let ends: Vec<usize> = frames
+        .iter()
+        .scan(0, |end, f| {
+            *end += f.len();
+            Some(*end)
+        })
+        .collect();
+    for cut in 0..=full.len() {
+        fs::write(&path, &full[..cut]).unwrap();
+        let read = read_segment(dir.path(), id).unwrap();
+        let whole = ends.iter().filter(|e| **e <= cut).count();
+        assert_eq!(read.records, records[..whole], "cut at {cut}");
+        let kept = if whole == 0 { 0 } else { ends[whole - 1] };
+        assert_eq!(read.torn_bytes, (cut - kept) as u64, "cut at {cut}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::frame::HEADER;
@@ -375,31 +406,8 @@ mod tests {
 
     #[test]
     fn every_cut_keeps_exactly_the_complete_records_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, Duration::ZERO).unwrap();
         let records: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 1 + 7 * i as usize]).collect();
-        for r in &records {
-            wal.append([r.as_slice()]).unwrap();
-        }
-        let id = wal.active_id();
-        drop(wal);
-        let path = segment_path(dir.path(), id);
-        let full = fs::read(&path).unwrap();
-        let ends: Vec<usize> = records
-            .iter()
-            .scan(0, |end, r| {
-                *end += HEADER + r.len();
-                Some(*end)
-            })
-            .collect();
-        for cut in 0..=full.len() {
-            fs::write(&path, &full[..cut]).unwrap();
-            let read = read_segment(dir.path(), id).unwrap();
-            let complete = ends.iter().filter(|e| **e <= cut).count();
-            assert_eq!(read.records, records[..complete], "cut at {cut}");
-            let kept = if complete == 0 { 0 } else { ends[complete - 1] };
-            assert_eq!(read.torn_bytes, (cut - kept) as u64, "cut at {cut}");
-        }
+        assert_every_cut_keeps_the_whole_records_before_it(&records, WalCompression::None);
     }
 
     #[test]
