@@ -217,25 +217,46 @@ pub(crate) fn compact_after_flushes(
     // After each flush, and every minute without one (an idle collector still merges the
     // hours that have settled since its last flush), until the flusher has ended.
     while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(idle_look) {
-        while !stopping() {
-            let now = now_ns();
-            let started = std::time::Instant::now();
-            match rt.block_on(store.compact(now)) {
-                Ok(0) => break,
-                // Paced (`pause_after`); the wait ends at once when the flusher has ended,
-                // so a shutdown never waits for it.
-                Ok(_) => {
-                    let _ = ticks.recv_timeout(crate::compact_segments::pause_after(started.elapsed()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not merge rollup files or segments; they stay as they are");
-                    break;
-                }
-            }
-        }
+        let flusher_ended = !merge_paced(|| rt.block_on(store.compact(now_ns())), &ticks, &*stopping);
         // Parts merged away, once no query can still be reading them (the flusher does
         // this after its flushes too; an idle collector has none).
         store.delete_local_copies(store.config().read_grace);
+        if flusher_ended {
+            break;
+        }
     }
     store.delete_local_copies(if stopping() { Duration::ZERO } else { store.config().read_grace });
+}
+
+/// Compaction's steps (`step`: [`Store::compact`], the number of runs merged) until one
+/// merges nothing, fails, or the process stops; after a step that merged something, a
+/// pause as long as it took ([`crate::compact_segments::pause_after`]), so that a backlog
+/// drains on about half a core. A flush ticking during the pause does not shorten it (the
+/// next step reads the manifest anyway); the flusher ending does, so that a shutdown never
+/// waits for it. Returns false when the flusher has ended.
+pub(crate) fn merge_paced(
+    mut step: impl FnMut() -> Result<usize>,
+    ticks: &Receiver<()>,
+    stopping: &dyn Fn() -> bool,
+) -> bool {
+    while !stopping() {
+        let started = std::time::Instant::now();
+        match step() {
+            Ok(0) => break,
+            Ok(_) => {
+                let until = std::time::Instant::now() + crate::compact_segments::pause_after(started.elapsed());
+                while let Some(left) = until.checked_duration_since(std::time::Instant::now()).filter(|l| !l.is_zero())
+                {
+                    if let Err(mpsc::RecvTimeoutError::Disconnected) = ticks.recv_timeout(left) {
+                        return false;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not merge rollup files or segments; they stay as they are");
+                break;
+            }
+        }
+    }
+    true
 }

@@ -421,3 +421,66 @@ fn an_idle_compactor_merges_without_a_flush_and_ends_with_the_flusher() {
     drop(tick);
     ended.recv_timeout(Duration::from_secs(30)).expect("the compactor ends with the flusher");
 }
+
+/// A backlog drains paced: after each step that merged something, a pause as long as the
+/// step took, whole even while flushes tick every 10 ms; a step that merges nothing ends it.
+/// Four steps of 150 ms each take at least 1.2 s (150 ms of work and 150 ms of pause each);
+/// a tick ending the pause early, or no pause, makes it about 0.6 s.
+#[test]
+fn compaction_pauses_as_long_as_each_merge_took_while_flushes_tick() {
+    let (tick, ticks) = std::sync::mpsc::sync_channel::<()>(1);
+    let ticking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let ticker = {
+        let ticking = ticking.clone();
+        std::thread::spawn(move || {
+            while ticking.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = tick.try_send(());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let mut steps = Vec::new();
+    let started = std::time::Instant::now();
+    let step = || {
+        steps.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(150));
+        Ok(if steps.len() <= 4 { 1 } else { 0 })
+    };
+    assert!(crate::flusher::merge_paced(step, &ticks, &|| false), "the flusher has not ended");
+    let took = started.elapsed();
+    ticking.store(false, std::sync::atomic::Ordering::Relaxed);
+    ticker.join().unwrap();
+    assert_eq!(steps.len(), 5, "four steps that merged and the one that found nothing");
+    for pair in steps.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(300),
+            "a step came {:?} after the one before",
+            pair[1] - pair[0]
+        );
+    }
+    assert!(took >= Duration::from_millis(1_350), "{took:?}");
+}
+
+/// The flusher ending (its tick sender dropped) ends a pause at once, so a shutdown never
+/// waits out a pause as long as a long merge: a step of 3 s, then the sender dropped 0.1 s
+/// into its 3 s pause.
+#[test]
+fn compaction_stops_pausing_when_the_flusher_ends() {
+    let (tick, ticks) = std::sync::mpsc::sync_channel::<()>(1);
+    let started = std::time::Instant::now();
+    let dropper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(3_100));
+        drop(tick);
+    });
+    let mut steps = 0;
+    let step = || {
+        steps += 1;
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(1)
+    };
+    assert!(!crate::flusher::merge_paced(step, &ticks, &|| false), "the flusher has ended");
+    let took = started.elapsed();
+    dropper.join().unwrap();
+    assert_eq!(steps, 1, "no step after the flusher ended");
+    assert!(took < Duration::from_millis(5_500), "the pause outlived the flusher: {took:?}");
+}
