@@ -153,7 +153,9 @@ fn rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// The README states the bound: the budgets' sum plus 300 MiB for the process itself.
+/// The README states the bound: the budgets' sum plus 350 MiB for the process itself
+/// (300 MiB until the allocator kept freed memory for reuse: 350-358 MiB peak here then,
+/// 409-441 MiB since).
 #[test]
 fn large_orphan_spans_stay_within_the_stated_memory_bound() {
     let tmp = tempfile::tempdir().unwrap();
@@ -163,7 +165,7 @@ fn large_orphan_spans_stay_within_the_stated_memory_bound() {
                   store:\n  flush_interval_s: 2\n  max_memory_mib: 64\nshutdown_grace_s: 10\n";
     let server = Server::start_in(&tmp.path().join("data"), config);
     let budgets: u64 = (32 + 32 + 32 + 64) << 20;
-    let bound = budgets + (300 << 20);
+    let bound = budgets + (350 << 20);
     let pid = server.child.id();
     let filler = "x".repeat(8 << 10);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
