@@ -217,13 +217,10 @@ pub(crate) fn compact_after_flushes(
     // After each flush, and every minute without one (an idle collector still merges the
     // hours that have settled since its last flush), until the flusher has ended.
     while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(idle_look) {
-        let flusher_ended = !merge_paced(|| rt.block_on(store.compact(now_ns())), &ticks, &*stopping);
+        merge_paced(|| rt.block_on(store.compact(now_ns())), &ticks, &*stopping);
         // Parts merged away, once no query can still be reading them (the flusher does
         // this after its flushes too; an idle collector has none).
         store.delete_local_copies(store.config().read_grace);
-        if flusher_ended {
-            break;
-        }
     }
     store.delete_local_copies(if stopping() { Duration::ZERO } else { store.config().read_grace });
 }
@@ -232,13 +229,15 @@ pub(crate) fn compact_after_flushes(
 /// merges nothing, fails, or the process stops; after a step that merged something, a
 /// pause as long as it took ([`crate::compact_segments::pause_after`]), so that a backlog
 /// drains on about half a core. A flush ticking during the pause does not shorten it (the
-/// next step reads the manifest anyway); the flusher ending does, so that a shutdown never
-/// waits for it. Returns false when the flusher has ended.
+/// next step reads the manifest anyway). The flusher ending does, and the steps left run
+/// without pauses: at a shutdown `stopping` ends them, and otherwise what is due is
+/// finished before the thread ends. Returns false when the flusher has ended.
 pub(crate) fn merge_paced(
     mut step: impl FnMut() -> Result<usize>,
     ticks: &Receiver<()>,
     stopping: &dyn Fn() -> bool,
 ) -> bool {
+    let mut flusher_ended = false;
     while !stopping() {
         let started = std::time::Instant::now();
         match step() {
@@ -246,10 +245,9 @@ pub(crate) fn merge_paced(
             Ok(_) => {
                 let until = std::time::Instant::now() + crate::compact_segments::pause_after(started.elapsed());
                 while let Some(left) = until.checked_duration_since(std::time::Instant::now()).filter(|l| !l.is_zero())
+                    && !flusher_ended
                 {
-                    if let Err(mpsc::RecvTimeoutError::Disconnected) = ticks.recv_timeout(left) {
-                        return false;
-                    }
+                    flusher_ended = matches!(ticks.recv_timeout(left), Err(mpsc::RecvTimeoutError::Disconnected));
                 }
             }
             Err(e) => {
@@ -258,5 +256,5 @@ pub(crate) fn merge_paced(
             }
         }
     }
-    true
+    !flusher_ended
 }

@@ -462,8 +462,9 @@ fn compaction_pauses_as_long_as_each_merge_took_while_flushes_tick() {
 }
 
 /// The flusher ending (its tick sender dropped) ends a pause at once, so a shutdown never
-/// waits out a pause as long as a long merge: a step of 3 s, then the sender dropped 0.1 s
-/// into its 3 s pause.
+/// waits out a pause as long as a long merge: a step of 3 s, the sender dropped 0.1 s into
+/// its 3 s pause, and the next step (which finds nothing) comes at once. Stopping ends the
+/// steps themselves.
 #[test]
 fn compaction_stops_pausing_when_the_flusher_ends() {
     let (tick, ticks) = std::sync::mpsc::sync_channel::<()>(1);
@@ -472,15 +473,22 @@ fn compaction_stops_pausing_when_the_flusher_ends() {
         std::thread::sleep(Duration::from_millis(3_100));
         drop(tick);
     });
+    let mut steps = Vec::new();
+    let step = || {
+        steps.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(if steps.len() == 1 { 3_000 } else { 0 }));
+        Ok(if steps.len() == 1 { 1 } else { 0 })
+    };
+    assert!(!crate::flusher::merge_paced(step, &ticks, &|| false), "the flusher has ended");
+    dropper.join().unwrap();
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(steps[1] < Duration::from_millis(5_500), "the pause outlived the flusher: {steps:?}");
+    let (_tick, ticks) = std::sync::mpsc::sync_channel::<()>(1);
     let mut steps = 0;
     let step = || {
         steps += 1;
-        std::thread::sleep(Duration::from_secs(3));
         Ok(1)
     };
-    assert!(!crate::flusher::merge_paced(step, &ticks, &|| false), "the flusher has ended");
-    let took = started.elapsed();
-    dropper.join().unwrap();
-    assert_eq!(steps, 1, "no step after the flusher ended");
-    assert!(took < Duration::from_millis(5_500), "the pause outlived the flusher: {took:?}");
+    assert!(crate::flusher::merge_paced(step, &ticks, &|| true));
+    assert_eq!(steps, 0, "no step once the process stops");
 }
