@@ -231,12 +231,8 @@ pub(crate) fn compact_after_flushes(
 /// drains on about half a core. A flush ticking during the pause does not shorten it (the
 /// next step reads the manifest anyway). The flusher ending does, and the steps left run
 /// without pauses: at a shutdown `stopping` ends them, and otherwise what is due is
-/// finished before the thread ends. Returns false when the flusher has ended.
-pub(crate) fn merge_paced(
-    mut step: impl FnMut() -> Result<usize>,
-    ticks: &Receiver<()>,
-    stopping: &dyn Fn() -> bool,
-) -> bool {
+/// finished before the thread ends (the caller's next wait on `ticks` then ends it).
+pub(crate) fn merge_paced(mut step: impl FnMut() -> Result<usize>, ticks: &Receiver<()>, stopping: &dyn Fn() -> bool) {
     let mut flusher_ended = false;
     while !stopping() {
         let started = std::time::Instant::now();
@@ -256,5 +252,4 @@ pub(crate) fn merge_paced(
             }
         }
     }
-    !flusher_ended
 }
