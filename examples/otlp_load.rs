@@ -4,14 +4,19 @@
 //! ids, request ids, token counts and latencies for every span) over OTLP/gRPC or OTLP/HTTP
 //! protobuf from N concurrent clients for a fixed time, and reports acknowledged spans per
 //! second, the bytes of one export's body, and how long acknowledgements took (p50, p99,
-//! max). With `--pid`, it also reads the server's CPU time from /proc, so the result is
+//! max), and the CPU the driver itself used. With `--pid`, it also reads the server's CPU time from /proc, so the result is
 //! spans per server CPU-second, which is what stays comparable on a shared 2-core machine
 //! (the driver uses the same cores).
 //!
-//! With `--bodies K` (OTLP/HTTP only), each client encodes K bodies once and then only
-//! writes fresh trace and span ids into them for each export: the driver then costs a
-//! fraction of a core, so a server given a core of its own is measured, not the driver
-//! beside it (`scripts/bench-shards`). The other values repeat every K exports.
+//! Both transports send the same bytes: each export is stamped and encoded once, and the
+//! gRPC client sends those bytes as its message (a codec that does not decode or clone a
+//! request), so neither driver costs more than the other on cores it shares with the
+//! server.
+//!
+//! With `--bodies K`, each client encodes K bodies once and then only writes fresh trace
+//! and span ids into them for each export: the driver then costs a fraction of a core, so
+//! a server given a core of its own is measured, not the driver beside it
+//! (`scripts/bench-shards`). The other values repeat every K exports.
 //!
 //! With `--rate R`, the clients together send at most R spans a second (each its share, one
 //! export at a time): servers compared at the same offered load, neither saturated, rather
@@ -23,12 +28,53 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+/// The path of OTLP/gRPC's trace export.
+const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A gRPC codec that sends an encoded export as it is and decodes the response.
+#[derive(Debug, Clone, Copy, Default)]
+struct Encoded;
+
+impl Codec for Encoded {
+    type Encode = Vec<u8>;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = Encoded;
+    type Decoder = Encoded;
+
+    fn encoder(&mut self) -> Encoded {
+        Encoded
+    }
+
+    fn decoder(&mut self) -> Encoded {
+        Encoded
+    }
+}
+
+impl Encoder for Encoded {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for Encoded {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
 
 struct Args {
     grpc: Option<String>,
@@ -70,7 +116,6 @@ fn parse() -> Args {
         }
     }
     assert!(a.grpc.is_some() != a.http.is_some(), "give exactly one of --grpc URL or --http URL");
-    assert!(a.bodies == 0 || a.http.is_some(), "--bodies is for --http");
     assert!(a.rate.is_none_or(|r| r.is_finite() && r > 0.0), "--rate must be a number above 0");
     a
 }
@@ -245,6 +290,7 @@ async fn main() {
     let ok = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let cpu0 = args.pid.map(cpu_seconds);
+    let own0 = cpu_seconds(std::process::id());
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut tasks = Vec::new();
@@ -268,40 +314,47 @@ async fn main() {
                 iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 iv
             });
+            // Export numbers past 2^40 for the prepared bodies: their ids never meet the
+            // ones they were made with.
+            let bodies: Vec<Body> = (0..k as u64)
+                .map(|b| {
+                    stamp(&mut req, w, b + 1);
+                    Body::new(&req)
+                })
+                .collect();
+            let mut next = || {
+                seq += 1;
+                match bodies.get(seq as usize % k.max(1)) {
+                    Some(b) => b.stamped(w, seq + (1 << 40)),
+                    None => {
+                        stamp(&mut req, w, seq);
+                        req.encode_to_vec()
+                    }
+                }
+            };
             if let Some(url) = grpc {
-                let mut client = TraceServiceClient::connect(url).await.expect("connect gRPC");
+                let channel = tonic::transport::Endpoint::from_shared(url).expect("gRPC URL").connect().await;
+                let mut client = tonic::client::Grpc::new(channel.expect("connect gRPC"));
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT);
                 while turn(&mut pace, deadline).await {
-                    seq += 1;
-                    stamp(&mut req, w, seq);
+                    let body = next();
                     let sent = Instant::now();
-                    match client.export(req.clone()).await {
-                        Ok(_) => {
-                            took.push(sent.elapsed());
-                            ok.fetch_add(n as u64, Ordering::Relaxed)
-                        }
-                        Err(_) => refused.fetch_add(n as u64, Ordering::Relaxed),
+                    let answered = match client.ready().await {
+                        Ok(()) => client.unary(tonic::Request::new(body), path.clone(), Encoded).await.is_ok(),
+                        Err(_) => false,
                     };
+                    if answered {
+                        took.push(sent.elapsed());
+                        ok.fetch_add(n as u64, Ordering::Relaxed);
+                    } else {
+                        refused.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                 }
             } else if let Some(url) = http {
                 let client = reqwest::Client::new();
                 let url = format!("{url}/v1/traces");
-                // Export numbers past 2^40 for the prepared bodies: their ids never meet
-                // the ones they were made with.
-                let bodies: Vec<Body> = (0..k as u64)
-                    .map(|b| {
-                        stamp(&mut req, w, b + 1);
-                        Body::new(&req)
-                    })
-                    .collect();
                 while turn(&mut pace, deadline).await {
-                    seq += 1;
-                    let body = match bodies.get(seq as usize % k.max(1)) {
-                        Some(b) => b.stamped(w, seq + (1 << 40)),
-                        None => {
-                            stamp(&mut req, w, seq);
-                            req.encode_to_vec()
-                        }
-                    };
+                    let body = next();
                     let started = Instant::now();
                     let sent =
                         client.post(&url).header("content-type", "application/x-protobuf").body(body).send().await;
@@ -332,6 +385,7 @@ async fn main() {
         spans / wall,
         sample.encoded_len()
     );
+    line += &format!(" driver_cpu_s={:.2}", cpu_seconds(std::process::id()) - own0);
     if let (Some(pid), Some(c0)) = (args.pid, cpu0) {
         let cpu = cpu_seconds(pid) - c0;
         line += &format!(
