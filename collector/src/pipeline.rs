@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{FAILED, Health, Ingest, Msg, Prepared, READY, STOPPING, Submission};
 use crate::metrics::{CollectorMetrics, ReasonLabel};
 use crate::sample::{HeldRows, Sampler, TraceVerdict};
-use crate::split::Splitter;
+use crate::split::{SplitScratch, Splitter};
 
 use crate::ingest::storage;
 
@@ -441,6 +441,7 @@ impl Pipeline {
         let mut stored: HashMap<&'static str, u64> = HashMap::new();
         let mut not_stored = 0u64;
         let mut held = HeldRows::new();
+        let mut scratch = SplitScratch::default();
         for ((spans, reason), id) in emitted.traces.iter().zip(&emitted.ids) {
             reasons[match reason {
                 Emission::Complete => 0,
@@ -449,7 +450,7 @@ impl Pipeline {
                 Emission::Drained => 3,
             }] += 1;
             let mut verdict = TraceVerdict::default();
-            self.splitter.each_held_request(spans, |row, attrs| {
+            self.splitter.each_held_request(spans, &mut scratch, |row, attrs| {
                 *sources.entry(row.split_source).or_default() += 1;
                 sli.observe(row);
                 pods.observe(row);

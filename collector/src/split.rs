@@ -89,6 +89,41 @@ impl<'a> SpanRef<'a> {
         h.attributes(&mut attributes);
         SpanRef { resource: h.resource(), v: h.view(), attributes, links: h.link_span_ids().collect() }
     }
+
+    /// Becomes `h`'s view, keeping its lists' buffers.
+    fn refill(&mut self, h: &'a HeldSpan) {
+        self.resource = h.resource();
+        self.v = h.view();
+        self.attributes.clear();
+        h.attributes(&mut self.attributes);
+        self.links.clear();
+        self.links.extend(h.link_span_ids());
+    }
+}
+
+/// What splitting keeps from one trace to the next: the spans' views, with their attribute
+/// lists, and the index lists of [`Splitter::rows_for`]. The ingest path splits traces of
+/// one or two spans by the thousand a step, and the six or seven small allocations each
+/// trace made without it were a fifth of what splitting it cost (`split_cost`).
+#[derive(Default)]
+pub(crate) struct SplitScratch<'a> {
+    /// The current trace's views in `[..n]`; those beyond keep their buffers for later.
+    refs: Vec<SpanRef<'a>>,
+    /// The current request span's attributes that are not columns.
+    kept: Vec<(&'a str, &'a str)>,
+    lists: Lists,
+    /// The last request span's resource and the keys a row reads from it: the spans of an
+    /// export mostly share one resource, and its ~10 attributes were scanned for each row.
+    resource: Option<(&'a Resource, Found<'a>)>,
+}
+
+/// Span indexes [`Splitter::rows_for`] lists, cleared for each trace.
+#[derive(Default)]
+struct Lists {
+    inference: Vec<usize>,
+    tops: Vec<usize>,
+    roots: Vec<usize>,
+    shared: Vec<bool>,
 }
 
 fn is_inference(s: &SpanRef) -> bool {
@@ -246,28 +281,27 @@ impl Splitter {
     #[cfg(test)]
     pub(crate) fn requests(&self, spans: &[TraceSpan]) -> Vec<RequestRow> {
         let refs: Vec<SpanRef> = spans.iter().map(SpanRef::of_record).collect();
-        let mut hex = [0u8; 32];
-        self.rows_for(&refs, &mut hex)
-            .into_iter()
-            .map(|(t, row, scan)| {
-                let attributes = spans[t]
-                    .span
-                    .attributes
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, a)| !self.in_columns(&row, &scan, *i, &a.key, &a.value))
-                    .map(|(_, a)| a.clone())
-                    .collect();
-                RequestRow { attributes, ..row.to_row() }
-            })
-            .collect()
+        let mut rows = Vec::new();
+        let _ = self.rows_for(&refs, &mut Lists::default(), &mut None, |t, row, scan| {
+            let attributes = spans[t]
+                .span
+                .attributes
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| !self.in_columns(row, scan, *i, &a.key, &a.value))
+                .map(|(_, a)| a.clone())
+                .collect();
+            rows.push(RequestRow { attributes, ..row.to_row() });
+            Ok::<_, std::convert::Infallible>(())
+        });
+        rows
     }
 
     /// The request rows of one assembled trace, its spans read in place where they are
     /// held (the ingest path).
     pub(crate) fn held_requests(&self, spans: &[HeldSpan]) -> Vec<RequestRow> {
         let mut rows = Vec::new();
-        let _ = self.each_held_request(spans, |row, attrs| {
+        let _ = self.each_held_request(spans, &mut SplitScratch::default(), |row, attrs| {
             let attributes = attrs.iter().map(|(k, v)| Attr { key: k.to_string(), value: v.to_string() }).collect();
             rows.push(RequestRow { attributes, ..row.to_row() });
             Ok::<_, std::convert::Infallible>(())
@@ -277,22 +311,28 @@ impl Splitter {
 
     /// Calls `f` with each request row of a held trace and the request span's attributes
     /// that are not already columns, both read in place: the ingest path appends them to
-    /// Arrow builders without owning a copy of any string.
-    pub(crate) fn each_held_request<E>(
+    /// Arrow builders without owning a copy of any string. `scratch` is reused from trace
+    /// to trace.
+    pub(crate) fn each_held_request<'a, E>(
         &self,
-        spans: &[HeldSpan],
+        spans: &'a [HeldSpan],
+        scratch: &mut SplitScratch<'a>,
         mut f: impl FnMut(&RequestRef, &[(&str, &str)]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let refs: Vec<SpanRef> = spans.iter().map(SpanRef::of_held).collect();
-        let mut hex = [0u8; 32];
-        let mut kept = Vec::with_capacity(24);
-        for (t, row, scan) in self.rows_for(&refs, &mut hex) {
+        let SplitScratch { refs, kept, lists, resource } = scratch;
+        for (i, h) in spans.iter().enumerate() {
+            match refs.get_mut(i) {
+                Some(r) => r.refill(h),
+                None => refs.push(SpanRef::of_held(h)),
+            }
+        }
+        let refs = &refs[..spans.len()];
+        self.rows_for(refs, lists, resource, |t, row, scan| {
             kept.clear();
             let attributes = refs[t].attributes.iter().copied().enumerate();
-            kept.extend(attributes.filter(|&(i, (k, v))| !self.in_columns(&row, &scan, i, k, v)).map(|(_, a)| a));
-            f(&row, &kept)?;
-        }
-        Ok(())
+            kept.extend(attributes.filter(|&(i, (k, v))| !self.in_columns(row, scan, i, k, v)).map(|(_, a)| a));
+            f(row, kept)
+        })
     }
 
     /// Whether the request span's attribute `key = value` is already in one of `row`'s
@@ -312,32 +352,39 @@ impl Splitter {
         }
     }
 
-    /// The rows, each with the index of its request span and that span's scan; `hex` holds
-    /// the trace id's text.
-    fn rows_for<'r>(
+    /// Calls `f` with each row, the index of its request span and that span's scan;
+    /// `resource` keeps the last resource's keys.
+    fn rows_for<'a, E>(
         &self,
-        spans: &'r [SpanRef<'r>],
-        hex: &'r mut [u8; 32],
-    ) -> Vec<(usize, RequestRef<'r>, SpanScan<'r>)> {
+        spans: &[SpanRef<'a>],
+        lists: &mut Lists,
+        resource: &mut Option<(&'a Resource, Found<'a>)>,
+        mut f: impl FnMut(usize, &RequestRef, &SpanScan) -> Result<(), E>,
+    ) -> Result<(), E> {
         if spans.is_empty() {
-            return Vec::new();
+            return Ok(());
         }
-        let trace_id = slo_store::encoded::hex_into(spans[0].v.trace_id, hex);
+        let mut hex = [0u8; 32];
+        let trace_id = slo_store::encoded::hex_into(spans[0].v.trace_id, &mut hex);
         let trace = Trace::new(spans);
+        let Lists { inference, tops, roots, shared } = lists;
         // A caller's own instrumentation (an OpenAI SDK, a load generator) adds CLIENT spans
         // with `gen_ai.*` attributes above the serving system's spans. The request is what the
         // servers did: client-side gen_ai spans count only when no server-side one exists.
-        let mut inference: Vec<usize> = (0..spans.len()).filter(|&i| is_inference(&spans[i])).collect();
+        inference.clear();
+        inference.extend((0..spans.len()).filter(|&i| is_inference(&spans[i])));
         if inference.iter().any(|&i| !is_outbound(&spans[i])) {
             inference.retain(|&i| !is_outbound(&spans[i]));
         }
-        let tops: Vec<usize> = if inference.is_empty() {
-            (0..spans.len()).filter(|&i| trace.parent(i).is_none()).collect()
+        tops.clear();
+        if inference.is_empty() {
+            tops.extend((0..spans.len()).filter(|&i| trace.parent(i).is_none()));
         } else if inference.len() == 1 {
-            inference
+            tops.push(inference[0]);
         } else {
-            inference.iter().copied().filter(|&i| !trace.ancestors(i).iter().any(|a| inference.contains(a))).collect()
-        };
+            let outermost = |&i: &usize| !trace.ancestors(i).iter().any(|a| inference.contains(a));
+            tops.extend(inference.iter().copied().filter(outermost));
+        }
         // The envelope of a top span: its topmost ancestor within the serving system (the
         // climb stops below a caller's CLIENT span), when no other top shares it.
         let root_of = |i: usize| {
@@ -346,24 +393,29 @@ impl Splitter {
             }
             trace.ancestors(i).into_iter().take_while(|&a| !is_outbound(&spans[a])).last().unwrap_or(i)
         };
-        let roots: Vec<usize> = tops.iter().map(|&t| root_of(t)).collect();
-        let shared: Vec<bool> = if roots.len() <= SMALL_TRACE {
-            roots.iter().map(|r| roots.iter().filter(|&x| x == r).count() > 1).collect()
+        roots.clear();
+        roots.extend(tops.iter().map(|&t| root_of(t)));
+        shared.clear();
+        if roots.len() <= SMALL_TRACE {
+            shared.extend(roots.iter().map(|r| roots.iter().filter(|&x| x == r).count() > 1));
         } else {
             let mut per_root: HashMap<usize, usize> = HashMap::new();
-            for &r in &roots {
+            for &r in roots.iter() {
                 *per_root.entry(r).or_default() += 1;
             }
-            roots.iter().map(|r| per_root[r] > 1).collect()
-        };
-        tops.iter()
-            .zip(roots.iter().zip(shared))
-            .map(|(&t, (&r, shared))| {
-                let e = if shared { t } else { r };
-                let scan = SpanScan::of(&spans[t].attributes, &self.latency);
-                (t, self.row(&trace, t, e, trace_id, &scan), scan)
-            })
-            .collect()
+            shared.extend(roots.iter().map(|r| per_root[r] > 1));
+        }
+        for ((&t, &r), &shared) in tops.iter().zip(roots.iter()).zip(shared.iter()) {
+            let e = if shared { t } else { r };
+            let scan = SpanScan::of(&spans[t].attributes, &self.latency);
+            let r = spans[t].resource;
+            let res = match resource {
+                Some((last, found)) if std::ptr::eq(*last, r) => *found,
+                _ => resource.insert((r, Found::of(r.attrs.iter().map(|a| (a.key.as_str(), a.value.as_str()))))).1,
+            };
+            f(t, &self.row(&trace, t, e, trace_id, &scan, &res), &scan)?;
+        }
+        Ok(())
     }
 
     fn attribute_split(&self, t: &SpanRef, scan: &SpanScan) -> Option<Split> {
@@ -428,6 +480,7 @@ impl Splitter {
         e: usize,
         trace_id: &'r str,
         scan: &SpanScan<'r>,
+        res: &Found<'r>,
     ) -> RequestRef<'r> {
         let ts = &trace.spans[t];
         let env = &trace.spans[e];
@@ -440,7 +493,6 @@ impl Splitter {
         let queue = split.queue.min(duration);
         let compute = split.compute.min(duration - queue);
         let resource: &'r Resource = ts.resource;
-        let res = Found::of(resource.attrs.iter().map(|a| (a.key.as_str(), a.value.as_str())));
         let span = &scan.found;
         // The resource's value, else the span's; an empty one is none.
         let get = |s: usize| res.get(s).or_else(|| span.get(s)).filter(|v| !v.is_empty());

@@ -81,7 +81,7 @@ impl LatencyNames {
 }
 
 /// The keys a row reads, found in one pass over some attributes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Found<'a> {
     values: [Option<&'a str>; SLOTS],
 }
