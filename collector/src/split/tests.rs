@@ -241,6 +241,48 @@ fn two_llm_calls_in_one_trace_are_two_requests() {
     assert_eq!(rows.iter().map(|r| r.duration_ms).sum::<f64>(), 350.0);
 }
 
+/// One scratch for many traces (the ingest path) gives each trace the rows a scratch of
+/// its own would: the kept buffers and the last resource's keys carry nothing over, as
+/// traces of two resources and of different sizes alternate.
+#[test]
+fn a_scratch_kept_across_traces_and_resources_changes_no_row() {
+    let resources = ["llama", "mistral"].map(|service| {
+        let r = res(service);
+        let spans = (0..4u8).map(|i| {
+            let mut s =
+                span(1, None, "llm_request", 2, 0, 100 + u64::from(i), &[("gen_ai.latency.time_in_queue", "0.01")]);
+            s.trace_id[0] = i;
+            s.trace_id[1] = service.len() as u8;
+            s
+        });
+        slo_store::ResourceSpans { service: r.service.clone(), resource: r.attrs.clone(), spans: spans.collect() }
+    });
+    let batch = slo_store::SpanBatch { resources: resources.to_vec(), ..Default::default() };
+    let held = crate::assemble::hold_record(&prost::Message::encode_to_vec(&batch)).unwrap();
+    let mut held: Vec<HeldSpan> = held.into_iter().map(|(_, h)| h).collect();
+    // Alternate the two resources, and make one trace of two spans.
+    let mistral = held.split_off(4);
+    let mut traces: Vec<Vec<HeldSpan>> = held.into_iter().zip(mistral).flat_map(|(a, b)| [vec![a], vec![b]]).collect();
+    let second = traces.remove(3).pop().unwrap();
+    traces[2].push(second);
+    let split = splitter();
+    let mut scratch = SplitScratch::default();
+    for t in &traces {
+        let mut rows = Vec::new();
+        split
+            .each_held_request(t, &mut scratch, |row, attrs| {
+                let attributes = attrs.iter().map(|(k, v)| Attr::new(*k, *v)).collect();
+                rows.push(RequestRow { attributes, ..row.to_row() });
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .unwrap();
+        assert_eq!(rows, split.held_requests(t), "the same rows as with a scratch of its own");
+        for r in &rows {
+            assert_eq!(r.pod.as_deref(), Some(format!("{}-pod", r.service).as_str()), "the pod of its own resource");
+        }
+    }
+}
+
 #[test]
 fn bad_pattern_is_named() {
     let cfg = SplitConfig { queue_span_patterns: vec!["(".into()], ..Default::default() };
