@@ -85,9 +85,10 @@ impl<'a> SpanRef<'a> {
     }
 
     fn of_held(h: &'a HeldSpan) -> Self {
-        let mut attributes = Vec::with_capacity(24);
-        h.attributes(&mut attributes);
-        SpanRef { resource: h.resource(), v: h.view(), attributes, links: h.link_span_ids().collect() }
+        let (attributes, links) = (Vec::with_capacity(24), Vec::new());
+        let mut r = SpanRef { resource: h.resource(), v: h.view(), attributes, links };
+        r.refill(h);
+        r
     }
 
     /// Becomes `h`'s view, keeping its lists' buffers.
