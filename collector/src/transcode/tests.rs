@@ -191,6 +191,64 @@ fn generated_exports_transcode_as_they_convert() {
     }
 }
 
+/// Keys are judged once an export and looked up where the last span had them next: keys
+/// in a new order each span, keys repeated, more keys than are remembered (64), and keys
+/// that redaction drops or hashes must give the struct path's record all the same.
+#[test]
+fn keys_in_any_order_and_past_those_remembered_transcode_as_they_convert() {
+    let keys: Vec<String> = (0..80)
+        .map(|i| match i % 4 {
+            0 => format!("gen_ai.prompt.{i}.content"),
+            1 => format!("gen_ai.latency.k{i}"),
+            2 => format!("k{i}"),
+            _ => format!("gen_ai.latency.k{}", i - 2),
+        })
+        .collect();
+    let mut g = Gen(0x0bad_5eed_0000_0064);
+    let span = |g: &mut Gen, n: usize| {
+        let mut span = g.span();
+        span.attributes = (0..n)
+            .map(|_| g.below(keys.len() as u64) as usize)
+            .map(|k| kv(&keys[k], Some(Value::IntValue(k as i64))))
+            .collect();
+        span
+    };
+    for c in converters() {
+        for n in [3, 18, 70] {
+            // Spans with the same keys in the same order, then in a new order each.
+            let first = span(&mut g, n);
+            let mut spans = vec![first.clone(), first.clone(), first];
+            spans.extend((0..4).map(|_| span(&mut g, n)));
+            let req = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                    ..Default::default()
+                }],
+            };
+            same(&c, &req);
+        }
+    }
+}
+
+/// A key given twice is read as prost reads it, the last one kept, and each must be UTF-8:
+/// the transcoder checks a key's text only when it is not one it has judged already.
+#[test]
+fn a_key_given_twice_must_be_text_both_times() {
+    let attr =
+        |first: &[u8]| [msg(1, first), msg(1, b"k"), msg(2, &AnyValue { value: s("v") }.encode_to_vec())].concat();
+    let export = |attr: Vec<u8>| msg(1, &msg(2, &msg(2, &[minimal_span(), msg(9, &attr)].concat())));
+    let good = export(attr(b"k"));
+    let req = ExportTraceServiceRequest::decode(good.as_slice()).unwrap();
+    assert_eq!(req.resource_spans[0].scope_spans[0].spans[0].attributes[0].key, "k");
+    for c in converters() {
+        assert_eq!(c.transcode(&good).unwrap().record, c.convert(req.clone()).0.encode_to_vec());
+    }
+    let bad = export(attr(b"\xffk"));
+    assert!(ExportTraceServiceRequest::decode(bad.as_slice()).is_err(), "prost took it");
+    let err = converters()[0].transcode(&bad).expect_err("transcoded a key that is not UTF-8");
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+}
+
 #[test]
 fn the_load_generators_export_transcodes_as_it_converts() {
     let mut g = Gen(42);
@@ -379,4 +437,90 @@ fn a_value_given_twice_is_merged_as_prost_merges_it() {
     assert!(ExportTraceServiceRequest::decode(bad_first.as_slice()).is_err(), "prost took it");
     let err = converters()[0].transcode(&bad_first).expect_err("transcoded a malformed first value");
     assert!(err.to_string().contains("invalid"), "{err}");
+}
+
+/// What transcoding costs a span of an export as `otlp_load` sends it (200 vLLM-like spans
+/// of one resource, 18 attributes each: strings, ints, doubles), default redaction. Median
+/// of 25 rounds of 20 exports. For BENCHMARKS.md ("Attribute keys looked up where the
+/// last span had them"):
+/// `cargo test --release --workspace --lib -- --ignored --nocapture transcode_cost`
+#[test]
+#[ignore]
+fn transcode_cost() {
+    let d = |v: f64| Some(Value::DoubleValue(v));
+    let i = |v: i64| Some(Value::IntValue(v));
+    let span = |n: u32| Span {
+        trace_id: [n.to_be_bytes(), [7; 4], [9; 4], [3; 4]].concat(),
+        span_id: [n.to_le_bytes(), [5; 4]].concat(),
+        name: "llm_request".into(),
+        kind: 2,
+        start_time_unix_nano: 1_764_000_000_000_000_000 + u64::from(n) * 1_000,
+        end_time_unix_nano: 1_764_000_002_912_100_000 + u64::from(n) * 1_000,
+        attributes: vec![
+            kv("gen_ai.operation.name", s("chat")),
+            kv("gen_ai.system", s("vllm")),
+            kv("gen_ai.request.model", s("meta-llama/Llama-3.1-70B-Instruct")),
+            kv("gen_ai.response.model", s("meta-llama/Llama-3.1-70B-Instruct")),
+            kv("gen_ai.request.id", s("chatcmpl-5f1d3c0b9a8e4f7d")),
+            kv("gen_ai.request.max_tokens", i(512)),
+            kv("gen_ai.request.temperature", d(0.7)),
+            kv("gen_ai.request.top_p", d(0.95)),
+            kv("gen_ai.usage.prompt_tokens", i(1834 + i64::from(n % 97))),
+            kv("gen_ai.usage.completion_tokens", i(211 + i64::from(n % 31))),
+            kv("gen_ai.latency.time_in_queue", d(0.0412 + f64::from(n) * 1e-6)),
+            kv("gen_ai.latency.time_to_first_token", d(0.1873 + f64::from(n) * 1e-6)),
+            kv("gen_ai.latency.e2e", d(2.9121 + f64::from(n) * 1e-6)),
+            kv("gen_ai.latency.time_in_model_prefill", d(0.1441 + f64::from(n) * 1e-6)),
+            kv("gen_ai.latency.time_in_model_decode", d(2.7208 + f64::from(n) * 1e-6)),
+            kv("gen_ai.latency.time_in_model_inference", d(2.8649 + f64::from(n) * 1e-6)),
+            kv("http.route", s("/v1/chat/completions")),
+            kv("server.port", i(8000)),
+        ],
+        status: Some(Status { code: 1, ..Default::default() }),
+        ..Default::default()
+    };
+    let resource = Resource {
+        attributes: [
+            ("service.name", "vllm-llama-70b"),
+            ("telemetry.sdk.language", "python"),
+            ("telemetry.sdk.name", "opentelemetry"),
+            ("telemetry.sdk.version", "1.27.0"),
+            ("k8s.namespace.name", "inference"),
+            ("k8s.pod.name", "llama-70b-7d9c6b5f4-x2x9q"),
+            ("k8s.node.name", "gpu-h100-3"),
+        ]
+        .iter()
+        .map(|(k, v)| kv(k, s(v)))
+        .collect(),
+        ..Default::default()
+    };
+    let exports: Vec<Vec<u8>> = (0..20u32)
+        .map(|e| {
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(resource.clone()),
+                    scope_spans: vec![ScopeSpans {
+                        spans: (0..200).map(|n| span(e * 200 + n)).collect(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }
+            .encode_to_vec()
+        })
+        .collect();
+    let c = Converter::new(Redactor::new(&RedactionConfig::default()), 3);
+    let mut per_span = Vec::new();
+    let mut check = 0usize;
+    for _ in 0..25 {
+        let t0 = std::time::Instant::now();
+        for x in &exports {
+            let t = c.transcode_with(x, |_, _, a| check += a.len()).unwrap();
+            check += t.record.len();
+        }
+        per_span.push(t0.elapsed().as_nanos() as f64 / 4_000.0);
+    }
+    per_span.sort_by(f64::total_cmp);
+    assert!(check > 25 * 4_000 * 18, "attributes went missing");
+    println!("transcode_cost: {:.0} ns a span (median of 25 rounds; min {:.0})", per_span[12], per_span[0]);
 }
